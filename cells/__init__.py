@@ -1,0 +1,32 @@
+"""cells: the search space of recurrent cells.
+
+Graph model, op set, library of known cells, canonical hashing, mutation, random cells,
+compilation to PyTorch layers, rendering and NAS-Bench-NLP import. Imports no Ray,
+Optuna, SQL or MLflow.
+
+Example:
+    >>> import torch
+    >>> from cells import build_layer, library
+    >>> layer = build_layer(library.get("lstm"), input_size=8, hidden_size=16)
+    >>> out, (h, c) = layer(torch.randn(5, 3, 8))
+    >>> tuple(out.shape), tuple(h.shape)
+    ((5, 3, 16), (1, 3, 16))
+"""
+
+from cells import _library as library
+from cells._graph import CellGraph, CellGraphError, Node
+from cells._hash import canonical_form, canonical_hash
+from cells._ops import OPS, OpSpec
+from cells._reference import ReferenceLayer
+
+__all__ = [
+    "OPS",
+    "CellGraph",
+    "CellGraphError",
+    "Node",
+    "OpSpec",
+    "ReferenceLayer",
+    "canonical_form",
+    "canonical_hash",
+    "library",
+]

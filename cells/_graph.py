@@ -1,0 +1,245 @@
+"""The cell graph model: named nodes with an op, ordered inputs and attributes.
+
+A cell maps ``(x, h_prev_0, ..., h_prev_{k-1})`` to ``(h_new_0, ..., h_new_{k-1})``; state 0
+is the layer's output. The JSON format is documented in ``docs/cell-format.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cells._ops import MAX_STATES, OPS
+
+INPUT_X = "x"
+
+
+class CellGraphError(ValueError):
+    """A cell graph is malformed; the message names the node and the reason."""
+
+
+def state_input(i: int) -> str:
+    """Name of the i-th previous state, e.g. ``h_prev_0``."""
+    return f"h_prev_{i}"
+
+
+def state_output(i: int) -> str:
+    """Name of the i-th new state, e.g. ``h_new_0``."""
+    return f"h_new_{i}"
+
+
+class Node(BaseModel):
+    """One computation: ``op`` applied to ``inputs`` (node or input names), with ``attrs``.
+
+    ``tag`` is a free-form role label such as ``forget_gate``; it does not change what the
+    cell computes and is not part of the canonical hash. Workers use ``forget_gate`` to
+    apply the forget-bias hyperparameter.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    op: str
+    inputs: tuple[str, ...]
+    attrs: dict[str, float] = Field(default_factory=dict)
+    tag: str | None = None
+
+
+class CellGraph(BaseModel):
+    """A recurrent cell as a computation graph.
+
+    Validation refuses cycles, unknown ops, wrong arity, undefined inputs, missing outputs
+    and attributes out of range, naming the node and the reason. Nodes that reach no
+    output are pruned.
+
+    Example:
+        >>> g = CellGraph.model_validate({
+        ...     "name": "tanh", "num_states": 1,
+        ...     "nodes": [
+        ...         {"name": "a", "op": "linear", "inputs": ["x", "h_prev_0"]},
+        ...         {"name": "h", "op": "tanh", "inputs": ["a"]},
+        ...     ],
+        ...     "outputs": ["h"],
+        ... })
+        >>> [n.name for n in g.nodes]
+        ['a', 'h']
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "cell"
+    description: str = ""
+    num_states: int = Field(ge=1, le=MAX_STATES)
+    nodes: tuple[Node, ...]
+    outputs: tuple[str, ...]
+    """``outputs[i]`` is the node (or input) whose value becomes ``h_new_i``."""
+
+    @field_validator("nodes")
+    @classmethod
+    def _names_unique(cls, nodes: tuple[Node, ...]) -> tuple[Node, ...]:
+        seen: set[str] = set()
+        for node in nodes:
+            if node.name in seen:
+                raise CellGraphError(f"node {node.name!r}: name used twice")
+            if node.name == INPUT_X or node.name.startswith("h_prev_"):
+                raise CellGraphError(f"node {node.name!r}: name is reserved for an input")
+            seen.add(node.name)
+        return nodes
+
+    @model_validator(mode="after")
+    def _check_and_prune(self) -> CellGraph:
+        inputs = self.input_names
+        by_name = {n.name: n for n in self.nodes}
+        for node in self.nodes:
+            _check_node(node, inputs, by_name)
+        if len(self.outputs) != self.num_states:
+            raise CellGraphError(
+                f"outputs: expected {self.num_states} (one per state, h_new_0..h_new_"
+                f"{self.num_states - 1}), got {len(self.outputs)}"
+            )
+        for i, out in enumerate(self.outputs):
+            if out not in by_name and out not in inputs:
+                raise CellGraphError(f"output {state_output(i)}: refers to undefined node {out!r}")
+        order = _topological_order(self.nodes, inputs)
+        live = _reachable(self.outputs, by_name)
+        pruned = tuple(by_name[name] for name in order if name in live)
+        object.__setattr__(self, "nodes", pruned)
+        return self
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """``("x", "h_prev_0", ...)``."""
+        return (INPUT_X, *(state_input(i) for i in range(self.num_states)))
+
+    @cached_property
+    def node_map(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
+    @property
+    def requires_input_equals_hidden(self) -> bool:
+        """True when ``x`` feeds a node other than ``linear`` (or is an output itself).
+
+        Such a cell only works when input size equals hidden size.
+        """
+        if INPUT_X in self.outputs:
+            return True
+        return any(n.op != "linear" and INPUT_X in n.inputs for n in self.nodes)
+
+    def op_counts(self) -> dict[str, int]:
+        """How many nodes use each op, e.g. ``{"linear": 4, "sigmoid": 3, ...}``."""
+        counts: dict[str, int] = {}
+        for n in self.nodes:
+            counts[n.op] = counts.get(n.op, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def __iter__(self) -> Iterator[Node]:  # type: ignore[override]
+        return iter(self.nodes)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return self.model_dump_json(indent=indent, exclude_defaults=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> CellGraph:
+        """Parse JSON text; malformed JSON and invalid graphs raise :class:`CellGraphError`."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CellGraphError(f"malformed JSON: {exc}") from exc
+        return cls.parse(data)
+
+    @classmethod
+    def parse(cls, data: Any) -> CellGraph:
+        """Validate a mapping, turning pydantic's errors into one :class:`CellGraphError`."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise CellGraphError(_format_validation_error(exc)) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> CellGraph:
+        """Read a cell graph from a JSON file."""
+        try:
+            return cls.from_json(Path(path).read_text())
+        except CellGraphError as exc:
+            raise CellGraphError(f"{path}: {exc}") from None
+
+    def with_name(self, name: str) -> CellGraph:
+        return self.model_copy(update={"name": name})
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def _check_node(node: Node, inputs: tuple[str, ...], by_name: dict[str, Node]) -> None:
+    spec = OPS.get(node.op)
+    if spec is None:
+        raise CellGraphError(f"node {node.name!r}: unknown op {node.op!r} (known: {', '.join(OPS)})")
+    n = len(node.inputs)
+    if n < spec.min_arity or (spec.max_arity is not None and n > spec.max_arity):
+        want = (
+            f"exactly {spec.min_arity}"
+            if spec.max_arity == spec.min_arity
+            else f"at least {spec.min_arity}"
+            if spec.max_arity is None
+            else f"{spec.min_arity} to {spec.max_arity}"
+        )
+        raise CellGraphError(f"node {node.name!r}: op {node.op!r} takes {want} inputs, got {n}")
+    for name in node.inputs:
+        if name not in by_name and name not in inputs:
+            raise CellGraphError(f"node {node.name!r}: input {name!r} is not defined")
+    if node.op == "linear" and len(set(node.inputs)) != n:
+        raise CellGraphError(f"node {node.name!r}: linear reads the same input twice")
+    for key, value in node.attrs.items():
+        attr = spec.attrs.get(key)
+        if attr is None:
+            raise CellGraphError(f"node {node.name!r}: op {node.op!r} has no attribute {key!r}")
+        if not (attr.low <= value <= attr.high):
+            raise CellGraphError(
+                f"node {node.name!r}: attribute {key}={value} out of range [{attr.low}, {attr.high}]"
+            )
+
+
+def _topological_order(nodes: tuple[Node, ...], inputs: tuple[str, ...]) -> list[str]:
+    """Node names in dependency order (stable: keeps file order where free); refuses cycles."""
+    by_name = {n.name: n for n in nodes}
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    order: list[str] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in inputs or state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = path[path.index(name) :] + [name]
+            raise CellGraphError(f"node {name!r}: cycle {' -> '.join(cycle)}")
+        state[name] = 1
+        for child in by_name[name].inputs:
+            visit(child, path + [name])
+        state[name] = 2
+        order.append(name)
+
+    for node in nodes:
+        visit(node.name, [])
+    return order
+
+
+def _reachable(outputs: tuple[str, ...], by_name: dict[str, Node]) -> set[str]:
+    live: set[str] = set()
+    stack = [o for o in outputs if o in by_name]
+    while stack:
+        name = stack.pop()
+        if name in live:
+            continue
+        live.add(name)
+        stack.extend(i for i in by_name[name].inputs if i in by_name)
+    return live

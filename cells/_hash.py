@@ -1,0 +1,104 @@
+"""Canonical form and hash: equal for graphs that differ only in node names, node order or
+the operand order of commutative ops, different otherwise."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from cells._graph import CellGraph
+from cells._ops import OPS
+
+_REFINE_ROUNDS = 3
+
+
+def _h(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _attrs(graph: CellGraph, name: str) -> dict[str, float]:
+    node = graph.node_map[name]
+    spec = OPS[node.op]
+    # Attributes equal to their default are dropped so {"alpha": 1.0} and {} agree.
+    return {k: v for k, v in sorted(node.attrs.items()) if spec.attrs[k].default != v}
+
+
+def _labels(graph: CellGraph) -> dict[str, str]:
+    """Structural labels: a Merkle hash bottom-up, then refined by how each node is used.
+
+    The bottom-up hash alone cannot tell one shared node from two identical ones (the
+    i, f and o gates of an LSTM are all ``sigmoid(linear(x, h))``), so labels are
+    refined with the multiset of (parent label, operand position) around each node.
+    """
+    label: dict[str, str] = {name: name for name in graph.input_names}
+    for node in graph.nodes:  # nodes are in topological order
+        spec = OPS[node.op]
+        kids = [label[i] for i in node.inputs]
+        if spec.commutative:
+            kids.sort()
+        label[node.name] = _h(node.op, _attrs(graph, node.name), kids)
+    for i, out in enumerate(graph.outputs):
+        label[out] = _h(label[out], "out", i)
+
+    for _ in range(_REFINE_ROUNDS):
+        uses: dict[str, list[tuple[str, int]]] = {n: [] for n in label}
+        for node in graph.nodes:
+            commutative = OPS[node.op].commutative
+            for pos, child in enumerate(node.inputs):
+                uses[child].append((label[node.name], -1 if commutative else pos))
+        label = {name: _h(label[name], sorted(uses[name])) for name in label}
+        # Re-propagate bottom-up so parents see their children's refined labels.
+        for node in graph.nodes:
+            kids = [label[i] for i in node.inputs]
+            if OPS[node.op].commutative:
+                kids.sort()
+            label[node.name] = _h(label[node.name], kids)
+    return label
+
+
+def canonical_form(graph: CellGraph) -> str:
+    """A name-free serialization of the graph; two graphs share it iff they are the same cell.
+
+    Nodes are numbered in the order a depth-first walk from the outputs first meets them,
+    visiting commutative operands in label order.
+
+    Example:
+        >>> from cells import library
+        >>> canonical_form(library.get("tanh"))
+        '1=tanh(0);0=linear(h_prev_0,x);out=1'
+    """
+    label = _labels(graph)
+    ids: dict[str, str] = {name: name for name in graph.input_names}
+    lines: list[str] = []
+
+    def visit(name: str) -> str:
+        if name in ids:
+            return ids[name]
+        node = graph.node_map[name]
+        inputs = list(node.inputs)
+        if OPS[node.op].commutative:
+            inputs.sort(key=lambda i: label[i])
+        ids[name] = "?"  # placeholder; the graph is acyclic
+        kid_ids = [visit(i) for i in inputs]
+        if OPS[node.op].commutative:
+            kid_ids_sorted = sorted(zip((label[i] for i in inputs), kid_ids))
+            kid_ids = [k for _, k in kid_ids_sorted]
+        ids[name] = str(len(lines))
+        attrs = _attrs(graph, name)
+        attr_text = "".join(f"[{k}={v:g}]" for k, v in attrs.items())
+        lines.append(f"{ids[name]}={node.op}{attr_text}({','.join(kid_ids)})")
+        return ids[name]
+
+    outs = [visit(o) for o in graph.outputs]
+    return ";".join(reversed(lines)) + ";out=" + ",".join(outs)
+
+
+def canonical_hash(graph: CellGraph) -> str:
+    """The key by which the search never trains the same cell twice (hex, 16 characters).
+
+    Example:
+        >>> from cells import library
+        >>> canonical_hash(library.get("lstm")) != canonical_hash(library.get("gru"))
+        True
+    """
+    return hashlib.sha256(canonical_form(graph).encode()).hexdigest()[:16]
