@@ -14,10 +14,14 @@ Example:
 """
 
 from cells import _library as library
+from cells._compile import build_layer
 from cells._graph import CellGraph, CellGraphError, Node
 from cells._hash import canonical_form, canonical_hash
+from cells._mutation import mutate, random_cell
+from cells._nasbench import from_nasbench_recipe, to_nasbench_recipe
 from cells._ops import OPS, OpSpec
 from cells._reference import ReferenceLayer
+from cells._render import to_dot, to_equations
 
 __all__ = [
     "OPS",
@@ -26,7 +30,14 @@ __all__ = [
     "Node",
     "OpSpec",
     "ReferenceLayer",
+    "build_layer",
     "canonical_form",
     "canonical_hash",
+    "from_nasbench_recipe",
     "library",
+    "mutate",
+    "random_cell",
+    "to_dot",
+    "to_equations",
+    "to_nasbench_recipe",
 ]

@@ -1,0 +1,1 @@
+"""dashboards: MLflow tracking, results queries, reports and plots."""

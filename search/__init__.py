@@ -1,0 +1,1 @@
+"""search: job specs, strategies, the driver loop (Ray + Optuna), the results database and the CLI."""
