@@ -1,7 +1,176 @@
-"""``cellsearch cells ...`` commands (being built)."""
+"""``cellsearch cells ...``: list, show and import cell graphs.
+
+Errors print one line to stderr and exit with code 1 (bad file or cell) or 2 (bad usage).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from enum import Enum
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from cells import _library as library
+from cells._graph import INPUT_X, CellGraph, CellGraphError
+from cells._hash import canonical_hash
+from cells._nasbench import load_nasbench_recipes, write_atomic
+from cells._render import to_dot, to_equations, to_markdown
 
 cells_app = typer.Typer(help="Browse, render and import cell graphs.", no_args_is_help=True)
+
+LIST_HIDDEN_SIZE = 128
+"""The hidden (and input) size at which ``cells list`` counts parameters."""
+
+IMPORT_FORMATS = ("nasbench-nlp",)
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class ShowFormat(str, Enum):
+    text = "text"
+    latex = "latex"
+    markdown = "markdown"
+    dot = "dot"
+    json = "json"
+
+
+def parameter_count(graph: CellGraph, input_size: int, hidden_size: int) -> int:
+    """Parameters of one layer of the cell: a weight per ``linear`` input, a bias per ``linear``,
+    a vector per ``diag``.
+
+    Example:
+        >>> from cells import library
+        >>> parameter_count(library.get("lstm"), 128, 128)  # 4 * (2 * 128 * 128 + 128)
+        131584
+    """
+    total = 0
+    for node in graph.nodes:
+        if node.op == "linear":
+            fan_in = sum(input_size if src == INPUT_X else hidden_size for src in node.inputs)
+            total += hidden_size * fan_in + hidden_size
+        elif node.op == "diag":
+            total += hidden_size
+    return total
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@cells_app.command("list")
+def list_cells(
+    format: ListFormat = typer.Option(ListFormat.table, "--format", "-f", help="table or json."),
+) -> None:
+    """List the library cells."""
+    graphs = [library.get(name) for name in library.names()]
+    if format == ListFormat.json:
+        rows = [
+            {
+                "name": g.name,
+                "num_states": g.num_states,
+                "num_nodes": len(g.nodes),
+                "num_linear": g.op_counts().get("linear", 0),
+                f"params_h{LIST_HIDDEN_SIZE}": parameter_count(g, LIST_HIDDEN_SIZE, LIST_HIDDEN_SIZE),
+                "input_equals_hidden": g.requires_input_equals_hidden,
+                "description": g.description,
+                "hash": canonical_hash(g),
+            }
+            for g in graphs
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Library cells")
+    for column in ("name", "states", "nodes", "linear", f"params@{LIST_HIDDEN_SIZE}", "description"):
+        table.add_column(
+            column, justify="left" if column in ("name", "description") else "right", no_wrap=column != "description"
+        )
+    for g in graphs:
+        table.add_row(
+            g.name,
+            str(g.num_states),
+            str(len(g.nodes)),
+            str(g.op_counts().get("linear", 0)),
+            f"{parameter_count(g, LIST_HIDDEN_SIZE, LIST_HIDDEN_SIZE):,}",
+            g.description,
+        )
+    # Descriptions are plain text, never rich markup.
+    Console(markup=False, width=max(100, Console().width)).print(table)
+
+
+@cells_app.command("show")
+def show_cell(
+    cell: str = typer.Argument(..., help="A library cell name or a cell JSON file."),
+    format: ShowFormat = typer.Option(ShowFormat.text, "--format", "-f", help="Output format."),
+) -> None:
+    """Show one cell as equations, LaTeX, Markdown, Graphviz DOT or JSON."""
+    try:
+        graph = library.resolve(cell)
+    except CellGraphError as exc:
+        raise _fail(str(exc)) from None
+    if format == ShowFormat.text:
+        header = f"{graph.name}: {graph.description}" if graph.description else graph.name
+        typer.echo(header)
+        typer.echo(f"states {graph.num_states}, nodes {len(graph.nodes)}, hash {canonical_hash(graph)}")
+        if graph.requires_input_equals_hidden:
+            typer.echo("uses x directly: input size must equal hidden size")
+        typer.echo("")
+        typer.echo(to_equations(graph))
+    elif format == ShowFormat.latex:
+        typer.echo("\\begin{align*}\n" + to_equations(graph, "latex") + "\n\\end{align*}")
+    elif format == ShowFormat.markdown:
+        typer.echo(to_markdown(graph), nl=False)
+    elif format == ShowFormat.dot:
+        typer.echo(to_dot(graph), nl=False)
+    else:
+        typer.echo(graph.to_json())
+
+
+@cells_app.command("import")
+def import_cells(
+    file: Path = typer.Argument(..., help="The file to import."),
+    source: str = typer.Option(..., "--from", help=f"Format of FILE: {', '.join(IMPORT_FORMATS)}."),
+    out_dir: Path = typer.Option(..., "--output", "-o", help="Directory for the cell JSON files."),
+    force: bool = typer.Option(False, "--force", help="Overwrite cell files that already exist."),
+) -> None:
+    """Import cells from another format, one JSON cell file per cell.
+
+    Every cell is validated before anything is written: an invalid file writes nothing.
+    """
+    if source not in IMPORT_FORMATS:
+        raise _fail(f"--from: unsupported format {source!r} (supported: {', '.join(IMPORT_FORMATS)})", 2)
+    try:
+        graphs = load_nasbench_recipes(file)
+    except CellGraphError as exc:
+        raise _fail(str(exc)) from None
+    if not graphs:
+        raise _fail(f"{file}: no recipes to import")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise _fail(f"--output: {out_dir} exists and is not a directory")
+    targets = [out_dir / f"{g.name}.json" for g in graphs]
+    existing = [t for t in targets if t.exists()]
+    if existing and not force:
+        raise _fail(f"{existing[0]} already exists ({len(existing)} of {len(targets)} files); use --force")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for graph, target in zip(graphs, targets, strict=True):
+            write_atomic(target, graph.to_json() + "\n")
+    except OSError as exc:
+        raise _fail(f"--output: cannot write to {out_dir}: {exc.strerror or exc}") from None
+
+    hashes = [canonical_hash(g) for g in graphs]
+    first_of = {canonical_hash(library.get(name)): f"library {name}" for name in library.names()}
+    for graph, digest in zip(graphs, hashes, strict=True):
+        first_of.setdefault(digest, graph.name)
+    typer.echo(f"imported {len(graphs)} cells from {file} into {out_dir}{os.sep}")
+    for graph, target, digest in zip(graphs, targets, hashes, strict=True):
+        same = f"  same cell as {first_of[digest]}" if first_of[digest] != graph.name else ""
+        typer.echo(f"  {target.name}  states {graph.num_states}  nodes {len(graph.nodes):>2}  {digest}{same}")
+    typer.echo(f"{len(set(hashes))} distinct cells")

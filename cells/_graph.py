@@ -7,6 +7,7 @@ is the layer's output. The JSON format is documented in ``docs/cell-format.md``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cells._ops import MAX_STATES, OPS
 
 INPUT_X = "x"
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class CellGraphError(ValueError):
@@ -88,6 +91,12 @@ class CellGraph(BaseModel):
                 raise CellGraphError(f"node {node.name!r}: name used twice")
             if node.name == INPUT_X or node.name.startswith("h_prev_"):
                 raise CellGraphError(f"node {node.name!r}: name is reserved for an input")
+            # Names become parameter names ("{node}.weight.{input}") and code identifiers.
+            if not _NAME.fullmatch(node.name) or "__" in node.name:
+                raise CellGraphError(
+                    f"node {node.name!r}: name must be letters, digits and single underscores, "
+                    "not starting with a digit"
+                )
             seen.add(node.name)
         return nodes
 
@@ -158,7 +167,7 @@ class CellGraph(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise CellGraphError(_format_validation_error(exc)) from None
+            raise CellGraphError(_format_validation_error(exc, data)) from None
 
     @classmethod
     def load(cls, path: str | Path) -> CellGraph:
@@ -172,13 +181,28 @@ class CellGraph(BaseModel):
         return self.model_copy(update={"name": name})
 
 
-def _format_validation_error(exc: ValidationError) -> str:
+def _format_validation_error(exc: ValidationError, data: Any = None) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
+        # "nodes.3.inputs" -> "node 'f_lin' (nodes.3).inputs", so the message names the node.
+        node_name = _node_name_at(data, err["loc"])
+        if node_name is not None:
+            loc = f"node {node_name!r} (nodes.{err['loc'][1]})" + loc.removeprefix(f"nodes.{err['loc'][1]}")
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
+
+
+def _node_name_at(data: Any, loc: tuple[int | str, ...]) -> str | None:
+    if len(loc) < 2 or loc[0] != "nodes" or not isinstance(loc[1], int) or not isinstance(data, dict):
+        return None
+    nodes = data.get("nodes")
+    if not isinstance(nodes, list | tuple) or not 0 <= loc[1] < len(nodes):
+        return None
+    node = nodes[loc[1]]
+    name = node.get("name") if isinstance(node, dict) else getattr(node, "name", None)
+    return name if isinstance(name, str) and name else None
 
 
 def _check_node(node: Node, inputs: tuple[str, ...], by_name: dict[str, Node]) -> None:
@@ -220,11 +244,11 @@ def _topological_order(nodes: tuple[Node, ...], inputs: tuple[str, ...]) -> list
         if name in inputs or state.get(name) == 2:
             return
         if state.get(name) == 1:
-            cycle = path[path.index(name) :] + [name]
+            cycle = [*path[path.index(name) :], name]
             raise CellGraphError(f"node {name!r}: cycle {' -> '.join(cycle)}")
         state[name] = 1
         for child in by_name[name].inputs:
-            visit(child, path + [name])
+            visit(child, [*path, name])
         state[name] = 2
         order.append(name)
 

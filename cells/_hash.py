@@ -4,23 +4,24 @@ the operand order of commutative ops, different otherwise."""
 from __future__ import annotations
 
 import hashlib
-import json
 
 from cells._graph import CellGraph
 from cells._ops import OPS
 
-_REFINE_ROUNDS = 3
+_MIN_REFINE_ROUNDS = 1
 
 
 def _h(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+    # repr of nested tuples, lists, sorted dicts, strings and floats is deterministic and
+    # several times cheaper than a sorted JSON dump; labels only need to be content-derived.
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
 
 
 def _attrs(graph: CellGraph, name: str) -> dict[str, float]:
     node = graph.node_map[name]
     spec = OPS[node.op]
     # Attributes equal to their default are dropped so {"alpha": 1.0} and {} agree.
-    return {k: v for k, v in sorted(node.attrs.items()) if spec.attrs[k].default != v}
+    return {k: float(v) for k, v in sorted(node.attrs.items()) if spec.attrs[k].default != v}
 
 
 def _labels(graph: CellGraph) -> dict[str, str]:
@@ -29,30 +30,39 @@ def _labels(graph: CellGraph) -> dict[str, str]:
     The bottom-up hash alone cannot tell one shared node from two identical ones (the
     i, f and o gates of an LSTM are all ``sigmoid(linear(x, h))``), so labels are
     refined with the multiset of (parent label, operand position) around each node.
+    Each round carries information one level down from the outputs, so refinement runs
+    until the partition of nodes into labels stops getting finer: a fixed number of
+    rounds leaves deep graphs with ties between non-equivalent operands of a commutative
+    op, and the hash then depends on operand order.
     """
+    nodes = graph.nodes  # topological order
+    commutative = [OPS[n.op].commutative for n in nodes]
+
+    def propagate(label: dict[str, str], seed: dict[str, str]) -> None:
+        for node, comm in zip(nodes, commutative, strict=True):
+            kids = [label[i] for i in node.inputs]
+            if comm:
+                kids.sort()
+            label[node.name] = _h(seed[node.name], kids)
+
     label: dict[str, str] = {name: name for name in graph.input_names}
-    for node in graph.nodes:  # nodes are in topological order
-        spec = OPS[node.op]
-        kids = [label[i] for i in node.inputs]
-        if spec.commutative:
-            kids.sort()
-        label[node.name] = _h(node.op, _attrs(graph, node.name), kids)
+    propagate(label, {n.name: _h(n.op, _attrs(graph, n.name)) for n in nodes})
     for i, out in enumerate(graph.outputs):
         label[out] = _h(label[out], "out", i)
 
-    for _ in range(_REFINE_ROUNDS):
+    distinct = len(set(label.values()))
+    for round_ in range(len(nodes) + _MIN_REFINE_ROUNDS):
         uses: dict[str, list[tuple[str, int]]] = {n: [] for n in label}
-        for node in graph.nodes:
-            commutative = OPS[node.op].commutative
+        for node, comm in zip(nodes, commutative, strict=True):
             for pos, child in enumerate(node.inputs):
-                uses[child].append((label[node.name], -1 if commutative else pos))
+                uses[child].append((label[node.name], -1 if comm else pos))
         label = {name: _h(label[name], sorted(uses[name])) for name in label}
         # Re-propagate bottom-up so parents see their children's refined labels.
-        for node in graph.nodes:
-            kids = [label[i] for i in node.inputs]
-            if OPS[node.op].commutative:
-                kids.sort()
-            label[node.name] = _h(label[node.name], kids)
+        propagate(label, dict(label))
+        finer = len(set(label.values()))
+        if round_ + 1 >= _MIN_REFINE_ROUNDS and finer == distinct:
+            break
+        distinct = finer
     return label
 
 
@@ -81,11 +91,12 @@ def canonical_form(graph: CellGraph) -> str:
         ids[name] = "?"  # placeholder; the graph is acyclic
         kid_ids = [visit(i) for i in inputs]
         if OPS[node.op].commutative:
-            kid_ids_sorted = sorted(zip((label[i] for i in inputs), kid_ids))
+            kid_ids_sorted = sorted(zip((label[i] for i in inputs), kid_ids, strict=True))
             kid_ids = [k for _, k in kid_ids_sorted]
         ids[name] = str(len(lines))
         attrs = _attrs(graph, name)
-        attr_text = "".join(f"[{k}={v:g}]" for k, v in attrs.items())
+        # repr keeps every digit: alpha=1.1 and alpha=1.1000001 are different cells.
+        attr_text = "".join(f"[{k}={v!r}]" for k, v in attrs.items())
         lines.append(f"{ids[name]}={node.op}{attr_text}({','.join(kid_ids)})")
         return ids[name]
 

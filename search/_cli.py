@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cells._cli import cells_app
+from search import _cli_status
 from workers._cli import data_app, register_cell_commands
 
 app = typer.Typer(
@@ -15,6 +16,7 @@ app = typer.Typer(
 register_cell_commands(cells_app)
 app.add_typer(cells_app, name="cells")
 app.add_typer(data_app, name="data")
+_cli_status.register(app)
 
 
 def main() -> None:

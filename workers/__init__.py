@@ -1,7 +1,86 @@
 """workers: tasks and their data, the model around a cell, the training loop, the
 hyperparameter space and the trial runner."""
 
+from workers._arith import ArithConfig, ArithTask
+from workers._download import DATASETS, DownloadError, download_dataset, download_file
+from workers._evaluate import evaluate_trial
+from workers._hparams import HyperParams, Range, SearchSpace, SearchSpaceError
+from workers._memorize import MemorizeConfig, MemorizeTask
+from workers._model import (
+    LayerFactory,
+    RecurrentModel,
+    count_parameters,
+    hidden_size_for_budget,
+    model_for,
+    set_forget_bias,
+    torch_lstm_factory,
+)
+from workers._music import MusicConfig, MusicTask, load_note_sequences, piano_roll
 from workers._results import Budget, TrialResult, TrialStatus
-from workers._task import TASKS, Batch, Task, TaskConfig, register_task
+from workers._task import (
+    TASKS,
+    Batch,
+    Example,
+    SequenceTask,
+    SequenceTaskConfig,
+    Task,
+    TaskConfig,
+    TaskConfigError,
+    TaskSpec,
+    clear_task_cache,
+    make_task,
+    register_task,
+    task_config,
+)
+from workers._text import FileSlice, TextConfig, TextTask
+from workers._train import train
+from workers._xml import XmlConfig, XmlTask
 
-__all__ = ["TASKS", "Batch", "Budget", "Task", "TaskConfig", "TrialResult", "TrialStatus", "register_task"]
+__all__ = [
+    "DATASETS",
+    "TASKS",
+    "ArithConfig",
+    "ArithTask",
+    "Batch",
+    "Budget",
+    "DownloadError",
+    "Example",
+    "FileSlice",
+    "HyperParams",
+    "LayerFactory",
+    "MemorizeConfig",
+    "MemorizeTask",
+    "MusicConfig",
+    "MusicTask",
+    "Range",
+    "RecurrentModel",
+    "SearchSpace",
+    "SearchSpaceError",
+    "SequenceTask",
+    "SequenceTaskConfig",
+    "Task",
+    "TaskConfig",
+    "TaskConfigError",
+    "TaskSpec",
+    "TextConfig",
+    "TextTask",
+    "TrialResult",
+    "TrialStatus",
+    "XmlConfig",
+    "XmlTask",
+    "clear_task_cache",
+    "count_parameters",
+    "download_dataset",
+    "download_file",
+    "evaluate_trial",
+    "hidden_size_for_budget",
+    "load_note_sequences",
+    "make_task",
+    "model_for",
+    "piano_roll",
+    "register_task",
+    "set_forget_bias",
+    "task_config",
+    "torch_lstm_factory",
+    "train",
+]

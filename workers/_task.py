@@ -1,14 +1,34 @@
 """The task interface: every task is a registered, pydantic-configured data source with a
-primary metric and its direction."""
+primary metric and its direction.
+
+Tasks are built by name from validated settings, once per process:
+
+Example:
+    >>> from workers import make_task
+    >>> task = make_task("arith", max_digits=2, valid_size=20, test_size=20)
+    >>> task is make_task("arith", max_digits=2, valid_size=20, test_size=20)
+    True
+    >>> batch = next(task.train_batches(batch_size=4, seed=0))
+    >>> batch.inputs.shape[1], task.primary_metric, task.direction
+    (4, 'char_accuracy', 'maximize')
+"""
 
 from __future__ import annotations
 
+import hashlib
+import random
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar, Literal, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor
+
+Split = Literal["valid", "test"]
 
 
 class Batch(NamedTuple):
@@ -73,18 +93,316 @@ class Task(ABC):
         """An endless stream of training batches, deterministic for ``seed``."""
 
     @abstractmethod
-    def eval_batches(self, split: Literal["valid", "test"], batch_size: int) -> Iterable[Batch]:
+    def eval_batches(self, split: Split, batch_size: int) -> Iterable[Batch]:
         """The fixed held-out split, the same batches every call."""
 
     @abstractmethod
-    def evaluate(self, predict: Predict, split: Literal["valid", "test"], batch_size: int) -> dict[str, Any]:
+    def evaluate(self, predict: Predict, split: Split, batch_size: int) -> dict[str, Any]:
         """All metrics of the task on a split; includes ``primary_metric``."""
 
 
 TASKS: dict[str, type[Task]] = {}
 
+TaskType = TypeVar("TaskType", bound=type[Task])
 
-def register_task(cls: type[Task]) -> type[Task]:
+
+def register_task(cls: TaskType) -> TaskType:
     """Class decorator adding a task to the registry under ``cls.name``."""
     TASKS[cls.name] = cls
     return cls
+
+
+# --- building tasks by name -------------------------------------------------------------
+
+
+class TaskConfigError(ValueError):
+    """Settings a task refuses; the message names the task, the field and the reason."""
+
+
+class TaskSpec(BaseModel):
+    """A task by name with its settings, as a job file writes it.
+
+    Example:
+        >>> TaskSpec(name="memorize", settings={"max_length": 6}).name
+        'memorize'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+def _resolve(spec: TaskSpec | str, settings: dict[str, Any]) -> tuple[type[Task], TaskConfig]:
+    name, merged = (
+        (spec.name, {**spec.settings, **settings}) if isinstance(spec, TaskSpec) else (spec, settings)
+    )
+    if name not in TASKS:
+        raise TaskConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    cls = TASKS[name]
+    try:
+        return cls, cls.config_class.model_validate(merged)
+    except ValidationError as error:
+        reasons = []
+        for item in error.errors():
+            where = ".".join(str(part) for part in item["loc"])
+            reason = item["msg"].removeprefix("Value error, ")
+            reasons.append(f"{where}: {reason}" if where else reason)
+        raise TaskConfigError(f"task {name!r}: " + "; ".join(reasons)) from None
+
+
+def task_config(spec: TaskSpec | str, /, **settings: Any) -> TaskConfig:
+    """Validate a task's settings without building its data (cheap; for checking job files).
+
+    Example:
+        >>> task_config("arith", max_digits=0)
+        Traceback (most recent call last):
+        ...
+        workers._task.TaskConfigError: task 'arith': max_digits: Input should be greater than or equal to 1
+    """
+    return _resolve(spec, settings)[1]
+
+
+_TASK_CACHE: dict[tuple[str, str], Task] = {}
+_TASK_CACHE_LOCK = threading.Lock()
+
+
+def make_task(spec: TaskSpec | str, /, **settings: Any) -> Task:
+    """Build a task from its name (or :class:`TaskSpec`) and settings, once per process.
+
+    Settings are validated by the task's ``config_class``; equal settings (defaults
+    included) return the same object, so a worker builds each data set once, not per trial.
+    Keyword settings override those of the spec.
+    """
+    cls, config = _resolve(spec, settings)
+    key = (cls.name, config.model_dump_json())
+    with _TASK_CACHE_LOCK:
+        if key not in _TASK_CACHE:
+            _TASK_CACHE[key] = cls(config)
+        return _TASK_CACHE[key]
+
+
+def clear_task_cache() -> None:
+    """Forget every task built by :func:`make_task` (frees their data)."""
+    with _TASK_CACHE_LOCK:
+        _TASK_CACHE.clear()
+
+
+# --- helpers shared by the token tasks --------------------------------------------------
+
+
+def derive_rng(*words: int) -> random.Random:
+    """A random generator seeded from integers (any sign); equal words give equal streams.
+
+    The words are hashed, so streams of nearby seeds are unrelated.
+
+    Example:
+        >>> derive_rng(0, 1).random() == derive_rng(0, 1).random() != derive_rng(0, 2).random()
+        True
+    """
+    digest = hashlib.sha256(repr(tuple(int(word) for word in words)).encode()).digest()
+    return random.Random(int.from_bytes(digest, "big"))
+
+
+STREAM_TRAIN, STREAM_VALID, STREAM_TEST = 0, 1, 2
+"""Stream ids mixed into :func:`derive_rng` so training and held-out data never share a stream."""
+
+PAD = "<pad>"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One generated sequence: model inputs, targets and loss mask, position by position.
+
+    ``key`` identifies the underlying problem (held-out and training sets never share a
+    key); ``marks`` holds extra masks scored as ``{name}_accuracy``.
+    """
+
+    inputs: list[int]
+    targets: list[int]
+    mask: list[float]
+    key: str
+    marks: dict[str, list[float]] = field(default_factory=dict)
+
+
+def collate(examples: Sequence[Example], pad: int = 0) -> tuple[Batch, dict[str, Tensor]]:
+    """Right-pad examples into a ``[T, B]`` batch (padding is masked out) and its mark masks."""
+    length = max(len(example.inputs) for example in examples)
+
+    def stack(rows: Iterable[Sequence[float | int]], fill: float | int, dtype: torch.dtype) -> Tensor:
+        padded = [list(row) + [fill] * (length - len(row)) for row in rows]
+        return torch.tensor(padded, dtype=dtype).t().contiguous()
+
+    inputs = stack((e.inputs for e in examples), pad, torch.long)
+    targets = stack((e.targets for e in examples), pad, torch.long)
+    mask = stack((e.mask for e in examples), 0.0, torch.float32)
+    names = sorted({name for e in examples for name in e.marks})
+    marks = {name: stack((e.marks.get(name, []) for e in examples), 0.0, torch.float32) for name in names}
+    return Batch(inputs, targets, mask), marks
+
+
+@torch.no_grad()
+def token_metrics(predict: Predict, batches: Iterable[tuple[Batch, dict[str, Tensor]]]) -> dict[str, float]:
+    """Score logits against class targets over masked positions.
+
+    Returns ``nll`` (mean nats per scored position), ``accuracy`` (argmax), ``exact_match``
+    (fraction of sequences, i.e. batch columns with any scored position, whose scored
+    positions are all right), ``tokens`` (positions scored) and ``{name}_accuracy`` per mark.
+    """
+    nll_sum = correct_sum = count = exact = sequences = 0.0
+    mark_correct: dict[str, float] = {}
+    mark_count: dict[str, float] = {}
+    for batch, marks in batches:
+        logits = predict(batch)
+        if logits.shape[:2] != batch.targets.shape:
+            raise ValueError(
+                f"predict returned logits of shape {tuple(logits.shape)}; "
+                f"expected [T, B, classes] with T, B = {tuple(batch.targets.shape)}"
+            )
+        targets = batch.targets.to(logits.device)
+        mask = batch.mask.to(logits.device)
+        nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+        correct = (logits.argmax(-1) == targets).float()
+        nll_sum += float((nll.view_as(mask) * mask).sum())
+        correct_sum += float((correct * mask).sum())
+        count += float(mask.sum())
+        scored = mask.sum(0) > 0
+        all_right = ((correct * mask) == mask).all(0)
+        exact += float((all_right & scored).sum())
+        sequences += float(scored.sum())
+        for name, mark in marks.items():
+            mark = mark.to(logits.device)
+            mark_correct[name] = mark_correct.get(name, 0.0) + float((correct * mark).sum())
+            mark_count[name] = mark_count.get(name, 0.0) + float(mark.sum())
+    if count == 0:
+        raise ValueError("no scored positions in the evaluation batches")
+    metrics = {
+        "nll": nll_sum / count,
+        "accuracy": correct_sum / count,
+        "exact_match": exact / max(sequences, 1.0),
+        "tokens": count,
+    }
+    for name in mark_count:
+        metrics[f"{name}_accuracy"] = mark_correct[name] / max(mark_count[name], 1.0)
+    return metrics
+
+
+class SequenceTaskConfig(TaskConfig):
+    """Settings of the generated sequence tasks: sizes of the fixed held-out sets."""
+
+    valid_size: int = Field(default=500, ge=1)
+    test_size: int = Field(default=1000, ge=1)
+
+
+class SequenceTask(Task):
+    """A task over independent generated token sequences (memorize, arith, xml).
+
+    Subclasses give the vocabulary (index 0 is padding) and :meth:`sample`. The valid
+    and test sets are drawn once from streams derived from ``config.seed``; the three
+    sets never share a problem (``Example.key``): training draws skip held-out keys.
+    """
+
+    config: SequenceTaskConfig
+    input_kind = "tokens"
+    loss = "ce"
+    max_misses: ClassVar[int] = 10_000
+    """Consecutive rejected draws after which the problem space counts as exhausted."""
+
+    def __init__(self, config: TaskConfig) -> None:
+        super().__init__(config)
+        self.vocab: list[str] = self.build_vocab()
+        if self.vocab[0] != PAD or len(set(self.vocab)) != len(self.vocab):
+            raise ValueError(f"task {self.name!r}: vocabulary must start with {PAD!r} and be unique")
+        self.index = {token: i for i, token in enumerate(self.vocab)}
+        valid = self._draw_distinct(STREAM_VALID, self.config.valid_size, set(), "valid_size")
+        valid_keys = {example.key for example in valid}
+        test = self._draw_distinct(STREAM_TEST, self.config.test_size, valid_keys, "test_size")
+        self._heldout: dict[str, list[Example]] = {"valid": valid, "test": test}
+        self._heldout_keys = valid_keys | {example.key for example in test}
+        self._eval_cache: dict[tuple[str, int], list[tuple[Batch, dict[str, Tensor]]]] = {}
+
+    @abstractmethod
+    def build_vocab(self) -> list[str]:
+        """The tokens, padding (``"<pad>"``) first."""
+
+    @abstractmethod
+    def sample(self, rng: random.Random) -> Example:
+        """Draw one example."""
+
+    @property
+    def input_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def output_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: Iterable[str]) -> list[int]:
+        """Token ids of a sequence of tokens (a string, for single-character vocabularies)."""
+        return [self.index[token] for token in text]
+
+    def decode(self, ids: Iterable[int] | Tensor) -> str:
+        """The string of a sequence of ids, padding dropped.
+
+        Example:
+            >>> from workers import make_task
+            >>> task = make_task("arith", valid_size=10, test_size=10)
+            >>> task.decode(task.encode("12+3=15."))
+            '12+3=15.'
+        """
+        values = ids.tolist() if isinstance(ids, Tensor) else ids
+        return "".join(self.vocab[i] for i in values if i != 0)
+
+    def heldout(self, split: Split) -> list[Example]:
+        """The fixed examples of a held-out split."""
+        return self._heldout[split]
+
+    def _draw_distinct(self, stream: int, count: int, exclude: set[str], field_name: str) -> list[Example]:
+        rng = derive_rng(self.config.seed, stream)
+        examples: list[Example] = []
+        seen = set(exclude)
+        misses = 0
+        while len(examples) < count:
+            example = self.sample(rng)
+            if example.key in seen:
+                misses += 1
+                if misses > self.max_misses:
+                    raise ValueError(
+                        f"task {self.name!r}: {field_name}: cannot draw {count} distinct examples; "
+                        f"the settings allow too few different problems (found {len(examples)})"
+                    )
+                continue
+            misses = 0
+            seen.add(example.key)
+            examples.append(example)
+        return examples
+
+    def _draw_train(self, rng: random.Random) -> Example:
+        for _ in range(self.max_misses):
+            example = self.sample(rng)
+            if example.key not in self._heldout_keys:
+                return example
+        raise ValueError(f"task {self.name!r}: the held-out sets cover (nearly) every problem; shrink them")
+
+    def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
+        rng = derive_rng(self.config.seed, STREAM_TRAIN, seed)
+        while True:
+            yield collate([self._draw_train(rng) for _ in range(batch_size)])[0]
+
+    def _eval_batches_with_marks(
+        self, split: Split, batch_size: int
+    ) -> list[tuple[Batch, dict[str, Tensor]]]:
+        if split not in self._heldout:
+            raise ValueError(f"split must be 'valid' or 'test', not {split!r}")
+        key = (split, batch_size)
+        if key not in self._eval_cache:
+            examples = self._heldout[split]
+            chunks = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
+            self._eval_cache[key] = [collate(chunk) for chunk in chunks]
+        return self._eval_cache[key]
+
+    def eval_batches(self, split: Split, batch_size: int) -> list[Batch]:
+        return [batch for batch, _ in self._eval_batches_with_marks(split, batch_size)]
+
+    def evaluate(self, predict: Predict, split: Split, batch_size: int) -> dict[str, Any]:
+        return token_metrics(predict, self._eval_batches_with_marks(split, batch_size))

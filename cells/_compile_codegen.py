@@ -1,0 +1,675 @@
+"""Code generation for compiled cell layers: a :class:`Plan` -> Python source, exec'd once.
+
+Three functions are generated per cell structure (see ``cells/_compile.py`` for how they are
+used). Each is a flat loop over time steps whose body is a short list of tensor calls: no
+dict lookups, no graph walking, no per-node Python objects at run time.
+
+* ``forward(x, states, weights, bias, diag, save)``: the sequence without autograd.
+  ``pre`` (the pre-activations of every linear, all steps) starts as one matrix product of
+  all of x with the fused x-weights (biases folded in); each step adds the products of the
+  other sources in place and applies grouped activations in place.
+* ``backward(saved, weights, bias, diag, d_out, d_finals)``: the hand-derived backward of
+  ``forward``. Per step it only runs elementwise derivatives and one product per source
+  (``d_source = d_pre @ W``); the gradients of every weight and bias are single matrix
+  products over all ``T * B`` rows at the end.
+* ``sequence(x, states, weights, bias, diag)``: the same computation with out-of-place
+  differentiable ops, for plain autograd and for ``torch.compile``.
+
+The generated source is kept on :class:`Program` (``program.source``) for debugging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.nn import functional
+
+from cells._compile_plan import SAVES_OUTPUT, ActGroup, NodeStep, Plan, Product, Run
+
+_FORWARD_OPS = {
+    "tanh": "torch.tanh({0})",
+    "sigmoid": "torch.sigmoid({0})",
+    "relu": "torch.relu({0})",
+    "leaky_relu": "functional.leaky_relu({0}, {attr})",
+    "one_minus": "torch.rsub({0}, 1.0)",
+    "scale": "({0} * {attr})",
+    "shift": "({0} + {attr})",
+    "sub": "({0} - {1})",
+    "blend": "torch.lerp({2}, {1}, {0})",  # blend(z, a, b) = b + z * (a - b)
+}
+_INPLACE_OPS = {
+    "tanh": "{0}.tanh_()",
+    "sigmoid": "{0}.sigmoid_()",
+    "relu": "{0}.relu_()",
+    "leaky_relu": "functional.leaky_relu_({0}, {attr})",
+    "one_minus": "{0}.neg_().add_(1.0)",
+    "scale": "{0}.mul_({attr})",
+    "shift": "{0}.add_({attr})",
+}
+# Derivative of a unary op from its output y, over whole [T, B, n] buffers at once.
+_DERIVATIVE = {
+    "tanh": "torch.rsub({0} * {0}, 1.0)",
+    "sigmoid": "torch.addcmul({0}, {0}, {0}, value=-1.0)",
+    "relu": "({0} > 0).to({0}.dtype)",
+    "leaky_relu": "torch.where({0} > 0, 1.0, {attr}).to({0}.dtype)",
+}
+_CONSTANT_DERIVATIVE = {"scale": "{attr}", "shift": "1.0", "one_minus": "-1.0"}
+
+
+@dataclass
+class Program:
+    """Generated functions and their source for one cell structure."""
+
+    plan: Plan
+    source: str
+    forward: Callable[..., Any]
+    backward: Callable[..., Any]
+    sequence: Callable[..., Any]
+    compiled: dict[Any, Callable[..., Any]] = field(default_factory=dict)
+
+
+def build_program(plan: Plan) -> Program:
+    source = "\n\n".join([_forward_source(plan), _backward_source(plan), _sequence_source(plan)])
+    scope: dict[str, Any] = {"torch": torch, "functional": functional}
+    exec(compile(source, f"<cell program {plan.key[:60]}>", "exec"), scope)
+    return Program(plan, source, scope["forward"], scope["backward"], scope["sequence"])
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.depth = 1
+
+    def __call__(self, line: str) -> None:
+        self.lines.append("    " * self.depth + line)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _cols(start: int, stop: int) -> str:
+    return f"{start} * H:{stop} * H"
+
+
+def _v(name: str) -> str:
+    return f"v_{name}"
+
+
+def _state_vars(plan: Plan) -> list[str]:
+    return [_v(f"h_prev_{i}") for i in range(plan.num_states)]
+
+
+def _fused_mul_adds(plan: Plan) -> dict[str, str]:
+    """mul nodes computed inside the add that is their only user (as ``torch.addcmul``)."""
+    users: dict[str, list[str]] = {}
+    for task in plan.tasks:
+        if isinstance(task, NodeStep):
+            for i in task.inputs:
+                users.setdefault(i, []).append(task.name)
+    for o in plan.outputs:
+        users.setdefault(o, []).append("<output>")
+    steps = {t.name: t for t in plan.tasks if isinstance(t, NodeStep)}
+    fused: dict[str, str] = {}
+    for task in steps.values():
+        if task.op != "add":
+            continue
+        for i in task.inputs:
+            s = steps.get(i)
+            if (
+                s is not None
+                and s.op == "mul"
+                and len(s.inputs) == 2
+                and users.get(i) == [task.name]
+                and i not in plan.needed
+                and plan.home(i) is None
+            ):
+                fused[i] = task.name
+    return fused
+
+
+def _node_expr(task: NodeStep, plan: Plan, fused: dict[str, str], steps: dict[str, NodeStep]) -> str:
+    args = [_v(plan.alias.get(i, i)) for i in task.inputs]
+    if task.op == "add":
+        plain = [a for i, a in zip(task.inputs, args, strict=True) if fused.get(i) != task.name]
+        muls = [steps[i] for i in task.inputs if fused.get(i) == task.name]
+        if plain:
+            expr = " + ".join(plain)
+        else:  # add of two fused muls: compute the first one plainly
+            first = muls.pop(0)
+            expr = " * ".join(_v(plan.alias.get(i, i)) for i in first.inputs)
+        for m in muls:
+            a, b = (_v(plan.alias.get(i, i)) for i in m.inputs)
+            expr = f"torch.addcmul({expr}, {a}, {b})"
+        return expr
+    if task.op == "mul":
+        return " * ".join(args)
+    if task.op == "diag":
+        return f"{args[0]} * d_{task.name}"
+    return _FORWARD_OPS[task.op].format(*args, attr=repr(task.attr))
+
+
+# ---------------------------------------------------------------------------------------
+# forward (no autograd; in place on pre)
+
+
+def _forward_source(plan: Plan) -> str:
+    L = len(plan.linears)
+    w = _Lines()
+    w.lines.append("def forward(x, states, weights, bias, diag, save):")
+    w("T, B = x.shape[0], x.shape[1]")
+    w(f"H = bias.shape[0] // {max(L, 1)}" if L else "H = states[0].shape[1]")
+    _emit_hoist(w, plan)
+    views: dict[tuple[int, int], str] = {}
+
+    def pre_view(start: int, stop: int) -> str:
+        if (start, stop) not in views:
+            views[(start, stop)] = name = f"P_{start}_{stop}"
+            w(f"{name} = pre[:, :, {_cols(start, stop)}].unbind(0)")
+        return views[(start, stop)]
+
+    for task in plan.tasks:
+        if isinstance(task, Product):
+            for k, run in enumerate(task.runs):
+                pre_view(run.start, run.stop)
+                rows = f"{run.row} * H:{run.row + run.stop - run.start} * H"
+                w(f"WT_{task.weight}_{k} = weights[{task.weight}][{rows}].t()")
+        elif isinstance(task, ActGroup):
+            pre_view(task.start, task.stop)
+    for b, name in enumerate(plan.linears):
+        pre_view(b, b + 1)
+    for i, name in enumerate(plan.diags):
+        w(f"d_{name} = diag[{i}]")
+    if plan.x_per_step:
+        w("U_x = x.unbind(0)")
+    for i, var in enumerate(_state_vars(plan)):
+        w(f"{var} = states[{i}]")
+        w(f"L_state_{i} = [{var}]")
+    saved = sorted(v for v in plan.needed if plan.home(v) == ("saved", 0))
+    for v in saved:
+        w(f"L_{v} = []")
+    for g in plan.groups:
+        if not g.inplace:
+            w(f"L_act_{g.buffer} = []")
+
+    fused = _fused_mul_adds(plan)
+    steps = {t.name: t for t in plan.tasks if isinstance(t, NodeStep)}
+    # Linears that read only x are complete before the step starts.
+    complete_at_start = [n for n in plan.linears if all(s == "x" for s in plan.linear_sources[n])]
+    pending = {n: sum(1 for s in plan.linear_sources[n] if s != "x") for n in plan.linears}
+    inplace_linears = {lin for g in plan.groups if g.inplace for lin in g.linears}
+
+    w("for t in range(T):")
+    w.depth += 1
+    if plan.x_per_step:
+        w(f"{_v('x')} = U_x[t]")
+
+    def linear_complete(name: str) -> None:
+        if name not in inplace_linears:
+            b = plan.linears.index(name)
+            w(f"{_v(name)} = {views[(b, b + 1)]}[t]")
+
+    for name in complete_at_start:
+        linear_complete(name)
+    for task in plan.tasks:
+        if isinstance(task, Product):
+            src = _v(plan.alias.get(task.source, task.source))
+            for k, run in enumerate(task.runs):
+                w(f"{views[(run.start, run.stop)]}[t].addmm_({src}, WT_{task.weight}_{k})")
+            for name in plan.weight_rows[task.weight]:
+                pending[name] -= 1
+                if pending[name] == 0:
+                    linear_complete(name)
+        elif isinstance(task, ActGroup):
+            view = f"{views[(task.start, task.stop)]}[t]"
+            if task.inplace:
+                w(_INPLACE_OPS[task.op].format(view, attr=repr(task.attr)))
+                for b, node in enumerate(task.nodes):
+                    w(f"{_v(node)} = {views[(task.start + b, task.start + b + 1)]}[t]")
+            else:
+                w(f"a_{task.buffer} = " + _FORWARD_OPS[task.op].format(view, attr=repr(task.attr)))
+                w(f"if save: L_act_{task.buffer}.append(a_{task.buffer})")
+                for b, node in enumerate(task.nodes):
+                    w(f"{_v(node)} = a_{task.buffer}[:, {_cols(b, b + 1)}]")
+        else:
+            if task.op == "identity" or task.name in fused:
+                continue
+            w(f"{_v(task.name)} = {_node_expr(task, plan, fused, steps)}")
+            if task.name in saved:
+                w(f"if save: L_{task.name}.append({_v(task.name)})")
+    outs = [_v(plan.alias.get(o, o)) for o in plan.outputs]
+    w(f"{', '.join(_state_vars(plan))} = {', '.join(outs)}" + ("," if len(outs) == 1 else ""))
+    for i, var in enumerate(_state_vars(plan)):
+        w(f"L_state_{i}.append({var})")
+    w.depth -= 1
+
+    w("pre = pre if save else None")
+    w("states_all = [" + ", ".join(f"torch.stack(L_state_{i})" for i in range(plan.num_states)) + "]")
+    acts = [f"torch.stack(L_act_{g.buffer}) if save else None" for g in plan.groups if not g.inplace]
+    w(f"acts = [{', '.join(acts)}]")
+    w(f"saved = [{', '.join(f'torch.stack(L_{v}) if save else None' for v in saved)}]")
+    w("return pre, acts, states_all, saved")
+    return w.text()
+
+
+def _emit_hoist(w: _Lines, plan: Plan) -> None:
+    L = len(plan.linears)
+    if not L:
+        return
+    w("x2 = x.reshape(T * B, x.shape[2])")
+    hoisted = plan.hoisted
+    if hoisted is not None and len(hoisted.runs) == 1 and hoisted.runs[0] == Run(0, L, 0):
+        w(f"pre = torch.addmm(bias, x2, weights[{hoisted.weight}].t()).view(T, B, {L} * H)")
+        return
+    w(f"pre = bias.expand(T * B, {L} * H).contiguous()")
+    if hoisted is not None:
+        for run in hoisted.runs:
+            rows = f"{run.row} * H:{run.row + run.stop - run.start} * H"
+            w(f"pre[:, {_cols(run.start, run.stop)}].addmm_(x2, weights[{hoisted.weight}][{rows}].t())")
+    w(f"pre = pre.view(T, B, {L} * H)")
+
+
+# ---------------------------------------------------------------------------------------
+# backward (hand-derived; weight gradients batched over all steps)
+
+
+def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over the schedule
+    L = len(plan.linears)
+    k = plan.num_states
+    saved = sorted(v for v in plan.needed if plan.home(v) == ("saved", 0))
+    acts = [g for g in plan.groups if not g.inplace]
+    w = _Lines()
+    w.lines.append("def backward(x, pre, acts, states_all, saved, weights, bias, diag, d_out, d_finals, need_x):")
+    w("T, B = d_out.shape[0], d_out.shape[1]")
+    w("H = d_out.shape[2]")
+    for i in range(k):
+        w(f"S_{i} = states_all[{i}]")
+        w(f"U_S_{i} = S_{i}.unbind(0)")
+    for j, v in enumerate(saved):
+        w(f"SV_{v} = saved[{j}]")
+    for g in acts:
+        w(f"A_{g.buffer} = acts[{g.buffer}]")
+    if L:
+        w("dpre = torch.empty_like(pre)")
+    w("U_dout = d_out.unbind(0)")
+    for i in range(k):
+        w(f"g_s_{i} = d_finals[{i}]")
+    for i, name in enumerate(plan.diags):
+        w(f"d_{name} = diag[{i}]")
+        w(f"L_gd_{name} = []")
+    if plan.x_per_step:
+        w("U_x = x.unbind(0)")
+        w("L_gx = []")
+
+    # Buffers holding each value over all steps, as [T, B, H] expressions.
+    def buffer_of(value: str) -> str:
+        home = plan.home(value)
+        assert home is not None, value
+        kind, index = home
+        if kind == "x":
+            return "x"
+        if kind == "state_in":
+            return f"S_{index}[:-1]"
+        if kind == "state_out":
+            return f"S_{index}[1:]"
+        if kind == "pre":
+            return f"pre[:, :, {_cols(index, index + 1)}]"
+        if kind == "act":
+            g = plan.groups[index]
+            b = g.nodes.index(plan.alias.get(value, value))
+            return f"A_{g.buffer}[:, :, {_cols(b, b + 1)}]"
+        return f"SV_{plan.alias.get(value, value)}"
+
+    step_views: dict[str, str] = {}  # value -> per-step expression
+
+    def value(name: str) -> str:
+        name = plan.alias.get(name, name)
+        if name not in step_views:
+            home = plan.home(name)
+            assert home is not None, name
+            kind, index = home
+            if kind == "x":
+                step_views[name] = "U_x[t]"
+            elif kind == "state_in":
+                step_views[name] = f"U_S_{index}[t]"
+            elif kind == "state_out":
+                step_views[name] = f"U_S_{index}[t + 1]"
+            else:
+                var = f"U_{name}"
+                w(f"{var} = {buffer_of(name)}.unbind(0)")
+                step_views[name] = f"{var}[t]"
+        return step_views[name]
+
+    derivs: dict[str, str] = {}
+
+    def derivative(key: str, buffer: str, op: str, attr: float) -> str:
+        if key not in derivs:
+            derivs[key] = f"U_D_{key}"
+            w(f"U_D_{key} = ({_DERIVATIVE[op].format(buffer, attr=repr(attr))}).unbind(0)")
+        return f"{derivs[key]}[t]"
+
+    dviews: dict[tuple[int, int], str] = {}
+
+    def dpre_view(start: int, stop: int) -> str:
+        if (start, stop) not in dviews:
+            dviews[(start, stop)] = f"DP_{start}_{stop}"
+            w(f"DP_{start}_{stop} = dpre[:, :, {_cols(start, stop)}].unbind(0)")
+        return f"{dviews[(start, stop)]}[t]"
+
+    # Everything the loop reads is set up before it, so first walk the schedule once to
+    # declare views (emission into `body` happens in the second walk below).
+    body = _Lines()
+    body.depth = 2
+    defined: set[str] = set()  # values with a gradient variable in the current step
+    pending_uses: dict[str, int] = {}
+    for task in plan.tasks:
+        if isinstance(task, NodeStep):
+            for i in task.inputs:
+                pending_uses[i] = pending_uses.get(i, 0) + 1
+        elif isinstance(task, ActGroup):
+            for lin in task.linears:
+                pending_uses[lin] = pending_uses.get(lin, 0) + 1
+    for o in plan.outputs:
+        pending_uses[o] = pending_uses.get(o, 0) + 1
+    final: dict[str, str] = {}  # linear -> gradient to write into dpre
+    flushed: set[str] = set()
+    inplace_group_of = {lin: g for g in plan.groups if g.inplace for lin in g.linears}
+
+    def grad(name: str) -> str:
+        return f"g_{name}"
+
+    def note_use(name: str) -> None:
+        if name in plan.linear_sources:
+            pending_uses[name] -= 1
+            if pending_uses[name] == 0:
+                final[name] = grad(name)
+
+    def contribute(name: str, expr: str) -> None:
+        target = plan.alias.get(name, name) if name in plan.alias else name
+        if target in defined:
+            body(f"{grad(target)} = {grad(target)} + {expr}")
+        else:
+            body(f"{grad(target)} = {expr}")
+            defined.add(target)
+        note_use(name)
+
+    def contribute_mul(name: str, a: str, b: str) -> None:
+        target = name
+        if target in defined:
+            body(f"{grad(target)} = torch.addcmul({grad(target)}, {a}, {b})")
+        else:
+            body(f"{grad(target)} = {a} * {b}")
+            defined.add(target)
+        note_use(name)
+
+    def contribute_neg(name: str, expr: str) -> None:
+        if name in defined:
+            body(f"{grad(name)} = {grad(name)} - {expr}")
+        else:
+            body(f"{grad(name)} = -{expr}")
+            defined.add(name)
+        note_use(name)
+
+    def flush() -> None:
+        """Write every final, unwritten linear gradient into dpre (one cat per contiguous range)."""
+        ready = [b for b, n in enumerate(plan.linears) if n in final and n not in flushed]
+        for run in _runs_of(ready):
+            grads = [final[plan.linears[b]] for b in range(run[0], run[1])]
+            view = dpre_view(*run)
+            if len(grads) == 1:
+                body(f"{view}.copy_({grads[0]})")
+            else:
+                body(f"torch.cat([{', '.join(grads)}], 1, out={view})")
+            flushed.update(plan.linears[b] for b in range(run[0], run[1]))
+        for g in plan.groups:
+            if g.inplace and g.linears[0] in flushed and g.linears[0] not in done_groups:
+                done_groups.add(g.linears[0])
+                d = derivative(f"g{g.start}", f"pre[:, :, {_cols(g.start, g.stop)}]", g.op, g.attr)
+                if g.op in _CONSTANT_DERIVATIVE:
+                    factor = _CONSTANT_DERIVATIVE[g.op].format(attr=repr(g.attr))
+                    body(f"{dpre_view(g.start, g.stop)}.mul_({factor})")
+                else:
+                    body(f"{dpre_view(g.start, g.stop)}.mul_({d})")
+
+    done_groups: set[str] = set()
+
+    # State outputs of step t receive the carried gradient (plus the output's, for state 0).
+    body("go_0 = g_s_0 + U_dout[t]")
+    for i, o in enumerate(plan.outputs):
+        contribute(plan.alias.get(o, o), "go_0" if i == 0 else f"g_s_{i}")
+        if o in plan.alias:
+            note_use(o)
+
+    for task in reversed(plan.tasks):
+        if isinstance(task, NodeStep):
+            n = task.name
+            g = grad(n)
+            ins = [plan.alias.get(i, i) for i in task.inputs]
+            if n not in defined:  # cannot happen: every node reaches an output
+                raise AssertionError(f"no gradient reaches node {n}")
+            if task.op in ("add", "identity"):
+                for i in ins:
+                    contribute(i, g)
+            elif task.op == "sub":
+                contribute(ins[0], g)
+                contribute_neg(ins[1], g)
+            elif task.op == "mul":
+                for p, i in enumerate(ins):
+                    others = [value(o) for q, o in enumerate(ins) if q != p]
+                    if len(others) > 1:
+                        body(f"p_{n}_{p} = {' * '.join(others)}")
+                        contribute_mul(i, g, f"p_{n}_{p}")
+                    else:
+                        contribute_mul(i, g, others[0])
+            elif task.op == "blend":
+                z, a, b = ins
+                body(f"gz_{n} = {g} * {value(z)}")
+                contribute(a, f"gz_{n}")
+                contribute(b, f"({g} - gz_{n})")
+                body(f"dd_{n} = {value(a)} - {value(b)}")
+                contribute_mul(z, g, f"dd_{n}")
+            elif task.op == "diag":
+                contribute_mul(ins[0], g, f"d_{n}")
+                body(f"L_gd_{n}.append({g})")
+            elif task.op in SAVES_OUTPUT:
+                contribute_mul(ins[0], g, derivative(n, buffer_of(n), task.op, task.attr))
+            elif task.op == "scale":
+                contribute(ins[0], f"({g} * {task.attr!r})")
+            elif task.op == "shift":
+                contribute(ins[0], g)
+            elif task.op == "one_minus":
+                contribute_neg(ins[0], g)
+            else:
+                raise AssertionError(task.op)
+            for i in task.inputs:
+                if i in plan.alias:  # uses through identity nodes count for the identity
+                    pass
+        elif isinstance(task, ActGroup):
+            if task.inplace:
+                for lin, node in zip(task.linears, task.nodes, strict=True):
+                    final[lin] = grad(node)
+                    pending_uses[lin] = 0
+            else:
+                a = f"A_{task.buffer}"
+                for b, (lin, node) in enumerate(zip(task.linears, task.nodes, strict=True)):
+                    if task.op in _CONSTANT_DERIVATIVE:
+                        factor = _CONSTANT_DERIVATIVE[task.op].format(attr=repr(task.attr))
+                        contribute(lin, f"({grad(node)} * {factor})")
+                    else:
+                        d = derivative(
+                            f"a{task.buffer}_{b}", f"{a}[:, :, {_cols(b, b + 1)}]", task.op, task.attr
+                        )
+                        contribute_mul(lin, grad(node), d)
+        else:
+            flush()
+            src = plan.alias.get(task.source, task.source)
+            for j, run in enumerate(task.runs):
+                rows = f"{run.row} * H:{run.row + run.stop - run.start} * H"
+                w(f"W_{task.weight}_{j} = weights[{task.weight}][{rows}]")
+                view = dpre_view(run.start, run.stop)
+                if src in defined:
+                    body(f"{grad(src)} = torch.addmm({grad(src)}, {view}, W_{task.weight}_{j})")
+                else:
+                    body(f"{grad(src)} = torch.mm({view}, W_{task.weight}_{j})")
+                    defined.add(src)
+    flush()
+    missing = [n for n in plan.linears if n not in flushed]
+    if missing:
+        raise AssertionError(f"linear gradients never written: {missing}")
+    for i in range(k):
+        src = f"h_prev_{i}"
+        body(f"g_s_{i} = {grad(src)}" if src in defined else f"g_s_{i} = torch.zeros_like(g_s_{i})")
+    if plan.x_per_step:
+        body(f"L_gx.append({grad('x')})" if "x" in defined else "L_gx.append(torch.zeros_like(U_x[t]))")
+
+    # Per-step value views are declared before the loop; then the loop body.
+    for name in sorted(step_views):
+        pass
+    w("for t in range(T - 1, -1, -1):")
+    w.lines.extend(body.lines)
+
+    # Batched gradients of weights, bias, diag and x.
+    if L:
+        w(f"dpre2 = dpre.view(T * B, {L} * H)")
+        w("d_bias = dpre2.sum(0)")
+    else:
+        w("d_bias = torch.zeros_like(bias)")
+    w("d_weights = []")
+    for j, src in enumerate(plan.weight_sources):
+        product = plan.hoisted if src == "x" else next(
+            t for t in plan.tasks if isinstance(t, Product) and t.source == src
+        )
+        assert product is not None
+        if src == "x":
+            rows_src = "x.reshape(T * B, x.shape[2])"
+        else:
+            rows_src = f"{buffer_of(src)}.reshape(T * B, H)"
+        w(f"src_{j} = {rows_src}")
+        w(f"dw_{j} = torch.empty_like(weights[{j}])")
+        for run in product.runs:
+            rows = f"{run.row} * H:{run.row + run.stop - run.start} * H"
+            w(f"torch.mm(dpre2[:, {_cols(run.start, run.stop)}].t(), src_{j}, out=dw_{j}[{rows}])")
+        w(f"d_weights.append(dw_{j})")
+    w("d_x = None")
+    w("if need_x:")
+    w.depth += 1
+    if plan.hoisted is not None:
+        j = plan.hoisted.weight
+        for n, run in enumerate(plan.hoisted.runs):
+            rows = f"{run.row} * H:{run.row + run.stop - run.start} * H"
+            part = f"dpre2[:, {_cols(run.start, run.stop)}], weights[{j}][{rows}]"
+            w(f"d_x = torch.mm({part})" if n == 0 else f"d_x = torch.addmm(d_x, {part})")
+        w("d_x = d_x.view(x.shape)")
+    if plan.x_per_step:
+        w("d_x = torch.stack(L_gx) if d_x is None else d_x + torch.stack(L_gx)")
+    w("if d_x is None:")
+    w("    d_x = torch.zeros_like(x)")
+    w.depth -= 1
+    if plan.diags:
+        parts = [f"(torch.stack(L_gd_{n}) * {buffer_of(_diag_input(plan, n))}).sum((0, 1))" for n in plan.diags]
+        w(f"d_diag = torch.stack([{', '.join(parts)}])")
+    else:
+        w("d_diag = None")
+    w(f"return d_x, [{', '.join(f'g_s_{i}' for i in range(k))}], d_weights, d_bias, d_diag")
+    return w.text()
+
+
+def _diag_input(plan: Plan, name: str) -> str:
+    task = next(t for t in plan.tasks if isinstance(t, NodeStep) and t.name == name)
+    return task.inputs[0]
+
+
+def _runs_of(blocks: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for b in blocks:
+        if runs and runs[-1][1] == b:
+            runs[-1] = (runs[-1][0], b + 1)
+        else:
+            runs.append((b, b + 1))
+    return runs
+
+
+# ---------------------------------------------------------------------------------------
+# sequence (out-of-place, differentiable: plain autograd and torch.compile)
+
+
+def _sequence_source(plan: Plan) -> str:
+    L = len(plan.linears)
+    w = _Lines()
+    w.lines.append("def sequence(x, states, weights, bias, diag):")
+    w("T, B = x.shape[0], x.shape[1]")
+    w(f"H = bias.shape[0] // {L}" if L else "H = states[0].shape[1]")
+    if L:
+        w("x2 = x.reshape(T * B, x.shape[2])")
+        hoisted = plan.hoisted
+        pieces = []
+        covered = {b: run for run in (hoisted.runs if hoisted else ()) for b in range(run.start, run.stop)}
+        b = 0
+        while b < L:
+            if b in covered:
+                run = covered[b]
+                rows = f"{run.row} * H:{run.row + run.stop - run.start} * H"
+                wx = f"weights[{hoisted.weight}][{rows}].t()"  # type: ignore[union-attr]
+                pieces.append(f"torch.addmm(bias[{_cols(run.start, run.stop)}], x2, {wx})")
+                b = run.stop
+            else:
+                stop = b
+                while stop < L and stop not in covered:
+                    stop += 1
+                pieces.append(f"bias[{_cols(b, stop)}].expand(T * B, {stop - b} * H)")
+                b = stop
+        joined = pieces[0] if len(pieces) == 1 else f"torch.cat([{', '.join(pieces)}], 1)"
+        w(f"U_pre = {joined}.view(T, B, {L} * H).unbind(0)")
+    for t in plan.tasks:
+        if isinstance(t, Product):
+            full = len(t.runs) == 1 and t.runs[0] == Run(0, L, 0)
+            w(f"WT_{t.weight} = weights[{t.weight}].t()")
+            if not full:
+                idx = " + ".join(f"list(range({r.start} * H, {r.stop} * H))" for r in t.runs)
+                w(f"I_{t.weight} = torch.tensor({idx}, device=x.device)")
+    for i, name in enumerate(plan.diags):
+        w(f"d_{name} = diag[{i}]")
+    if plan.x_per_step:
+        w("U_x = x.unbind(0)")
+    for i, var in enumerate(_state_vars(plan)):
+        w(f"{var} = states[{i}]")
+    w("outs = []")
+    w("for t in range(T):")
+    w.depth += 1
+    if plan.x_per_step:
+        w(f"{_v('x')} = U_x[t]")
+    if L:
+        w("g = U_pre[t]")
+    pending = {n: sum(1 for s in plan.linear_sources[n] if s != "x") for n in plan.linears}
+    for name in plan.linears:
+        if pending[name] == 0:
+            b = plan.linears.index(name)
+            w(f"{_v(name)} = g[:, {_cols(b, b + 1)}]")
+    steps = {t.name: t for t in plan.tasks if isinstance(t, NodeStep)}
+    for task in plan.tasks:
+        if isinstance(task, Product):
+            src = _v(plan.alias.get(task.source, task.source))
+            if len(task.runs) == 1 and task.runs[0] == Run(0, L, 0):
+                w(f"g = torch.addmm(g, {src}, WT_{task.weight})")
+            else:
+                w(f"g = g.index_add(1, I_{task.weight}, {src} @ WT_{task.weight})")
+            for name in plan.weight_rows[task.weight]:
+                pending[name] -= 1
+                if pending[name] == 0:
+                    b = plan.linears.index(name)
+                    w(f"{_v(name)} = g[:, {_cols(b, b + 1)}]")
+        elif isinstance(task, ActGroup):
+            expr = _FORWARD_OPS[task.op].format(f"g[:, {_cols(task.start, task.stop)}]", attr=repr(task.attr))
+            w(f"a = {expr}")
+            for b, node in enumerate(task.nodes):
+                w(f"{_v(node)} = a[:, {_cols(b, b + 1)}]")
+        elif task.op != "identity":
+            w(f"{_v(task.name)} = {_node_expr(task, plan, {}, steps)}")
+    outs = [_v(plan.alias.get(o, o)) for o in plan.outputs]
+    w(f"{', '.join(_state_vars(plan))} = {', '.join(outs)}" + ("," if len(outs) == 1 else ""))
+    w(f"outs.append({_state_vars(plan)[0]})")
+    w.depth -= 1
+    w(f"return torch.stack(outs), [{', '.join(_state_vars(plan))}]")
+    return w.text()

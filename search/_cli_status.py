@@ -1,0 +1,180 @@
+"""``cellsearch status`` and ``cellsearch db upgrade``: read a job's progress, migrate the database.
+
+Errors print one line to stderr and exit with code 1; ``status`` never creates or
+migrates a database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from search._settings import resolve_settings
+from search._store import JobSummary, LeaderboardEntry, ResultStore, StoreError, upgrade_database
+
+db_app = typer.Typer(help="Manage the results database.", no_args_is_help=True)
+
+LEADERBOARD_ROWS = 5
+"""Architectures shown under a job's status table."""
+
+
+class StatusFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Results database URL (else CELLSEARCH_DB_URL, else sqlite:///cellsearch.db)."),
+]
+
+
+def status(
+    job_id: Annotated[int | None, typer.Argument(help="The job; default: the latest one.", min=1)] = None,
+    db: DbOption = None,
+    format: Annotated[
+        StatusFormat, typer.Option("--format", "-f", help="table or json.")
+    ] = StatusFormat.table,
+    all_jobs: Annotated[bool, typer.Option("--all", help="Every job (a list), oldest first.")] = False,
+) -> None:
+    """Show a job's progress: architectures, trials by status and the best architecture so far."""
+    url = resolve_settings(db_url=db).db_url
+    try:
+        store = ResultStore.open(url, upgrade=False, create=False)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    with store:
+        try:
+            if all_jobs:
+                if job_id is not None:
+                    raise _fail("give a JOB_ID or --all, not both", code=2)
+                summaries = [store.job_summary(job.id) for job in store.list_jobs()]
+                _print_all(summaries, format)
+                return
+            if job_id is None:
+                job_id = store.latest_job_id()
+                if job_id is None:
+                    raise _fail(f"no jobs in {store.url} yet (start one with `cellsearch launch JOB.yaml`)")
+            summary = store.job_summary(job_id)
+            leaders = store.top_architectures(job_id, LEADERBOARD_ROWS)
+        except StoreError as exc:
+            raise _fail(f"{exc} in {store.url}") from None
+    if format == StatusFormat.json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        _print_job(summary, leaders)
+
+
+def db_upgrade(db: DbOption = None) -> None:
+    """Create the results schema, or migrate it to this version of cellsearch."""
+    url = resolve_settings(db_url=db).db_url
+    try:
+        before, after = upgrade_database(url)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    if before is None:
+        typer.echo(f"created the results schema at revision {after}")
+    elif before == after:
+        typer.echo(f"already at revision {after}")
+    else:
+        typer.echo(f"upgraded from revision {before} to {after}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``status`` and the ``db`` group to the root app."""
+    app.command("status")(status)
+    db_app.command("upgrade")(db_upgrade)
+    app.add_typer(db_app, name="db")
+
+
+# -- printing --------------------------------------------------------------------------------
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def _print_job(summary: JobSummary, leaders: list[LeaderboardEntry]) -> None:
+    data: dict[str, Any] = summary.to_dict()
+    stages, trials = data["architecture_stages"], data["trials"]
+    table = Table(title=f"job {summary.job_id}: {summary.name}", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("state", summary.state)
+    table.add_row("created", data["created_at"] or "-")
+    table.add_row("started", data["started_at"] or "-")
+    table.add_row("finished", data["finished_at"] or "-")
+    table.add_row(
+        "architectures",
+        f"{stages['proposed']} proposed, {stages['passed_filter']} passed the filter, "
+        f"{stages['filtered_out']} filtered out, {stages['evaluated']} evaluated",
+    )
+    table.add_row(
+        "trials",
+        f"{trials['completed']} completed, {trials['running']} running, {trials['pruned']} pruned, "
+        f"{trials['failed']} failed, {trials['diverged']} diverged, {trials['interrupted']} interrupted",
+    )
+    best = data["best"]
+    table.add_row(
+        "best", "-" if best is None else f"architecture {best['arch_id']}, score {_score(best['score'])}"
+    )
+    console = Console()
+    console.print(table)
+    if leaders:
+        board = Table(title="top architectures", title_justify="left")
+        for column in ("rank", "arch", "name", "score", "generation", "states", "nodes"):
+            board.add_column(column, justify="right" if column != "name" else "left")
+        for e in leaders:
+            board.add_row(
+                str(e.rank),
+                str(e.architecture_id),
+                e.library_name or e.canonical_hash,
+                _score(e.score),
+                str(e.generation),
+                str(e.num_states),
+                str(e.num_nodes),
+            )
+        console.print(board)
+
+
+def _print_all(summaries: list[JobSummary], format: StatusFormat) -> None:
+    if format == StatusFormat.json:
+        typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
+        return
+    table = Table(title="jobs", title_justify="left")
+    for column in (
+        "job",
+        "name",
+        "state",
+        "architectures",
+        "trials ok",
+        "running",
+        "failed",
+        "best",
+        "score",
+    ):
+        table.add_column(column)
+    for s in summaries:
+        table.add_row(
+            str(s.job_id),
+            s.name,
+            s.state,
+            str(s.architectures.proposed),
+            str(s.trials.completed),
+            str(s.trials.running),
+            str(s.trials.failed),
+            "-" if s.best_arch_id is None else str(s.best_arch_id),
+            _score(s.best_score),
+        )
+    Console().print(table)

@@ -1,0 +1,181 @@
+"""The results database schema (SQLAlchemy 2 ORM).
+
+Every table is prefixed ``cs_`` and the migration history lives in
+``cs_alembic_version``, so Optuna's RDB storage (its own ``studies``, ``trials``, ...
+tables and its own ``alembic_version``) shares the same database without a clash.
+
+Tables: ``cs_jobs`` (one per job file launched), ``cs_architectures`` (every distinct
+cell, unique by canonical hash across jobs), ``cs_job_architectures`` (a job's view of
+an architecture: score, generation, filter and list state), ``cs_evaluations`` (one per
+job, architecture and task key: the best value so far and trial counts) and
+``cs_trials`` (one per training run).
+
+Example (plain SQL over the results, best architectures of job 1):
+    SELECT a.id, a.library_name, ja.score FROM cs_job_architectures ja
+    JOIN cs_architectures a ON a.id = ja.architecture_id
+    WHERE ja.job_id = 1 ORDER BY ja.score DESC LIMIT 10;
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+TABLE_PREFIX = "cs_"
+VERSION_TABLE = "cs_alembic_version"
+
+JOB_STATES = ("created", "running", "stopped", "finished", "failed", "interrupted")
+TRIAL_STATES = ("running", "ok", "diverged", "pruned", "failed", "interrupted")
+EVALUATION_STATES = ("pending", "running", "done", "filtered-out")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        datetime: DateTime(timezone=True),
+    }
+
+
+class Job(Base):
+    __tablename__ = "cs_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(20), default="created")
+    error: Mapped[str | None] = mapped_column(Text)
+    code_version: Mapped[str] = mapped_column(String(200), default="")
+    strategy_state: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class Architecture(Base):
+    __tablename__ = "cs_architectures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    canonical_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    graph: Mapped[dict[str, Any]]
+    equations: Mapped[str] = mapped_column(Text, default="")
+    num_states: Mapped[int]
+    num_nodes: Mapped[int]
+    op_counts: Mapped[dict[str, Any]]
+    requires_input_equals_hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("cs_architectures.id", ondelete="SET NULL"))
+    mutation: Mapped[str | None] = mapped_column(Text)
+    generation: Mapped[int] = mapped_column(default=0)
+    library_name: Mapped[str | None] = mapped_column(String(100))
+    first_job_id: Mapped[int | None] = mapped_column(ForeignKey("cs_jobs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobArchitecture(Base):
+    """A job's view of an architecture: the population / top-K list state."""
+
+    __tablename__ = "cs_job_architectures"
+    __table_args__ = (Index("ix_cs_job_architectures_job_score", "job_id", "score"),)
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("cs_jobs.id", ondelete="CASCADE"), primary_key=True)
+    architecture_id: Mapped[int] = mapped_column(
+        ForeignKey("cs_architectures.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    generation: Mapped[int] = mapped_column(default=0)
+    score: Mapped[float | None] = mapped_column(Float)
+    filter_passed: Mapped[bool | None] = mapped_column(Boolean)
+    """``None`` until the filter tasks are done, then whether the candidate passed them."""
+    evaluated: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Every stage it qualified for is done (its score is final until refined)."""
+    listed: Mapped[bool] = mapped_column(Boolean, default=False)
+    """On the strategy's list (the top-K list, or the living population)."""
+    duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Proposed again after it was already known (the proposal cost no training)."""
+    proposed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Evaluation(Base):
+    """Results of one architecture on one task (by task key) within one job."""
+
+    __tablename__ = "cs_evaluations"
+    __table_args__ = (
+        UniqueConstraint("job_id", "architecture_id", "task_key", name="uq_cs_evaluations_job_arch_task"),
+        Index("ix_cs_evaluations_arch_task_key", "architecture_id", "task_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("cs_jobs.id", ondelete="CASCADE"), index=True)
+    architecture_id: Mapped[int] = mapped_column(ForeignKey("cs_architectures.id", ondelete="CASCADE"))
+    task: Mapped[str] = mapped_column(String(100))
+    task_key: Mapped[str] = mapped_column(String(64))
+    task_settings: Mapped[dict[str, Any]]
+    metric: Mapped[str] = mapped_column(String(100))
+    direction: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    best_value: Mapped[float | None] = mapped_column(Float)
+    relative_score: Mapped[float | None] = mapped_column(Float)
+    best_trial_id: Mapped[int | None]
+    """The trial that set ``best_value`` (no foreign key: trials already point at evaluations)."""
+    trials_completed: Mapped[int] = mapped_column(default=0)
+    trials_pruned: Mapped[int] = mapped_column(default=0)
+    trials_failed: Mapped[int] = mapped_column(default=0)
+    trials_diverged: Mapped[int] = mapped_column(default=0)
+    reused_from_id: Mapped[int | None] = mapped_column(ForeignKey("cs_evaluations.id", ondelete="SET NULL"))
+    """Copied from this evaluation of an earlier job with the same task key (not retrained)."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Trial(Base):
+    """One training run of one cell on one task with one set of hyperparameters."""
+
+    __tablename__ = "cs_trials"
+    __table_args__ = (Index("ix_cs_trials_job_status", "job_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("cs_jobs.id", ondelete="CASCADE"))
+    architecture_id: Mapped[int] = mapped_column(ForeignKey("cs_architectures.id", ondelete="CASCADE"))
+    evaluation_id: Mapped[int] = mapped_column(
+        ForeignKey("cs_evaluations.id", ondelete="CASCADE"), index=True
+    )
+    task: Mapped[str] = mapped_column(String(100))
+    study_name: Mapped[str | None] = mapped_column(String(300))
+    optuna_trial_number: Mapped[int | None]
+    hparams: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    value: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any] | None]
+    curve: Mapped[list[Any] | None]
+    num_params: Mapped[int | None]
+    steps: Mapped[int | None]
+    seconds: Mapped[float | None] = mapped_column(Float)
+    device: Mapped[str | None] = mapped_column(String(50))
+    worker_node: Mapped[str | None] = mapped_column(String(100))
+    worker_host: Mapped[str | None] = mapped_column(String(255))
+    worker_pid: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(default=1)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+TABLES: tuple[str, ...] = tuple(Base.metadata.tables)
+"""Names of the tables this package owns (all start with ``cs_``)."""

@@ -1,0 +1,1179 @@
+"""The results database API: what the driver writes and what ``status`` and the reports read.
+
+:class:`ResultStore` is the single writer (the driver). Every method is one short
+transaction, so a process killed at any point loses no committed work and leaves nothing
+half-written: a trial's row and its evaluation's best value and counts change together.
+Methods return plain frozen records, never live ORM objects.
+
+Architectures are deduplicated by canonical hash across jobs; an evaluation of an
+architecture on a task with the same settings (the task key) in an earlier job can be
+copied into a new job instead of retraining.
+
+Example:
+    >>> from search._jobspec import JobSpec
+    >>> from cells import library
+    >>> spec = JobSpec.from_yaml_text(
+    ...     "name: demo\\nstrategy: {kind: fixed, cells: [gru]}\\n"
+    ...     "tasks: [{name: memorize, role: filter, threshold: 0.9}]")
+    >>> store = ResultStore.open("sqlite://")  # in memory; a file or PostgreSQL URL in real use
+    >>> job_id = store.create_job(spec)
+    >>> arch_id, created = store.add_architecture(library.get("gru"), job_id=job_id, library_name="gru")
+    >>> evaluation = store.get_or_create_evaluation(job_id, arch_id, spec.tasks[0])
+    >>> trial_id = store.start_trial(evaluation.id, hparams={"learning_rate": 0.01})
+    >>> from workers import TrialResult
+    >>> result = TrialResult(status="ok", task="memorize", metric="accuracy",
+    ...                      direction="maximize", value=0.95)
+    >>> store.finish_trial(trial_id, result).best_value
+    0.95
+    >>> store.job_summary(job_id).trials.completed
+    1
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Engine, case, create_engine, event, func, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from cells import CellGraph, canonical_hash
+from search import _migrate
+from search._db import (
+    EVALUATION_STATES,
+    JOB_STATES,
+    Architecture,
+    Evaluation,
+    Job,
+    JobArchitecture,
+    Trial,
+    utcnow,
+)
+from search._jobspec import JobSpec, TaskEntry
+from workers import TrialResult
+
+JobState = Literal["created", "running", "stopped", "finished", "failed", "interrupted"]
+EvaluationStatus = Literal["pending", "running", "done", "filtered-out"]
+TERMINAL_JOB_STATES = frozenset({"stopped", "finished", "failed", "interrupted"})
+
+
+class StoreError(RuntimeError):
+    """A results-database problem the user can act on; the message says what to do."""
+
+
+class NoDatabaseError(StoreError):
+    """There are no cellsearch results at the URL (and the caller asked not to create them)."""
+
+
+class DatabaseRevisionError(StoreError):
+    """The database's schema revision does not match the code's (older, newer or foreign)."""
+
+
+class UnknownJobError(StoreError, KeyError):
+    """No job with that id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown job"
+
+
+# -- records ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    name: str
+    state: str
+    spec: dict[str, Any]
+    code_version: str
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def job_spec(self) -> JobSpec:
+        """The stored spec, validated again (raises :class:`~search._jobspec.JobError`)."""
+        return JobSpec.from_dict(self.spec, source=f"job {self.id}")
+
+
+@dataclass(frozen=True)
+class ArchitectureRecord:
+    id: int
+    canonical_hash: str
+    graph: dict[str, Any]
+    equations: str
+    num_states: int
+    num_nodes: int
+    op_counts: dict[str, int]
+    requires_input_equals_hidden: bool
+    parent_id: int | None
+    mutation: str | None
+    generation: int
+    library_name: str | None
+    first_job_id: int | None
+
+    def cell(self) -> CellGraph:
+        return CellGraph.parse(self.graph)
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    id: int
+    job_id: int
+    architecture_id: int
+    task: str
+    task_key: str
+    task_settings: dict[str, Any]
+    metric: str
+    direction: str
+    status: str
+    best_value: float | None
+    relative_score: float | None
+    best_trial_id: int | None
+    trials_completed: int
+    trials_pruned: int
+    trials_failed: int
+    trials_diverged: int
+    reused_from_id: int | None
+
+    @property
+    def trials_finished(self) -> int:
+        """Trials that ended (ok, pruned, failed or diverged); interrupted ones are not counted."""
+        return self.trials_completed + self.trials_pruned + self.trials_failed + self.trials_diverged
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    id: int
+    job_id: int
+    architecture_id: int
+    evaluation_id: int
+    task: str
+    study_name: str | None
+    optuna_trial_number: int | None
+    hparams: dict[str, Any]
+    status: str
+    value: float | None
+    metrics: dict[str, Any] | None
+    curve: list[Any] | None
+    num_params: int | None
+    steps: int | None
+    seconds: float | None
+    device: str | None
+    worker_node: str | None
+    worker_host: str | None
+    worker_pid: int | None
+    error: str | None
+    attempt: int
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class JobArchitectureRecord:
+    job_id: int
+    architecture_id: int
+    generation: int
+    score: float | None
+    filter_passed: bool | None
+    evaluated: bool
+    listed: bool
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class LeaderboardEntry:
+    """One row of a job's leaderboard (best score first)."""
+
+    rank: int
+    architecture_id: int
+    canonical_hash: str
+    library_name: str | None
+    score: float | None
+    generation: int
+    num_states: int
+    num_nodes: int
+    listed: bool
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    completed: int = 0
+    running: int = 0
+    pruned: int = 0
+    failed: int = 0
+    diverged: int = 0
+    interrupted: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.completed + self.running + self.pruned + self.failed + self.diverged + self.interrupted
+
+
+@dataclass(frozen=True)
+class ArchitectureCounts:
+    proposed: int = 0
+    passed_filter: int = 0
+    filtered_out: int = 0
+    evaluated: int = 0
+    listed: int = 0
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """What ``cellsearch status`` shows for a job."""
+
+    job_id: int
+    name: str
+    state: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    architectures: ArchitectureCounts = field(default_factory=ArchitectureCounts)
+    trials: TrialCounts = field(default_factory=TrialCounts)
+    best_arch_id: int | None = None
+    best_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``architectures`` is the number proposed, the stages are under
+        ``architecture_stages``; ``best`` is ``None`` until an architecture has a score."""
+        return {
+            "job_id": self.job_id,
+            "name": self.name,
+            "state": self.state,
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "architectures": self.architectures.proposed,
+            "architecture_stages": asdict(self.architectures),
+            "trials": {**asdict(self.trials), "total": self.trials.total},
+            "best": None
+            if self.best_arch_id is None
+            else {"arch_id": self.best_arch_id, "score": self.best_score},
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+"""Marks a keyword argument that was not given (so ``None`` can be written on purpose)."""
+
+
+# -- the store -------------------------------------------------------------------------------
+
+
+class ResultStore:
+    """Reads and writes cellsearch results in one SQL database (SQLite file or PostgreSQL).
+
+    Open with :meth:`open`, which checks the schema revision first. One store holds one
+    engine; use it from one thread (the driver's), and close it when done.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # An evaluation's (job, architecture, task) never changes: remember it to save a query per trial.
+        self._evaluation_owner: dict[int, tuple[int, int, str]] = {}
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        upgrade: bool = True,
+        create: bool = True,
+        migrations: str | Path | None = None,
+    ) -> ResultStore:
+        """Open the results database at ``url``, creating or upgrading its schema as allowed.
+
+        A database without cellsearch tables gets them (``create``; other tables, such as
+        Optuna's, are left alone). One at an older revision is upgraded (``upgrade``) or
+        refused with :class:`DatabaseRevisionError` telling to run ``cellsearch db
+        upgrade``. One at an unknown revision, or with cellsearch tables but no revision,
+        is always refused. With ``create=False`` a missing SQLite file is not created
+        (:class:`NoDatabaseError`). ``migrations`` points at another script folder (tests).
+        """
+        if not create:
+            _require_sqlite_file(url)
+        engine = make_engine(url)
+        try:
+            ensure_schema(engine, upgrade=upgrade, create=create, migrations=migrations)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    @property
+    def url(self) -> str:
+        """The database URL with the password hidden."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def create_job(self, spec: JobSpec, *, code_version: str | None = None) -> int:
+        """Record a new job (state ``created``) and return its id."""
+        with self._transaction() as s:
+            job = Job(
+                name=spec.name,
+                spec=spec.to_dict(),
+                state="created",
+                code_version=code_version if code_version is not None else package_code_version(),
+            )
+            s.add(job)
+            s.flush()
+            return job.id
+
+    def set_job_state(self, job_id: int, state: JobState, *, error: str | None = None) -> None:
+        """Move a job to ``state``; ``running`` stamps the start (first time), the terminal
+        states (stopped, finished, failed, interrupted) the end; ``error`` is kept for ``failed``."""
+        if state not in JOB_STATES:
+            raise ValueError(f"state: expected one of {', '.join(JOB_STATES)}, got {state!r}")
+        with self._transaction() as s:
+            job = self._job(s, job_id)
+            now = utcnow()
+            job.state = state
+            job.error = error
+            if state == "running":
+                job.started_at = job.started_at or now
+                job.finished_at = None
+            elif state in TERMINAL_JOB_STATES:
+                job.finished_at = now
+
+    def get_job(self, job_id: int) -> JobRecord:
+        """The job with id ``job_id``; raises :class:`UnknownJobError`."""
+        with self._sessions() as s:
+            return _job_record(self._job(s, job_id))
+
+    def latest_job_id(self) -> int | None:
+        """The most recently created job, ``None`` when there is none."""
+        with self._sessions() as s:
+            return s.scalar(select(func.max(Job.id)))
+
+    def list_jobs(self) -> list[JobRecord]:
+        """Every job, oldest first."""
+        with self._sessions() as s:
+            return [_job_record(j) for j in s.scalars(select(Job).order_by(Job.id))]
+
+    def load_job_spec(self, job_id: int) -> JobSpec:
+        """The validated spec a job was launched with (for ``resume``)."""
+        return self.get_job(job_id).job_spec()
+
+    def save_strategy_state(self, job_id: int, state: dict[str, Any]) -> None:
+        """Store the strategy's resumable state (JSON-ready), replacing the previous one."""
+        with self._transaction() as s:
+            result = s.execute(update(Job).where(Job.id == job_id).values(strategy_state=state))
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise UnknownJobError(f"unknown job {job_id}")
+
+    def load_strategy_state(self, job_id: int) -> dict[str, Any] | None:
+        """The last state saved by :meth:`save_strategy_state`, ``None`` if never saved."""
+        with self._sessions() as s:
+            return self._job(s, job_id).strategy_state
+
+    # -- architectures -------------------------------------------------------------------
+
+    def add_architecture(
+        self,
+        graph: CellGraph,
+        *,
+        job_id: int,
+        parent_id: int | None = None,
+        mutation: str | None = None,
+        generation: int = 0,
+        library_name: str | None = None,
+    ) -> tuple[int, bool]:
+        """Record a proposed architecture and its membership in ``job_id``.
+
+        Returns ``(architecture id, created)``: ``created`` is False when an equivalent
+        graph (same canonical hash) is already known, from this or any earlier job; then
+        the stored graph, parent and mutation are kept (a library name is added if new).
+        """
+        key = canonical_hash(graph)
+        for _ in range(2):  # a second writer may insert the same hash between our select and insert
+            try:
+                with self._transaction() as s:
+                    arch = s.scalar(select(Architecture).where(Architecture.canonical_hash == key))
+                    created = arch is None
+                    if arch is None:
+                        arch = Architecture(
+                            canonical_hash=key,
+                            graph=graph.model_dump(mode="json"),
+                            equations=_equations(graph),
+                            num_states=graph.num_states,
+                            num_nodes=len(graph.nodes),
+                            op_counts=dict(graph.op_counts()),
+                            requires_input_equals_hidden=graph.requires_input_equals_hidden,
+                            parent_id=parent_id,
+                            mutation=mutation,
+                            generation=generation,
+                            library_name=library_name,
+                            first_job_id=job_id,
+                        )
+                        s.add(arch)
+                        s.flush()
+                    elif library_name and not arch.library_name:
+                        arch.library_name = library_name
+                    if s.get(JobArchitecture, (job_id, arch.id)) is None:
+                        s.add(JobArchitecture(job_id=job_id, architecture_id=arch.id, generation=generation))
+                    return arch.id, created
+            except IntegrityError:
+                continue
+        raise StoreError(f"could not record architecture {key} (concurrent writers?)")
+
+    def get_architecture(self, arch_id: int) -> ArchitectureRecord:
+        with self._sessions() as s:
+            arch = s.get(Architecture, arch_id)
+            if arch is None:
+                raise StoreError(f"unknown architecture {arch_id}")
+            return _architecture_record(arch)
+
+    def find_architecture(self, graph_or_hash: CellGraph | str) -> int | None:
+        """The id of the architecture equivalent to a graph (or with a canonical hash), if known."""
+        key = graph_or_hash if isinstance(graph_or_hash, str) else canonical_hash(graph_or_hash)
+        with self._sessions() as s:
+            return s.scalar(select(Architecture.id).where(Architecture.canonical_hash == key))
+
+    def update_job_architecture(
+        self,
+        job_id: int,
+        arch_id: int,
+        *,
+        score: float | None = UNSET,
+        generation: int = UNSET,
+        filter_passed: bool | None = UNSET,
+        evaluated: bool = UNSET,
+        listed: bool = UNSET,
+        duplicate: bool = UNSET,
+    ) -> None:
+        """Set a job's view of an architecture; only the given fields change."""
+        values = {
+            k: v
+            for k, v in dict(
+                score=score,
+                generation=generation,
+                filter_passed=filter_passed,
+                evaluated=evaluated,
+                listed=listed,
+                duplicate=duplicate,
+            ).items()
+            if v is not UNSET
+        }
+        if not values:
+            return
+        with self._transaction() as s:
+            result = s.execute(
+                update(JobArchitecture)
+                .where(JobArchitecture.job_id == job_id, JobArchitecture.architecture_id == arch_id)
+                .values(**values)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise StoreError(f"architecture {arch_id} is not part of job {job_id}")
+
+    def set_listed(self, job_id: int, arch_ids: Iterable[int]) -> None:
+        """Make exactly ``arch_ids`` the job's listed architectures (top-K list or population)."""
+        ids = list(dict.fromkeys(arch_ids))
+        with self._transaction() as s:
+            s.execute(
+                update(JobArchitecture)
+                .where(JobArchitecture.job_id == job_id, JobArchitecture.listed.is_(True))
+                .values(listed=False)
+            )
+            for start in range(0, len(ids), 500):
+                s.execute(
+                    update(JobArchitecture)
+                    .where(
+                        JobArchitecture.job_id == job_id,
+                        JobArchitecture.architecture_id.in_(ids[start : start + 500]),
+                    )
+                    .values(listed=True)
+                )
+
+    def job_architecture(self, job_id: int, arch_id: int) -> JobArchitectureRecord | None:
+        with self._sessions() as s:
+            row = s.get(JobArchitecture, (job_id, arch_id))
+            return None if row is None else _job_architecture_record(row)
+
+    def job_architectures(self, job_id: int, *, listed_only: bool = False) -> list[JobArchitectureRecord]:
+        """A job's architectures in the order they were proposed."""
+        query = select(JobArchitecture).where(JobArchitecture.job_id == job_id)
+        if listed_only:
+            query = query.where(JobArchitecture.listed.is_(True))
+        with self._sessions() as s:
+            rows = s.scalars(query.order_by(JobArchitecture.proposed_at, JobArchitecture.architecture_id))
+            return [_job_architecture_record(r) for r in rows]
+
+    def top_architectures(self, job_id: int, limit: int = 10) -> list[LeaderboardEntry]:
+        """The job's leaderboard: scored architectures, best first (ties: earliest proposed)."""
+        query = (
+            select(JobArchitecture, Architecture)
+            .join(Architecture, Architecture.id == JobArchitecture.architecture_id)
+            .where(JobArchitecture.job_id == job_id, JobArchitecture.score.is_not(None))
+            .order_by(JobArchitecture.score.desc(), JobArchitecture.architecture_id)
+            .limit(limit)
+        )
+        with self._sessions() as s:
+            return [
+                LeaderboardEntry(
+                    rank=rank,
+                    architecture_id=arch.id,
+                    canonical_hash=arch.canonical_hash,
+                    library_name=arch.library_name,
+                    score=ja.score,
+                    generation=ja.generation,
+                    num_states=arch.num_states,
+                    num_nodes=arch.num_nodes,
+                    listed=ja.listed,
+                )
+                for rank, (ja, arch) in enumerate(s.execute(query).all(), start=1)
+            ]
+
+    # -- evaluations ---------------------------------------------------------------------
+
+    def get_or_create_evaluation(self, job_id: int, arch_id: int, task: TaskEntry) -> EvaluationRecord:
+        """The job's evaluation of an architecture on a task (by task key), created ``pending``."""
+        key = task.key
+        for _ in range(2):
+            try:
+                with self._transaction() as s:
+                    row = s.scalar(
+                        select(Evaluation).where(
+                            Evaluation.job_id == job_id,
+                            Evaluation.architecture_id == arch_id,
+                            Evaluation.task_key == key,
+                        )
+                    )
+                    if row is None:
+                        row = Evaluation(
+                            job_id=job_id,
+                            architecture_id=arch_id,
+                            task=task.name,
+                            task_key=key,
+                            task_settings={
+                                "settings": task.config.model_dump(mode="json"),
+                                "budget": task.budget.model_dump(mode="json"),
+                            },
+                            metric=task.metric,
+                            direction=task.direction,
+                            status="pending",
+                        )
+                        s.add(row)
+                        s.flush()
+                    return _evaluation_record(row)
+            except IntegrityError:
+                continue
+        raise StoreError(f"could not record the evaluation of architecture {arch_id} on {task.name}")
+
+    def get_evaluation(self, evaluation_id: int) -> EvaluationRecord:
+        with self._sessions() as s:
+            row = s.get(Evaluation, evaluation_id)
+            if row is None:
+                raise StoreError(f"unknown evaluation {evaluation_id}")
+            return _evaluation_record(row)
+
+    def evaluations(
+        self, job_id: int, *, arch_id: int | None = None, task_key: str | None = None
+    ) -> list[EvaluationRecord]:
+        """A job's evaluations, optionally of one architecture and/or one task key."""
+        query = select(Evaluation).where(Evaluation.job_id == job_id)
+        if arch_id is not None:
+            query = query.where(Evaluation.architecture_id == arch_id)
+        if task_key is not None:
+            query = query.where(Evaluation.task_key == task_key)
+        with self._sessions() as s:
+            return [_evaluation_record(r) for r in s.scalars(query.order_by(Evaluation.id))]
+
+    def set_evaluation(
+        self,
+        evaluation_id: int,
+        *,
+        status: EvaluationStatus = UNSET,
+        relative_score: float | None = UNSET,
+    ) -> None:
+        """Set an evaluation's stage status and/or its score relative to the best baseline."""
+        values: dict[str, Any] = {"updated_at": utcnow()}
+        if status is not UNSET:
+            if status not in EVALUATION_STATES:
+                raise ValueError(f"status: expected one of {', '.join(EVALUATION_STATES)}, got {status!r}")
+            values["status"] = status
+        if relative_score is not UNSET:
+            values["relative_score"] = relative_score
+        with self._transaction() as s:
+            result = s.execute(update(Evaluation).where(Evaluation.id == evaluation_id).values(**values))
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise StoreError(f"unknown evaluation {evaluation_id}")
+
+    def find_reusable_evaluation(
+        self, arch_id: int, task_key: str, *, exclude_job_id: int | None = None
+    ) -> EvaluationRecord | None:
+        """A finished evaluation (``done`` or ``filtered-out``) of the architecture on a task
+        with the same key, from another job: the one with the most completed trials."""
+        query = select(Evaluation).where(
+            Evaluation.architecture_id == arch_id,
+            Evaluation.task_key == task_key,
+            Evaluation.status.in_(("done", "filtered-out")),
+        )
+        if exclude_job_id is not None:
+            query = query.where(Evaluation.job_id != exclude_job_id)
+        query = query.order_by(Evaluation.trials_completed.desc(), Evaluation.id).limit(1)
+        with self._sessions() as s:
+            row = s.scalar(query)
+            return None if row is None else _evaluation_record(row)
+
+    def copy_evaluation_into_job(self, evaluation_id: int, job_id: int) -> EvaluationRecord:
+        """Reuse an earlier job's evaluation in ``job_id``: its status, best value, relative
+        score and counts are copied (``reused_from_id`` points at the original; its trials
+        stay with the original). An evaluation the job already has with trials of its own
+        is returned unchanged."""
+        with self._transaction() as s:
+            source = s.get(Evaluation, evaluation_id)
+            if source is None:
+                raise StoreError(f"unknown evaluation {evaluation_id}")
+            row = s.scalar(
+                select(Evaluation).where(
+                    Evaluation.job_id == job_id,
+                    Evaluation.architecture_id == source.architecture_id,
+                    Evaluation.task_key == source.task_key,
+                )
+            )
+            if row is not None and (row.id == source.id or _trial_count(row) > 0):
+                return _evaluation_record(row)
+            if row is None:
+                row = Evaluation(
+                    job_id=job_id, architecture_id=source.architecture_id, task_key=source.task_key
+                )
+                s.add(row)
+            for name in (
+                "task",
+                "task_settings",
+                "metric",
+                "direction",
+                "status",
+                "best_value",
+                "relative_score",
+                "best_trial_id",
+                "trials_completed",
+                "trials_pruned",
+                "trials_failed",
+                "trials_diverged",
+            ):
+                setattr(row, name, getattr(source, name))
+            row.reused_from_id = source.reused_from_id or source.id
+            row.updated_at = utcnow()
+            s.flush()
+            return _evaluation_record(row)
+
+    # -- trials --------------------------------------------------------------------------
+
+    def start_trial(
+        self,
+        evaluation_id: int,
+        *,
+        hparams: dict[str, Any],
+        study_name: str | None = None,
+        optuna_trial_number: int | None = None,
+        attempt: int = 1,
+    ) -> int:
+        """Record a trial as ``running`` (and its evaluation as running) and return its id."""
+        with self._transaction() as s:
+            job_id, arch_id, task = self._owner(s, evaluation_id)
+            trial = Trial(
+                job_id=job_id,
+                architecture_id=arch_id,
+                evaluation_id=evaluation_id,
+                task=task,
+                study_name=study_name,
+                optuna_trial_number=optuna_trial_number,
+                hparams=_json_safe(hparams),
+                status="running",
+                attempt=attempt,
+            )
+            s.add(trial)
+            s.execute(
+                update(Evaluation)
+                .where(Evaluation.id == evaluation_id, Evaluation.status == "pending")
+                .values(status="running", updated_at=utcnow())
+            )
+            s.flush()
+            return trial.id
+
+    def finish_trial(self, trial_id: int, result: TrialResult) -> EvaluationRecord:
+        """Record a trial's outcome and, in the same transaction, its evaluation's counts and
+        best value (only ``ok`` trials with a finite value compete for best). Returns the
+        updated evaluation. A trial marked interrupted may still be finished (a late result);
+        finishing a trial twice raises :class:`StoreError`."""
+        with self._transaction() as s:
+            trial = s.get(Trial, trial_id)
+            if trial is None:
+                raise StoreError(f"unknown trial {trial_id}")
+            if trial.status not in ("running", "interrupted"):
+                raise StoreError(f"trial {trial_id} is already finished ({trial.status})")
+            worker = result.worker
+            trial.status = result.status
+            trial.value = _finite_or_none(result.value)
+            trial.metrics = _json_safe(result.metrics)
+            trial.curve = _json_safe([list(point) for point in result.curve])
+            trial.num_params = result.num_params
+            trial.steps = result.steps
+            trial.seconds = result.seconds
+            trial.device = result.device
+            trial.error = result.error
+            trial.worker_node = _str_or_none(worker.get("node_id", worker.get("node")))
+            trial.worker_host = _str_or_none(worker.get("hostname", worker.get("host")))
+            pid = worker.get("pid")
+            trial.worker_pid = int(pid) if isinstance(pid, int | str) and str(pid).isdigit() else None
+            if result.hparams:
+                trial.hparams = _json_safe({**trial.hparams, **result.hparams})
+            trial.finished_at = utcnow()
+            evaluation = s.get(Evaluation, trial.evaluation_id)
+            assert evaluation is not None  # a foreign key guarantees it
+            _count(evaluation, result.status)
+            if (
+                result.status == "ok"
+                and trial.value is not None
+                and _better(trial.value, evaluation.best_value, evaluation.direction)
+            ):
+                evaluation.best_value = trial.value
+                evaluation.best_trial_id = trial.id
+            evaluation.updated_at = trial.finished_at
+            s.flush()
+            return _evaluation_record(evaluation)
+
+    def fail_trial(
+        self,
+        trial_id: int,
+        error: str,
+        *,
+        status: Literal["failed", "interrupted"] = "failed",
+    ) -> EvaluationRecord:
+        """Record a trial that produced no :class:`TrialResult` (its worker died, Ray gave up)."""
+        with self._transaction() as s:
+            trial = s.get(Trial, trial_id)
+            if trial is None:
+                raise StoreError(f"unknown trial {trial_id}")
+            if trial.status not in ("running", "interrupted"):
+                raise StoreError(f"trial {trial_id} is already finished ({trial.status})")
+            trial.status = status
+            trial.error = error
+            trial.finished_at = utcnow()
+            evaluation = s.get(Evaluation, trial.evaluation_id)
+            assert evaluation is not None
+            _count(evaluation, status)
+            evaluation.updated_at = trial.finished_at
+            s.flush()
+            return _evaluation_record(evaluation)
+
+    def mark_running_trials_interrupted(self, job_id: int) -> int:
+        """Mark the job's ``running`` trials ``interrupted`` (after Ctrl-C, or before a resume
+        re-runs them); returns how many."""
+        with self._transaction() as s:
+            result = s.execute(
+                update(Trial)
+                .where(Trial.job_id == job_id, Trial.status == "running")
+                .values(status="interrupted", finished_at=utcnow())
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def get_trial(self, trial_id: int) -> TrialRecord:
+        with self._sessions() as s:
+            trial = s.get(Trial, trial_id)
+            if trial is None:
+                raise StoreError(f"unknown trial {trial_id}")
+            return _trial_record(trial)
+
+    def trials(
+        self,
+        *,
+        job_id: int | None = None,
+        evaluation_id: int | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[TrialRecord]:
+        """Trials filtered by job, evaluation and/or status, oldest first."""
+        query = select(Trial)
+        if job_id is not None:
+            query = query.where(Trial.job_id == job_id)
+        if evaluation_id is not None:
+            query = query.where(Trial.evaluation_id == evaluation_id)
+        if status is not None:
+            query = query.where(Trial.status == status)
+        query = query.order_by(Trial.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._sessions() as s:
+            return [_trial_record(t) for t in s.scalars(query)]
+
+    # -- summaries -----------------------------------------------------------------------
+
+    def job_summary(self, job_id: int) -> JobSummary:
+        """Counts of a job's architectures by stage and trials by status, and its best architecture."""
+        with self._sessions() as s:
+            job = self._job(s, job_id)
+            statuses = dict(
+                s.execute(
+                    select(Trial.status, func.count()).where(Trial.job_id == job_id).group_by(Trial.status)
+                ).all()
+            )
+            ja = JobArchitecture
+            counts = s.execute(
+                select(
+                    func.count(),
+                    func.sum(case((ja.filter_passed.is_(True), 1), else_=0)),
+                    func.sum(case((ja.filter_passed.is_(False), 1), else_=0)),
+                    func.sum(case((ja.evaluated.is_(True), 1), else_=0)),
+                    func.sum(case((ja.listed.is_(True), 1), else_=0)),
+                ).where(ja.job_id == job_id)
+            ).one()
+            best = s.execute(
+                select(ja.architecture_id, ja.score)
+                .where(ja.job_id == job_id, ja.score.is_not(None))
+                .order_by(ja.score.desc(), ja.architecture_id)
+                .limit(1)
+            ).first()
+            return JobSummary(
+                job_id=job.id,
+                name=job.name,
+                state=job.state,
+                created_at=_aware(job.created_at),
+                started_at=_aware(job.started_at),
+                finished_at=_aware(job.finished_at),
+                architectures=ArchitectureCounts(*(int(c or 0) for c in counts)),
+                trials=TrialCounts(
+                    completed=statuses.get("ok", 0),
+                    running=statuses.get("running", 0),
+                    pruned=statuses.get("pruned", 0),
+                    failed=statuses.get("failed", 0),
+                    diverged=statuses.get("diverged", 0),
+                    interrupted=statuses.get("interrupted", 0),
+                ),
+                best_arch_id=None if best is None else best[0],
+                best_score=None if best is None else best[1],
+            )
+
+    # -- internals -----------------------------------------------------------------------
+
+    @staticmethod
+    def _job(s: Session, job_id: int) -> Job:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise UnknownJobError(f"unknown job {job_id}")
+        return job
+
+    def _owner(self, s: Session, evaluation_id: int) -> tuple[int, int, str]:
+        owner = self._evaluation_owner.get(evaluation_id)
+        if owner is None:
+            row = s.execute(
+                select(Evaluation.job_id, Evaluation.architecture_id, Evaluation.task).where(
+                    Evaluation.id == evaluation_id
+                )
+            ).first()
+            if row is None:
+                raise StoreError(f"unknown evaluation {evaluation_id}")
+            owner = self._evaluation_owner[evaluation_id] = (row[0], row[1], row[2])
+        return owner
+
+
+# -- engine and schema -----------------------------------------------------------------------
+
+
+def make_engine(url: str) -> Engine:
+    """One engine per database. SQLite gets WAL journaling (readers never block the
+    writer), ``synchronous=NORMAL`` (a commit survives a process kill; only a power loss
+    may drop the last commits), foreign keys on and a generous lock timeout."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    memory = parsed.database in (None, "", ":memory:")
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 60, "check_same_thread": False},
+        poolclass=StaticPool if memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+def ensure_schema(
+    engine: Engine, *, upgrade: bool = True, create: bool = True, migrations: str | Path | None = None
+) -> str:
+    """Check (and create or upgrade, as allowed) the schema; returns the revision now in place."""
+    shown = engine.url.render_as_string(hide_password=True)
+    head = _migrate.head_revision(migrations)
+    try:
+        with engine.connect() as conn:
+            revision = _migrate.current_revision(conn)
+            ours = _migrate.existing_tables(conn)
+    except OperationalError as exc:
+        raise StoreError(f"cannot open the results database {shown}: {_reason(exc)}") from None
+    if revision is None:
+        if ours:
+            raise DatabaseRevisionError(
+                f"{shown} has tables named like cellsearch's ({', '.join(ours)}) but no schema "
+                f"revision in cs_alembic_version: not a cellsearch database; refusing to touch it"
+            )
+        if not create:
+            raise NoDatabaseError(f"no cellsearch results in {shown}")
+        _migrate.upgrade(engine, head, migrations)
+        return head
+    if revision == head:
+        return head
+    if revision not in _migrate.known_revisions(migrations):
+        raise DatabaseRevisionError(
+            f"{shown} is at schema revision {revision!r}, unknown to this cellsearch (expects {head!r}): "
+            f"it was written by a newer cellsearch; upgrade cellsearch to read it"
+        )
+    if not upgrade:
+        raise DatabaseRevisionError(
+            f"database at revision {revision}, code expects {head}: run `cellsearch db upgrade`"
+        )
+    _migrate.upgrade(engine, head, migrations)
+    return head
+
+
+def upgrade_database(url: str, *, migrations: str | Path | None = None) -> tuple[str | None, str]:
+    """Create or upgrade the schema at ``url``; returns ``(revision before, revision after)``."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            before = _migrate.current_revision(conn)
+        after = ensure_schema(engine, upgrade=True, create=True, migrations=migrations)
+        return before, after
+    except OperationalError as exc:
+        raise StoreError(f"cannot open the results database: {_reason(exc)}") from None
+    finally:
+        engine.dispose()
+
+
+def _require_sqlite_file(url: str) -> None:
+    parsed = make_url(url)
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file:")
+    if parsed.get_backend_name() == "sqlite" and not in_memory and not os.path.exists(database):
+        raise NoDatabaseError(f"no results database at {database} (no job has been launched with this URL)")
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+
+
+@cache
+def package_code_version() -> str:
+    """The package version, plus ``git describe`` of the source tree when it is a checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version("cellsearch")
+    except PackageNotFoundError:
+        text = "unknown"
+    root = Path(__file__).resolve().parents[1]
+    if (root / ".git").exists():
+        try:
+            described = subprocess.run(
+                ["git", "describe", "--always", "--dirty", "--tags"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            described = ""
+        if described:
+            text += f"+git.{described}"
+    return text
+
+
+# -- conversions -----------------------------------------------------------------------------
+
+
+def _equations(graph: CellGraph) -> str:
+    try:
+        from cells import to_equations
+
+        return to_equations(graph)
+    except Exception:  # rendering is a convenience; a renderer gap must not lose the architecture
+        return ""
+
+
+def _better(value: float, best: float | None, direction: str) -> bool:
+    if best is None:
+        return True
+    return value > best if direction == "maximize" else value < best
+
+
+def _count(evaluation: Evaluation, status: str) -> None:
+    if status == "ok":
+        evaluation.trials_completed += 1
+    elif status == "pruned":
+        evaluation.trials_pruned += 1
+    elif status == "failed":
+        evaluation.trials_failed += 1
+    elif status == "diverged":
+        evaluation.trials_diverged += 1
+
+
+def _trial_count(row: Evaluation) -> int:
+    return row.trials_completed + row.trials_pruned + row.trials_failed + row.trials_diverged
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON columns refuse NaN/inf on PostgreSQL; store them as strings ("nan", "inf")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _aware(value: datetime | None) -> Any:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _job_record(job: Job) -> JobRecord:
+    return JobRecord(
+        id=job.id,
+        name=job.name,
+        state=job.state,
+        spec=job.spec,
+        code_version=job.code_version,
+        error=job.error,
+        created_at=_aware(job.created_at),
+        started_at=_aware(job.started_at),
+        finished_at=_aware(job.finished_at),
+    )
+
+
+def _architecture_record(a: Architecture) -> ArchitectureRecord:
+    return ArchitectureRecord(
+        id=a.id,
+        canonical_hash=a.canonical_hash,
+        graph=a.graph,
+        equations=a.equations,
+        num_states=a.num_states,
+        num_nodes=a.num_nodes,
+        op_counts=a.op_counts,
+        requires_input_equals_hidden=a.requires_input_equals_hidden,
+        parent_id=a.parent_id,
+        mutation=a.mutation,
+        generation=a.generation,
+        library_name=a.library_name,
+        first_job_id=a.first_job_id,
+    )
+
+
+def _job_architecture_record(r: JobArchitecture) -> JobArchitectureRecord:
+    return JobArchitectureRecord(
+        job_id=r.job_id,
+        architecture_id=r.architecture_id,
+        generation=r.generation,
+        score=r.score,
+        filter_passed=r.filter_passed,
+        evaluated=r.evaluated,
+        listed=r.listed,
+        duplicate=r.duplicate,
+    )
+
+
+def _evaluation_record(e: Evaluation) -> EvaluationRecord:
+    return EvaluationRecord(
+        id=e.id,
+        job_id=e.job_id,
+        architecture_id=e.architecture_id,
+        task=e.task,
+        task_key=e.task_key,
+        task_settings=e.task_settings,
+        metric=e.metric,
+        direction=e.direction,
+        status=e.status,
+        best_value=e.best_value,
+        relative_score=e.relative_score,
+        best_trial_id=e.best_trial_id,
+        trials_completed=e.trials_completed,
+        trials_pruned=e.trials_pruned,
+        trials_failed=e.trials_failed,
+        trials_diverged=e.trials_diverged,
+        reused_from_id=e.reused_from_id,
+    )
+
+
+def _trial_record(t: Trial) -> TrialRecord:
+    return TrialRecord(
+        id=t.id,
+        job_id=t.job_id,
+        architecture_id=t.architecture_id,
+        evaluation_id=t.evaluation_id,
+        task=t.task,
+        study_name=t.study_name,
+        optuna_trial_number=t.optuna_trial_number,
+        hparams=t.hparams,
+        status=t.status,
+        value=t.value,
+        metrics=t.metrics,
+        curve=t.curve,
+        num_params=t.num_params,
+        steps=t.steps,
+        seconds=t.seconds,
+        device=t.device,
+        worker_node=t.worker_node,
+        worker_host=t.worker_host,
+        worker_pid=t.worker_pid,
+        error=t.error,
+        attempt=t.attempt,
+        started_at=_aware(t.started_at),
+        finished_at=_aware(t.finished_at),
+    )

@@ -1,0 +1,214 @@
+"""The strategy interface: a strategy proposes architectures and observes their scores.
+
+A strategy is pure logic (no Ray, no database): the driver asks it for the next
+:class:`Candidate` (a new cell to evaluate) or :class:`Refine` (more hyperparameter
+trials for a known one), evaluates it, and tells it the :class:`Outcome`. Its whole state
+is JSON (:meth:`Strategy.state_dict`), saved by the driver so a resumed job proposes
+exactly what the uninterrupted job would have.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from cells import CellGraph, canonical_hash
+
+Origin = Literal["baseline", "seed", "mutation", "random", "fixed"]
+
+_MAX_PROPOSAL_TRIES = 50
+"""New graphs drawn per ask before a strategy concludes it only finds known cells."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A new architecture to evaluate.
+
+    ``gated``: goes through the task stages with their thresholds (design.md 2); baselines
+    and fixed cells are evaluated on every task regardless. ``parent_hash``: the cell it was
+    mutated from; its best hyperparameters become the child's first trial.
+    """
+
+    graph: CellGraph
+    hash: str
+    origin: Origin
+    parent_hash: str | None = None
+    mutation: str | None = None
+    library_name: str | None = None
+    generation: int = 0
+    gated: bool = True
+
+    @classmethod
+    def of(cls, graph: CellGraph, origin: Origin, **fields: Any) -> Candidate:
+        return cls(graph=graph, hash=canonical_hash(graph), origin=origin, **fields)
+
+
+@dataclass(frozen=True)
+class Refine:
+    """Spend ``trials`` more hyperparameter trials per search task on a known architecture."""
+
+    hash: str
+    trials: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the evaluation of an architecture gave.
+
+    ``score``: worst search task relative to the best baseline (``None``: no task could be
+    scored). ``complete``: it went through every stage meant for it; ``False`` when a filter
+    or a threshold stopped it (its score then covers the stages it reached).
+    """
+
+    hash: str
+    score: float | None
+    complete: bool
+    baseline: bool = False
+
+
+Proposal = Candidate | Refine
+
+
+class Strategy(ABC):
+    """Base class: the seen set (dedup by canonical hash), the seed cells, the random state.
+
+    Subclasses implement :meth:`_propose` and :meth:`_observe`, and extend
+    :meth:`state_dict` / :meth:`load_state_dict` with their own fields.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, seed_cells: Sequence[tuple[str | None, CellGraph]] = (), seed: int = 0) -> None:
+        self._seed_cells = list(seed_cells)
+        self._rng = np.random.default_rng(seed)
+        self._seen: set[str] = set()
+        self._pending: dict[str, dict[str, Any]] = {}
+        """Proposed (or registered) and not yet observed: hash -> entry (see :func:`entry`)."""
+        self.duplicates = 0
+        """Drawn cells that were already known (cost no training)."""
+
+    # -- the interface -------------------------------------------------------------------
+
+    def ask(self) -> Proposal | None:
+        """The next proposal, or ``None`` when nothing can be proposed until an outcome arrives."""
+        proposal = self._next_seed() or self._propose()
+        if isinstance(proposal, Candidate):
+            self._seen.add(proposal.hash)
+            self._pending[proposal.hash] = entry(proposal)
+        return proposal
+
+    def tell(self, outcome: Outcome) -> None:
+        """Observe the outcome of a proposal (or of a registered architecture such as a baseline)."""
+        self._observe(outcome, self._pending.pop(outcome.hash, None))
+
+    def register(self, candidate: Candidate) -> None:
+        """Make a cell the driver evaluates itself (a baseline) known: never proposed, observed."""
+        self._seen.add(candidate.hash)
+        self._pending.setdefault(candidate.hash, entry(candidate))
+
+    def is_known(self, cell_hash: str) -> bool:
+        return cell_hash in self._seen
+
+    @property
+    def finished(self) -> bool:
+        """No proposal will ever come again (a fixed list is exhausted)."""
+        return False
+
+    # -- for subclasses ------------------------------------------------------------------
+
+    @abstractmethod
+    def _propose(self) -> Proposal | None: ...
+
+    @abstractmethod
+    def _observe(self, outcome: Outcome, proposed: dict[str, Any] | None) -> None:
+        """``proposed``: the entry of the proposal, ``None`` for an outcome of something known
+        already (a refinement)."""
+
+    def _next_seed(self) -> Candidate | None:
+        while self._seed_cells:
+            name, graph = self._seed_cells.pop(0)
+            candidate = Candidate.of(graph, "seed", library_name=name)
+            if candidate.hash not in self._seen:
+                return candidate
+        return None
+
+    def _first_new(self, draw: Any) -> Any:
+        """Call ``draw()`` (returning a candidate) until one is new; ``None`` after many known ones."""
+        for _ in range(_MAX_PROPOSAL_TRIES):
+            candidate = draw()
+            if candidate.hash not in self._seen:
+                return candidate
+            self.duplicates += 1
+        return None
+
+    # -- state ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue, as JSON-ready data."""
+        return {
+            "kind": self.kind,
+            "rng": rng_state(self._rng),
+            "seen": sorted(self._seen),
+            "pending": list(self._pending.values()),
+            "seed_cells": [[name, graph.model_dump(mode="json")] for name, graph in self._seed_cells],
+            "duplicates": self.duplicates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind") != self.kind:
+            raise ValueError(f"strategy state is for {state.get('kind')!r}, not {self.kind!r}")
+        self._rng = rng_from_state(state["rng"])
+        self._seen = set(state["seen"])
+        self._pending = {e["hash"]: e for e in state["pending"]}
+        self._seed_cells = [(name, CellGraph.parse(graph)) for name, graph in state["seed_cells"]]
+        self.duplicates = int(state["duplicates"])
+
+
+def entry(candidate: Candidate, score: float | None = None) -> dict[str, Any]:
+    """A JSON record of a candidate in a strategy's lists."""
+    return {
+        "hash": candidate.hash,
+        "graph": candidate.graph.model_dump(mode="json"),
+        "library_name": candidate.library_name,
+        "generation": candidate.generation,
+        "baseline": candidate.origin == "baseline",
+        "score": score,
+    }
+
+
+def graph_of(record: dict[str, Any]) -> CellGraph:
+    return CellGraph.parse(record["graph"])
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """The generator's state as JSON (its 128-bit integers as strings, safe in any JSON store)."""
+    return _ints_to_str(rng.bit_generator.state)
+
+
+def rng_from_state(state: dict[str, Any]) -> np.random.Generator:
+    restored = _str_to_ints(state)
+    generator = np.random.default_rng()
+    if restored["bit_generator"] != type(generator.bit_generator).__name__:
+        raise ValueError(f"random state of {restored['bit_generator']!r} cannot be restored")
+    generator.bit_generator.state = restored
+    return generator
+
+
+def _ints_to_str(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _ints_to_str(v) for k, v in value.items()}
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _str_to_ints(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _str_to_ints(v) for k, v in value.items()}
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value

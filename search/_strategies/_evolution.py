@@ -1,0 +1,104 @@
+"""Regularized (aging) evolution, Real et al. (2019), asynchronous as in the paper."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cells import CellGraph, mutate, random_cell
+from search._strategies._base import Candidate, Outcome, Proposal, Strategy, graph_of
+
+
+class RegularizedEvolution(Strategy):
+    """A population of the ``population_size`` newest architectures.
+
+    The population starts with the seed cells, then random cells. After that each step
+    samples ``sample_size`` members, mutates the best of them, and the child joins the
+    population when its outcome arrives, pushing out the oldest member (not the worst:
+    that is the "aging" which regularizes). Members that a filter stopped score minus
+    infinity in tournaments but still take their place until they age out.
+
+    Example:
+        >>> from cells import library
+        >>> evolution = RegularizedEvolution([("gru", library.get("gru"))], population_size=2, sample_size=2)
+        >>> [evolution.ask().origin for _ in range(2)], evolution.ask()
+        (['seed', 'random'], None)
+    """
+
+    kind = "regularized_evolution"
+
+    def __init__(
+        self,
+        seed_cells: Sequence[tuple[str | None, CellGraph]] = (),
+        population_size: int = 100,
+        sample_size: int = 25,
+        mutation_p: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(seed_cells, seed)
+        self.population_size = population_size
+        self.sample_size = sample_size
+        self.mutation_p = mutation_p
+        self._population: list[dict[str, Any]] = []
+        """Oldest first."""
+        self._initial = 0
+        """Proposals made to fill the first population (seeds and random cells)."""
+
+    @property
+    def population(self) -> list[tuple[str, float | None]]:
+        """``(hash, score)`` of the living members, oldest first."""
+        return [(e["hash"], e["score"]) for e in self._population]
+
+    def ask(self) -> Proposal | None:
+        proposal = super().ask()
+        if isinstance(proposal, Candidate) and proposal.origin in ("seed", "random"):
+            self._initial += 1
+        return proposal
+
+    def _next_seed(self) -> Candidate | None:
+        return super()._next_seed() if self._initial < self.population_size else None
+
+    def _propose(self) -> Proposal | None:
+        if self._initial < self.population_size:
+            candidate: Candidate | None = self._first_new(
+                lambda: Candidate.of(random_cell(self._rng), "random")
+            )
+            return candidate
+        if not self._population:
+            return None
+        size = min(self.sample_size, len(self._population))
+        picks = self._rng.choice(len(self._population), size=size, replace=False)
+        parent = max((self._population[int(i)] for i in picks), key=_fitness)
+        parent_graph = graph_of(parent)
+
+        def draw() -> Candidate:
+            child, description = mutate(parent_graph, self._rng, p=self.mutation_p)
+            return Candidate.of(
+                child,
+                "mutation",
+                parent_hash=parent["hash"],
+                mutation=description,
+                generation=parent["generation"] + 1,
+            )
+
+        return self._first_new(draw)  # type: ignore[no-any-return]
+
+    def _observe(self, outcome: Outcome, proposed: dict[str, Any] | None) -> None:
+        if proposed is None:  # a refinement: evolution never asks for one
+            return
+        self._population.append({**proposed, "score": outcome.score})
+        del self._population[: max(0, len(self._population) - self.population_size)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "population": self._population, "initial": self._initial}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._population = list(state["population"])
+        self._initial = int(state["initial"])
+
+
+def _fitness(member: dict[str, Any]) -> float:
+    return float(member["score"]) if member["score"] is not None else -np.inf

@@ -1,0 +1,113 @@
+"""The search of Jozefowicz, Zaremba & Sutskever (2015), as design.md 2 describes it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cells import CellGraph, mutate
+from search._strategies._base import Candidate, Outcome, Proposal, Refine, Strategy, entry, graph_of
+
+
+class JozefowiczSearch(Strategy):
+    """A list of the best ``top_k`` architectures, seeded with the known cells.
+
+    Each step either refines a scored listed architecture (probability ``p_refine``:
+    ``refine_trials`` more hyperparameter trials per search task, which sharpens its
+    estimate) or mutates a listed architecture into a new candidate. Seed cells are listed
+    before they are scored, so mutation starts at once; a seed that scores nothing (a
+    filter stopped it) leaves the list. Baselines are listed when scored but never refined:
+    their best value is the yardstick of every score.
+
+    Example:
+        >>> from cells import library
+        >>> search = JozefowiczSearch([("gru", library.get("gru"))], top_k=2, seed=0)
+        >>> first = search.ask()
+        >>> first.library_name, first.origin
+        ('gru', 'seed')
+        >>> search.ask().origin  # the seed is listed: mutate it while it trains
+        'mutation'
+    """
+
+    kind = "jozefowicz"
+
+    def __init__(
+        self,
+        seed_cells: Sequence[tuple[str | None, CellGraph]] = (),
+        top_k: int = 100,
+        p_refine: float = 0.2,
+        refine_trials: int = 5,
+        mutation_p: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(seed_cells, seed)
+        self.top_k = top_k
+        self.p_refine = p_refine
+        self.refine_trials = refine_trials
+        self.mutation_p = mutation_p
+        self._listed: list[dict[str, Any]] = []
+        """Entries sorted best first; unscored seeds (score ``None``) at the end."""
+        self._refining: set[str] = set()
+
+    @property
+    def listed(self) -> list[tuple[str, float | None]]:
+        """``(hash, score)`` of the listed architectures, best first."""
+        return [(e["hash"], e["score"]) for e in self._listed]
+
+    def _propose(self) -> Proposal | None:
+        refinable = [
+            e
+            for e in self._listed
+            if e["score"] is not None and not e["baseline"] and e["hash"] not in self._refining
+        ]
+        # The draw happens even when nothing is refinable so the random stream stays aligned.
+        if self._rng.random() < self.p_refine and refinable:
+            chosen = refinable[int(self._rng.integers(len(refinable)))]
+            self._refining.add(chosen["hash"])
+            return Refine(chosen["hash"], self.refine_trials)
+        if not self._listed:
+            return None
+        parent = self._listed[int(self._rng.integers(len(self._listed)))]
+        parent_graph = graph_of(parent)
+
+        def draw() -> Candidate:
+            child, description = mutate(parent_graph, self._rng, p=self.mutation_p)
+            return Candidate.of(
+                child,
+                "mutation",
+                parent_hash=parent["hash"],
+                mutation=description,
+                generation=parent["generation"] + 1,
+            )
+
+        candidate: Candidate | None = self._first_new(draw)
+        return candidate
+
+    def _next_seed(self) -> Candidate | None:
+        seed = super()._next_seed()
+        if seed is not None:  # listed while it trains, so it can be mutated at once
+            self._listed.append(entry(seed))
+        return seed
+
+    def _observe(self, outcome: Outcome, proposed: dict[str, Any] | None) -> None:
+        self._refining.discard(outcome.hash)
+        listed = next((e for e in self._listed if e["hash"] == outcome.hash), None)
+        if listed is not None:
+            self._listed.remove(listed)
+        record = listed or proposed
+        if record is not None and outcome.complete and outcome.score is not None:
+            self._listed.append({**record, "score": outcome.score})
+        self._truncate()
+
+    def _truncate(self) -> None:
+        scored = sorted((e for e in self._listed if e["score"] is not None), key=lambda e: -e["score"])
+        waiting = [e for e in self._listed if e["score"] is None]
+        self._listed = scored[: self.top_k] + waiting
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "listed": self._listed, "refining": sorted(self._refining)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._listed = list(state["listed"])
+        self._refining = set(state["refining"])

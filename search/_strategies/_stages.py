@@ -1,0 +1,154 @@
+"""Where one architecture stands in a job's task stages (design.md 2), as pure logic.
+
+Tasks run in the job's order. A gated candidate finishes one task's trials before the
+next starts: a ``filter`` task must reach its absolute threshold, a ``search`` task its
+threshold relative to the best baseline; otherwise it stops there. An ungated cell (a
+baseline, a fixed cell) runs every task at once. The driver launches what
+:meth:`Stages.advance` asks for and reports each finished trial back.
+
+Example:
+    >>> from search._jobspec import TaskEntry
+    >>> tasks = [TaskEntry(name="memorize", role="filter", threshold=0.5), TaskEntry(name="arith")]
+    >>> stages = Stages(tasks, {"memorize": 2, "arith": 3}, gated=True)
+    >>> stages.advance({})
+    [('memorize', 2)]
+    >>> for value in (0.2, 0.7):
+    ...     stages.started("memorize"); stages.finished("memorize", value)
+    >>> stages.advance({})  # best 0.7 passes the filter: on to arith
+    [('arith', 3)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from search._jobspec import TaskEntry
+from search._strategies._scoring import best_of, relative_value, worst_task_score
+
+StageStatus = Literal["running", "filtered", "stopped", "done"]
+
+
+@dataclass
+class TaskProgress:
+    """Trials of one architecture on one task: wanted, finished, running, and the best value."""
+
+    target: int
+    done: int = 0
+    running: int = 0
+    best: float | None = None
+
+    @property
+    def missing(self) -> int:
+        """Trials still to launch."""
+        return max(0, self.target - self.done - self.running)
+
+    @property
+    def complete(self) -> bool:
+        return self.done >= self.target
+
+
+class Stages:
+    """The task pipeline of one architecture: what to run next and what the results mean.
+
+    ``baselines`` (in :meth:`advance`, :meth:`relative`, :meth:`score`) maps a task name to
+    the best baseline value on it, for tasks whose baselines are complete; a gate waits for
+    its task's baseline.
+    """
+
+    def __init__(self, tasks: Sequence[TaskEntry], trials: Mapping[str, int], gated: bool = True) -> None:
+        self.tasks = list(tasks)
+        self.gated = gated
+        self.progress = {t.name: TaskProgress(target=trials[t.name]) for t in self.tasks}
+        self.status: StageStatus = "running"
+        self.stopped_at: str | None = None
+        """The task whose gate stopped the architecture."""
+
+    def advance(self, baselines: Mapping[str, float | None]) -> list[tuple[str, int]]:
+        """Update the status and return ``(task name, trials to launch)`` pairs."""
+        if self.status in ("filtered", "stopped"):
+            return []
+        launch = []
+        for task in self.tasks:
+            progress = self.progress[task.name]
+            if progress.missing:
+                launch.append((task.name, progress.missing))
+            if not self.gated:
+                continue
+            if not progress.complete:
+                return launch
+            verdict = self._gate(task, progress.best, baselines)
+            if verdict == "wait":
+                return launch
+            if verdict != "pass":
+                self.status, self.stopped_at = verdict, task.name
+                return []
+        if all(p.complete for p in self.progress.values()):
+            self.status = "done"
+        return launch
+
+    def started(self, task: str) -> None:
+        self.progress[task].running += 1
+
+    def finished(self, task: str, value: float | None, counted: bool = True) -> None:
+        """A trial ended; ``counted=False`` for one that must run again (interrupted)."""
+        progress = self.progress[task]
+        progress.running -= 1
+        if counted:
+            progress.done += 1
+            direction = self._task(task).direction
+            progress.best = best_of([progress.best, value], direction)
+
+    def restore(self, task: str, done: int, best: float | None) -> None:
+        """Set a task's finished trials and best value (from the database, or a reused evaluation)."""
+        progress = self.progress[task]
+        progress.done, progress.best = done, best
+        progress.target = max(progress.target, done)
+
+    def refine(self, trials: int) -> bool:
+        """Ask for ``trials`` more trials on every search task finished; ``False`` if there is none."""
+        tasks = [t.name for t in self.tasks if t.role == "search" and self.progress[t.name].complete]
+        for name in tasks:
+            self.progress[name].target += trials
+        if tasks and self.status == "done":
+            self.status = "running"
+        return bool(tasks)
+
+    @property
+    def running(self) -> int:
+        return sum(p.running for p in self.progress.values())
+
+    @property
+    def complete(self) -> bool:
+        """Every stage meant for the architecture is done (no filter or threshold stopped it)."""
+        return self.status == "done"
+
+    def relative(self, baselines: Mapping[str, float | None]) -> dict[str, float | None]:
+        """Relative value on each finished search or report-only task whose baseline is known."""
+        return {
+            t.name: relative_value(self.progress[t.name].best, baselines[t.name], t.direction)
+            for t in self.tasks
+            if t.role != "filter" and self.progress[t.name].complete and t.name in baselines
+        }
+
+    def score(self, baselines: Mapping[str, float | None]) -> float | None:
+        """The worst finished search task relative to the best baseline."""
+        relative = self.relative(baselines)
+        return worst_task_score({t.name: relative.get(t.name) for t in self.tasks if t.role == "search"})
+
+    def _gate(
+        self, task: TaskEntry, best: float | None, baselines: Mapping[str, float | None]
+    ) -> Literal["pass", "wait", "filtered", "stopped"]:
+        if task.role == "filter":
+            return "pass" if task.passes_filter(best) else "filtered"
+        if task.role != "search" or task.threshold is None:
+            return "pass"
+        if task.name not in baselines:
+            return "wait"
+        relative = relative_value(best, baselines[task.name], task.direction)
+        # Without a usable baseline there is no yardstick: let the candidate go on.
+        return "pass" if relative is None or relative >= task.threshold else "stopped"
+
+    def _task(self, name: str) -> TaskEntry:
+        return next(t for t in self.tasks if t.name == name)

@@ -1,0 +1,253 @@
+"""Hyperparameter tuning: one Optuna study per (job, architecture, task), driven by ask-and-tell.
+
+Studies live in Optuna's RDB storage in the results database (Optuna's own tables), so
+``optuna.load_study(study_name=..., storage=db_url)`` and Optuna's dashboards read them.
+The driver samples and prunes against an in-memory mirror of each study and writes every
+change through to the database at once: a trial is stored ``RUNNING`` with its parameters
+when asked, its intermediate values as they are reported, its final state when told. The
+mirror saves the per-call reads of Optuna's RDB storage (listing a study's trials for every
+sample, every pruning decision) that would otherwise bound the driver's trial rate. A study
+is loaded back from the database when a job resumes; ``RUNNING`` trials a crash left
+behind are marked ``FAIL`` then.
+
+Example:
+    >>> from optuna.distributions import FloatDistribution
+    >>> book = StudyBook("sqlite://", sampler="random", pruner="none", seed=0)
+    >>> study = book.study("job1-arch1-memorize", "maximize", {"lr": FloatDistribution(0.1, 1.0)})
+    >>> trial = study.ask()
+    >>> study.tell(trial.number, "ok", 0.5)
+    >>> import optuna
+    >>> loaded = optuna.load_study(study_name="job1-arch1-memorize", storage=book.storage)
+    >>> [t.state.name for t in loaded.trials], loaded.best_value
+    (['COMPLETE'], 0.5)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.storages import RDBStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+from workers import TrialStatus
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+_STATES: dict[str, TrialState] = {
+    "ok": TrialState.COMPLETE,
+    "pruned": TrialState.PRUNED,
+    "diverged": TrialState.FAIL,
+    "failed": TrialState.FAIL,
+    "interrupted": TrialState.FAIL,
+}
+
+
+def study_name(job_id: int, arch_id: int, task_key: str, task: str) -> str:
+    """The study of an architecture on a task within a job, e.g. ``job3-arch17-memorize-1a2b3c4d``.
+
+    The task key (settings and budget, see :func:`search._jobspec.task_key`) keeps studies of
+    the same task with different settings apart.
+    """
+    return f"job{job_id}-arch{arch_id}-{task}-{task_key[:8]}"
+
+
+def derived_seed(*parts: object) -> int:
+    """A 32-bit seed from any values (equal parts, equal seed; nearby parts, unrelated seeds)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def make_sampler(kind: Literal["random", "tpe"], seed: int) -> optuna.samplers.BaseSampler:
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_pruner(kind: Literal["none", "median", "hyperband"]) -> optuna.pruners.BasePruner:
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
+def open_storage(url: str) -> RDBStorage:
+    """Optuna's RDB storage on the results database; SQLite gets the results store's settings
+    (WAL, ``synchronous=NORMAL``, a long lock timeout) so the two engines share the file well."""
+    sqlite = make_url(url).get_backend_name() == "sqlite"
+    engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
+    storage = RDBStorage(url, engine_kwargs=engine_kwargs)
+    if sqlite:
+
+        @event.listens_for(storage.engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        storage.engine.dispose()  # reconnect with the pragma
+    return storage
+
+
+@dataclass
+class AskedTrial:
+    """A trial handed out by :meth:`TunedStudy.ask`: its number and sampled parameters."""
+
+    number: int
+    params: dict[str, Any]
+    trial: optuna.Trial = field(repr=False)
+    storage_id: int = field(repr=False, default=-1)
+
+
+class TunedStudy:
+    """One study: an in-memory Optuna study for sampling and pruning, written through to RDB."""
+
+    def __init__(
+        self,
+        book: StudyBook,
+        name: str,
+        direction: Literal["maximize", "minimize"],
+        space: dict[str, BaseDistribution],
+        seed: int,
+    ) -> None:
+        self.name = name
+        self.space = space
+        self._storage = book.storage
+        try:
+            self._study_id = self._storage.get_study_id_from_name(name)
+            stored = self._storage.get_all_trials(self._study_id, deepcopy=False)
+        except KeyError:
+            self._study_id = self._storage.create_new_study([StudyDirection[direction.upper()]], name)
+            stored = []
+        # A resumed study continues the random stream where it left off, not from its start.
+        self._memory = optuna.create_study(
+            direction=direction,
+            sampler=make_sampler(book.sampler, derived_seed(seed, len(stored))),
+            pruner=make_pruner(book.pruner),
+        )
+        for frozen in stored:
+            if frozen.state == TrialState.RUNNING:  # left by a crash: it never finished
+                self._storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+                frozen = _copy(frozen, state=TrialState.FAIL)
+            self._memory.add_trial(frozen)
+        self._open: dict[int, AskedTrial] = {}
+
+    @property
+    def num_trials(self) -> int:
+        """Trials in the study, any state."""
+        return len(self._memory.trials)
+
+    def enqueue(self, params: dict[str, Any]) -> bool:
+        """Make ``params`` the next trial (a child inheriting its parent's best); the parameters
+        outside this study's space are dropped, ``False`` when none is left or one is out of range."""
+        kept = {k: v for k, v in params.items() if k in self.space}
+        if not kept or any(not self.space[k]._contains(self.space[k].to_internal_repr(v)) for k, v in kept.items()):
+            return False
+        self._memory.enqueue_trial(kept, skip_if_exists=True)
+        return True
+
+    def ask(self) -> AskedTrial:
+        """Sample a trial and record it ``RUNNING`` in the database."""
+        trial = self._memory.ask(self.space)
+        template = _copy(self._memory._storage.get_trial(trial._trial_id), state=TrialState.RUNNING)
+        storage_id = self._storage.create_new_trial(self._study_id, template_trial=template)
+        asked = AskedTrial(trial.number, dict(trial.params), trial, storage_id)
+        self._open[trial.number] = asked
+        return asked
+
+    def report(self, number: int, step: int, value: float) -> bool:
+        """Record an intermediate value; True when the pruner says stop."""
+        asked = self._open.get(number)
+        if asked is None or not math.isfinite(value):
+            return False
+        if step in asked.trial.storage.get_trial(asked.trial._trial_id).intermediate_values:
+            return asked.trial.should_prune()
+        asked.trial.report(value, step)
+        self._storage.set_trial_intermediate_value(asked.storage_id, step, value)
+        return asked.trial.should_prune()
+
+    def tell(self, number: int, status: TrialStatus, value: float | None) -> None:
+        """Finish a trial: ``ok`` is COMPLETE with ``value``, ``pruned`` PRUNED, anything else FAIL."""
+        asked = self._open.pop(number, None)
+        if asked is None:
+            return
+        state = _STATES[status]
+        if state == TrialState.COMPLETE and (value is None or not math.isfinite(value)):
+            state = TrialState.FAIL
+        values = [value] if state == TrialState.COMPLETE else None
+        frozen = self._memory.tell(asked.trial, values, state=state, skip_if_finished=True)
+        self._storage.set_trial_state_values(
+            asked.storage_id, frozen.state, frozen.values if frozen.state != TrialState.FAIL else None
+        )
+
+    def abandon_open(self) -> None:
+        """Mark every asked trial that was not told FAIL (the job stops with them unfinished)."""
+        for number in list(self._open):
+            self.tell(number, "interrupted", None)
+
+    def best_params(self) -> dict[str, Any] | None:
+        """The parameters of the best COMPLETE trial, ``None`` when there is none."""
+        complete = [t for t in self._memory.trials if t.state == TrialState.COMPLETE]
+        if not complete:
+            return None
+        return dict(self._memory.best_trial.params)
+
+
+class StudyBook:
+    """The studies of one job run: one RDB storage (one engine), studies cached by name."""
+
+    def __init__(
+        self,
+        url: str,
+        sampler: Literal["random", "tpe"] = "random",
+        pruner: Literal["none", "median", "hyperband"] = "none",
+        seed: int = 0,
+    ) -> None:
+        self.storage = open_storage(url)
+        self.sampler = sampler
+        self.pruner = pruner
+        self.seed = seed
+        self._studies: dict[str, TunedStudy] = {}
+
+    def study(
+        self, name: str, direction: Literal["maximize", "minimize"], space: dict[str, BaseDistribution]
+    ) -> TunedStudy:
+        """The study called ``name``, created (or loaded from the database) on first use."""
+        if name not in self._studies:
+            self._studies[name] = TunedStudy(self, name, direction, space, derived_seed(self.seed, name))
+        return self._studies[name]
+
+    def cached(self, name: str) -> TunedStudy | None:
+        return self._studies.get(name)
+
+    def abandon_open(self) -> None:
+        for study in self._studies.values():
+            study.abandon_open()
+
+    def close(self) -> None:
+        self.storage.engine.dispose()
+
+
+def _copy(frozen: FrozenTrial, state: TrialState) -> FrozenTrial:
+    return FrozenTrial(
+        number=frozen.number,
+        state=state,
+        value=None,
+        values=frozen.values if state not in (TrialState.RUNNING, TrialState.FAIL) else None,
+        datetime_start=frozen.datetime_start,
+        datetime_complete=frozen.datetime_complete if state != TrialState.RUNNING else None,
+        params=frozen.params,
+        distributions=frozen.distributions,
+        user_attrs=frozen.user_attrs,
+        system_attrs=frozen.system_attrs,
+        intermediate_values=frozen.intermediate_values,
+        trial_id=frozen._trial_id,
+    )

@@ -1,0 +1,191 @@
+"""The Ray side of a trial: :func:`evaluate_trial` as a Ray task, and the relay that carries
+its intermediate validation values to the driver and the driver's prune/continue answers back.
+
+Workers never open the database: a trial returns its :class:`TrialResult` (with
+``worker`` filled in: Ray node id, host, pid, device), and pruning goes through the driver,
+which owns the Optuna studies.
+
+Example (in this process, with a stand-in for the training; Ray runs :func:`run_trial` the same way):
+    >>> def instant(cell, task, hparams, budget, report, device):
+    ...     return TrialResult(status="ok", task=task.name, metric="accuracy", direction="maximize",
+    ...                        value=0.5, hparams=hparams)
+    >>> request = TrialRequest(key="t1", cell=library_cell("gru"), task="memorize", hparams={"hidden_size": 8})
+    >>> result = run_trial(request, evaluate=instant)
+    >>> result.value, sorted(result.worker)
+    (0.5, ['device', 'hostname', 'pid'])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from pydantic import BaseModel, ConfigDict, Field
+
+from cells import CellGraph
+from cells import library as cell_library
+from workers._results import Budget, TrialResult
+
+Evaluate = Callable[..., TrialResult]
+"""The signature of :func:`workers.evaluate_trial` (cell, task, hparams, budget, report, device)."""
+
+
+class TrialRequest(BaseModel):
+    """Everything a worker needs to run one trial (small and picklable; no database handles)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str
+    """Unique per attempt; identifies the trial's reports at the relay."""
+    cell: dict[str, Any]
+    """The cell graph as JSON data."""
+    task: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    hparams: dict[str, Any] = Field(default_factory=dict)
+    budget: Budget = Field(default_factory=Budget)
+    device: str = "auto"
+    report: bool = False
+    """Send intermediate values to the relay and obey its prune answers."""
+
+
+def library_cell(name: str) -> dict[str, Any]:
+    """A library cell as request data (handy in examples and tests)."""
+    return cell_library.get(name).model_dump(mode="json")
+
+
+def worker_info() -> dict[str, Any]:
+    """Where this process runs: Ray node id (when inside Ray), host name and pid."""
+    info: dict[str, Any] = {"hostname": socket.gethostname(), "pid": os.getpid()}
+    if ray.is_initialized():
+        info["node_id"] = ray.get_runtime_context().get_node_id()
+    return info
+
+
+def run_trial(request: TrialRequest, relay: Any = None, evaluate: Evaluate | None = None) -> TrialResult:
+    """Run one trial here (the body of the Ray task); ``relay``: a :class:`PruneRelay` handle."""
+    if evaluate is None:
+        from workers._evaluate import evaluate_trial as evaluate
+    from workers._task import TaskSpec
+
+    info = worker_info()
+    report = None
+    if relay is not None:
+        relay.started.remote(request.key, info)  # no wait: the driver learns which worker runs it
+        if request.report:
+
+            def report(step: int, value: float) -> bool:
+                return bool(ray.get(relay.report.remote(request.key, step, float(value))))
+
+    result = evaluate(
+        CellGraph.parse(request.cell),
+        TaskSpec(name=request.task, settings=request.settings),
+        request.hparams,
+        request.budget,
+        report,
+        request.device,
+    )
+    result.worker = {**info, "device": result.device}
+    return result
+
+
+_RUNNERS: dict[Any, Any] = {}
+
+
+def trial_runner(evaluate: Evaluate | None = None) -> Any:
+    """The Ray remote function running trials with ``evaluate`` (default :func:`evaluate_trial`).
+
+    Call ``.options(num_cpus=..., num_gpus=...)`` on it per job. Ray retries nothing by
+    itself (``max_retries=0``): the driver decides, so a retried trial is recorded as such.
+    """
+    if evaluate not in _RUNNERS:
+
+        def run(request: TrialRequest, relay: Any) -> TrialResult:
+            return run_trial(request, relay, evaluate)
+
+        run.__name__ = run.__qualname__ = "run_trial"
+        _RUNNERS[evaluate] = ray.remote(max_retries=0, retry_exceptions=False)(run)
+    return _RUNNERS[evaluate]
+
+
+class PruneRelay:
+    """Carries intermediate values from trials to the driver and its answers back.
+
+    A trial's ``report`` call waits here until the driver answers. The driver long-polls
+    :meth:`poll` (which also tells which worker started which trial), reports each value to
+    the trial's Optuna study, and sends the prune/continue answers with :meth:`answer`.
+    Run it as an asyncio Ray actor: ``ray.remote(num_cpus=0)(PruneRelay).remote()``.
+    """
+
+    def __init__(self) -> None:
+        self._reports: list[tuple[str, int, float]] = []
+        self._started: list[tuple[str, dict[str, Any]]] = []
+        self._waiting: dict[tuple[str, int], asyncio.Future[bool]] = {}
+        self._workers: dict[str, dict[str, Any]] = {}
+        self._event: asyncio.Event | None = None
+
+    def _wake(self) -> None:
+        if self._event is None:
+            self._event = asyncio.Event()
+        self._event.set()
+
+    async def started(self, key: str, info: dict[str, Any]) -> None:
+        self._workers[key] = info
+        self._started.append((key, info))
+        self._wake()
+
+    async def report(self, key: str, step: int, value: float) -> bool:
+        """From a worker: the value at ``step``; returns True when the trial should stop."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting[(key, step)] = future
+        self._reports.append((key, step, value))
+        self._wake()
+        return await future
+
+    async def poll(
+        self, timeout: float
+    ) -> tuple[list[tuple[str, int, float]], list[tuple[str, dict[str, Any]]]]:
+        """From the driver: new reports and trial starts, waiting up to ``timeout`` s for one."""
+        if not self._reports and not self._started:
+            if self._event is None:
+                self._event = asyncio.Event()
+            self._event.clear()
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout)
+            except TimeoutError:
+                pass
+        reports, started = self._reports, self._started
+        self._reports, self._started = [], []
+        return reports, started
+
+    async def answer(self, decisions: list[tuple[str, int, bool]]) -> None:
+        """From the driver: ``(key, step, stop)`` for reports it has handled."""
+        for key, step, stop in decisions:
+            future = self._waiting.pop((key, step), None)
+            if future is not None and not future.done():
+                future.set_result(stop)
+
+    async def forget(self, keys: list[str]) -> None:
+        """Trials that ended (or died): drop their worker info; a report still waiting gets "stop"."""
+        gone = set(keys)
+        for key in gone:
+            self._workers.pop(key, None)
+        for waiting_key in [k for k in self._waiting if k[0] in gone]:
+            future = self._waiting.pop(waiting_key)
+            if not future.done():
+                future.set_result(True)
+
+    async def workers(self) -> dict[str, dict[str, Any]]:
+        """Which worker (pid, host, node) runs each started trial that has not ended."""
+        return dict(self._workers)
+
+
+def start_relay(name: str | None = None) -> Any:
+    """Start a :class:`PruneRelay` actor (taking no CPU) and return its handle."""
+    options: dict[str, Any] = {"num_cpus": 0, "max_concurrency": 10_000}
+    if name is not None:
+        options["name"] = name
+    return ray.remote(PruneRelay).options(**options).remote()  # type: ignore[attr-defined]

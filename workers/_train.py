@@ -1,0 +1,176 @@
+"""The training loop of one trial: short and linear, in the manner of nanoGPT.
+
+Example:
+    >>> from workers._train import masked_loss
+    >>> import torch
+    >>> logits = torch.zeros(2, 1, 4)
+    >>> mask = torch.tensor([[1.0], [0.0]])
+    >>> round(masked_loss(logits, torch.zeros(2, 1, dtype=torch.long), mask, "ce").item(), 4)  # ln 4
+    1.3863
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from workers._hparams import HyperParams
+from workers._model import RecurrentModel, State, count_parameters
+from workers._results import Budget, TrialResult
+from workers._task import Batch, Task
+
+Report = Callable[[int, float], bool]
+"""``report(step, validation value) -> stop``: called after every evaluation; True prunes the trial."""
+
+
+def masked_loss(logits: Tensor, targets: Tensor, mask: Tensor, kind: Literal["ce", "bce"]) -> Tensor:
+    """Mean loss over the masked positions.
+
+    ``ce``: cross-entropy of ``logits [T, B, C]`` against class ids ``[T, B]``. ``bce``: the
+    binary cross-entropy summed over the output units (frame NLL), ``targets [T, B, D]``.
+    """
+    if kind == "ce":
+        per_position = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(
+            mask
+        )
+    else:
+        per_position = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(-1)
+    return (per_position * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` means CUDA when available, else CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    if device.type == "cpu":
+        return batch
+    return Batch(
+        batch.inputs.to(device, non_blocking=True),
+        batch.targets.to(device, non_blocking=True),
+        batch.mask.to(device, non_blocking=True),
+        batch.continues,
+    )
+
+
+def validate(model: RecurrentModel, task: Task, batch_size: int, device: torch.device) -> dict[str, Any]:
+    """All of the task's metrics on the validation split, carrying state across continuing batches."""
+    state: State | None = None
+
+    def predict(batch: Batch) -> Tensor:
+        nonlocal state
+        if not batch.continues:
+            state = None
+        logits, state = model(batch.inputs.to(device), state)
+        return logits.float().to(batch.inputs.device)
+
+    model.eval()
+    with torch.no_grad():
+        metrics = task.evaluate(predict, "valid", batch_size)
+    model.train()
+    return metrics
+
+
+def train(
+    model: RecurrentModel,
+    task: Task,
+    hparams: HyperParams,
+    budget: Budget,
+    report: Report | None = None,
+    device: torch.device | str = "cpu",
+    started: float | None = None,
+) -> TrialResult:
+    """Train ``model`` on ``task`` within ``budget``; validate every ``eval_every`` steps and at the end.
+
+    The result's ``value`` is the best validation value of the primary metric, ``metrics`` the
+    validation metrics of that evaluation plus ``best_step``, ``final_value`` and
+    ``startup_seconds`` (from ``started`` to the first step). ``steps`` counts completed
+    optimizer steps. A non-finite training loss at step n (1-based) stops the run as
+    ``diverged`` with ``diverged_at_step`` n, as does a non-finite validation value after
+    step n; ``report`` returning True stops it as ``pruned``. Seeds data order and dropout
+    from ``hparams.seed`` (the caller seeds the weights before building the model).
+    """
+    started = time.perf_counter() if started is None else started
+    device = torch.device(device)
+    torch.manual_seed(hparams.seed)
+    model.to(device).train()
+    params = list(model.parameters())
+    if hparams.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=hparams.learning_rate)
+    else:
+        optimizer = torch.optim.SGD(params, lr=hparams.learning_rate)
+    batches = task.train_batches(hparams.batch_size, hparams.seed)
+    better = (lambda a, b: a > b) if task.direction == "maximize" else (lambda a, b: a < b)
+
+    status: Literal["ok", "diverged", "pruned"] = "ok"
+    curve: list[tuple[int, float]] = []
+    best: tuple[float, dict[str, Any], int] | None = None  # value, metrics, step
+    state: State | None = None
+    diverged_at: int | None = None
+    step = 0
+    startup = time.perf_counter() - started
+    train_start = time.perf_counter()
+    while True:
+        batch = _to(next(batches), device)
+        if not batch.continues:
+            state = None
+        logits, state = model(batch.inputs, state)
+        state = tuple(s.detach() for s in state)  # truncated BPTT: carry values, not graphs
+        loss = masked_loss(logits, batch.targets, batch.mask, task.loss)
+        if not math.isfinite(loss.item()):
+            status, diverged_at = "diverged", step + 1
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if hparams.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, hparams.max_grad_norm)
+        optimizer.step()
+        step += 1
+
+        elapsed = time.perf_counter() - train_start
+        done = (budget.max_steps is not None and step >= budget.max_steps) or (
+            budget.max_seconds is not None and elapsed >= budget.max_seconds
+        )
+        if step % budget.eval_every == 0 or done:
+            metrics = validate(model, task, budget.eval_batch_size, device)
+            value = float(metrics[task.primary_metric])
+            if not math.isfinite(value):
+                status, diverged_at = "diverged", step
+                break
+            curve.append((step, value))
+            if best is None or better(value, best[0]):
+                best = (value, metrics, step)
+            if report is not None and report(step, value):
+                status = "pruned"
+                break
+        if done:
+            break
+
+    metrics = {}
+    if best is not None:
+        metrics = {**best[1], "best_step": best[2], "final_value": curve[-1][1]}
+    metrics["startup_seconds"] = startup
+    return TrialResult(
+        status=status,
+        task=task.name,
+        metric=task.primary_metric,
+        direction=task.direction,
+        value=None if best is None else best[0],
+        metrics=metrics,
+        curve=curve,
+        num_params=count_parameters(model),
+        steps=step,
+        seconds=time.perf_counter() - started,
+        device=str(device),
+        diverged_at_step=diverged_at,
+        hparams=hparams.model_dump(),
+    )

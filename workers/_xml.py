@@ -1,0 +1,132 @@
+"""``xml``: next-character prediction on synthetic nested XML.
+
+Each example is one document: elements with random tag names, nested to a random depth
+(at most ``max_depth``), optionally with text content, ending with a newline. Predicting
+a closing tag's name means remembering which tags are open, which is what the task tests;
+``closing_tag_accuracy`` scores just the characters after ``</`` (the name and the ``>``).
+
+Example:
+    >>> import random
+    >>> import xml.etree.ElementTree as ET
+    >>> from workers import make_task
+    >>> task = make_task("xml", valid_size=5, test_size=5)
+    >>> document = task.decode(task.sample(random.Random(0)).inputs)
+    >>> ET.fromstring(document).tag.isalpha()
+    True
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from workers._task import PAD, Example, Predict, SequenceTask, SequenceTaskConfig, Split, register_task
+
+MARKUP = "</>"
+END = "\n"
+
+
+class XmlConfig(SequenceTaskConfig):
+    """Tag alphabet and lengths, nesting, and text content."""
+
+    tag_symbols: str = "abcdefgh"
+    min_tag_length: int = Field(default=1, ge=1)
+    max_tag_length: int = Field(default=3, ge=1)
+    max_depth: int = Field(default=3, ge=1)
+    max_children: int = Field(default=2, ge=0)
+    """Each element below ``max_depth`` has 0..max_children children."""
+    text_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Chance of a text run before the first child and after each child."""
+    text_symbols: str = "0123456789"
+    max_text_length: int = Field(default=3, ge=1)
+
+    @field_validator("tag_symbols")
+    @classmethod
+    def _letters(cls, value: str) -> str:
+        if not value or not (value.isascii() and value.isalpha()) or len(set(value)) != len(value):
+            raise ValueError(f"must be distinct ASCII letters, not {value!r}")
+        return value
+
+    @field_validator("text_symbols")
+    @classmethod
+    def _plain_text(cls, value: str) -> str:
+        bad = set(value) & set("<>&/" + END)
+        if not value or bad or not value.isascii() or len(set(value)) != len(value):
+            raise ValueError(
+                f"must be distinct ASCII characters other than '<>&/' and newline, not {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _lengths_ordered(self) -> XmlConfig:
+        if self.max_tag_length < self.min_tag_length:
+            raise ValueError(
+                "max_tag_length: must be at least min_tag_length "
+                f"({self.max_tag_length} < {self.min_tag_length})"
+            )
+        return self
+
+
+def closing_tag_positions(document: str) -> list[int]:
+    """Indices of the characters after each ``</`` up to and including its ``>``.
+
+    Example:
+        >>> closing_tag_positions("<a></a>")
+        [5, 6]
+    """
+    positions: list[int] = []
+    start = document.find("</")
+    while start >= 0:
+        stop = document.index(">", start)
+        positions.extend(range(start + 2, stop + 1))
+        start = document.find("</", stop)
+    return positions
+
+
+@register_task
+class XmlTask(SequenceTask):
+    """Predict the next character of an XML document; metrics: accuracy, nll, closing_tag_accuracy."""
+
+    name = "xml"
+    config_class = XmlConfig
+    primary_metric = "accuracy"
+    direction = "maximize"
+    config: XmlConfig
+
+    def build_vocab(self) -> list[str]:
+        symbols = set(MARKUP + END + self.config.tag_symbols)
+        if self.config.text_probability > 0:
+            symbols |= set(self.config.text_symbols)
+        return [PAD, *sorted(symbols)]
+
+    def _text(self, rng: random.Random) -> str:
+        if self.config.text_probability == 0 or rng.random() >= self.config.text_probability:
+            return ""
+        length = rng.randint(1, self.config.max_text_length)
+        return "".join(rng.choice(self.config.text_symbols) for _ in range(length))
+
+    def _element(self, rng: random.Random, depth: int) -> str:
+        config = self.config
+        length = rng.randint(config.min_tag_length, config.max_tag_length)
+        tag = "".join(rng.choice(config.tag_symbols) for _ in range(length))
+        parts = [f"<{tag}>", self._text(rng)]
+        children = rng.randint(0, config.max_children) if depth < config.max_depth else 0
+        for _ in range(children):
+            parts += [self._element(rng, depth + 1), self._text(rng)]
+        parts.append(f"</{tag}>")
+        return "".join(parts)
+
+    def sample(self, rng: random.Random) -> Example:
+        document = self._element(rng, depth=1)
+        sequence = self.encode(document + END)
+        closing = [0.0] * (len(sequence) - 1)
+        for position in closing_tag_positions(document):
+            closing[position - 1] = 1.0  # target j is character j + 1
+        mask = [1.0] * (len(sequence) - 1)
+        return Example(sequence[:-1], sequence[1:], mask, key=document, marks={"closing_tag": closing})
+
+    def evaluate(self, predict: Predict, split: Split, batch_size: int) -> dict[str, Any]:
+        metrics = super().evaluate(predict, split, batch_size)
+        return {key: metrics[key] for key in ("accuracy", "nll", "closing_tag_accuracy", "tokens")}
