@@ -18,10 +18,15 @@ from cells._compile import build_layer
 from cells._graph import CellGraph, CellGraphError, Node
 from cells._hash import canonical_form, canonical_hash
 from cells._mutation import mutate, random_cell
-from cells._nasbench import from_nasbench_recipe, to_nasbench_recipe
+from cells._nasbench import (
+    dump_nasbench_recipes,
+    from_nasbench_recipe,
+    load_nasbench_recipes,
+    to_nasbench_recipe,
+)
 from cells._ops import OPS, OpSpec
 from cells._reference import ReferenceLayer
-from cells._render import to_dot, to_equations
+from cells._render import render_svg, to_dot, to_equations, to_markdown
 
 __all__ = [
     "OPS",
@@ -33,11 +38,15 @@ __all__ = [
     "build_layer",
     "canonical_form",
     "canonical_hash",
+    "dump_nasbench_recipes",
     "from_nasbench_recipe",
     "library",
+    "load_nasbench_recipes",
     "mutate",
     "random_cell",
+    "render_svg",
     "to_dot",
     "to_equations",
+    "to_markdown",
     "to_nasbench_recipe",
 ]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -28,12 +29,12 @@ LIST_HIDDEN_SIZE = 128
 IMPORT_FORMATS = ("nasbench-nlp",)
 
 
-class ListFormat(str, Enum):
+class ListFormat(StrEnum):
     table = "table"
     json = "json"
 
 
-class ShowFormat(str, Enum):
+class ShowFormat(StrEnum):
     text = "text"
     latex = "latex"
     markdown = "markdown"
@@ -67,7 +68,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 @cells_app.command("list")
 def list_cells(
-    format: ListFormat = typer.Option(ListFormat.table, "--format", "-f", help="table or json."),
+    format: Annotated[ListFormat, typer.Option("--format", "-f", help="table or json.")] = ListFormat.table,
 ) -> None:
     """List the library cells."""
     graphs = [library.get(name) for name in library.names()]
@@ -90,7 +91,9 @@ def list_cells(
     table = Table(title="Library cells")
     for column in ("name", "states", "nodes", "linear", f"params@{LIST_HIDDEN_SIZE}", "description"):
         table.add_column(
-            column, justify="left" if column in ("name", "description") else "right", no_wrap=column != "description"
+            column,
+            justify="left" if column in ("name", "description") else "right",
+            no_wrap=column != "description",
         )
     for g in graphs:
         table.add_row(
@@ -107,8 +110,8 @@ def list_cells(
 
 @cells_app.command("show")
 def show_cell(
-    cell: str = typer.Argument(..., help="A library cell name or a cell JSON file."),
-    format: ShowFormat = typer.Option(ShowFormat.text, "--format", "-f", help="Output format."),
+    cell: Annotated[str, typer.Argument(help="A library cell name or a cell JSON file.")],
+    format: Annotated[ShowFormat, typer.Option("--format", "-f", help="Output format.")] = ShowFormat.text,
 ) -> None:
     """Show one cell as equations, LaTeX, Markdown, Graphviz DOT or JSON."""
     try:
@@ -135,10 +138,10 @@ def show_cell(
 
 @cells_app.command("import")
 def import_cells(
-    file: Path = typer.Argument(..., help="The file to import."),
-    source: str = typer.Option(..., "--from", help=f"Format of FILE: {', '.join(IMPORT_FORMATS)}."),
-    out_dir: Path = typer.Option(..., "--output", "-o", help="Directory for the cell JSON files."),
-    force: bool = typer.Option(False, "--force", help="Overwrite cell files that already exist."),
+    file: Annotated[Path, typer.Argument(help="The file to import.")],
+    source: Annotated[str, typer.Option("--from", help=f"Format of FILE: {', '.join(IMPORT_FORMATS)}.")],
+    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Directory for the cell JSON files.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite cell files that already exist.")] = False,
 ) -> None:
     """Import cells from another format, one JSON cell file per cell.
 

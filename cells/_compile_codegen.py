@@ -102,6 +102,17 @@ def _state_vars(plan: Plan) -> list[str]:
     return [_v(f"h_prev_{i}") for i in range(plan.num_states)]
 
 
+def _referenced(plan: Plan) -> set[str]:
+    """Values some per-step computation reads by name (node inputs, product sources, outputs)."""
+    names: set[str] = set(plan.outputs)
+    for task in plan.tasks:
+        if isinstance(task, NodeStep):
+            names.update(task.inputs)
+        elif isinstance(task, Product):
+            names.add(task.source)
+    return {plan.alias.get(n, n) for n in names}
+
+
 def _fused_mul_adds(plan: Plan) -> dict[str, str]:
     """mul nodes computed inside the add that is their only user (as ``torch.addcmul``)."""
     users: dict[str, list[str]] = {}
@@ -200,6 +211,7 @@ def _forward_source(plan: Plan) -> str:
     complete_at_start = [n for n in plan.linears if all(s == "x" for s in plan.linear_sources[n])]
     pending = {n: sum(1 for s in plan.linear_sources[n] if s != "x") for n in plan.linears}
     inplace_linears = {lin for g in plan.groups if g.inplace for lin in g.linears}
+    referenced = _referenced(plan)
 
     w("for t in range(T):")
     w.depth += 1
@@ -207,7 +219,7 @@ def _forward_source(plan: Plan) -> str:
         w(f"{_v('x')} = U_x[t]")
 
     def linear_complete(name: str) -> None:
-        if name not in inplace_linears:
+        if name not in inplace_linears and name in referenced:
             b = plan.linears.index(name)
             w(f"{_v(name)} = {views[(b, b + 1)]}[t]")
 
@@ -227,7 +239,8 @@ def _forward_source(plan: Plan) -> str:
             if task.inplace:
                 w(_INPLACE_OPS[task.op].format(view, attr=repr(task.attr)))
                 for b, node in enumerate(task.nodes):
-                    w(f"{_v(node)} = {views[(task.start + b, task.start + b + 1)]}[t]")
+                    if node in referenced:
+                        w(f"{_v(node)} = {views[(task.start + b, task.start + b + 1)]}[t]")
             else:
                 w(f"a_{task.buffer} = " + _FORWARD_OPS[task.op].format(view, attr=repr(task.attr)))
                 w(f"if save: L_act_{task.buffer}.append(a_{task.buffer})")
@@ -240,7 +253,7 @@ def _forward_source(plan: Plan) -> str:
             if task.name in saved:
                 w(f"if save: L_{task.name}.append({_v(task.name)})")
     outs = [_v(plan.alias.get(o, o)) for o in plan.outputs]
-    w(f"{', '.join(_state_vars(plan))} = {', '.join(outs)}" + ("," if len(outs) == 1 else ""))
+    w(f"{', '.join(_state_vars(plan))} = {', '.join(outs)}")
     for i, var in enumerate(_state_vars(plan)):
         w(f"L_state_{i}.append({var})")
     w.depth -= 1
@@ -281,7 +294,9 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
     saved = sorted(v for v in plan.needed if plan.home(v) == ("saved", 0))
     acts = [g for g in plan.groups if not g.inplace]
     w = _Lines()
-    w.lines.append("def backward(x, pre, acts, states_all, saved, weights, bias, diag, d_out, d_finals, need_x):")
+    w.lines.append(
+        "def backward(x, pre, acts, states_all, saved, weights, bias, diag, d_out, d_finals, need_x):"
+    )
     w("T, B = d_out.shape[0], d_out.shape[1]")
     w("H = d_out.shape[2]")
     for i in range(k):
@@ -371,11 +386,12 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
         elif isinstance(task, ActGroup):
             for lin in task.linears:
                 pending_uses[lin] = pending_uses.get(lin, 0) + 1
+        elif isinstance(task, Product):
+            pending_uses[task.source] = pending_uses.get(task.source, 0) + 1
     for o in plan.outputs:
         pending_uses[o] = pending_uses.get(o, 0) + 1
     final: dict[str, str] = {}  # linear -> gradient to write into dpre
     flushed: set[str] = set()
-    inplace_group_of = {lin: g for g in plan.groups if g.inplace for lin in g.linears}
 
     def grad(name: str) -> str:
         return f"g_{name}"
@@ -386,22 +402,21 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
             if pending_uses[name] == 0:
                 final[name] = grad(name)
 
+    # Gradients are accumulated out of place, so a first contribution may simply alias.
     def contribute(name: str, expr: str) -> None:
-        target = plan.alias.get(name, name) if name in plan.alias else name
-        if target in defined:
-            body(f"{grad(target)} = {grad(target)} + {expr}")
+        if name in defined:
+            body(f"{grad(name)} = {grad(name)} + {expr}")
         else:
-            body(f"{grad(target)} = {expr}")
-            defined.add(target)
+            body(f"{grad(name)} = {expr}")
+            defined.add(name)
         note_use(name)
 
     def contribute_mul(name: str, a: str, b: str) -> None:
-        target = name
-        if target in defined:
-            body(f"{grad(target)} = torch.addcmul({grad(target)}, {a}, {b})")
+        if name in defined:
+            body(f"{grad(name)} = torch.addcmul({grad(name)}, {a}, {b})")
         else:
-            body(f"{grad(target)} = {a} * {b}")
-            defined.add(target)
+            body(f"{grad(name)} = {a} * {b}")
+            defined.add(name)
         note_use(name)
 
     def contribute_neg(name: str, expr: str) -> None:
@@ -426,27 +441,26 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
         for g in plan.groups:
             if g.inplace and g.linears[0] in flushed and g.linears[0] not in done_groups:
                 done_groups.add(g.linears[0])
-                d = derivative(f"g{g.start}", f"pre[:, :, {_cols(g.start, g.stop)}]", g.op, g.attr)
+                if g.op == "shift":
+                    continue
                 if g.op in _CONSTANT_DERIVATIVE:
                     factor = _CONSTANT_DERIVATIVE[g.op].format(attr=repr(g.attr))
-                    body(f"{dpre_view(g.start, g.stop)}.mul_({factor})")
                 else:
-                    body(f"{dpre_view(g.start, g.stop)}.mul_({d})")
+                    factor = derivative(f"g{g.start}", f"pre[:, :, {_cols(g.start, g.stop)}]", g.op, g.attr)
+                body(f"{dpre_view(g.start, g.stop)}.mul_({factor})")
 
     done_groups: set[str] = set()
 
     # State outputs of step t receive the carried gradient (plus the output's, for state 0).
     body("go_0 = g_s_0 + U_dout[t]")
     for i, o in enumerate(plan.outputs):
-        contribute(plan.alias.get(o, o), "go_0" if i == 0 else f"g_s_{i}")
-        if o in plan.alias:
-            note_use(o)
+        contribute(o, "go_0" if i == 0 else f"g_s_{i}")
 
     for task in reversed(plan.tasks):
         if isinstance(task, NodeStep):
             n = task.name
             g = grad(n)
-            ins = [plan.alias.get(i, i) for i in task.inputs]
+            ins = list(task.inputs)  # gradients flow through identity nodes; values resolve them
             if n not in defined:  # cannot happen: every node reaches an output
                 raise AssertionError(f"no gradient reaches node {n}")
             if task.op in ("add", "identity"):
@@ -483,9 +497,6 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
                 contribute_neg(ins[0], g)
             else:
                 raise AssertionError(task.op)
-            for i in task.inputs:
-                if i in plan.alias:  # uses through identity nodes count for the identity
-                    pass
         elif isinstance(task, ActGroup):
             if task.inplace:
                 for lin, node in zip(task.linears, task.nodes, strict=True):
@@ -504,7 +515,7 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
                         contribute_mul(lin, grad(node), d)
         else:
             flush()
-            src = plan.alias.get(task.source, task.source)
+            src = task.source
             for j, run in enumerate(task.runs):
                 rows = f"{run.row} * H:{run.row + run.stop - run.start} * H"
                 w(f"W_{task.weight}_{j} = weights[{task.weight}][{rows}]")
@@ -514,6 +525,7 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
                 else:
                     body(f"{grad(src)} = torch.mm({view}, W_{task.weight}_{j})")
                     defined.add(src)
+            note_use(src)
     flush()
     missing = [n for n in plan.linears if n not in flushed]
     if missing:
@@ -524,9 +536,6 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
     if plan.x_per_step:
         body(f"L_gx.append({grad('x')})" if "x" in defined else "L_gx.append(torch.zeros_like(U_x[t]))")
 
-    # Per-step value views are declared before the loop; then the loop body.
-    for name in sorted(step_views):
-        pass
     w("for t in range(T - 1, -1, -1):")
     w.lines.extend(body.lines)
 
@@ -538,8 +547,10 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
         w("d_bias = torch.zeros_like(bias)")
     w("d_weights = []")
     for j, src in enumerate(plan.weight_sources):
-        product = plan.hoisted if src == "x" else next(
-            t for t in plan.tasks if isinstance(t, Product) and t.source == src
+        product = (
+            plan.hoisted
+            if src == "x"
+            else next(t for t in plan.tasks if isinstance(t, Product) and t.source == src)
         )
         assert product is not None
         if src == "x":
@@ -563,12 +574,15 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
             w(f"d_x = torch.mm({part})" if n == 0 else f"d_x = torch.addmm(d_x, {part})")
         w("d_x = d_x.view(x.shape)")
     if plan.x_per_step:
-        w("d_x = torch.stack(L_gx) if d_x is None else d_x + torch.stack(L_gx)")
+        w("g_x_all = torch.stack(L_gx[::-1])  # collected backwards in time")
+        w("d_x = g_x_all if d_x is None else d_x + g_x_all")
     w("if d_x is None:")
     w("    d_x = torch.zeros_like(x)")
     w.depth -= 1
     if plan.diags:
-        parts = [f"(torch.stack(L_gd_{n}) * {buffer_of(_diag_input(plan, n))}).sum((0, 1))" for n in plan.diags]
+        parts = [
+            f"(torch.stack(L_gd_{n}[::-1]) * {buffer_of(_diag_input(plan, n))}).sum((0, 1))" for n in plan.diags
+        ]
         w(f"d_diag = torch.stack([{', '.join(parts)}])")
     else:
         w("d_diag = None")
@@ -627,8 +641,8 @@ def _sequence_source(plan: Plan) -> str:
             full = len(t.runs) == 1 and t.runs[0] == Run(0, L, 0)
             w(f"WT_{t.weight} = weights[{t.weight}].t()")
             if not full:
-                idx = " + ".join(f"list(range({r.start} * H, {r.stop} * H))" for r in t.runs)
-                w(f"I_{t.weight} = torch.tensor({idx}, device=x.device)")
+                idx = ", ".join(f"torch.arange({r.start} * H, {r.stop} * H, device=x.device)" for r in t.runs)
+                w(f"I_{t.weight} = torch.cat([{idx}])")
     for i, name in enumerate(plan.diags):
         w(f"d_{name} = diag[{i}]")
     if plan.x_per_step:
@@ -643,8 +657,9 @@ def _sequence_source(plan: Plan) -> str:
     if L:
         w("g = U_pre[t]")
     pending = {n: sum(1 for s in plan.linear_sources[n] if s != "x") for n in plan.linears}
+    referenced = _referenced(plan)
     for name in plan.linears:
-        if pending[name] == 0:
+        if pending[name] == 0 and name in referenced:
             b = plan.linears.index(name)
             w(f"{_v(name)} = g[:, {_cols(b, b + 1)}]")
     steps = {t.name: t for t in plan.tasks if isinstance(t, NodeStep)}
@@ -657,18 +672,19 @@ def _sequence_source(plan: Plan) -> str:
                 w(f"g = g.index_add(1, I_{task.weight}, {src} @ WT_{task.weight})")
             for name in plan.weight_rows[task.weight]:
                 pending[name] -= 1
-                if pending[name] == 0:
+                if pending[name] == 0 and name in referenced:
                     b = plan.linears.index(name)
                     w(f"{_v(name)} = g[:, {_cols(b, b + 1)}]")
         elif isinstance(task, ActGroup):
             expr = _FORWARD_OPS[task.op].format(f"g[:, {_cols(task.start, task.stop)}]", attr=repr(task.attr))
             w(f"a = {expr}")
             for b, node in enumerate(task.nodes):
-                w(f"{_v(node)} = a[:, {_cols(b, b + 1)}]")
+                if node in referenced:
+                    w(f"{_v(node)} = a[:, {_cols(b, b + 1)}]")
         elif task.op != "identity":
             w(f"{_v(task.name)} = {_node_expr(task, plan, {}, steps)}")
     outs = [_v(plan.alias.get(o, o)) for o in plan.outputs]
-    w(f"{', '.join(_state_vars(plan))} = {', '.join(outs)}" + ("," if len(outs) == 1 else ""))
+    w(f"{', '.join(_state_vars(plan))} = {', '.join(outs)}")
     w(f"outs.append({_state_vars(plan)[0]})")
     w.depth -= 1
     w(f"return torch.stack(outs), [{', '.join(_state_vars(plan))}]")

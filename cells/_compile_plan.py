@@ -228,7 +228,16 @@ def build_plan(graph: CellGraph) -> Plan:
             members = tuple(act_of[b.name].name for b in block_order[start:stop])
             buffer = sum(1 for g in groups if not g.inplace)
             groups.append(
-                ActGroup(op, attr, start, stop, members, linear_names[start:stop], inplace, -1 if inplace else buffer)
+                ActGroup(
+                    op,
+                    attr,
+                    start,
+                    stop,
+                    members,
+                    linear_names[start:stop],
+                    inplace,
+                    -1 if inplace else buffer,
+                )
             )
         start = stop
     grouped = {name for g in groups for name in g.nodes}

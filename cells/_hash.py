@@ -4,11 +4,18 @@ the operand order of commutative ops, different otherwise."""
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 
-from cells._graph import CellGraph
+from cells._graph import CellGraph, Node
 from cells._ops import OPS
 
 _MIN_REFINE_ROUNDS = 1
+_MEMO_SIZE = 256
+
+# Graphs are immutable, so a hash can be remembered per object: searches and mutation
+# chains ask for the same graph's hash several times. Keyed by id(), holding the graph so
+# that the id cannot be reused while the entry lives.
+_memo: OrderedDict[int, tuple[CellGraph, str]] = OrderedDict()
 
 
 def _h(*parts: object) -> str:
@@ -17,8 +24,7 @@ def _h(*parts: object) -> str:
     return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
 
 
-def _attrs(graph: CellGraph, name: str) -> dict[str, float]:
-    node = graph.node_map[name]
+def _attrs(node: Node) -> dict[str, float]:
     spec = OPS[node.op]
     # Attributes equal to their default are dropped so {"alpha": 1.0} and {} agree.
     return {k: float(v) for k, v in sorted(node.attrs.items()) if spec.attrs[k].default != v}
@@ -46,7 +52,7 @@ def _labels(graph: CellGraph) -> dict[str, str]:
             label[node.name] = _h(seed[node.name], kids)
 
     label: dict[str, str] = {name: name for name in graph.input_names}
-    propagate(label, {n.name: _h(n.op, _attrs(graph, n.name)) for n in nodes})
+    propagate(label, {n.name: _h(n.op, _attrs(n)) for n in nodes})
     for i, out in enumerate(graph.outputs):
         label[out] = _h(label[out], "out", i)
 
@@ -94,7 +100,7 @@ def canonical_form(graph: CellGraph) -> str:
             kid_ids_sorted = sorted(zip((label[i] for i in inputs), kid_ids, strict=True))
             kid_ids = [k for _, k in kid_ids_sorted]
         ids[name] = str(len(lines))
-        attrs = _attrs(graph, name)
+        attrs = _attrs(node)
         # repr keeps every digit: alpha=1.1 and alpha=1.1000001 are different cells.
         attr_text = "".join(f"[{k}={v!r}]" for k, v in attrs.items())
         lines.append(f"{ids[name]}={node.op}{attr_text}({','.join(kid_ids)})")
@@ -112,4 +118,16 @@ def canonical_hash(graph: CellGraph) -> str:
         >>> canonical_hash(library.get("lstm")) != canonical_hash(library.get("gru"))
         True
     """
-    return hashlib.sha256(canonical_form(graph).encode()).hexdigest()[:16]
+    hit = _memo.get(id(graph))
+    if hit is not None and hit[0] is graph:
+        return hit[1]
+    digest = hashlib.sha256(canonical_form(graph).encode()).hexdigest()[:16]
+    remember_hash(graph, digest)
+    return digest
+
+
+def remember_hash(graph: CellGraph, digest: str) -> None:
+    """Record a hash already known, e.g. for a renamed copy of a hashed graph (private)."""
+    _memo[id(graph)] = (graph, digest)
+    if len(_memo) > _MEMO_SIZE:
+        _memo.popitem(last=False)

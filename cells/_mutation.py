@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from cells._graph import INPUT_X, CellGraph, CellGraphError
-from cells._hash import canonical_hash
+from cells._hash import canonical_hash, remember_hash
 from cells._ops import BINARY_OPS, MAX_STATES, OPS
 
 logger = logging.getLogger(__name__)
@@ -333,17 +333,20 @@ def _edit_node(draft: _Draft, name: str, rng: np.random.Generator, max_nodes: in
     return None
 
 
-def _depends_on(graph: CellGraph, output: str, source: str) -> bool:
-    stack, seen = [output], set()
+def _ancestors(graph: CellGraph, name: str) -> set[str]:
+    """The nodes ``name`` depends on, itself included (graph inputs excluded)."""
+    stack, seen = [name], set()
     while stack:
-        name = stack.pop()
-        if name == source:
-            return True
-        node = graph.node_map.get(name)
-        if node is not None and name not in seen:
-            seen.add(name)
+        n = stack.pop()
+        node = graph.node_map.get(n)
+        if node is not None and n not in seen:
+            seen.add(n)
             stack.extend(node.inputs)
-    return False
+    return seen
+
+
+def _depends_on(graph: CellGraph, output: str, source: str) -> bool:
+    return output == source or any(source in graph.node_map[n].inputs for n in _ancestors(graph, output))
 
 
 def mutate(
@@ -395,7 +398,9 @@ def mutate(
         if reason is not None:
             logger.debug("mutation attempt %d rejected (%s): %s", attempt, reason, description)
             continue
-        return child.with_name(f"mutant-{child_hash[:8]}"), description
+        named = child.with_name(f"mutant-{child_hash[:8]}")
+        remember_hash(named, child_hash)  # the next mutation in a chain asks for it
+        return named, description
     raise RuntimeError(f"could not mutate cell {graph.name!r} in {_MAX_ATTEMPTS} attempts")
 
 
@@ -417,6 +422,8 @@ def _reject_reason(
         return "h_new_0 is a bare input"
     if needs_x and not _depends_on(child, child.outputs[0], INPUT_X):
         return "h_new_0 no longer depends on x"
+    if not _learns(child):
+        return "no learnable node (linear or diag) left"
     if child_hash == parent_hash:
         return "same cell as the parent"
     return None
@@ -460,7 +467,10 @@ def random_cell(
             continue
         if len(cell.nodes) != size or not _is_useful(cell):
             continue
-        return cell.with_name(f"random-{canonical_hash(cell)[:8]}")
+        digest = canonical_hash(cell)
+        named = cell.with_name(f"random-{digest[:8]}")
+        remember_hash(named, digest)
+        return named
     raise RuntimeError(f"no random cell with {k} state(s) and {size} nodes found; try more nodes")
 
 
@@ -501,12 +511,18 @@ def _grow(rng: np.random.Generator, num_states: int, size: int) -> _Draft:
     return draft
 
 
+def _learns(cell: CellGraph) -> bool:
+    """Whether ``h_new_0`` depends on a parameter: a cell without one cannot be trained."""
+    return any(cell.node_map[n].op in ("linear", "diag") for n in _ancestors(cell, cell.outputs[0]))
+
+
 def _is_useful(cell: CellGraph) -> bool:
     states = [f"h_prev_{i}" for i in range(cell.num_states)]
     live_inputs = {i for n in cell.nodes for i in n.inputs}
     return (
         all(o in cell.node_map for o in cell.outputs)
         and _depends_on(cell, cell.outputs[0], INPUT_X)
+        and _learns(cell)
         and all(any(_depends_on(cell, o, s) for s in states) for o in cell.outputs)
         and all(s in live_inputs for s in states)
     )

@@ -100,11 +100,12 @@ def from_nasbench_recipe(recipe: dict[str, Any], name: str = "recipe") -> CellGr
 def to_nasbench_recipe(graph: CellGraph) -> dict[str, Any]:
     """The NAS-Bench-NLP recipe of a cell graph.
 
-    Output nodes are renamed ``h_new_i``; other nodes keep their names unless those clash
-    with an output's (then ``_n1``, ``_n2``, ... is appended). Ops without a NAS-Bench-NLP equivalent (``sub``, ``diag``,
-    ``relu``, ``identity``, ``one_minus``, ``scale``, ``shift``, a ``linear`` with
-    ``bias_init``, a ``leaky_relu`` with a non-default slope) raise :class:`CellGraphError`
-    naming the node, as does a new state that is an input or repeats another new state.
+    Output nodes are renamed ``h_new_i``; other nodes keep their names, except names that
+    look like a new state (they get ``_n1``, ``_n2``, ...). Ops without a NAS-Bench-NLP
+    equivalent (``sub``, ``diag``, ``relu``, ``identity``, ``one_minus``, ``scale``,
+    ``shift``, a ``linear`` with ``bias_init``, a ``leaky_relu`` with a non-default slope)
+    raise :class:`CellGraphError` naming the node, as does a new state that is an input or
+    repeats another new state.
     """
     for node in graph.nodes:
         theirs = OP_TO_NASBENCH.get(node.op)
@@ -190,4 +191,3 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-

@@ -106,13 +106,16 @@ class ReferenceLayer(nn.Module):
         self.num_layers = num_layers
         self.dropout = dropout
         self.cells = nn.ModuleList(
-            ReferenceCell(graph, input_size if i == 0 else hidden_size, hidden_size) for i in range(num_layers)
+            ReferenceCell(graph, input_size if i == 0 else hidden_size, hidden_size)
+            for i in range(num_layers)
         )
 
     def node_parameters(self, layer: int) -> dict[str, Tensor]:
         return self.cells[layer].node_parameters()  # type: ignore[operator]
 
-    def forward(self, x: Tensor, state: tuple[Tensor, ...] | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    def forward(
+        self, x: Tensor, state: tuple[Tensor, ...] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         k = self.graph.num_states
         if state is None:
             zeros = x.new_zeros(self.num_layers, x.shape[1], self.hidden_size)

@@ -129,7 +129,7 @@ def to_dot(graph: CellGraph) -> str:
         fill = ', style=filled, fillcolor="#fff2cc"' if node.op in _PARAMETRIC else ""
         lines.append(f"  {_dot_quote('n:' + node.name)} [label={_dot_quote(label)}, shape=ellipse{fill}];")
     output_ids = []
-    for i, out in enumerate(graph.outputs):
+    for i in range(graph.num_states):
         output_ids.append(_dot_quote(f"out:{i}"))
         label = f"{state_output(i)} ({symbols[i]}')"
         lines.append(
@@ -270,7 +270,7 @@ class _Equations:
     def _equation_order(self) -> list[str]:
         """Topological over the named nodes; where free, gates first and new states last."""
         position = {n.name: i for i, n in enumerate(self.graph.nodes)}
-        first_output = {}
+        first_output: dict[str, int] = {}
         for i, out in enumerate(self.graph.outputs):
             first_output.setdefault(out, i)
         deps = {name: self._named_deps(name) for name in self.named}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from cells._cli import cells_app
-from search import _cli_status
+from search import _cli_jobs, _cli_status
 from workers._cli import data_app, register_cell_commands
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ register_cell_commands(cells_app)
 app.add_typer(cells_app, name="cells")
 app.add_typer(data_app, name="data")
 _cli_status.register(app)
+_cli_jobs.register(app)
 
 
 def main() -> None:

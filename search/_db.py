@@ -125,6 +125,9 @@ class Evaluation(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("cs_jobs.id", ondelete="CASCADE"), index=True)
     architecture_id: Mapped[int] = mapped_column(ForeignKey("cs_architectures.id", ondelete="CASCADE"))
     task: Mapped[str] = mapped_column(String(100))
+    """The registered task name (``arith``, ``text``, ...)."""
+    task_label: Mapped[str] = mapped_column(String(100))
+    """The task entry's id in the job that created the row (its label, else the task name)."""
     task_key: Mapped[str] = mapped_column(String(64))
     task_settings: Mapped[dict[str, Any]]
     metric: Mapped[str] = mapped_column(String(100))

@@ -174,6 +174,8 @@ class TaskEntry(_Strict):
     """One task of a job, a stage of the pipeline every candidate goes through in order."""
 
     name: str
+    label: str | None = Field(default=None, min_length=1, max_length=100)
+    """Tells apart two entries of the same task (e.g. ``music`` on two corpora); see :attr:`id`."""
     role: TaskRole = "search"
     settings: dict[str, Any] = Field(default_factory=dict)
     """Validated against the task's config class (e.g. sequence lengths, data directory)."""
@@ -218,6 +220,11 @@ class TaskEntry(_Strict):
         if self.role == "filter" and self.threshold is None:
             raise _field_error("threshold", "a filter task needs a threshold (the metric value to reach)")
         return self
+
+    @property
+    def id(self) -> str:
+        """The entry's name in the job (unique): its ``label``, else the task name."""
+        return self.label or self.name
 
     @property
     def task_class(self) -> type[workers.Task]:
@@ -345,9 +352,12 @@ class JobSpec(_Strict):
             raise ValueError("a job needs at least one task")
         errors, seen = [], set()
         for i, task in enumerate(tasks):
-            if task.name in seen:
-                errors.append(((i, "name"), f"task {task.name!r} is listed twice"))
-            seen.add(task.name)
+            if task.id in seen:
+                where = "label" if task.label else "name"
+                errors.append(
+                    ((i, where), f"task {task.id!r} is listed twice (give each entry a distinct label)")
+                )
+            seen.add(task.id)
         if errors:
             raise PydanticCustomError("job_field", "{message}", {"message": "", "errors": errors})
         return tasks
@@ -399,12 +409,12 @@ class JobSpec(_Strict):
     def tasks_with_role(self, role: TaskRole) -> list[TaskEntry]:
         return [t for t in self.tasks if t.role == role]
 
-    def task(self, name: str) -> TaskEntry:
-        """The task entry called ``name`` (names are unique in a job)."""
+    def task(self, task_id: str) -> TaskEntry:
+        """The task entry whose :attr:`TaskEntry.id` (label, else name) is ``task_id``; ids are unique."""
         for t in self.tasks:
-            if t.name == name:
+            if t.id == task_id:
                 return t
-        raise KeyError(f"job {self.name!r} has no task {name!r}")
+        raise KeyError(f"job {self.name!r} has no task {task_id!r}")
 
     def search_space(self, task: TaskEntry | None = None) -> Any:
         """The ``workers.SearchSpace`` of a task: the defaults, the job's and the task's overrides."""
@@ -508,10 +518,14 @@ def _nested_error(exc: ValidationError, model: type[BaseModel]) -> PydanticCusto
     """Carry the errors of a nested validation (a task's config) so their paths are kept."""
     errors = []
     for e in exc.errors():
-        if e["type"] == "extra_forbidden" and len(e["loc"]) == 1:
+        loc, message = tuple(e["loc"]), _message(e)
+        field, _, rest = message.partition(": ")
+        if not loc and rest and field in model.model_fields:  # "max_length: must be ..." from a model check
+            errors.append(((field,), rest))
+        elif e["type"] == "extra_forbidden" and len(loc) == 1:
             errors.append((tuple(e["loc"]), f"unknown setting (allowed: {', '.join(model.model_fields)})"))
         else:
-            errors.append((tuple(e["loc"]), _message(e)))
+            errors.append((loc, message))
     return PydanticCustomError("job_field", "{message}", {"message": "", "errors": errors})
 
 

@@ -133,6 +133,7 @@ class EvaluationRecord:
     job_id: int
     architecture_id: int
     task: str
+    task_label: str
     task_key: str
     task_settings: dict[str, Any]
     metric: str
@@ -581,6 +582,7 @@ class ResultStore:
                             job_id=job_id,
                             architecture_id=arch_id,
                             task=task.name,
+                            task_label=task.id,
                             task_key=key,
                             task_settings={
                                 "settings": task.config.model_dump(mode="json"),
@@ -653,11 +655,14 @@ class ResultStore:
             row = s.scalar(query)
             return None if row is None else _evaluation_record(row)
 
-    def copy_evaluation_into_job(self, evaluation_id: int, job_id: int) -> EvaluationRecord:
+    def copy_evaluation_into_job(
+        self, evaluation_id: int, job_id: int, *, task_label: str | None = None
+    ) -> EvaluationRecord:
         """Reuse an earlier job's evaluation in ``job_id``: its status, best value, relative
         score and counts are copied (``reused_from_id`` points at the original; its trials
-        stay with the original). An evaluation the job already has with trials of its own
-        is returned unchanged."""
+        stay with the original). ``task_label``: the task entry's id in the new job (default:
+        the original's). An evaluation the job already has with trials of its own is
+        returned unchanged."""
         with self._transaction() as s:
             source = s.get(Evaluation, evaluation_id)
             if source is None:
@@ -678,6 +683,7 @@ class ResultStore:
                 s.add(row)
             for name in (
                 "task",
+                "task_label",
                 "task_settings",
                 "metric",
                 "direction",
@@ -692,6 +698,7 @@ class ResultStore:
             ):
                 setattr(row, name, getattr(source, name))
             row.reused_from_id = source.reused_from_id or source.id
+            row.task_label = task_label or source.task_label
             row.updated_at = utcnow()
             s.flush()
             return _evaluation_record(row)
@@ -1135,6 +1142,7 @@ def _evaluation_record(e: Evaluation) -> EvaluationRecord:
         job_id=e.job_id,
         architecture_id=e.architecture_id,
         task=e.task,
+        task_label=e.task_label,
         task_key=e.task_key,
         task_settings=e.task_settings,
         metric=e.metric,

@@ -12,7 +12,9 @@ behind are marked ``FAIL`` then.
 
 Example:
     >>> from optuna.distributions import FloatDistribution
-    >>> book = StudyBook("sqlite://", sampler="random", pruner="none", seed=0)
+    >>> import os, tempfile
+    >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "results.db")
+    >>> book = StudyBook(url, sampler="random", pruner="none", seed=0)
     >>> study = book.study("job1-arch1-memorize", "maximize", {"lr": FloatDistribution(0.1, 1.0)})
     >>> trial = study.ask()
     >>> study.tell(trial.number, "ok", 0.5)
@@ -82,10 +84,11 @@ def make_pruner(kind: Literal["none", "median", "hyperband"]) -> optuna.pruners.
 def open_storage(url: str) -> RDBStorage:
     """Optuna's RDB storage on the results database; SQLite gets the results store's settings
     (WAL, ``synchronous=NORMAL``, a long lock timeout) so the two engines share the file well."""
-    sqlite = make_url(url).get_backend_name() == "sqlite"
+    parsed = make_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
     engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
     storage = RDBStorage(url, engine_kwargs=engine_kwargs)
-    if sqlite:
+    if sqlite and parsed.database not in (None, "", ":memory:"):
 
         @event.listens_for(storage.engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -149,7 +152,9 @@ class TunedStudy:
         """Make ``params`` the next trial (a child inheriting its parent's best); the parameters
         outside this study's space are dropped, ``False`` when none is left or one is out of range."""
         kept = {k: v for k, v in params.items() if k in self.space}
-        if not kept or any(not self.space[k]._contains(self.space[k].to_internal_repr(v)) for k, v in kept.items()):
+        if not kept or any(
+            not self.space[k]._contains(self.space[k].to_internal_repr(v)) for k, v in kept.items()
+        ):
             return False
         self._memory.enqueue_trial(kept, skip_if_exists=True)
         return True

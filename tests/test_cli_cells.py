@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from cells import CellGraph, canonical_hash, library
 from cells._cli import parameter_count
@@ -28,7 +28,7 @@ def recipes_file() -> Path:
     return RECIPES
 
 
-def invoke(*args: str | Path):  # type: ignore[no-untyped-def]
+def invoke(*args: str | Path) -> Result:
     result = runner.invoke(app, [str(a) for a in args])
     assert "Traceback" not in result.output
     return result
@@ -114,7 +114,11 @@ def test_show_errors_are_one_clear_line(tmp_path: Path) -> None:
     assert result.stdout == ""
     assert "error: 'no-such-cell' is neither a library cell" in result.stderr
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"num_states": 1, "nodes": [{"name": "a", "op": "conv", "inputs": ["x"]}], "outputs": ["a"]}))
+    bad.write_text(
+        json.dumps(
+            {"num_states": 1, "nodes": [{"name": "a", "op": "conv", "inputs": ["x"]}], "outputs": ["a"]}
+        )
+    )
     result = invoke("cells", "show", bad)
     assert result.exit_code == 1
     assert "node 'a': unknown op 'conv'" in result.stderr and str(bad) in result.stderr
@@ -139,7 +143,9 @@ def test_import_writes_one_cell_per_recipe(recipes_file: Path, tmp_path: Path) -
         assert written.to_json() == graph.to_json()
     lines = result.stdout.splitlines()
     assert lines[0] == f"imported 10 cells from {recipes_file} into {out}/"
-    assert any(line.startswith("  recipe-002.json") and "same cell as library gru-cho" in line for line in lines)
+    assert any(
+        line.startswith("  recipe-002.json") and "same cell as library gru-cho" in line for line in lines
+    )
     assert any(line.startswith("  recipe-003.json") and "same cell as library tanh" in line for line in lines)
     assert lines[-1] == "9 distinct cells"
     # The written cells are usable by the other commands.

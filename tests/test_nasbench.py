@@ -104,33 +104,65 @@ def test_imported_recipe_computes_nasbench_semantics() -> None:
 @pytest.mark.parametrize(
     ("recipe", "message"),
     [
-        ({"a": {"op": "conv", "input": ["x"]}, "h_new_0": {"op": "activation_tanh", "input": ["a"]}}, "node 'a': unknown NAS-Bench-NLP op 'conv'"),
-        ({"h_new_0": {"op": "blend", "input": ["x", "h_prev_0"]}}, "node 'h_new_0': op 'blend' takes exactly 3 inputs, got 2"),
-        ({"h_new_0": {"op": "elementwise_sum", "input": ["x"]}}, "node 'h_new_0': op 'add' takes at least 2 inputs, got 1"),
-        ({"h_new_0": {"op": "activation_tanh", "input": ["x", "h_prev_0"]}}, "node 'h_new_0': op 'tanh' takes exactly 1 inputs, got 2"),
-        ({"h_new_0": {"op": "activation_tanh", "input": ["ghost"]}}, "node 'h_new_0': input 'ghost' is not defined"),
-        ({"h_new_0": {"op": "activation_tanh", "input": ["h_prev_1"]}}, "node 'h_new_0': input 'h_prev_1' is not defined"),
         (
-            {"a": {"op": "activation_tanh", "input": ["b"]}, "b": {"op": "activation_tanh", "input": ["a"]}, "h_new_0": {"op": "linear", "input": ["a"]}},
+            {"a": {"op": "conv", "input": ["x"]}, "h_new_0": {"op": "activation_tanh", "input": ["a"]}},
+            "node 'a': unknown NAS-Bench-NLP op 'conv'",
+        ),
+        (
+            {"h_new_0": {"op": "blend", "input": ["x", "h_prev_0"]}},
+            "node 'h_new_0': op 'blend' takes exactly 3 inputs, got 2",
+        ),
+        (
+            {"h_new_0": {"op": "elementwise_sum", "input": ["x"]}},
+            "node 'h_new_0': op 'add' takes at least 2 inputs, got 1",
+        ),
+        (
+            {"h_new_0": {"op": "activation_tanh", "input": ["x", "h_prev_0"]}},
+            "node 'h_new_0': op 'tanh' takes exactly 1 inputs, got 2",
+        ),
+        (
+            {"h_new_0": {"op": "activation_tanh", "input": ["ghost"]}},
+            "node 'h_new_0': input 'ghost' is not defined",
+        ),
+        (
+            {"h_new_0": {"op": "activation_tanh", "input": ["h_prev_1"]}},
+            "node 'h_new_0': input 'h_prev_1' is not defined",
+        ),
+        (
+            {
+                "a": {"op": "activation_tanh", "input": ["b"]},
+                "b": {"op": "activation_tanh", "input": ["a"]},
+                "h_new_0": {"op": "linear", "input": ["a"]},
+            },
             "cycle",
         ),
-        ({"h_new_0": {"op": "linear", "input": ["x", "x"]}}, "node 'h_new_0': linear reads the same input twice"),
+        (
+            {"h_new_0": {"op": "linear", "input": ["x", "x"]}},
+            "node 'h_new_0': linear reads the same input twice",
+        ),
         ({"h_new_0": {"op": "linear", "input": "x"}}, "node 'h_new_0': 'input' must be a list of node names"),
         ({"h_new_0": {"op": "linear", "input": ["x"], "bias": 1}}, "node 'h_new_0': unknown field(s) 'bias'"),
         ({"h_new_0": ["linear", ["x"]]}, "node 'h_new_0': expected an object"),
         ({"a": {"op": "linear", "input": ["x"]}}, "no output node 'h_new_0'"),
         ({"h_new_1": {"op": "linear", "input": ["x"]}}, "has 'h_new_1' but no 'h_new_0'"),
-        ({f"h_new_{i}": {"op": "linear", "input": ["x"]} for i in range(4)}, "node 'h_new_3': at most 3 states"),
-        ({"x": {"op": "linear", "input": ["h_prev_0"]}, "h_new_0": {"op": "linear", "input": ["x"]}}, "node 'x': name is reserved"),
+        (
+            {f"h_new_{i}": {"op": "linear", "input": ["x"]} for i in range(4)},
+            "node 'h_new_3': at most 3 states",
+        ),
+        (
+            {"x": {"op": "linear", "input": ["h_prev_0"]}, "h_new_0": {"op": "linear", "input": ["x"]}},
+            "node 'x': name is reserved",
+        ),
         (["not", "a", "recipe"], "recipe: expected a JSON object"),
     ],
 )
 def test_bad_recipes_name_the_node(recipe: Any, message: str) -> None:
     with pytest.raises(CellGraphError) as info:
         from_nasbench_recipe(recipe)
-    assert message in str(info.value)
+    text = str(info.value)
+    assert message in text
     if message == "cycle":
-        assert "node 'a': cycle a -> b -> a" in str(info.value) or "node 'b': cycle b -> a -> b" in str(info.value)
+        assert "node 'a': cycle a -> b -> a" in text or "node 'b': cycle b -> a -> b" in text
 
 
 def test_bad_recipe_files(tmp_path: Path) -> None:
@@ -142,7 +174,9 @@ def test_bad_recipe_files(tmp_path: Path) -> None:
     with pytest.raises(CellGraphError, match="expected a JSON list of recipes, got dict"):
         load_nasbench_recipes(path)
     path.write_text(json.dumps([TANH_RECIPE, TANH_RECIPE, {"h_new_0": {"op": "relu", "input": ["x"]}}]))
-    with pytest.raises(CellGraphError, match=r"r\.json: recipe 2: node 'h_new_0': unknown NAS-Bench-NLP op 'relu'"):
+    with pytest.raises(
+        CellGraphError, match=r"r\.json: recipe 2: node 'h_new_0': unknown NAS-Bench-NLP op 'relu'"
+    ):
         load_nasbench_recipes(path)
     with pytest.raises(CellGraphError, match="cannot read"):
         load_nasbench_recipes(tmp_path / "missing.json")
@@ -150,7 +184,19 @@ def test_bad_recipe_files(tmp_path: Path) -> None:
 
 # --- export -----------------------------------------------------------------------------------------
 
-EXPORTABLE = ["cifg", "gru", "gru-cho", "lstm", "lstm-nofg", "lstm-noig", "lstm-noog", "mut1", "mut2", "mut3", "tanh"]
+EXPORTABLE = [
+    "cifg",
+    "gru",
+    "gru-cho",
+    "lstm",
+    "lstm-nofg",
+    "lstm-noig",
+    "lstm-noog",
+    "mut1",
+    "mut2",
+    "mut3",
+    "tanh",
+]
 
 
 @pytest.mark.parametrize("name", EXPORTABLE)
@@ -184,12 +230,23 @@ def test_library_cells_without_equivalent_are_refused(name: str, message: str) -
 
 @pytest.mark.parametrize(
     ("op", "attrs"),
-    [("sub", {}), ("diag", {}), ("relu", {}), ("identity", {}), ("one_minus", {}), ("scale", {"alpha": 0.9}), ("shift", {"beta": 0.5})],
+    [
+        ("sub", {}),
+        ("diag", {}),
+        ("relu", {}),
+        ("identity", {}),
+        ("one_minus", {}),
+        ("scale", {"alpha": 0.9}),
+        ("shift", {"beta": 0.5}),
+    ],
 )
 def test_ops_without_equivalent_are_refused(op: str, attrs: dict[str, float]) -> None:
     inputs = ["x", "h_prev_0"] if op == "sub" else ["h_prev_0"]
     graph = cell(
-        [{"name": "odd", "op": op, "inputs": inputs, "attrs": attrs}, {"name": "out", "op": "tanh", "inputs": ["odd"]}],
+        [
+            {"name": "odd", "op": op, "inputs": inputs, "attrs": attrs},
+            {"name": "out", "op": "tanh", "inputs": ["odd"]},
+        ],
         ["out"],
     )
     with pytest.raises(CellGraphError, match=f"node 'odd': op '{op}' has no NAS-Bench-NLP equivalent"):
@@ -198,11 +255,12 @@ def test_ops_without_equivalent_are_refused(op: str, attrs: dict[str, float]) ->
 
 def test_leaky_relu_exports_only_with_torchs_default_slope() -> None:
     node = {"name": "a", "op": "leaky_relu", "inputs": ["h_prev_0"]}
-    assert to_nasbench_recipe(cell([node], ["a"])) == {"h_new_0": {"op": "activation_leaky_relu", "input": ["h_prev_0"]}}
-    assert to_nasbench_recipe(cell([{**node, "attrs": {"negative_slope": 0.01}}], ["a"]))["h_new_0"]["op"] == (
-        "activation_leaky_relu"
-    )
-    with pytest.raises(CellGraphError, match="node 'a': leaky_relu with negative_slope=0.2"):
+    assert to_nasbench_recipe(cell([node], ["a"])) == {
+        "h_new_0": {"op": "activation_leaky_relu", "input": ["h_prev_0"]}
+    }
+    default_slope = to_nasbench_recipe(cell([{**node, "attrs": {"negative_slope": 0.01}}], ["a"]))
+    assert default_slope["h_new_0"]["op"] == "activation_leaky_relu"
+    with pytest.raises(CellGraphError, match=r"node 'a': leaky_relu with negative_slope=0\.2"):
         to_nasbench_recipe(cell([{**node, "attrs": {"negative_slope": 0.2}}], ["a"]))
 
 
@@ -246,14 +304,22 @@ def test_dump_and_load_recipe_file(tmp_path: Path) -> None:
 
 def test_dump_writes_nothing_when_a_cell_cannot_be_exported(tmp_path: Path) -> None:
     path = tmp_path / "out.json"
-    with pytest.raises(CellGraphError, match="lstm-peephole|i_peep"):
+    with pytest.raises(CellGraphError, match="node 'i_peep': op 'diag'"):
         dump_nasbench_recipes([library.get("lstm"), library.get("lstm-peephole")], path)
     assert list(tmp_path.iterdir()) == []
 
 
 # --- property ---------------------------------------------------------------------------------------
 
-NB_OPS = ["linear", "blend", "elementwise_prod", "elementwise_sum", "activation_tanh", "activation_sigm", "activation_leaky_relu"]
+NB_OPS = [
+    "linear",
+    "blend",
+    "elementwise_prod",
+    "elementwise_sum",
+    "activation_tanh",
+    "activation_sigm",
+    "activation_leaky_relu",
+]
 ARITY = {"linear": (1, 3), "blend": (3, 3), "elementwise_prod": (2, 3), "elementwise_sum": (2, 3)}
 
 

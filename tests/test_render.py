@@ -43,7 +43,9 @@ def cell(nodes: list[dict[str, Any]], outputs: list[str], num_states: int = 1) -
     return CellGraph.parse({"name": "t", "num_states": num_states, "nodes": nodes, "outputs": outputs})
 
 
-def one_node(op: str, inputs: list[str], attrs: dict[str, float] | None = None, num_states: int = 1) -> CellGraph:
+def one_node(
+    op: str, inputs: list[str], attrs: dict[str, float] | None = None, num_states: int = 1
+) -> CellGraph:
     outputs = ["a", *(f"h_prev_{i}" for i in range(1, num_states))]
     return cell([{"name": "a", "op": op, "inputs": inputs, "attrs": attrs or {}}], outputs, num_states)
 
@@ -89,7 +91,11 @@ def test_variants_render_their_difference() -> None:
     peephole = to_equations(library.get("lstm-peephole")).splitlines()
     assert "i = σ(W_i x + U_i h + b_i + d_i ⊙ c)" in peephole
     # o sees the new cell state, so its line comes after c'.
-    assert peephole[-3:] == ["c' = f ⊙ c + i ⊙ g", "o = σ(W_o x + U_o h + b_o + d_o ⊙ c')", "h' = o ⊙ tanh(c')"]
+    assert peephole[-3:] == [
+        "c' = f ⊙ c + i ⊙ g",
+        "o = σ(W_o x + U_o h + b_o + d_o ⊙ c')",
+        "h' = o ⊙ tanh(c')",
+    ]
     assert to_equations(library.get("tanh")) == "h' = tanh(W_h x + U_h h + b_h)"
 
 
@@ -156,7 +162,10 @@ def test_attribute_variants() -> None:
     assert to_equations(one_node("leaky_relu", ["h_prev_0"])) == "h' = LeakyReLU(h)"
     assert to_equations(one_node("shift", ["h_prev_0"], {"beta": -0.5})) == "h' = h − 0.5"
     assert to_equations(one_node("scale", ["h_prev_0"], {"alpha": -2.0})) == "h' = -2·h"
-    assert to_equations(one_node("linear", ["h_prev_0"], {"bias_init": -3.0})) == "h' = U_h h + b_h    (init: b_h = -3)"
+    assert (
+        to_equations(one_node("linear", ["h_prev_0"], {"bias_init": -3.0}))
+        == "h' = U_h h + b_h    (init: b_h = -3)"
+    )
 
 
 def test_parentheses_follow_precedence() -> None:
@@ -173,7 +182,13 @@ def test_parentheses_follow_precedence() -> None:
     assert render("one_minus", "add", True) == "h' = 1 − (x + h)"
     assert render("one_minus", "mul", True) == "h' = 1 − x ⊙ h"
     assert render("tanh", "add", True) == "h' = tanh(x + h)"
-    shift = cell([{"name": "s", "op": "mul", "inputs": ["x", "h_prev_0"]}, {"name": "a", "op": "shift", "inputs": ["s"], "attrs": {"beta": 1}}], ["a"])
+    shift = cell(
+        [
+            {"name": "s", "op": "mul", "inputs": ["x", "h_prev_0"]},
+            {"name": "a", "op": "shift", "inputs": ["s"], "attrs": {"beta": 1}},
+        ],
+        ["a"],
+    )
     assert to_equations(shift) == "h' = x ⊙ h + 1"
 
 
@@ -220,7 +235,10 @@ def test_latex_names_read_as_subscripted_identifiers() -> None:
         ],
         ["a_"],
     )
-    assert to_equations(graph) == "node_1 = W_{node_1} x + b_{node_1}\ngate = node_1 ⊙ node_1\n_ = gate ⊙ gate\nh' = _ + _ + h"
+    assert (
+        to_equations(graph)
+        == "node_1 = W_{node_1} x + b_{node_1}\ngate = node_1 ⊙ node_1\n_ = gate ⊙ gate\nh' = _ + _ + h"
+    )
     assert to_equations(graph, "latex").split(" \\\\\n") == [
         r"\mathit{node}_{\mathrm{1}} &= W_{\mathit{node}_{\mathrm{1}}} x + b_{\mathit{node}_{\mathrm{1}}}",
         r"\mathit{gate} &= \mathit{node}_{\mathrm{1}} \odot \mathit{node}_{\mathrm{1}}",
@@ -323,7 +341,9 @@ def graphs(draw: st.DrawFn, ops: list[str], names: st.SearchStrategy[str]) -> Ce
 
 
 # Names that clash with how states read (h, c, m) or with renamed clashes (h_1), and odd identifiers.
-TRICKY_NAME = st.sampled_from(["h", "c", "m", "h_1", "x_1", "h_new_0", "_", "a_", "B2", "i_lin", "W", "sigma"])
+TRICKY_NAME = st.sampled_from(
+    ["h", "c", "m", "h_1", "x_1", "h_new_0", "_", "a_", "B2", "i_lin", "W", "sigma"]
+)
 PLAIN_NAME = st.sampled_from([f"n{i}" for i in range(10)])
 
 

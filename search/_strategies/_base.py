@@ -111,7 +111,16 @@ class Strategy(ABC):
         self._pending.setdefault(candidate.hash, entry(candidate))
 
     def is_known(self, cell_hash: str) -> bool:
+        """Proposed or registered before (equivalent graphs share a hash: never proposed twice)."""
         return cell_hash in self._seen
+
+    def awaiting(self, cell_hash: str) -> bool:
+        """Whether the strategy still waits for an outcome of this architecture."""
+        return cell_hash in self._pending
+
+    def listed(self) -> list[str]:
+        """Hashes of the architectures on the strategy's list (top-K list, living population)."""
+        return []
 
     @property
     def finished(self) -> bool:
@@ -139,7 +148,10 @@ class Strategy(ABC):
     def _first_new(self, draw: Any) -> Any:
         """Call ``draw()`` (returning a candidate) until one is new; ``None`` after many known ones."""
         for _ in range(_MAX_PROPOSAL_TRIES):
-            candidate = draw()
+            try:
+                candidate = draw()
+            except RuntimeError:  # a degenerate parent that mutation cannot change: draw again
+                continue
             if candidate.hash not in self._seen:
                 return candidate
             self.duplicates += 1

@@ -51,6 +51,9 @@ class RegularizedEvolution(Strategy):
         """``(hash, score)`` of the living members, oldest first."""
         return [(e["hash"], e["score"]) for e in self._population]
 
+    def listed(self) -> list[str]:
+        return [e["hash"] for e in self._population]
+
     def ask(self) -> Proposal | None:
         proposal = super().ask()
         if isinstance(proposal, Candidate) and proposal.origin in ("seed", "random"):

@@ -50,9 +50,15 @@ class JozefowiczSearch(Strategy):
         self._refining: set[str] = set()
 
     @property
-    def listed(self) -> list[tuple[str, float | None]]:
-        """``(hash, score)`` of the listed architectures, best first."""
+    def top(self) -> list[tuple[str, float | None]]:
+        """``(hash, score)`` of the listed architectures, best first (unscored seeds last)."""
         return [(e["hash"], e["score"]) for e in self._listed]
+
+    def listed(self) -> list[str]:
+        return [e["hash"] for e in self._listed]
+
+    def awaiting(self, cell_hash: str) -> bool:
+        return super().awaiting(cell_hash) or cell_hash in self._refining
 
     def _propose(self) -> Proposal | None:
         refinable = [

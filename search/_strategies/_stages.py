@@ -52,7 +52,8 @@ class TaskProgress:
 class Stages:
     """The task pipeline of one architecture: what to run next and what the results mean.
 
-    ``baselines`` (in :meth:`advance`, :meth:`relative`, :meth:`score`) maps a task name to
+    Tasks are named by their id in the job (:attr:`TaskEntry.id`: label, else name).
+    ``baselines`` (in :meth:`advance`, :meth:`relative`, :meth:`score`) maps a task id to
     the best baseline value on it, for tasks whose baselines are complete; a gate waits for
     its task's baseline.
     """
@@ -60,20 +61,20 @@ class Stages:
     def __init__(self, tasks: Sequence[TaskEntry], trials: Mapping[str, int], gated: bool = True) -> None:
         self.tasks = list(tasks)
         self.gated = gated
-        self.progress = {t.name: TaskProgress(target=trials[t.name]) for t in self.tasks}
+        self.progress = {t.id: TaskProgress(target=trials[t.id]) for t in self.tasks}
         self.status: StageStatus = "running"
         self.stopped_at: str | None = None
         """The task whose gate stopped the architecture."""
 
     def advance(self, baselines: Mapping[str, float | None]) -> list[tuple[str, int]]:
-        """Update the status and return ``(task name, trials to launch)`` pairs."""
+        """Update the status and return ``(task id, trials to launch)`` pairs."""
         if self.status in ("filtered", "stopped"):
             return []
         launch = []
         for task in self.tasks:
-            progress = self.progress[task.name]
+            progress = self.progress[task.id]
             if progress.missing:
-                launch.append((task.name, progress.missing))
+                launch.append((task.id, progress.missing))
             if not self.gated:
                 continue
             if not progress.complete:
@@ -82,7 +83,7 @@ class Stages:
             if verdict == "wait":
                 return launch
             if verdict != "pass":
-                self.status, self.stopped_at = verdict, task.name
+                self.status, self.stopped_at = verdict, task.id
                 return []
         if all(p.complete for p in self.progress.values()):
             self.status = "done"
@@ -108,7 +109,7 @@ class Stages:
 
     def refine(self, trials: int) -> bool:
         """Ask for ``trials`` more trials on every search task finished; ``False`` if there is none."""
-        tasks = [t.name for t in self.tasks if t.role == "search" and self.progress[t.name].complete]
+        tasks = [t.id for t in self.tasks if t.role == "search" and self.progress[t.id].complete]
         for name in tasks:
             self.progress[name].target += trials
         if tasks and self.status == "done":
@@ -127,15 +128,15 @@ class Stages:
     def relative(self, baselines: Mapping[str, float | None]) -> dict[str, float | None]:
         """Relative value on each finished search or report-only task whose baseline is known."""
         return {
-            t.name: relative_value(self.progress[t.name].best, baselines[t.name], t.direction)
+            t.id: relative_value(self.progress[t.id].best, baselines[t.id], t.direction)
             for t in self.tasks
-            if t.role != "filter" and self.progress[t.name].complete and t.name in baselines
+            if t.role != "filter" and self.progress[t.id].complete and t.id in baselines
         }
 
     def score(self, baselines: Mapping[str, float | None]) -> float | None:
         """The worst finished search task relative to the best baseline."""
         relative = self.relative(baselines)
-        return worst_task_score({t.name: relative.get(t.name) for t in self.tasks if t.role == "search"})
+        return worst_task_score({t.id: relative.get(t.id) for t in self.tasks if t.role == "search"})
 
     def _gate(
         self, task: TaskEntry, best: float | None, baselines: Mapping[str, float | None]
@@ -144,11 +145,11 @@ class Stages:
             return "pass" if task.passes_filter(best) else "filtered"
         if task.role != "search" or task.threshold is None:
             return "pass"
-        if task.name not in baselines:
+        if task.id not in baselines:
             return "wait"
-        relative = relative_value(best, baselines[task.name], task.direction)
+        relative = relative_value(best, baselines[task.id], task.direction)
         # Without a usable baseline there is no yardstick: let the candidate go on.
         return "pass" if relative is None or relative >= task.threshold else "stopped"
 
     def _task(self, name: str) -> TaskEntry:
-        return next(t for t in self.tasks if t.name == name)
+        return next(t for t in self.tasks if t.id == name)

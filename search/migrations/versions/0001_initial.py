@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.Column("job_id", sa.Integer(), nullable=False),
         sa.Column("architecture_id", sa.Integer(), nullable=False),
         sa.Column("task", sa.String(length=100), nullable=False),
+        sa.Column("task_label", sa.String(length=100), nullable=False),
         sa.Column("task_key", sa.String(length=64), nullable=False),
         sa.Column("task_settings", sa.JSON(), nullable=False),
         sa.Column("metric", sa.String(length=100), nullable=False),

@@ -1,0 +1,143 @@
+"""``cellsearch launch`` and ``cellsearch resume``: run a job with a live progress display.
+
+Exit codes: 0 the job finished, 1 it failed (or the database could not be used), 2 the job
+file is invalid (nothing was written), 130 it was interrupted with Ctrl-C (resume it with
+``cellsearch resume JOB_ID``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from search._jobspec import JobError, JobSpec, check_db_url, load_job
+from search._progress import ProgressDisplay, ProgressFeed
+from search._settings import Settings, resolve_settings
+from search._store import ResultStore, StoreError
+
+TOP_ROWS = 10
+EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 1, 2, 130
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Results database URL (else the job's db_url, CELLSEARCH_DB_URL, sqlite:///cellsearch.db)."
+    ),
+]
+MlflowOption = Annotated[
+    str | None, typer.Option("--mlflow", help="MLflow tracking URI (else MLFLOW_TRACKING_URI, sqlite:///mlflow.db).")
+]
+RayOption = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="Ray cluster to join (else RAY_ADDRESS; none: start a local instance)."),
+]
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def launch(
+    job_file: Annotated[Path, typer.Argument(help="The job file (YAML).", dir_okay=False)],
+    db: DbOption = None,
+    mlflow: MlflowOption = None,
+    ray_address: RayOption = None,
+) -> None:
+    """Launch a job: validate it, run it on Ray, show progress, print the best architectures."""
+    try:
+        spec = load_job(job_file)
+        settings = resolve_settings(
+            db_url=db or spec.db_url, mlflow_uri=mlflow or spec.mlflow_uri, ray_address=ray_address
+        )
+        check_db_url(settings.db_url)
+    except JobError as exc:
+        raise _fail(f"invalid job: {exc}", EXIT_INVALID) from None
+    _run(spec, settings, job_id=None)
+
+
+def resume(
+    job_id: Annotated[int, typer.Argument(help="The job to continue.", min=1)],
+    db: DbOption = None,
+    mlflow: MlflowOption = None,
+    ray_address: RayOption = None,
+) -> None:
+    """Continue a job that was interrupted or crashed; finished trials are kept, not run again."""
+    settings = resolve_settings(db_url=db, mlflow_uri=mlflow, ray_address=ray_address)
+    try:
+        with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
+            spec = store.load_job_spec(job_id)
+    except (StoreError, JobError) as exc:
+        raise _fail(str(exc)) from None
+    _run(spec, settings, job_id=job_id)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``launch`` and ``resume`` to the root app."""
+    app.command("launch")(launch)
+    app.command("resume")(resume)
+
+
+def _run(spec: JobSpec, settings: Settings, job_id: int | None) -> None:
+    from search._driver import JobStateError, run_job  # Ray and Optuna load only for these commands
+
+    console = Console()
+    feed = ProgressFeed(job_name=spec.name)
+    try:
+        with ProgressDisplay(feed, console=Console(stderr=True)):
+            job_id = run_job(spec, settings, job_id=job_id, resume=job_id is not None, progress=feed)
+    except (StoreError, JobStateError) as exc:
+        raise _fail(str(exc)) from None
+    with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
+        state = store.get_job(job_id).state
+        _print_top(console, store, job_id)
+    if state == "interrupted":
+        console.print(f"job {job_id} interrupted; continue it with: cellsearch resume {job_id}")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if state != "finished":
+        raise _fail(f"job {job_id} ended {state}")
+    console.print(f"job {job_id} finished")
+
+
+def _print_top(console: Console, store: ResultStore, job_id: int) -> None:
+    leaders = store.top_architectures(job_id, TOP_ROWS)
+    if not leaders:
+        console.print(f"job {job_id}: no architecture scored yet")
+        return
+    labels = [e.task_label for e in store.evaluations(job_id, arch_id=leaders[0].architecture_id)]
+    relative: dict[int, dict[str, float | None]] = {}
+    for entry in leaders:
+        relative[entry.architecture_id] = {
+            e.task_label: e.relative_score for e in store.evaluations(job_id, arch_id=entry.architecture_id)
+        }
+        labels += [label for label in relative[entry.architecture_id] if label not in labels]
+    table = Table(title=f"job {job_id}: top architectures (score = worst task relative to the best baseline)")
+    for column in ("rank", "arch", "score", "cell"):
+        table.add_column(column, justify="left" if column == "cell" else "right")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for entry in leaders:
+        arch = store.get_architecture(entry.architecture_id)
+        cell = arch.library_name or _short(arch.mutation) or arch.canonical_hash
+        row = [str(entry.rank), str(entry.architecture_id), _number(entry.score), cell]
+        row += [_number(relative[entry.architecture_id].get(label)) for label in labels]
+        table.add_row(*row)
+    console.print(table)
+    best = store.get_architecture(leaders[0].architecture_id)
+    if best.equations:
+        console.print(f"best architecture {best.id}:\n{best.equations}")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def _short(text: str | None, width: int = 60) -> str | None:
+    if not text:
+        return None
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,565 @@
+"""The results database: schema and migrations, deduplication, evaluation reuse, trial
+bookkeeping, crash safety. Every test runs on a SQLite file and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+
+from cells import CellGraph, library
+from search import _migrate
+from search._db import TABLES, VERSION_TABLE, Base
+from search._jobspec import JobSpec
+from search._store import (
+    DatabaseRevisionError,
+    NoDatabaseError,
+    ResultStore,
+    StoreError,
+    UnknownJobError,
+    make_engine,
+)
+from workers import TrialResult
+
+REPO = Path(__file__).resolve().parents[1]
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+def job_spec(name: str = "job", arith_steps: int = 50, arith_settings: dict | None = None) -> JobSpec:
+    return JobSpec.from_dict(
+        {
+            "name": name,
+            "strategy": {"kind": "jozefowicz", "top_k": 5},
+            "tasks": [
+                {"name": "memorize", "role": "filter", "threshold": 0.5},
+                {"name": "arith", "settings": arith_settings or {}, "budget": {"max_steps": arith_steps}},
+                {"name": "text", "settings": {"preset": "ptb"}},
+            ],
+            "budget": {"max_architectures": 10},
+        }
+    )
+
+
+def result(
+    status: str = "ok", value: float | None = 0.5, task: str = "arith", **extra: object
+) -> TrialResult:
+    direction = "minimize" if task == "text" else "maximize"
+    return TrialResult(status=status, task=task, metric="m", direction=direction, value=value, **extra)  # type: ignore[arg-type]
+
+
+# -- databases -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this module, dropped afterwards."""
+    admin = sa.create_engine(
+        f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
+    name = f"cellsearch_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 (user postgres, db test) is unreachable: {exc.orig}")
+    yield f"{PG_SERVER}/{name}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an empty database: a SQLite file, or a fresh schema in the PostgreSQL test database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'results.db'}"
+    database = request.getfixturevalue("pg_database")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(database)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    engine.dispose()
+    return f"{database}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[ResultStore]:
+    with ResultStore.open(db_url) as opened:
+        yield opened
+
+
+def table_names(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+# -- schema and migrations -------------------------------------------------------------------
+
+
+def test_fresh_database_gets_the_schema_at_head(db_url: str) -> None:
+    with ResultStore.open(db_url) as store, store.engine.connect() as conn:
+        assert _migrate.current_revision(conn) == _migrate.head_revision() == "0001_initial"
+    assert set(TABLES) | {"cs_alembic_version"} <= table_names(db_url)
+
+
+def test_migrations_build_exactly_the_models(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    ResultStore.open(db_url).close()
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "version_table": VERSION_TABLE,
+                "include_name": lambda name, kind, _: kind != "table" or name.startswith("cs_"),
+            },
+        )
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+def test_optuna_shares_the_database(db_url: str) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna first, then the store, then Optuna again: neither disturbs the other's tables.
+    study = optuna.create_study(storage=optuna.storages.RDBStorage(db_url), study_name="before")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    with ResultStore.open(db_url) as store:
+        job_id = store.create_job(job_spec())
+        storage = optuna.storages.RDBStorage(db_url)
+        later = optuna.create_study(storage=storage, study_name="after", direction="maximize")
+        later.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+        assert len(optuna.load_study(study_name="before", storage=storage).trials) == 2
+        assert store.get_job(job_id).name == "job"
+    assert {"trials", "studies", "alembic_version", "cs_trials", "cs_alembic_version"} <= table_names(db_url)
+    with ResultStore.open(db_url, upgrade=False) as store:
+        assert [j.id for j in store.list_jobs()] == [job_id]
+
+
+def test_schema_built_elsewhere_and_stamped_is_accepted(db_url: str) -> None:
+    engine = make_engine(db_url)
+    Base.metadata.create_all(engine)
+    _migrate.stamp(engine, "head")
+    engine.dispose()
+    with ResultStore.open(db_url, upgrade=False) as store:
+        assert store.create_job(job_spec()) == 1
+
+
+def _migrations_with_a_second_revision(tmp_path: Path) -> Path:
+    """A copy of the packaged migrations plus a revision 0002 that adds a column."""
+    folder = tmp_path / "migrations"
+    shutil.copytree(_migrate.MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "versions" / "0002_notes.py").write_text(
+        textwrap.dedent(
+            '''
+            """Add cs_jobs.notes."""
+            import sqlalchemy as sa
+            from alembic import op
+
+            revision = "0002_notes"
+            down_revision = "0001_initial"
+            branch_labels = None
+            depends_on = None
+
+
+            def upgrade() -> None:
+                with op.batch_alter_table("cs_jobs") as batch:
+                    batch.add_column(sa.Column("notes", sa.Text(), nullable=True))
+
+
+            def downgrade() -> None:
+                with op.batch_alter_table("cs_jobs") as batch:
+                    batch.drop_column("notes")
+            '''
+        )
+    )
+    return folder
+
+
+def test_older_revision_is_refused_or_upgraded(db_url: str, tmp_path: Path) -> None:
+    with ResultStore.open(db_url) as store:  # a database written by the code at 0001_initial
+        job_id = store.create_job(job_spec())
+    newer = _migrations_with_a_second_revision(tmp_path)
+    with pytest.raises(DatabaseRevisionError) as info:
+        ResultStore.open(db_url, upgrade=False, migrations=newer)
+    assert str(info.value) == (
+        "database at revision 0001_initial, code expects 0002_notes: run `cellsearch db upgrade`"
+    )
+    with ResultStore.open(db_url, migrations=newer) as store:
+        assert store.get_job(job_id).name == "job"  # the data survived the upgrade
+        with store.engine.connect() as conn:
+            assert _migrate.current_revision(conn) == "0002_notes"
+            assert "notes" in {c["name"] for c in sa.inspect(conn).get_columns("cs_jobs")}
+    # Now the packaged code (head 0001) meets a newer database: refused, naming both revisions.
+    with pytest.raises(DatabaseRevisionError, match=r"revision '0002_notes', unknown to this cellsearch"):
+        ResultStore.open(db_url)
+
+
+def test_foreign_layout_is_refused_and_unrelated_tables_are_left_alone(db_url: str) -> None:
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE inventory (sku TEXT PRIMARY KEY)"))
+        conn.execute(sa.text("INSERT INTO inventory VALUES ('a')"))
+    with ResultStore.open(db_url) as store:  # unrelated tables do not stop cellsearch
+        store.create_job(job_spec())
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT sku FROM inventory")).scalars().all() == ["a"]
+        # Someone's own cs_jobs without our revision stamp: not ours, refuse to touch it.
+        for table in reversed(TABLES):
+            conn.execute(sa.text(f"DROP TABLE {table}"))
+        conn.execute(sa.text("DROP TABLE cs_alembic_version"))
+        conn.execute(sa.text("CREATE TABLE cs_jobs (job TEXT)"))
+    engine.dispose()
+    with pytest.raises(
+        DatabaseRevisionError, match=r"tables named like cellsearch's \(cs_jobs\).*not a cellsearch"
+    ):
+        ResultStore.open(db_url)
+
+
+def test_missing_sqlite_file_is_not_created_without_create(tmp_path: Path) -> None:
+    target = tmp_path / "none.db"
+    with pytest.raises(NoDatabaseError, match="no results database at"):
+        ResultStore.open(f"sqlite:///{target}", create=False)
+    assert not target.exists()
+
+
+def test_empty_database_without_create_is_refused(db_url: str) -> None:
+    if db_url.startswith("sqlite"):
+        Path(db_url.removeprefix("sqlite:///")).touch()
+    with pytest.raises(NoDatabaseError, match="no cellsearch results"):
+        ResultStore.open(db_url, create=False)
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+
+def test_job_lifecycle(store: ResultStore) -> None:
+    spec = job_spec("life")
+    job_id = store.create_job(spec, code_version="1.2.3")
+    job = store.get_job(job_id)
+    assert (job.name, job.state, job.code_version, job.started_at) == ("life", "created", "1.2.3", None)
+    assert job.job_spec() == spec and store.load_job_spec(job_id) == spec
+    store.set_job_state(job_id, "running")
+    started = store.get_job(job_id).started_at
+    assert started is not None and started.tzinfo is not None
+    store.set_job_state(job_id, "interrupted")
+    assert store.get_job(job_id).finished_at is not None
+    store.set_job_state(job_id, "running")  # resumed: the first start is kept, the end cleared
+    assert store.get_job(job_id).started_at == started and store.get_job(job_id).finished_at is None
+    store.set_job_state(job_id, "failed", error="boom")
+    assert (store.get_job(job_id).state, store.get_job(job_id).error) == ("failed", "boom")
+    with pytest.raises(ValueError, match="state: expected one of"):
+        store.set_job_state(job_id, "exploded")  # type: ignore[arg-type]
+    other = store.create_job(job_spec("second"))
+    assert store.latest_job_id() == other and [j.name for j in store.list_jobs()] == ["life", "second"]
+    with pytest.raises(UnknownJobError, match="unknown job 99"):
+        store.get_job(99)
+
+
+def test_strategy_state_round_trips(store: ResultStore) -> None:
+    job_id = store.create_job(job_spec())
+    assert store.load_strategy_state(job_id) is None
+    state = {"list": [3, 1, 2], "rng": {"state": [1, 2, 3]}, "step": 7}
+    store.save_strategy_state(job_id, state)
+    store.save_strategy_state(job_id, {**state, "step": 8})
+    assert store.load_strategy_state(job_id) == {**state, "step": 8}
+    with pytest.raises(UnknownJobError):
+        store.save_strategy_state(42, state)
+
+
+# -- architectures ---------------------------------------------------------------------------
+
+
+def renamed(graph: CellGraph) -> CellGraph:
+    """The same cell with every node renamed and the node list reversed where order allows."""
+    data = graph.model_dump(mode="json")
+    names = {n["name"]: f"node_{i}_{n['name']}" for i, n in enumerate(data["nodes"])}
+    for node in data["nodes"]:
+        node["name"] = names[node["name"]]
+        node["inputs"] = [names.get(i, i) for i in node["inputs"]]
+    data["outputs"] = [names.get(o, o) for o in data["outputs"]]
+    return CellGraph.parse(data)
+
+
+def test_architectures_are_deduplicated_across_jobs(store: ResultStore) -> None:
+    first, second = store.create_job(job_spec("a")), store.create_job(job_spec("b"))
+    lstm_id, created = store.add_architecture(library.get("lstm"), job_id=first, generation=0)
+    assert created
+    again, created_again = store.add_architecture(
+        renamed(library.get("lstm")), job_id=second, library_name="lstm"
+    )
+    assert (again, created_again) == (lstm_id, False)
+    record = store.get_architecture(lstm_id)
+    assert record.first_job_id == first and record.library_name == "lstm"  # the name is filled in later
+    assert record.num_states == 2 and record.op_counts["linear"] == 4 and record.cell().num_states == 2
+    assert "c' = f ⊙ c + i ⊙ g" in record.equations
+    assert store.find_architecture(renamed(library.get("lstm"))) == lstm_id
+    assert store.find_architecture(library.get("gru")) is None
+    gru_id, _ = store.add_architecture(library.get("gru"), job_id=second, parent_id=lstm_id, mutation="swap")
+    assert store.get_architecture(gru_id).parent_id == lstm_id and gru_id != lstm_id
+    assert [ja.architecture_id for ja in store.job_architectures(second)] == [lstm_id, gru_id]
+    assert [ja.architecture_id for ja in store.job_architectures(first)] == [lstm_id]
+    # Proposing a known architecture again in the same job adds no second membership row.
+    store.add_architecture(library.get("gru"), job_id=second)
+    assert len(store.job_architectures(second)) == 2
+
+
+def test_job_architecture_flags_and_leaderboard(store: ResultStore) -> None:
+    job_id = store.create_job(job_spec())
+    ids = {
+        name: store.add_architecture(library.get(name), job_id=job_id)[0]
+        for name in ("gru", "lstm", "tanh", "mut1")
+    }
+    store.update_job_architecture(job_id, ids["gru"], score=1.0, filter_passed=True, evaluated=True)
+    store.update_job_architecture(
+        job_id, ids["mut1"], score=1.05, filter_passed=True, evaluated=True, generation=3
+    )
+    store.update_job_architecture(job_id, ids["lstm"], score=0.9, filter_passed=True)
+    store.update_job_architecture(job_id, ids["tanh"], filter_passed=False)
+    store.set_listed(job_id, [ids["mut1"], ids["gru"]])
+    store.set_listed(job_id, [ids["mut1"], ids["lstm"]])  # replaces the list
+    board = store.top_architectures(job_id, limit=2)
+    assert [(e.rank, e.architecture_id, e.score) for e in board] == [
+        (1, ids["mut1"], 1.05),
+        (2, ids["gru"], 1.0),
+    ]
+    assert board[0].generation == 3 and board[0].listed and not board[1].listed
+    assert {ja.architecture_id for ja in store.job_architectures(job_id, listed_only=True)} == {
+        ids["mut1"],
+        ids["lstm"],
+    }
+    summary = store.job_summary(job_id)
+    assert (summary.best_arch_id, summary.best_score) == (ids["mut1"], 1.05)
+    counts = summary.architectures
+    assert (counts.proposed, counts.passed_filter, counts.filtered_out, counts.evaluated, counts.listed) == (
+        4,
+        3,
+        1,
+        2,
+        2,
+    )
+    store.update_job_architecture(job_id, ids["mut1"], score=None)  # None is written on purpose
+    assert store.job_architecture(job_id, ids["mut1"]).score is None  # type: ignore[union-attr]
+    with pytest.raises(StoreError, match="not part of job"):
+        store.update_job_architecture(job_id, 9999, score=1.0)
+
+
+# -- evaluations and trials ------------------------------------------------------------------
+
+
+def test_trials_update_their_evaluation(store: ResultStore) -> None:
+    spec = job_spec()
+    job_id = store.create_job(spec)
+    arch_id, _ = store.add_architecture(library.get("gru"), job_id=job_id)
+    arith = store.get_or_create_evaluation(job_id, arch_id, spec.task("arith"))
+    assert arith.status == "pending" and arith.best_value is None and arith.metric == "char_accuracy"
+    assert store.get_or_create_evaluation(job_id, arch_id, spec.task("arith")).id == arith.id
+
+    outcomes = [("ok", 0.4), ("ok", 0.7), ("ok", 0.6), ("pruned", 0.9), ("diverged", None), ("failed", None)]
+    trial_ids = []
+    for i, (status, value) in enumerate(outcomes):
+        trial_id = store.start_trial(
+            arith.id, hparams={"learning_rate": 0.01 * (i + 1)}, study_name="s", optuna_trial_number=i
+        )
+        assert store.get_evaluation(arith.id).status == "running"
+        worker = {"node_id": "n1", "pid": 1234, "hostname": "h"}
+        store.finish_trial(
+            trial_id, result(status, value, worker=worker, curve=[(10, 0.1), (20, value or 0.0)])
+        )
+        trial_ids.append(trial_id)
+    evaluation = store.get_evaluation(arith.id)
+    assert (
+        evaluation.best_value == 0.7 and evaluation.best_trial_id == trial_ids[1]
+    )  # pruned 0.9 does not count
+    counts = (
+        evaluation.trials_completed,
+        evaluation.trials_pruned,
+        evaluation.trials_diverged,
+        evaluation.trials_failed,
+    )
+    assert counts == (3, 1, 1, 1) and evaluation.trials_finished == 6
+    trial = store.get_trial(trial_ids[1])
+    assert (trial.status, trial.value, trial.worker_node, trial.worker_pid, trial.worker_host) == (
+        "ok",
+        0.7,
+        "n1",
+        1234,
+        "h",
+    )
+    assert trial.hparams == {"learning_rate": 0.02} and trial.curve == [[10, 0.1], [20, 0.7]]
+    assert (trial.study_name, trial.optuna_trial_number, trial.job_id, trial.architecture_id) == (
+        "s",
+        1,
+        job_id,
+        arch_id,
+    )
+    assert [t.status for t in store.trials(evaluation_id=arith.id, status="ok")] == ["ok"] * 3
+
+    # A minimized metric keeps the lowest value; a non-finite value is stored as missing.
+    text = store.get_or_create_evaluation(job_id, arch_id, spec.task("text"))
+    for value in (150.0, 120.0, float("nan"), 130.0):
+        store.finish_trial(store.start_trial(text.id, hparams={}), result("ok", value, task="text"))
+    assert store.get_evaluation(text.id).best_value == 120.0
+    assert sorted(t.value is None for t in store.trials(evaluation_id=text.id)) == [False, False, False, True]
+
+    with pytest.raises(StoreError, match="already finished"):
+        store.finish_trial(trial_ids[0], result())
+    store.set_evaluation(arith.id, status="done", relative_score=0.93)
+    assert (store.get_evaluation(arith.id).status, store.get_evaluation(arith.id).relative_score) == (
+        "done",
+        0.93,
+    )
+    with pytest.raises(ValueError, match="status: expected one of"):
+        store.set_evaluation(arith.id, status="great")  # type: ignore[arg-type]
+
+
+def test_interrupted_trials(store: ResultStore) -> None:
+    spec = job_spec()
+    job_id = store.create_job(spec)
+    arch_id, _ = store.add_architecture(library.get("gru"), job_id=job_id)
+    evaluation = store.get_or_create_evaluation(job_id, arch_id, spec.task("arith"))
+    running = [store.start_trial(evaluation.id, hparams={"i": i}) for i in range(3)]
+    store.finish_trial(running[0], result("ok", 0.5))
+    assert store.mark_running_trials_interrupted(job_id) == 2
+    assert store.mark_running_trials_interrupted(job_id) == 0
+    assert store.job_summary(job_id).trials.interrupted == 2
+    # A late result of an interrupted trial is still real work and is kept.
+    store.finish_trial(running[1], result("ok", 0.8))
+    failed = store.fail_trial(running[2], "RayActorError: worker died")
+    assert (failed.best_value, failed.trials_completed, failed.trials_failed) == (0.8, 2, 1)
+    assert store.get_trial(running[2]).error == "RayActorError: worker died"
+    retry = store.start_trial(evaluation.id, hparams={"i": 2}, attempt=2)
+    assert store.get_trial(retry).attempt == 2
+
+
+def test_evaluations_are_reused_by_task_key(store: ResultStore) -> None:
+    first_spec = job_spec("first")
+    # Same settings written differently (defaults spelled out): the same task key.
+    second_spec = job_spec("second", arith_settings={"max_digits": 3, "seed": 0})
+    other_budget = job_spec("third", arith_steps=51)
+    assert first_spec.task("arith").key == second_spec.task("arith").key != other_budget.task("arith").key
+
+    first = store.create_job(first_spec)
+    arch_id, _ = store.add_architecture(library.get("gru"), job_id=first)
+    evaluation = store.get_or_create_evaluation(first, arch_id, first_spec.task("arith"))
+    key = evaluation.task_key
+    for value in (0.3, 0.6):
+        store.finish_trial(store.start_trial(evaluation.id, hparams={}), result("ok", value))
+    assert store.find_reusable_evaluation(arch_id, key) is None  # not done yet
+    store.set_evaluation(evaluation.id, status="done", relative_score=1.0)
+
+    second = store.create_job(second_spec)
+    assert store.add_architecture(library.get("gru"), job_id=second) == (arch_id, False)
+    reusable = store.find_reusable_evaluation(arch_id, key, exclude_job_id=second)
+    assert reusable is not None and reusable.id == evaluation.id and reusable.best_value == 0.6
+    copied = store.copy_evaluation_into_job(reusable.id, second, task_label="arith")
+    assert copied.job_id == second and copied.id != evaluation.id and copied.reused_from_id == evaluation.id
+    assert (copied.best_value, copied.trials_completed, copied.status, copied.relative_score) == (
+        0.6,
+        2,
+        "done",
+        1.0,
+    )
+    assert store.copy_evaluation_into_job(reusable.id, second).id == copied.id  # idempotent
+    assert store.trials(job_id=second) == []  # nothing was retrained
+    assert store.find_reusable_evaluation(arch_id, key, exclude_job_id=first).id == copied.id  # type: ignore[union-attr]
+    # A copy of a copy points at the original.
+    third = store.create_job(job_spec("fourth"))
+    assert store.copy_evaluation_into_job(copied.id, third).reused_from_id == evaluation.id
+    assert store.find_reusable_evaluation(arch_id, other_budget.task("arith").key) is None
+
+
+def test_job_summary_counts(store: ResultStore) -> None:
+    spec = job_spec()
+    job_id = store.create_job(spec)
+    arch_id, _ = store.add_architecture(library.get("gru"), job_id=job_id)
+    evaluation = store.get_or_create_evaluation(job_id, arch_id, spec.task("arith"))
+    for status in ("ok", "ok", "pruned", "failed", "diverged"):
+        store.finish_trial(
+            store.start_trial(evaluation.id, hparams={}), result(status, 0.5 if status == "ok" else None)
+        )
+    store.start_trial(evaluation.id, hparams={})
+    store.update_job_architecture(job_id, arch_id, score=0.97)
+    data = store.job_summary(job_id).to_dict()
+    assert data["job_id"] == job_id and data["name"] == "job" and data["state"] == "created"
+    assert data["architectures"] == 1
+    assert data["trials"] == {
+        "completed": 2,
+        "running": 1,
+        "pruned": 1,
+        "failed": 1,
+        "diverged": 1,
+        "interrupted": 0,
+        "total": 6,
+    }
+    assert data["best"] == {"arch_id": arch_id, "score": 0.97}
+    with pytest.raises(UnknownJobError):
+        store.job_summary(job_id + 1)
+
+
+# -- crash safety ----------------------------------------------------------------------------
+
+WRITER = """
+import sys
+from cells import library
+from search._jobspec import JobSpec
+from search._store import ResultStore
+from workers import TrialResult
+
+store = ResultStore.open(sys.argv[1])
+spec = JobSpec.from_dict({"name": "kill", "strategy": {"kind": "random"}, "tasks": [{"name": "arith"}],
+                          "budget": {"max_trials": 1000}})
+job_id = store.create_job(spec)
+arch_id, _ = store.add_architecture(library.get("gru"), job_id=job_id)
+evaluation = store.get_or_create_evaluation(job_id, arch_id, spec.tasks[0])
+for i in range(100_000):
+    trial_id = store.start_trial(evaluation.id, hparams={"i": i})
+    store.finish_trial(trial_id, TrialResult(status="ok", task="arith", metric="m", direction="maximize",
+                                             value=i / 1e5, curve=[(1, 0.0)] * 50))
+    print(i + 1, flush=True)
+"""
+
+
+def test_committed_trials_survive_sigkill(db_url: str, tmp_path: Path) -> None:
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), db_url], stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    )
+    assert proc.stdout is not None
+    reported = 0
+    try:
+        while reported < 30:
+            line = proc.stdout.readline()
+            assert line, f"the writer stopped early (exit code {proc.poll()})"
+            reported = int(line)
+    finally:
+        proc.send_signal(signal.SIGKILL)  # mid-transaction, most likely: no cleanup runs
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    with ResultStore.open(db_url) as store:
+        ok = store.trials(job_id=1, status="ok")
+        assert len(ok) >= reported  # every trial the writer saw committed is there
+        evaluation = store.evaluations(1)[0]
+        # Never half-written: the evaluation's counts and best match its finished trials exactly.
+        assert evaluation.trials_completed == len(ok)
+        assert evaluation.best_value == max(t.value for t in ok if t.value is not None)
+        assert len(store.trials(job_id=1, status="running")) <= 1
+        assert store.mark_running_trials_interrupted(1) <= 1
