@@ -357,8 +357,9 @@ def mutate(
     Each node is edited with probability ``p`` (drawn uniformly from [0, 1] per mutation
     when ``None``, as in the paper); at least one node is always edited. The child keeps
     ``num_states``, has a different :func:`~cells.canonical_hash`, at most ``max_nodes``
-    nodes (or the parent's count, if larger), ``h_new_0`` is a node and still reads ``x`` if
-    the parent's did. Edits are joined by ``"; "``; each names the node it touched. New
+    nodes (or the parent's count, if larger), ``h_new_0`` is a node, depends on a learnable
+    node (``linear`` or ``diag``), and still reads ``x`` and some previous state where the
+    parent's did. Edits are joined by ``"; "``; each names the node it touched. New
     nodes are named ``n<k>``. Deterministic for a given ``rng`` state.
 
     Example:
@@ -375,6 +376,7 @@ def mutate(
     parent_hash = canonical_hash(graph)
     max_nodes = max(max_nodes, len(graph.nodes))  # a big parent may still be edited
     needs_x = _depends_on(graph, graph.outputs[0], INPUT_X)
+    needs_state = _recurrent(graph)
     for attempt in range(_MAX_ATTEMPTS):
         draft = _Draft.of(graph)
         p_now = float(rng.random()) if p is None else p
@@ -393,8 +395,10 @@ def mutate(
         except CellGraphError as exc:
             logger.debug("mutation attempt %d invalid (%s): %s", attempt, exc, description)
             continue
-        child_hash = canonical_hash(child)
-        reason = _reject_reason(child, child_hash, parent_hash, needs_x, max_nodes)
+        reason = _reject_reason(child, needs_x, needs_state, max_nodes)
+        child_hash = canonical_hash(child) if reason is None else ""
+        if child_hash == parent_hash:
+            reason = "same cell as the parent"
         if reason is not None:
             logger.debug("mutation attempt %d rejected (%s): %s", attempt, reason, description)
             continue
@@ -413,19 +417,18 @@ def _insert_after_output(draft: _Draft, rng: np.random.Generator) -> str:
     return f"inserted node {new.name!r} = {_op_text(op, attrs)}({', '.join(inputs)}) as output h_new_{i}"
 
 
-def _reject_reason(
-    child: CellGraph, child_hash: str, parent_hash: str, needs_x: bool, max_nodes: int
-) -> str | None:
+def _reject_reason(child: CellGraph, needs_x: bool, needs_state: bool, max_nodes: int) -> str | None:
+    """Why ``child`` is no good, checked before the (dearer) hash; None if it is fine."""
     if len(child.nodes) > max_nodes:
         return f"{len(child.nodes)} nodes > max_nodes={max_nodes}"
     if child.outputs[0] not in child.node_map:
         return "h_new_0 is a bare input"
     if needs_x and not _depends_on(child, child.outputs[0], INPUT_X):
         return "h_new_0 no longer depends on x"
+    if needs_state and not _recurrent(child):
+        return "h_new_0 no longer depends on any previous state"
     if not _learns(child):
         return "no learnable node (linear or diag) left"
-    if child_hash == parent_hash:
-        return "same cell as the parent"
     return None
 
 
@@ -509,6 +512,11 @@ def _grow(rng: np.random.Generator, num_states: int, size: int) -> _Draft:
         else:
             draft.outputs.append(_choice(rng, [n.name for n in draft.nodes]))
     return draft
+
+
+def _recurrent(cell: CellGraph) -> bool:
+    """Whether ``h_new_0`` reads some previous state (else the cell is a feed-forward net)."""
+    return any(_depends_on(cell, cell.outputs[0], s) for s in cell.input_names[1:])
 
 
 def _learns(cell: CellGraph) -> bool:

@@ -516,14 +516,14 @@ def _field_error(field: str, message: str) -> PydanticCustomError:
 
 def _nested_error(exc: ValidationError, model: type[BaseModel]) -> PydanticCustomError:
     """Carry the errors of a nested validation (a task's config) so their paths are kept."""
-    errors = []
+    errors: list[tuple[tuple[int | str, ...], str]] = []
     for e in exc.errors():
         loc, message = tuple(e["loc"]), _message(e)
         field, _, rest = message.partition(": ")
         if not loc and rest and field in model.model_fields:  # "max_length: must be ..." from a model check
             errors.append(((field,), rest))
         elif e["type"] == "extra_forbidden" and len(loc) == 1:
-            errors.append((tuple(e["loc"]), f"unknown setting (allowed: {', '.join(model.model_fields)})"))
+            errors.append((loc, f"unknown setting (allowed: {', '.join(model.model_fields)})"))
         else:
             errors.append((loc, message))
     return PydanticCustomError("job_field", "{message}", {"message": "", "errors": errors})

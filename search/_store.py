@@ -42,7 +42,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, case, create_engine, event, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,6 +54,7 @@ from search._db import (
     EVALUATION_STATES,
     JOB_STATES,
     Architecture,
+    Base,
     Evaluation,
     Job,
     JobArchitecture,
@@ -293,6 +294,8 @@ class ResultStore:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # An evaluation's (job, architecture, task) never changes: remember it to save a query per trial.
         self._evaluation_owner: dict[int, tuple[int, int, str]] = {}
+        # Evaluations known to be past "pending", so start_trial skips a no-op update.
+        self._running_evaluations: set[int] = set()
 
     # -- opening -------------------------------------------------------------------------
 
@@ -631,6 +634,7 @@ class ResultStore:
             if status not in EVALUATION_STATES:
                 raise ValueError(f"status: expected one of {', '.join(EVALUATION_STATES)}, got {status!r}")
             values["status"] = status
+            self._running_evaluations.discard(evaluation_id)
         if relative_score is not UNSET:
             values["relative_score"] = relative_score
         with self._transaction() as s:
@@ -714,70 +718,64 @@ class ResultStore:
         optuna_trial_number: int | None = None,
         attempt: int = 1,
     ) -> int:
-        """Record a trial as ``running`` (and its evaluation as running) and return its id."""
-        with self._transaction() as s:
-            job_id, arch_id, task = self._owner(s, evaluation_id)
-            trial = Trial(
-                job_id=job_id,
-                architecture_id=arch_id,
-                evaluation_id=evaluation_id,
-                task=task,
-                study_name=study_name,
-                optuna_trial_number=optuna_trial_number,
-                hparams=_json_safe(hparams),
-                status="running",
-                attempt=attempt,
+        """Record a trial as ``running`` (and a pending evaluation as running) and return its id."""
+        # Core statements, not the ORM: this and finish_trial are the hot path (every trial).
+        with self.engine.begin() as conn:
+            job_id, arch_id, task = self._owner(conn, evaluation_id)
+            inserted = conn.execute(
+                _INSERT_TRIAL,
+                {
+                    "job_id": job_id,
+                    "architecture_id": arch_id,
+                    "evaluation_id": evaluation_id,
+                    "task": task,
+                    "study_name": study_name,
+                    "optuna_trial_number": optuna_trial_number,
+                    "hparams": _json_safe(hparams),
+                    "status": "running",
+                    "attempt": attempt,
+                    "started_at": utcnow(),
+                },
             )
-            s.add(trial)
-            s.execute(
-                update(Evaluation)
-                .where(Evaluation.id == evaluation_id, Evaluation.status == "pending")
-                .values(status="running", updated_at=utcnow())
-            )
-            s.flush()
-            return trial.id
+            if evaluation_id not in self._running_evaluations:
+                conn.execute(_START_EVALUATION, {"_id": evaluation_id, "updated_at": utcnow()})
+                self._running_evaluations.add(evaluation_id)
+            key = inserted.inserted_primary_key
+            assert key is not None
+            return int(key[0])
 
     def finish_trial(self, trial_id: int, result: TrialResult) -> EvaluationRecord:
         """Record a trial's outcome and, in the same transaction, its evaluation's counts and
         best value (only ``ok`` trials with a finite value compete for best). Returns the
         updated evaluation. A trial marked interrupted may still be finished (a late result);
         finishing a trial twice raises :class:`StoreError`."""
-        with self._transaction() as s:
-            trial = s.get(Trial, trial_id)
-            if trial is None:
-                raise StoreError(f"unknown trial {trial_id}")
-            if trial.status not in ("running", "interrupted"):
-                raise StoreError(f"trial {trial_id} is already finished ({trial.status})")
-            worker = result.worker
-            trial.status = result.status
-            trial.value = _finite_or_none(result.value)
-            trial.metrics = _json_safe(result.metrics)
-            trial.curve = _json_safe([list(point) for point in result.curve])
-            trial.num_params = result.num_params
-            trial.steps = result.steps
-            trial.seconds = result.seconds
-            trial.device = result.device
-            trial.error = result.error
-            trial.worker_node = _str_or_none(worker.get("node_id", worker.get("node")))
-            trial.worker_host = _str_or_none(worker.get("hostname", worker.get("host")))
-            pid = worker.get("pid")
-            trial.worker_pid = int(pid) if isinstance(pid, int | str) and str(pid).isdigit() else None
+        worker = result.worker
+        pid = worker.get("pid")
+        value = _finite_or_none(result.value)
+        values: dict[str, Any] = {
+            "status": result.status,
+            "value": value,
+            "metrics": _json_safe(result.metrics),
+            "curve": _json_safe([list(point) for point in result.curve]),
+            "num_params": result.num_params,
+            "steps": result.steps,
+            "seconds": result.seconds,
+            "device": result.device,
+            "error": result.error,
+            "worker_node": _str_or_none(worker.get("node_id", worker.get("node"))),
+            "worker_host": _str_or_none(worker.get("hostname", worker.get("host"))),
+            "worker_pid": int(pid) if isinstance(pid, int | str) and str(pid).isdigit() else None,
+            "finished_at": utcnow(),
+        }
+        with self.engine.begin() as conn:
+            evaluation_id, hparams = self._unfinished_trial(conn, trial_id)
             if result.hparams:
-                trial.hparams = _json_safe({**trial.hparams, **result.hparams})
-            trial.finished_at = utcnow()
-            evaluation = s.get(Evaluation, trial.evaluation_id)
-            assert evaluation is not None  # a foreign key guarantees it
-            _count(evaluation, result.status)
-            if (
-                result.status == "ok"
-                and trial.value is not None
-                and _better(trial.value, evaluation.best_value, evaluation.direction)
-            ):
-                evaluation.best_value = trial.value
-                evaluation.best_trial_id = trial.id
-            evaluation.updated_at = trial.finished_at
-            s.flush()
-            return _evaluation_record(evaluation)
+                values["hparams"] = _json_safe({**hparams, **result.hparams})
+            conn.execute(_UPDATE_TRIAL, {"_id": trial_id, **values})
+            best = None
+            if result.status == "ok" and value is not None:
+                best = (value, trial_id)
+            return self._count_trial(conn, evaluation_id, result.status, best, values["finished_at"])
 
     def fail_trial(
         self,
@@ -787,21 +785,39 @@ class ResultStore:
         status: Literal["failed", "interrupted"] = "failed",
     ) -> EvaluationRecord:
         """Record a trial that produced no :class:`TrialResult` (its worker died, Ray gave up)."""
-        with self._transaction() as s:
-            trial = s.get(Trial, trial_id)
-            if trial is None:
-                raise StoreError(f"unknown trial {trial_id}")
-            if trial.status not in ("running", "interrupted"):
-                raise StoreError(f"trial {trial_id} is already finished ({trial.status})")
-            trial.status = status
-            trial.error = error
-            trial.finished_at = utcnow()
-            evaluation = s.get(Evaluation, trial.evaluation_id)
-            assert evaluation is not None
-            _count(evaluation, status)
-            evaluation.updated_at = trial.finished_at
-            s.flush()
-            return _evaluation_record(evaluation)
+        with self.engine.begin() as conn:
+            evaluation_id, _ = self._unfinished_trial(conn, trial_id)
+            now = utcnow()
+            conn.execute(
+                _UPDATE_TRIAL, {"_id": trial_id, "status": status, "error": error, "finished_at": now}
+            )
+            return self._count_trial(conn, evaluation_id, status, None, now)
+
+    def _unfinished_trial(self, conn: Connection, trial_id: int) -> tuple[int, dict[str, Any]]:
+        row = conn.execute(_SELECT_TRIAL, {"_id": trial_id}).first()
+        if row is None:
+            raise StoreError(f"unknown trial {trial_id}")
+        if row.status not in ("running", "interrupted"):
+            raise StoreError(f"trial {trial_id} is already finished ({row.status})")
+        return row.evaluation_id, row.hparams
+
+    def _count_trial(
+        self,
+        conn: Connection,
+        evaluation_id: int,
+        status: str,
+        best: tuple[float, int] | None,
+        now: datetime,
+    ) -> EvaluationRecord:
+        """Count a finished trial into its evaluation (and its value into the best); return the row."""
+        values: dict[str, Any] = {"_id": evaluation_id, "updated_at": now}
+        if best is not None:
+            current = conn.execute(_SELECT_BEST, {"_id": evaluation_id}).one()
+            if _better(best[0], current.best_value, current.direction):
+                values["best_value"], values["best_trial_id"] = best
+        conn.execute(_COUNT_TRIAL[_COUNTERS.get(status)], values)
+        row = conn.execute(_SELECT_EVALUATION, {"_id": evaluation_id}).one()
+        return _evaluation_record(row)
 
     def mark_running_trials_interrupted(self, job_id: int) -> int:
         """Mark the job's ``running`` trials ``interrupted`` (after Ctrl-C, or before a resume
@@ -899,10 +915,10 @@ class ResultStore:
             raise UnknownJobError(f"unknown job {job_id}")
         return job
 
-    def _owner(self, s: Session, evaluation_id: int) -> tuple[int, int, str]:
+    def _owner(self, conn: Connection, evaluation_id: int) -> tuple[int, int, str]:
         owner = self._evaluation_owner.get(evaluation_id)
         if owner is None:
-            row = s.execute(
+            row = conn.execute(
                 select(Evaluation.job_id, Evaluation.architecture_id, Evaluation.task).where(
                     Evaluation.id == evaluation_id
                 )
@@ -1050,15 +1066,36 @@ def _better(value: float, best: float | None, direction: str) -> bool:
     return value > best if direction == "maximize" else value < best
 
 
-def _count(evaluation: Evaluation, status: str) -> None:
-    if status == "ok":
-        evaluation.trials_completed += 1
-    elif status == "pruned":
-        evaluation.trials_pruned += 1
-    elif status == "failed":
-        evaluation.trials_failed += 1
-    elif status == "diverged":
-        evaluation.trials_diverged += 1
+_COUNTERS = {
+    "ok": "trials_completed",
+    "pruned": "trials_pruned",
+    "failed": "trials_failed",
+    "diverged": "trials_diverged",
+}
+"""The evaluation column counting each final trial status (interrupted trials are not counted)."""
+
+# Statements of the per-trial hot path, built once: values come as execution parameters.
+_TRIALS, _EVALUATIONS = Base.metadata.tables["cs_trials"], Base.metadata.tables["cs_evaluations"]
+_INSERT_TRIAL = _TRIALS.insert()
+_UPDATE_TRIAL = _TRIALS.update().where(_TRIALS.c.id == bindparam("_id"))
+_SELECT_TRIAL = select(_TRIALS.c.status, _TRIALS.c.evaluation_id, _TRIALS.c.hparams).where(
+    _TRIALS.c.id == bindparam("_id")
+)
+_START_EVALUATION = (
+    _EVALUATIONS.update()
+    .where(_EVALUATIONS.c.id == bindparam("_id"), _EVALUATIONS.c.status == "pending")
+    .values(status="running")
+)
+_SELECT_BEST = select(_EVALUATIONS.c.best_value, _EVALUATIONS.c.direction).where(
+    _EVALUATIONS.c.id == bindparam("_id")
+)
+_SELECT_EVALUATION = select(_EVALUATIONS).where(_EVALUATIONS.c.id == bindparam("_id"))
+_COUNT_TRIAL = {
+    counter: _EVALUATIONS.update()
+    .where(_EVALUATIONS.c.id == bindparam("_id"))
+    .values({counter: _EVALUATIONS.c[counter] + 1} if counter else {})
+    for counter in (*_COUNTERS.values(), None)
+}
 
 
 def _trial_count(row: Evaluation) -> int:
@@ -1136,7 +1173,8 @@ def _job_architecture_record(r: JobArchitecture) -> JobArchitectureRecord:
     )
 
 
-def _evaluation_record(e: Evaluation) -> EvaluationRecord:
+def _evaluation_record(e: Any) -> EvaluationRecord:
+    """From an ORM object or a Core row of ``cs_evaluations``."""
     return EvaluationRecord(
         id=e.id,
         job_id=e.job_id,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -242,13 +243,14 @@ class StudyBook:
 
 
 def _copy(frozen: FrozenTrial, state: TrialState) -> FrozenTrial:
+    finished = frozen.datetime_complete or datetime.now()
     return FrozenTrial(
         number=frozen.number,
         state=state,
         value=None,
         values=frozen.values if state not in (TrialState.RUNNING, TrialState.FAIL) else None,
         datetime_start=frozen.datetime_start,
-        datetime_complete=frozen.datetime_complete if state != TrialState.RUNNING else None,
+        datetime_complete=finished if state != TrialState.RUNNING else None,
         params=frozen.params,
         distributions=frozen.distributions,
         user_attrs=frozen.user_attrs,

@@ -10,6 +10,7 @@ and other tests may hold a local instance in the pytest process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -67,16 +68,16 @@ def _wait_started(process: subprocess.Popen[bytes], log: Path) -> None:
         if process.poll() is not None:
             pytest.fail(f"ray start exited with {process.returncode}:\n{text[-3000:]}")
         time.sleep(0.5)
-    pytest.fail(f"ray start did not come up within {START_TIMEOUT_S} s:\n{log.read_text(errors='replace')[-3000:]}")
+    pytest.fail(
+        f"ray start did not come up within {START_TIMEOUT_S} s:\n{log.read_text(errors='replace')[-3000:]}"
+    )
 
 
 def _stop_node(process: subprocess.Popen[bytes]) -> None:
     # The whole process group: `ray start --block` and the raylet, GCS and workers it spawned.
     # Not `ray stop`, which would also end Ray instances other tests own.
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait(timeout=30)
 
 
@@ -111,7 +112,15 @@ def ray_cluster() -> Iterator[RayCluster]:
     head_log, worker_log = temp_dir / "head.log", temp_dir / "worker.log"
     nodes: list[subprocess.Popen[bytes]] = []
     try:
-        head_args = ["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(temp_dir)]
+        head_args = [
+            "--head",
+            "--port",
+            str(port),
+            "--include-dashboard",
+            "false",
+            "--temp-dir",
+            str(temp_dir),
+        ]
         nodes.append(_start_node([*head_args, *common, "--disable-usage-stats"], env, head_log))
         _wait_started(nodes[0], head_log)
         worker_args = ["--address", f"127.0.0.1:{port}", *common, "--disable-usage-stats"]
@@ -190,9 +199,10 @@ def test_a_driver_with_another_token_is_refused(ray_cluster: RayCluster) -> None
     assert "connected" not in [line.strip() for line in seen]
 
 
-# -- a real job on the cluster, results in PostgreSQL ------------------------------------------
+# -- a real job on the cluster, launched as the compose `search` service launches it ----------
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+ENTRYPOINT = Path(__file__).resolve().parents[1] / "docker" / "entrypoint.sh"
 
 CLUSTER_JOB = """\
 name: two-node-smoke
@@ -207,6 +217,12 @@ trials_per_task: 2
 hparams: {hidden_size: 16, num_layers: 1, batch_size: 16}
 resources: {cpus: 1, custom: {gpu_slot: 1}}
 device: cpu
+"""
+
+LIST_NODES = """
+import json, ray
+ray.init(logging_level="ERROR")
+print(json.dumps({node["NodeID"]: node["Resources"] for node in ray.nodes() if node["Alive"]}))
 """
 
 
@@ -238,28 +254,40 @@ def fresh_postgres_db() -> Iterator[str]:
 def test_launch_spreads_trials_over_both_nodes_and_stores_them_in_postgres(
     ray_cluster: RayCluster, fresh_postgres_db: str, tmp_path: Path
 ) -> None:
+    """`cellsearch launch` through docker/entrypoint.sh, which first joins the cluster as a
+    node with no resources (a Ray driver must run on a node), as the `search` service does."""
     psycopg = pytest.importorskip("psycopg")
     job = tmp_path / "cluster.yaml"
     job.write_text(CLUSTER_JOB)
-    env = {**ray_cluster.env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    result = subprocess.run(
-        [
-            _cellsearch_command(),
-            "launch",
-            str(job),
-            "--ray-address",
-            ray_cluster.address,
-            "--db",
-            fresh_postgres_db,
-        ],
+    env = {
+        **ray_cluster.env,
+        "CELLSEARCH_JOIN_RAY": "1",
+        "RAY_ADDRESS": ray_cluster.address,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    command = [_cellsearch_command(), "launch", str(job), "--ray-address", ray_cluster.address]
+    launch = subprocess.Popen(
+        [str(ENTRYPOINT), *command, "--db", fresh_postgres_db],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # the joined node's processes stay in this group, ended below
     )
-    assert result.returncode == 0, f"launch failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    try:
+        out, err = launch.communicate(timeout=300)
+        nodes = json.loads(_run_driver(RayCluster(ray_cluster.address, env, []), LIST_NODES).splitlines()[-1])
+    finally:
+        _stop_node(launch)
+    assert launch.returncode == 0, f"launch failed:\n{out[-4000:]}\n{err[-4000:]}"
+
+    # The driver's node joined with nothing to schedule on; the two worker nodes have a slot each.
+    assert len(nodes) == 3
+    slotted = {node for node, res in nodes.items() if res.get("gpu_slot")}
+    (driver_node,) = set(nodes) - slotted
+    assert not nodes[driver_node].get("CPU") and not nodes[driver_node].get("GPU")
 
     dsn = fresh_postgres_db.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn) as conn:
@@ -269,4 +297,4 @@ def test_launch_spreads_trials_over_both_nodes_and_stores_them_in_postgres(
     assert len(trials) == 4  # two cells x two trials
     assert all(status == "ok" for status, _, _ in trials), trials
     assert all(value is not None and 0.0 <= value <= 1.0 for _, _, value in trials), trials
-    assert len({node for _, node, _ in trials}) == 2, "every trial ran on the same node"
+    assert {node for _, node, _ in trials} == slotted, "trials did not run on both worker nodes"

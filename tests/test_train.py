@@ -20,6 +20,15 @@ from workers._train import masked_loss, validate
 CPU = torch.device("cpu")
 
 
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Small models train no slower on one thread, and far faster on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class EchoTask(Task):
     """Output the previous token of a random stream, read in windows of ``window`` steps.
 
@@ -70,7 +79,10 @@ class EchoTask(Task):
             correct = (predict(batch).argmax(-1) == batch.targets).float() * batch.mask
             right, total = right + correct.sum().item(), total + batch.mask.sum().item()
             if batch.continues:
-                start_right, starts = start_right + correct[0].sum().item(), starts + batch.mask[0].sum().item()
+                start_right, starts = (
+                    start_right + correct[0].sum().item(),
+                    starts + batch.mask[0].sum().item(),
+                )
         return {"accuracy": right / total, "start_accuracy": start_right / starts}
 
 
@@ -109,7 +121,9 @@ class RecordingLayer(nn.Module):
         self.inner = inner
         self.received: list[tuple[Tensor, ...] | None] = []
 
-    def forward(self, x: Tensor, state: tuple[Tensor, ...] | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    def forward(
+        self, x: Tensor, state: tuple[Tensor, ...] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         self.received.append(state)
         return self.inner(x, state)
 
@@ -181,9 +195,7 @@ def test_same_seed_same_curve_other_seed_other_curve() -> None:
     other = evaluate_trial("gru", task, {**hp, "seed": 4}, budget, device="cpu")
     assert first.status == second.status == other.status == "ok"
     assert first.curve == second.curve and len(first.curve) == 3
-    assert first.metrics["nll" if "nll" in first.metrics else "accuracy"] == second.metrics[
-        "nll" if "nll" in second.metrics else "accuracy"
-    ]
+    assert first.value == second.value and first.metrics["start_accuracy"] == second.metrics["start_accuracy"]
     assert other.curve != first.curve
 
 
@@ -226,20 +238,27 @@ def majority_accuracy(task: Task, batch_size: int = 64) -> float:
 
 
 @pytest.mark.parametrize(
-    ("name", "settings", "steps"),
+    ("name", "settings", "steps", "margin"),
     [
-        ("memorize", {"min_length": 3, "max_length": 5, "symbols": 4, "valid_size": 200, "test_size": 200}, 200),
-        ("arith", {"max_digits": 2, "valid_size": 200, "test_size": 200}, 150),
+        (
+            "memorize",
+            {"min_length": 3, "max_length": 5, "symbols": 4, "valid_size": 200, "test_size": 200},
+            200,
+            0.3,
+        ),
+        ("arith", {"max_digits": 2, "valid_size": 200, "test_size": 200}, 300, 0.15),
     ],
 )
-def test_lstm_beats_chance_and_its_untrained_self(name: str, settings: dict[str, int], steps: int) -> None:
+def test_lstm_beats_chance_and_its_untrained_self(
+    name: str, settings: dict[str, int], steps: int, margin: float
+) -> None:
     task = make_task(name, **settings)
-    hp = HyperParams(hidden_size=48, learning_rate=0.01, seed=0)
+    hp = HyperParams(hidden_size=64, learning_rate=0.02, seed=0)
     torch.manual_seed(hp.seed)
     untrained = validate(model_for(task, library.get("lstm"), hp), task, 64, CPU)[task.primary_metric]
     chance = majority_accuracy(task)
     result = evaluate_trial("lstm", task, hp, Budget(max_steps=steps, eval_every=steps), device="cpu")
     assert result.status == "ok", result.error
     assert result.value is not None
-    assert result.value > chance + 0.2, (result.value, chance)
-    assert result.value > untrained + 0.2, (result.value, untrained)
+    assert result.value > chance + margin, (result.value, chance)
+    assert result.value > untrained + margin, (result.value, untrained)

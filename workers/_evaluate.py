@@ -83,8 +83,8 @@ def evaluate_trial(
     # model's memory too before the next trial (CUDA out-of-memory).
     model = None  # type: ignore[assignment]
     del model
-    gc.collect()
-    if torch.cuda.is_available():
+    if device_name.startswith("cuda"):
+        gc.collect()
         torch.cuda.empty_cache()
     return TrialResult(
         status="failed",

@@ -92,8 +92,9 @@ def train(
     """Train ``model`` on ``task`` within ``budget``; validate every ``eval_every`` steps and at the end.
 
     The result's ``value`` is the best validation value of the primary metric, ``metrics`` the
-    validation metrics of that evaluation plus ``best_step``, ``final_value`` and
-    ``startup_seconds`` (from ``started`` to the first step). ``steps`` counts completed
+    validation metrics of that evaluation plus ``best_step``, ``final_value``, ``hidden_size``,
+    ``startup_seconds`` (from ``started`` to the first step) and ``train_seconds`` (the
+    training steps alone, validation excluded). ``steps`` counts completed
     optimizer steps. A non-finite training loss at step n (1-based) stops the run as
     ``diverged`` with ``diverged_at_step`` n, as does a non-finite validation value after
     step n; ``report`` returning True stops it as ``pruned``. Seeds data order and dropout
@@ -119,6 +120,7 @@ def train(
     step = 0
     startup = time.perf_counter() - started
     train_start = time.perf_counter()
+    eval_seconds = 0.0
     while True:
         batch = _to(next(batches), device)
         if not batch.continues:
@@ -141,7 +143,9 @@ def train(
             budget.max_seconds is not None and elapsed >= budget.max_seconds
         )
         if step % budget.eval_every == 0 or done:
+            eval_start = time.perf_counter()
             metrics = validate(model, task, budget.eval_batch_size, device)
+            eval_seconds += time.perf_counter() - eval_start
             value = float(metrics[task.primary_metric])
             if not math.isfinite(value):
                 status, diverged_at = "diverged", step
@@ -158,7 +162,9 @@ def train(
     metrics = {}
     if best is not None:
         metrics = {**best[1], "best_step": best[2], "final_value": curve[-1][1]}
+    metrics["hidden_size"] = model.hidden_size  # the size param_budget chose, if it did
     metrics["startup_seconds"] = startup
+    metrics["train_seconds"] = time.perf_counter() - train_start - eval_seconds
     return TrialResult(
         status=status,
         task=task.name,

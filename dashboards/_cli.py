@@ -1,0 +1,323 @@
+"""``cellsearch results ...``, ``cellsearch dashboard`` and ``cellsearch report``.
+
+Errors print one line to stderr and exit with code 1. The results commands never create
+or migrate a database; they add the SQL views (``docs/querying.md``) when missing. Heavy
+imports (MLflow, matplotlib) happen inside the commands that need them, so ``cellsearch
+--help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from search._settings import resolve_settings
+from search._store import ResultStore, StoreError
+
+results_app = typer.Typer(help="Query the results: leaderboards, one architecture, exports.", no_args_is_help=True)
+
+DEFAULT_DASHBOARD_PORT = 5000
+
+
+class TopFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class ShowFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Results database URL (else CELLSEARCH_DB_URL, else sqlite:///cellsearch.db)."),
+]
+MlflowOption = Annotated[
+    str | None,
+    typer.Option("--mlflow", help="MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+]
+JobOption = Annotated[int | None, typer.Option("--job", "-j", help="The job; default: the latest one.", min=1)]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _open(db: str | None) -> Iterator[ResultStore]:
+    """The results database, read-only in spirit (views are added if missing); errors exit 1."""
+    from dashboards._views import ensure_views
+
+    url = resolve_settings(db_url=db).db_url
+    try:
+        store = ResultStore.open(url, upgrade=False, create=False)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    with store:
+        ensure_views(store.engine)
+        try:
+            yield store
+        except (StoreError, ValueError) as exc:
+            raise _fail(f"{exc} in {store.url}") from None
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+@results_app.command("top")
+def results_top(
+    job: JobOption = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="Rank by this task (label or name).")] = None,
+    n: Annotated[int, typer.Option("-n", help="How many architectures.", min=1)] = 10,
+    all_jobs: Annotated[bool, typer.Option("--all-jobs", help="Rank every job's architectures together.")] = False,
+    format: Annotated[TopFormat, typer.Option("--format", "-f", help="table, json or csv.")] = TopFormat.table,
+    db: DbOption = None,
+) -> None:
+    """The best architectures of a job: overall score (worst task's relative score), or one task's."""
+    from dashboards._queries import job_tasks, top_architectures
+
+    if all_jobs and job is not None:
+        raise _fail("give --job or --all-jobs, not both", code=2)
+    with _open(db) as store:
+        rows = top_architectures(store, job, task=task, limit=n, all_jobs=all_jobs)
+        tasks: list[str] = []
+        for job_id in dict.fromkeys(r.job_id for r in rows):
+            tasks += [t for t in job_tasks(store, job_id) if t not in tasks]
+    for row in rows:
+        tasks += [t for t in row.per_task if t not in tasks]
+    if format == TopFormat.json:
+        typer.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+    elif format == TopFormat.csv:
+        import csv
+
+        from dashboards._export import columns, flat_row
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=[name for name, _ in columns(tasks)], lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in flat_row(row, tasks).items()})
+    else:
+        _print_top(rows, tasks, task)
+
+
+@results_app.command("show")
+def results_show(
+    arch_id: Annotated[int, typer.Argument(help="The architecture's id.", min=1)],
+    job: Annotated[int | None, typer.Option("--job", "-j", help="Only this job's results.", min=1)] = None,
+    format: Annotated[ShowFormat, typer.Option("--format", "-f", help="table or json.")] = ShowFormat.table,
+    dashboard: Annotated[
+        str, typer.Option("--dashboard", help="Base URL of `cellsearch dashboard` for run links.")
+    ] = f"http://127.0.0.1:{DEFAULT_DASHBOARD_PORT}",
+    db: DbOption = None,
+) -> None:
+    """One architecture: equations, lineage back to a seed cell, per-task results with the
+    best hyperparameters, and its MLflow run."""
+    from dashboards._queries import describe_architecture
+
+    with _open(db) as store:
+        details = describe_architecture(store, arch_id, job_id=job)
+    if format == ShowFormat.json:
+        typer.echo(json.dumps(details.to_dict(dashboard), indent=2))
+        return
+    _print_details(details, dashboard)
+
+
+@results_app.command("export")
+def results_export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write: .csv, .parquet or .jsonl.")],
+    job: JobOption = None,
+    db: DbOption = None,
+) -> None:
+    """Write every architecture of a job with its per-task results to a file (atomically)."""
+    from dashboards._export import ExportError, export_format, export_job
+    from dashboards._queries import resolve_job
+
+    try:
+        export_format(output)
+    except ExportError as exc:
+        raise _fail(str(exc), code=2) from None
+    with _open(db) as store:
+        job_id = resolve_job(store, job)
+        try:
+            count = export_job(store, job_id, output)
+        except (ExportError, OSError) as exc:
+            raise _fail(str(exc)) from None
+    typer.echo(f"wrote {count} architectures of job {job_id} to {output}")
+
+
+@results_app.command("views")
+def results_views(db: DbOption = None) -> None:
+    """Create (or refresh) the SQL views and print their definitions."""
+    from dashboards._views import VIEW_NAMES, view_sql
+
+    with _open(db):
+        pass
+    for name in VIEW_NAMES:
+        typer.echo(view_sql(name) + ";\n")
+
+
+@results_app.command("sync-mlflow")
+def results_sync_mlflow(
+    job: JobOption = None,
+    mlflow: MlflowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Log a job's finished architectures to MLflow where they are missing (after an outage)."""
+    from dashboards._queries import resolve_job
+    from dashboards._tracking import Tracker
+
+    settings = resolve_settings(db_url=db, mlflow_uri=mlflow)
+    with _open(db) as store:
+        job_id = resolve_job(store, job)
+    tracker = Tracker(settings.mlflow_uri, settings.db_url)
+    try:
+        logged = tracker.sync(job_id)
+    except Exception as exc:
+        raise _fail(f"could not log to MLflow at {settings.mlflow_uri}: {exc}") from None
+    typer.echo(f"job {job_id}: {logged} architecture runs logged to {settings.mlflow_uri}")
+
+
+# -- dashboard and report --------------------------------------------------------------------
+
+
+def dashboard(
+    port: Annotated[int, typer.Option("--port", "-p", help="Port of the MLflow UI.", min=1, max=65535)] = (
+        DEFAULT_DASHBOARD_PORT
+    ),
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to bind; 0.0.0.0 exposes the UI to the network.")
+    ] = "127.0.0.1",
+    mlflow: MlflowOption = None,
+) -> None:
+    """Start the MLflow UI on the tracking store and print its URL (Ctrl-C stops it)."""
+    from dashboards._server import DashboardError, serve
+
+    uri = resolve_settings(mlflow_uri=mlflow).mlflow_uri
+    try:
+        code = serve(uri, host=host, port=port, echo=typer.echo)
+    except DashboardError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+def report(
+    job_id: Annotated[int | None, typer.Argument(help="The job; default: the latest one.", min=1)] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    top: Annotated[int, typer.Option("--top", help="Cells shown with equations and diagrams.", min=1)] = 5,
+    db: DbOption = None,
+) -> None:
+    """Write one self-contained HTML report of a job: plots, the comparison table, the top cells."""
+    from dashboards._queries import resolve_job
+    from dashboards._report import write_report
+
+    with _open(db) as store:
+        job = resolve_job(store, job_id)
+        try:
+            write_report(store, job, output, top=top)
+        except OSError as exc:
+            raise _fail(f"cannot write {output}: {exc}") from None
+    typer.echo(f"wrote the report of job {job} to {output}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``results``, ``dashboard`` and ``report`` to the root app."""
+    app.add_typer(results_app, name="results")
+    app.command("dashboard")(dashboard)
+    app.command("report")(report)
+
+
+# -- printing --------------------------------------------------------------------------------
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _name(library_name: str | None, canonical_hash: str) -> str:
+    return library_name or canonical_hash[:12]
+
+
+def _print_top(rows: list[Any], tasks: list[str], by_task: str | None) -> None:
+    if not rows:
+        typer.echo("no scored architectures yet" + (f" on task {by_task!r}" if by_task else ""))
+        return
+    multi_job = len({r.job_id for r in rows}) > 1
+    table = Table(title="top architectures" + (f" by {by_task}" if by_task else ""), title_justify="left")
+    headers = ["rank", *(["job"] if multi_job else []), "arch", "name", "score", "gen", "params"]
+    for header in headers:
+        table.add_column(header, justify="left" if header == "name" else "right")
+    for task in tasks:
+        table.add_column(f"{task}\nrelative (value)", justify="right")
+    for r in rows:
+        cells = [str(r.rank), *([str(r.job_id)] if multi_job else []), str(r.arch_id)]
+        cells += [_name(r.library_name, r.canonical_hash), _num(r.score), str(r.generation), f"{r.parameter_count:,}"]
+        for task in tasks:
+            result = r.per_task.get(task)
+            cells.append("-" if result is None else f"{_num(result.relative, 3)} ({_num(result.value, 4)})")
+        table.add_row(*cells)
+    Console().print(table)
+
+
+def _print_details(details: Any, dashboard: str) -> None:
+    console = Console(highlight=False)
+    title = f"architecture {details.arch_id}"
+    if details.library_name:
+        title += f" ({details.library_name})"
+    console.print(f"[bold]{title}[/bold]  hash {details.canonical_hash}")
+    console.print(
+        f"{details.num_states} state(s), {details.num_nodes} nodes, "
+        f"{details.parameter_count:,} parameters per layer at hidden size 128"
+    )
+    console.print("\n[bold]equations[/bold]")
+    console.print(details.equations or "(not rendered)", markup=False)
+    console.print("\n[bold]lineage[/bold] (newest first)")
+    for step in details.lineage:
+        name = f" ({step.library_name})" if step.library_name else ""
+        how = f"mutated: {step.mutation}" if step.mutation else "seed cell"
+        console.print(f"  {step.arch_id}{name}, generation {step.generation}: {how}", markup=False)
+    if not details.jobs:
+        console.print("\nnot part of any job")
+    for job in details.jobs:
+        rank = f", rank {job.rank}" if job.rank else ""
+        state = "listed" if job.listed else ("filtered out" if job.filter_passed is False else "")
+        console.print(
+            f"\n[bold]job {job.job_id}[/bold] {job.job_name}: score {_num(job.score)}{rank}"
+            + (f", {state}" if state else ""),
+            markup=True,
+        )
+        table = Table(show_edge=False)
+        for header in ("task", "metric", "best", "relative", "trials", "status", "best hyperparameters"):
+            table.add_column(header)
+        for t in job.tasks:
+            r = t.result
+            hparams = "-" if not t.best_hparams else ", ".join(f"{k}={_short(v)}" for k, v in t.best_hparams.items())
+            table.add_row(r.task, r.metric, _num(r.value), _num(r.relative, 3), str(r.trials), r.status, hparams)
+        console.print(table)
+    if details.runs:
+        console.print("\n[bold]MLflow[/bold]")
+        for run in details.runs:
+            console.print(f"  job {run.job_id}: run {run.run_id} in {run.tracking_uri}", markup=False)
+            console.print(f"  {run.url(dashboard)}", markup=False)
+            if not run.url(None).startswith("http"):
+                console.print(f"  (start the UI with `cellsearch dashboard --mlflow {run.tracking_uri}`)", markup=False)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
