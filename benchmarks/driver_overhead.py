@@ -97,15 +97,19 @@ def main() -> None:
     feed.subscribe(sample)
     with tempfile.TemporaryDirectory() as folder:
         settings = resolve_settings(db_url=f"sqlite:///{Path(folder) / 'bench.db'}", env={})
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         run_job(spec, settings, progress=feed, evaluate=instant)
-        seconds = time.perf_counter() - started
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     ray.shutdown()
 
     done = feed.trials_done
     rate = done / seconds
     print(f"trials: {done} through the driver in {seconds:.1f} s (random cells, {args.in_flight} in flight)")
     print(f"driver: {rate:.1f} trials/s, {1000 / rate:.2f} ms per trial (target: >= 50 trials/s)")
+    print(
+        f"driver CPU time: {1000 * cpu_seconds / done:.2f} ms per trial, so one free core sustains "
+        f"{done / cpu_seconds:.0f} trials/s (the wall-clock rate also waits on busy workers)"
+    )
     print(f"bare Ray round trips: {bare:.1f} trials/s, {1000 / bare:.2f} ms per trial")
     print(f"driver overhead over bare Ray: {1000 / rate - 1000 / bare:.2f} ms per trial; rate ratio {rate / bare:.3f}")
     print(f"architectures proposed: {feed.architectures_proposed}")

@@ -119,15 +119,16 @@ class _Cache:
                 self.programs.popitem(last=False)
         return program
 
-    def compiled_sequence(self, program: Program, key: tuple[Any, ...]) -> Callable[..., Any]:
-        full_key = (program.plan.key, *key)
+    def compiled_sequence(self, program: Program, key: tuple[Any, ...], backend: str) -> Callable[..., Any]:
+        full_key = (program.plan.key, backend, *key)
         with self.lock:
             fn = self.compiled.get(full_key)
             if fn is not None:
                 self.compiled_hits += 1
                 return fn
             self.compiled_misses += 1
-            fn = torch.compile(program.sequence, dynamic=False)
+            # torch.compile only wraps here; the compile itself happens on the first call.
+            fn = torch.compile(program.sequence, dynamic=False, backend=backend)
             self.compiled[full_key] = fn
             return fn
 
@@ -169,13 +170,15 @@ def build_layer(
     dropout: float = 0.0,
     *,
     mode: Mode = "auto",
+    compile_backend: str = "inductor",
 ) -> CellLayer:
     """A recurrent layer running ``graph`` with torch.nn.LSTM's calling convention.
 
     ``forward(x, state=None) -> (output, state)`` with ``x`` of shape ``[T, B, input_size]``,
     output ``[T, B, hidden_size]`` and state a tuple of ``graph.num_states`` tensors
     ``[num_layers, B, hidden_size]`` (zeros when None). ``dropout`` applies between layers.
-    See the module docstring for ``mode``.
+    See the module docstring for ``mode``; ``compile_backend`` is the ``torch.compile``
+    backend used by ``mode="compile"`` (``"aot_eager"`` compiles in seconds, for debugging).
 
     Example:
         >>> import torch
@@ -185,7 +188,9 @@ def build_layer(
         >>> tuple(out.shape), tuple(c.shape)
         ((7, 2, 5), (1, 2, 5))
     """
-    return CellLayer(graph, input_size, hidden_size, num_layers, dropout, mode=mode)
+    return CellLayer(
+        graph, input_size, hidden_size, num_layers, dropout, mode=mode, compile_backend=compile_backend
+    )
 
 
 class _LayerParameters(nn.Module):
@@ -213,6 +218,7 @@ class CellLayer(nn.Module):
         dropout: float = 0.0,
         *,
         mode: Mode = "auto",
+        compile_backend: str = "inductor",
     ) -> None:
         super().__init__()
         _check_sizes(graph, input_size, hidden_size, num_layers, dropout, mode)
@@ -222,6 +228,7 @@ class CellLayer(nn.Module):
         self.num_layers = num_layers
         self.num_states = graph.num_states
         self.dropout = float(dropout)
+        self.compile_backend = compile_backend
         self.program = _CACHE.program(graph)
         plan = self.program.plan
         self._canonical = relabel(graph)
@@ -268,10 +275,29 @@ class CellLayer(nn.Module):
         ([hidden]). The views alias the fused parameters, so ``view.copy_(w)`` under
         ``torch.no_grad()`` sets the weights.
         """
+        params = self._layer_params(layer)
+        diag = params.diag
+        return self._node_views(layer, list(params.weights), params.bias, diag)
+
+    def node_gradients(self, layer: int) -> dict[str, Tensor]:
+        """The same views as :meth:`node_parameters` over the parameters' ``.grad`` (after a
+        backward pass), e.g. for per-gate gradient norms."""
+        params = self._layer_params(layer)
+        tensors = [*params.weights, params.bias, *([params.diag] if params.diag is not None else [])]
+        if any(t.grad is None for t in tensors):
+            raise RuntimeError(f"layer {layer} has no gradients yet: run a backward pass first")
+        diag = params.diag.grad if params.diag is not None else None
+        return self._node_views(layer, [w.grad for w in params.weights], params.bias.grad, diag)  # type: ignore[misc, arg-type]
+
+    def _layer_params(self, layer: int) -> _LayerParameters:
         if not 0 <= layer < self.num_layers:
             raise IndexError(f"layer: expected 0..{self.num_layers - 1}, got {layer}")
+        return self.layers[layer]  # type: ignore[return-value]
+
+    def _node_views(
+        self, layer: int, weights: list[Tensor], bias: Tensor, diag: Tensor | None
+    ) -> dict[str, Tensor]:
         plan = self.program.plan
-        params = self.layers[layer]
         H = self.hidden_size
         views: dict[str, Tensor] = {}
         for node in self.graph.nodes:
@@ -280,10 +306,11 @@ class CellLayer(nn.Module):
                 for src in node.inputs:
                     j = plan.weight_sources.index(self._canonical[src])
                     row = plan.weight_rows[j].index(canon)
-                    views[f"{node.name}.weight.{src}"] = params.weights[j][row * H : (row + 1) * H]
-                views[f"{node.name}.bias"] = self._bias_view(layer, node.name)
+                    views[f"{node.name}.weight.{src}"] = weights[j][row * H : (row + 1) * H]
+                block = plan.linears.index(canon)
+                views[f"{node.name}.bias"] = bias[block * H : (block + 1) * H]
             elif node.op == "diag":
-                views[f"{node.name}.diag"] = params.diag[plan.diags.index(canon)]  # type: ignore[index]
+                views[f"{node.name}.diag"] = diag[plan.diags.index(canon)]  # type: ignore[index]
         return views
 
     def set_bias(self, tag: str, value: float) -> int:
@@ -305,6 +332,16 @@ class CellLayer(nn.Module):
                 for name in nodes:
                     self._bias_view(layer, name).fill_(value)
         return len(nodes)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Generated functions do not pickle; the program is rebuilt (or found in the cache).
+        state = self.__dict__.copy()
+        state.pop("program", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.program = _CACHE.program(self.graph)
 
     def extra_repr(self) -> str:
         return (
@@ -355,7 +392,8 @@ class CellLayer(nn.Module):
             return out, list(last)
         if self.mode == "compile":
             key = (self.input_size, self.hidden_size, x.device.type, x.dtype)
-            out, last = _CACHE.compiled_sequence(program, key)(x, init, weights, bias, diag)
+            compiled = _CACHE.compiled_sequence(program, key, self.compile_backend)
+            out, last = compiled(x, init, weights, bias, diag)
             return out, list(last)
         tensors = [x, bias, diag, *init, *weights]
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):

@@ -1,1 +1,46 @@
-"""dashboards: MLflow tracking, results queries, reports and plots."""
+"""dashboards: MLflow tracking, results queries, reports and plots.
+
+Reads the results database that ``search`` writes (never the other way round: ``search``
+does not import this package at module import time).
+
+Example:
+    >>> from search._store import ResultStore
+    >>> store = ResultStore.open("sqlite://")
+    >>> ensure_views(store.engine)
+    ['leaderboard', 'architecture_tasks', 'trial_summary']
+    >>> top_architectures(store, all_jobs=True)
+    []
+"""
+
+from dashboards._export import ExportError, export_job
+from dashboards._links import RunLink, runs_of
+from dashboards._queries import (
+    ArchitectureDetails,
+    RankedArchitecture,
+    TaskResult,
+    UnknownArchitectureError,
+    UnknownTaskError,
+    describe_architecture,
+    job_architectures,
+    parameter_count,
+    top_architectures,
+)
+from dashboards._views import VIEW_NAMES, ensure_views
+
+__all__ = [
+    "VIEW_NAMES",
+    "ArchitectureDetails",
+    "ExportError",
+    "RankedArchitecture",
+    "RunLink",
+    "TaskResult",
+    "UnknownArchitectureError",
+    "UnknownTaskError",
+    "describe_architecture",
+    "ensure_views",
+    "export_job",
+    "job_architectures",
+    "parameter_count",
+    "runs_of",
+    "top_architectures",
+]

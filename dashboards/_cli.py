@@ -301,13 +301,16 @@ def _print_details(details: Any, dashboard: str) -> None:
             markup=True,
         )
         table = Table(show_edge=False)
-        for header in ("task", "metric", "best", "relative", "trials", "status", "best hyperparameters"):
+        for header in ("task", "metric", "best", "relative", "trials", "status"):
             table.add_column(header)
         for t in job.tasks:
             r = t.result
-            hparams = "-" if not t.best_hparams else ", ".join(f"{k}={_short(v)}" for k, v in t.best_hparams.items())
-            table.add_row(r.task, r.metric, _num(r.value), _num(r.relative, 3), str(r.trials), r.status, hparams)
+            table.add_row(r.task, r.metric, _num(r.value), _num(r.relative, 3), str(r.trials), r.status)
         console.print(table)
+        for t in job.tasks:
+            if t.best_hparams:
+                hparams = ", ".join(f"{k}={_short(v)}" for k, v in t.best_hparams.items() if v is not None)
+                console.print(f"  best hyperparameters on {t.result.task}: {hparams}", markup=False)
     if details.runs:
         console.print("\n[bold]MLflow[/bold]")
         for run in details.runs:

@@ -285,3 +285,30 @@ def test_lstm_language_model_on_ptb_beats_uniform() -> None:
     assert result.metric == "perplexity" and result.direction == "minimize"
     assert result.value is not None and result.value < vocabulary / 8, (result.value, vocabulary)
     assert result.curve[-1][1] < result.curve[0][1]  # still improving
+
+
+class HugeBatchTask(BrokenTask):
+    """Batches whose activations need about 170 GiB on the GPU: a real CUDA out-of-memory error."""
+
+    name = "huge"
+
+    def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
+        while True:
+            tokens = torch.randint(3, (10, 2**20))
+            yield Batch(tokens, tokens, torch.ones(10, 2**20))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_out_of_memory_fails_the_trial_and_the_next_one_works() -> None:
+    result = evaluate_trial(
+        "lstm", HugeBatchTask(), {"hidden_size": 4096}, Budget(max_steps=2), device="cuda"
+    )
+    assert result.status == "failed" and result.error is not None
+    assert result.error.startswith("OutOfMemoryError"), result.error
+    assert result.device.startswith("cuda")
+    hp = {"hidden_size": 64, "learning_rate": 0.02}
+    after = evaluate_trial("lstm", MEMORIZE, hp, Budget(max_steps=100, eval_every=100), device="cuda")
+    assert after.status == "ok" and after.device.startswith("cuda")
+    assert after.value is not None and after.value > 0.5
+    assert torch.cuda.memory_allocated() < 2**30  # the failed trial's memory was released

@@ -30,7 +30,14 @@ def test_hyperparams_defaults_and_size_rules() -> None:
 
 def test_default_space_distributions() -> None:
     dists = SearchSpace().to_optuna()
-    assert set(dists) == {"learning_rate", "init_scale", "max_grad_norm", "num_layers", "hidden_size", "dropout"}
+    assert set(dists) == {
+        "learning_rate",
+        "init_scale",
+        "max_grad_norm",
+        "num_layers",
+        "hidden_size",
+        "dropout",
+    }
     assert dists["learning_rate"] == FloatDistribution(3e-4, 3e-2, log=True)
     assert dists["num_layers"] == IntDistribution(1, 2)
     assert dists["hidden_size"] == IntDistribution(32, 128, log=True)

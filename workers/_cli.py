@@ -60,26 +60,41 @@ def register_cell_commands(cells_app: typer.Typer) -> None:
 
     @cells_app.command("eval")
     def eval_cell(
-        cell: str = typer.Argument(..., help="A library cell name or a cell JSON file."),
-        task: str = typer.Option(..., "--task", "-t", help="Task name (memorize, arith, xml, text, music)."),
-        task_settings: list[str] | None = typer.Option(  # noqa: B008 (typer reads defaults this way)
-            None, "--task-setting", help="A task setting KEY=VALUE (repeatable), e.g. max_digits=2."
-        ),
-        trials: int = typer.Option(5, "--trials", "-n", min=1, help="Hyperparameter trials."),
-        budget_seconds: float | None = typer.Option(
-            None, "--budget-seconds", help="Wall-clock limit per trial."
-        ),
-        budget_steps: int | None = typer.Option(
-            None, "--budget-steps", help="Step limit per trial (200 when no limit is given)."
-        ),
-        eval_every: int = typer.Option(50, "--eval-every", min=1, help="Validate every this many steps."),
-        space_file: str | None = typer.Option(
-            None, "--space", help="YAML or JSON file of search-space overrides, e.g. {num_layers: 1}."
-        ),
-        sampler: Literal["random", "tpe"] = typer.Option("random", "--sampler", help="Optuna sampler."),
-        device: Literal["auto", "cpu", "cuda"] = typer.Option("auto", "--device", help="Where to train."),
-        seed: int = typer.Option(0, "--seed", help="Seeds the sampler; trial n trains with seed + n."),
-        format: Literal["table", "json"] = typer.Option("table", "--format", "-f", help="table or json."),
+        cell: Annotated[str, typer.Argument(help="A library cell name or a cell JSON file.")],
+        task: Annotated[str, typer.Option("--task", "-t", help="Task: memorize, arith, xml, text or music.")],
+        task_settings: Annotated[
+            list[str] | None,
+            typer.Option("--task-setting", help="A task setting KEY=VALUE (repeatable), e.g. max_digits=2."),
+        ] = None,
+        trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Hyperparameter trials.")] = 5,
+        budget_seconds: Annotated[
+            float | None, typer.Option("--budget-seconds", help="Wall-clock limit per trial.")
+        ] = None,
+        budget_steps: Annotated[
+            int | None,
+            typer.Option("--budget-steps", help="Step limit per trial (200 when no limit is given)."),
+        ] = None,
+        eval_every: Annotated[
+            int, typer.Option("--eval-every", min=1, help="Validate every this many steps.")
+        ] = 50,
+        space_file: Annotated[
+            Path | None,
+            typer.Option(
+                "--space", help="YAML or JSON file of search-space overrides, e.g. {num_layers: 1}."
+            ),
+        ] = None,
+        sampler: Annotated[
+            Literal["random", "tpe"], typer.Option("--sampler", help="Optuna sampler.")
+        ] = "random",
+        device: Annotated[
+            Literal["auto", "cpu", "cuda"], typer.Option("--device", help="Where to train.")
+        ] = "auto",
+        seed: Annotated[
+            int, typer.Option("--seed", help="Seeds the sampler; trial n trains with seed + n.")
+        ] = 0,
+        format: Annotated[
+            Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")
+        ] = "table",
     ) -> None:
         """Tune one cell on one task with a small local Optuna study and print the best trial.
 
@@ -89,9 +104,7 @@ def register_cell_commands(cells_app: typer.Typer) -> None:
         import optuna
         import yaml
         from pydantic import ValidationError
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        from rich.table import Table
 
         from cells import CellGraphError
         from workers._evaluate import best_result, resolve_cell, resolve_task, tune_cell
@@ -125,7 +138,7 @@ def register_cell_commands(cells_app: typer.Typer) -> None:
         space = SearchSpace()
         if space_file is not None:
             try:
-                overrides = yaml.safe_load(Path(space_file).read_text()) or {}
+                overrides = yaml.safe_load(space_file.read_text()) or {}
                 if not isinstance(overrides, dict):
                     raise SearchSpaceError("expected a mapping of field names to values")
                 space = space.with_overrides(overrides)
@@ -137,14 +150,14 @@ def register_cell_commands(cells_app: typer.Typer) -> None:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=stderr, transient=True) as progress:
             bar = progress.add_task(f"{graph.name} on {resolved.name}", total=trials)
+            finished: list[TrialResult] = []
 
             def advance(result: TrialResult) -> None:
-                best = best_result(results_so_far := [*done, result])
-                done[:] = results_so_far
-                shown = "-" if best is None or best.value is None else f"{best.value:.4g}"
+                finished.append(result)
+                best = best_result(finished)
+                shown = "-" if best is None else f"{best.value:.4g}"
                 progress.update(bar, advance=1, description=f"{graph.name} on {resolved.name}: best {shown}")
 
-            done: list[TrialResult] = []
             results = tune_cell(graph, resolved, trials, budget, space, sampler, seed, device, advance)
 
         best = best_result(results)
@@ -198,7 +211,7 @@ def register_cell_commands(cells_app: typer.Typer) -> None:
                     "-" if r.value is None else f"{r.value:.4g}",
                     f"{hp.get('learning_rate', 0):.2g}",
                     str(hp.get("num_layers", "")),
-                    str(hp.get("hidden_size") or f"budget {hp.get('param_budget')}"),
+                    str(r.metrics.get("hidden_size") or hp.get("hidden_size") or "-"),
                     str(r.steps),
                     f"{r.seconds:.1f}",
                 )

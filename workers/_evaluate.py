@@ -79,10 +79,9 @@ def evaluate_trial(
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         details = "".join(traceback.format_exception(exc, limit=-3)[:-1]).rstrip()
-    # Past the except block the traceback (and the tensors its frames hold) is gone; free the
-    # model's memory too before the next trial (CUDA out-of-memory).
+    # Past the except block the traceback (and the tensors its frames hold) is gone; drop the
+    # model too and hand cached CUDA memory back before the next trial (out-of-memory).
     model = None  # type: ignore[assignment]
-    del model
     if device_name.startswith("cuda"):
         gc.collect()
         torch.cuda.empty_cache()
@@ -115,8 +114,9 @@ def tune_cell(
     values reach Optuna's median pruner. Unknown cells or tasks raise before any training.
 
     Example:
-        >>> results = tune_cell("tanh", "memorize", 2, Budget(max_steps=2), SearchSpace(hidden_size=8),
-        ...                     device="cpu")
+        >>> task = TaskSpec(name="memorize", settings={"valid_size": 20, "test_size": 20})
+        >>> space = SearchSpace(hidden_size=8, num_layers=1)
+        >>> results = tune_cell("tanh", task, 2, Budget(max_steps=2), space, device="cpu")
         >>> [r.status for r in results], best_result(results) is not None
         (['ok', 'ok'], True)
     """

@@ -71,7 +71,7 @@ def validate(model: RecurrentModel, task: Task, batch_size: int, device: torch.d
         if not batch.continues:
             state = None
         logits, state = model(batch.inputs.to(device), state)
-        return logits.float().to(batch.inputs.device)
+        return logits.float()  # stays on the model's device: the tasks move targets to it
 
     model.eval()
     with torch.no_grad():

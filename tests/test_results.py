@@ -1,0 +1,287 @@
+"""``cellsearch results top/show/export``: rankings, lineage, exports, bad filter values.
+
+Most tests read a hand-made database with known answers (built through the real store
+API, on a SQLite file and on PostgreSQL); the last ones read the database of a real job
+(real Ray, real training) run once per session.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+from _dashboard_data import Synthetic, build_synthetic, postgres_database
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from dashboards import (
+    UnknownArchitectureError,
+    UnknownTaskError,
+    describe_architecture,
+    export_job,
+    top_architectures,
+)
+from search._cli import app
+from search._store import ResultStore, UnknownJobError
+
+runner = CliRunner()
+
+BY_SCORE = ["child", "grandchild", "tie", "gru", "lstm", "stopped"]
+BY_ARITH = ["child", "grandchild", "tie", "gru", "lstm", "stopped"]
+BY_XML = ["child", "tie", "lstm", "grandchild", "gru"]
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def synthetic(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthetic]:
+    if request.param == "sqlite":
+        yield build_synthetic(f"sqlite:///{tmp_path_factory.mktemp('results') / 'results.db'}")
+    else:
+        with postgres_database() as url:
+            yield build_synthetic(url)
+
+
+@pytest.fixture
+def store(synthetic: Synthetic) -> Iterator[ResultStore]:
+    with ResultStore.open(synthetic.url, upgrade=False, create=False) as s:
+        yield s
+
+
+def names(data: Synthetic, arch_ids: list[int]) -> list[str]:
+    by_id = {v: k for k, v in data.ids.items()}
+    return [by_id[i] for i in arch_ids]
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "250"})  # wide enough for every table column
+    return result.exit_code, result.stdout, result.stderr
+
+
+# -- top -------------------------------------------------------------------------------------
+
+
+def test_top_ranks_by_score_with_ties_broken_by_id(synthetic: Synthetic, store: ResultStore) -> None:
+    rows = top_architectures(store, synthetic.search_job, limit=100)
+    assert names(synthetic, [r.arch_id for r in rows]) == BY_SCORE
+    assert [r.rank for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r.score for r in rows] == [synthetic.scores[n] for n in BY_SCORE]
+    assert [r.arch_id for r in top_architectures(store, synthetic.search_job, limit=2)] == [
+        synthetic.ids["child"],
+        synthetic.ids["grandchild"],
+    ]
+
+
+def test_top_json_has_the_documented_shape(synthetic: Synthetic) -> None:
+    code, out, err = cli("results", "top", "--job", str(synthetic.search_job), "-n", "3", "-f", "json",
+                         "--db", synthetic.url)  # fmt: skip
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["arch_id"] for r in rows] == [synthetic.ids[n] for n in BY_SCORE[:3]]
+    child = rows[0]
+    assert child["job_id"] == synthetic.search_job
+    assert child["parent_id"] == synthetic.ids["lstm"]
+    assert child["library_name"] is None
+    assert child["score"] == pytest.approx(1.1)
+    assert "h'" in child["equations"]  # the rendered equations of the stored graph
+    assert child["per_task"]["arith"] == {
+        "metric": "char_accuracy",  # arith's primary metric
+        "value": pytest.approx(0.88),
+        "relative": pytest.approx(1.1),
+        "trials": 2,  # one ok, one pruned
+        "status": "done",
+    }
+    assert set(child["per_task"]) == {"memorize", "arith", "xml-small"}
+    assert child["parameter_count"] > 0
+
+
+def test_top_by_task_accepts_label_or_name(synthetic: Synthetic, store: ResultStore) -> None:
+    by_arith = top_architectures(store, synthetic.search_job, task="arith", limit=100)
+    assert names(synthetic, [r.arch_id for r in by_arith]) == BY_ARITH
+    by_label = top_architectures(store, synthetic.search_job, task="xml-small", limit=100)
+    by_name = top_architectures(store, synthetic.search_job, task="xml", limit=100)
+    assert names(synthetic, [r.arch_id for r in by_label]) == BY_XML
+    assert [r.arch_id for r in by_name] == [r.arch_id for r in by_label]
+
+
+def test_top_defaults_to_the_latest_job_and_can_rank_all_jobs(synthetic: Synthetic, store: ResultStore) -> None:
+    latest = top_architectures(store)
+    assert {r.job_id for r in latest} == {synthetic.fixed_job}
+    assert [r.library_name for r in latest] == ["lstm", "gru"]
+    everything = top_architectures(store, all_jobs=True, limit=100)
+    assert len(everything) == len(BY_SCORE) + 2
+    assert [r.score for r in everything] == sorted((r.score for r in everything), reverse=True)
+    # gru and lstm are the same architectures in both jobs (deduplicated by canonical hash)
+    gru_rows = [r for r in everything if r.arch_id == synthetic.ids["gru"]]
+    assert sorted(r.job_id for r in gru_rows) == [synthetic.search_job, synthetic.fixed_job]
+
+
+def test_top_csv_parses_and_matches_json(synthetic: Synthetic) -> None:
+    code, out, err = cli("results", "top", "-j", str(synthetic.search_job), "-f", "csv", "--db", synthetic.url)
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [int(r["arch_id"]) for r in rows] == [synthetic.ids[n] for n in BY_SCORE]
+    assert float(rows[0]["xml-small_relative"]) == pytest.approx(1.2)
+    assert rows[-1]["xml-small_value"] == ""  # the stopped cell never reached xml
+
+
+def test_top_table_lists_the_tasks(synthetic: Synthetic) -> None:
+    code, out, err = cli("results", "top", "-j", str(synthetic.search_job), "--db", synthetic.url)
+    assert code == 0, err
+    assert "xml-small" in out and "gru" in out and "1.1000" in out
+
+
+@pytest.mark.parametrize("bad", ["x' OR 1=1 --", "arith'; DROP TABLE cs_trials; --", '" OR ""="', "%", "_"])
+def test_filter_values_with_sql_metacharacters_are_data(synthetic: Synthetic, bad: str) -> None:
+    code, out, err = cli("results", "top", "-j", str(synthetic.search_job), "--task", bad, "--db", synthetic.url)
+    assert code == 1
+    assert out == ""
+    assert f"has no task {bad!r}" in err and "memorize, arith, xml-small" in err
+    engine = sa.create_engine(synthetic.url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM cs_trials")).scalar() == 24  # 22 + 2, all still there
+    engine.dispose()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(task=st.text(min_size=1, max_size=30))
+def test_any_task_text_is_looked_up_not_executed(synthetic: Synthetic, store: ResultStore, task: str) -> None:
+    known = {"memorize", "arith", "xml-small", "xml"}
+    if task in known:
+        assert top_architectures(store, synthetic.search_job, task=task)
+        return
+    with pytest.raises(UnknownTaskError, match="has no task"):
+        top_architectures(store, synthetic.search_job, task=task)
+
+
+def test_unknown_job_and_bad_limit(synthetic: Synthetic, store: ResultStore) -> None:
+    with pytest.raises(UnknownJobError):
+        top_architectures(store, 999)
+    with pytest.raises(ValueError, match="limit"):
+        top_architectures(store, synthetic.search_job, limit=0)
+    code, _, err = cli("results", "top", "--job", "999", "--db", synthetic.url)
+    assert code == 1 and "unknown job 999" in err
+
+
+def test_missing_database_is_not_created(tmp_path: Path) -> None:
+    db = tmp_path / "none.db"
+    code, _, err = cli("results", "top", "--db", f"sqlite:///{db}")
+    assert code == 1 and "no results database" in err
+    assert not db.exists()
+
+
+# -- show ------------------------------------------------------------------------------------
+
+
+def test_show_gives_lineage_results_and_best_hyperparameters(synthetic: Synthetic, store: ResultStore) -> None:
+    details = describe_architecture(store, synthetic.ids["grandchild"])
+    assert [s.arch_id for s in details.lineage] == [
+        synthetic.ids["grandchild"],
+        synthetic.ids["child"],
+        synthetic.ids["lstm"],
+    ]
+    assert [s.mutation for s in details.lineage] == [
+        "rewired node 'r' input 0 to x",
+        "replaced node 'f' = sigmoid(...) by one_minus(i)",
+        None,
+    ]
+    assert details.lineage[-1].library_name == "lstm"
+    [job] = details.jobs
+    assert (job.job_id, job.score, job.rank) == (synthetic.search_job, pytest.approx(1.05), 2)
+    assert [t.result.task for t in job.tasks] == ["memorize", "arith", "xml-small"]
+
+    child = describe_architecture(store, synthetic.ids["child"])
+    arith = next(t for t in child.jobs[0].tasks if t.result.task == "arith")
+    assert arith.best_hparams == {"learning_rate": 0.0123, "hidden_size": 16}  # the ok trial, not the pruned one
+    assert arith.best_trial_params == 1012
+
+    gru = describe_architecture(store, synthetic.ids["gru"])
+    assert [j.job_id for j in gru.jobs] == [synthetic.search_job, synthetic.fixed_job]
+    assert gru.lineage[0].mutation is None and len(gru.lineage) == 1
+    only_fixed = describe_architecture(store, synthetic.ids["gru"], job_id=synthetic.fixed_job)
+    assert [j.job_id for j in only_fixed.jobs] == [synthetic.fixed_job]
+
+
+def test_show_cli_table_and_json(synthetic: Synthetic) -> None:
+    arch = synthetic.ids["grandchild"]
+    code, out, err = cli("results", "show", str(arch), "--db", synthetic.url)
+    assert code == 0, err
+    assert "rewired node 'r' input 0 to x" in out
+    assert "seed cell" in out and "(lstm)" in out
+    assert "learning_rate=0.02" in out
+    code, out, err = cli("results", "show", str(arch), "-f", "json", "--db", synthetic.url)
+    assert code == 0, err
+    data = json.loads(out)
+    assert [s["arch_id"] for s in data["lineage"]] == [arch, synthetic.ids["child"], synthetic.ids["lstm"]]
+    assert data["jobs"][0]["per_task"]["arith"]["best_hparams"]["learning_rate"] == 0.02
+    assert data["mlflow_runs"] == []
+
+
+def test_show_filtered_architecture_and_unknown_id(synthetic: Synthetic, store: ResultStore) -> None:
+    details = describe_architecture(store, synthetic.ids["filtered"])
+    [job] = details.jobs
+    assert job.score is None and job.rank is None and job.filter_passed is False
+    assert [t.result.status for t in job.tasks] == ["filtered-out"]
+    assert job.tasks[0].result.trials == 2  # the ok trial and the failed one
+    with pytest.raises(UnknownArchitectureError):
+        describe_architecture(store, 10_000)
+    code, _, err = cli("results", "show", "10000", "--db", synthetic.url)
+    assert code == 1 and "unknown architecture 10000" in err
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_export_round_trips(synthetic: Synthetic, tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"job{suffix}"
+    code, stdout, err = cli("results", "export", "-j", str(synthetic.search_job), "-o", str(out), "--db", synthetic.url)
+    assert code == 0, err
+    assert "wrote 7 architectures" in stdout
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        arch_ids = [r["arch_id"] for r in rows]
+        child = rows[0]
+        assert child["per_task"]["xml-small"]["relative"] == pytest.approx(1.2)
+    else:
+        rows = (
+            list(csv.DictReader(out.open())) if suffix == ".csv" else pq.read_table(out).to_pylist()
+        )
+        arch_ids = [int(r["arch_id"]) for r in rows]
+        child = rows[0]
+        assert float(child["xml-small_relative"]) == pytest.approx(1.2)
+        assert int(child["arith_trials"]) == 2
+    # scored ones best first, then the unscored (filtered) one
+    assert arch_ids == [synthetic.ids[n] for n in [*BY_SCORE, "filtered"]]
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left behind
+
+
+def test_export_parquet_types(synthetic: Synthetic, tmp_path: Path, store: ResultStore) -> None:
+    out = tmp_path / "x.parquet"
+    export_job(store, synthetic.search_job, out)
+    schema = pq.read_schema(out)
+    assert str(schema.field("score").type) == "double"
+    assert str(schema.field("arch_id").type) == "int64"
+    assert str(schema.field("library_name").type) == "string"
+    table = pq.read_table(out).to_pylist()
+    assert table[-1]["rank"] is None and table[-1]["score"] is None
+
+
+def test_export_replaces_whole_file_and_refuses_bad_targets(synthetic: Synthetic, tmp_path: Path) -> None:
+    out = tmp_path / "x.csv"
+    out.write_text("old content that is longer than nothing\n" * 1000)
+    code, _, err = cli("results", "export", "-j", str(synthetic.fixed_job), "-o", str(out), "--db", synthetic.url)
+    assert code == 0, err
+    assert out.read_text().startswith("job_id,arch_id,rank,score")
+    assert [r["library_name"] for r in csv.DictReader(out.open())] == ["lstm", "gru"]
+
+    code, _, err = cli("results", "export", "-o", str(tmp_path / "x.xlsx"), "--db", synthetic.url)
+    assert code == 2 and "unknown extension '.xlsx'" in err and ".csv, .parquet, .jsonl" in err
+    code, _, err = cli("results", "export", "-o", str(tmp_path / "missing" / "x.csv"), "--db", synthetic.url)
+    assert code == 1 and "does not exist" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.csv"]
