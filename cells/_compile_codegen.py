@@ -270,6 +270,7 @@ def _forward_source(plan: Plan) -> str:
 def _emit_hoist(w: _Lines, plan: Plan) -> None:
     L = len(plan.linears)
     if not L:
+        w("pre = None")
         return
     w("x2 = x.reshape(T * B, x.shape[2])")
     hoisted = plan.hoisted
