@@ -283,11 +283,16 @@ class CellLayer(nn.Module):
         """The same views as :meth:`node_parameters` over the parameters' ``.grad`` (after a
         backward pass), e.g. for per-gate gradient norms."""
         params = self._layer_params(layer)
-        tensors = [*params.weights, params.bias, *([params.diag] if params.diag is not None else [])]
-        if any(t.grad is None for t in tensors):
-            raise RuntimeError(f"layer {layer} has no gradients yet: run a backward pass first")
-        diag = params.diag.grad if params.diag is not None else None
-        return self._node_views(layer, [w.grad for w in params.weights], params.bias.grad, diag)  # type: ignore[misc, arg-type]
+
+        def grad_of(t: Tensor) -> Tensor:
+            if t.grad is None:
+                if t.numel() == 0:  # the empty bias of a cell without linears
+                    return torch.zeros_like(t)
+                raise RuntimeError(f"layer {layer} has no gradients yet: run a backward pass first")
+            return t.grad
+
+        diag = grad_of(params.diag) if params.diag is not None else None
+        return self._node_views(layer, [grad_of(w) for w in params.weights], grad_of(params.bias), diag)
 
     def _layer_params(self, layer: int) -> _LayerParameters:
         if not 0 <= layer < self.num_layers:

@@ -21,7 +21,6 @@ The generated source is kept on :class:`Program` (``program.source``) for debugg
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -59,23 +58,45 @@ _DERIVATIVE = {
 _CONSTANT_DERIVATIVE = {"scale": "{attr}", "shift": "1.0", "one_minus": "-1.0"}
 
 
-@dataclass
 class Program:
-    """Generated functions and their source for one cell structure."""
+    """Generated functions and their source for one cell structure.
 
-    plan: Plan
-    source: str
-    forward: Callable[..., Any]
-    backward: Callable[..., Any]
-    sequence: Callable[..., Any]
-    compiled: dict[Any, Callable[..., Any]] = field(default_factory=dict)
+    Only ``forward`` is compiled (by Python) up front; ``backward`` and ``sequence`` are
+    compiled on first use, which keeps building a layer for a new cell to about a
+    millisecond.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.sources = {
+            "forward": _forward_source(plan),
+            "backward": _backward_source(plan),
+            "sequence": _sequence_source(plan),
+        }
+        self._functions: dict[str, Callable[..., Any]] = {}
+        self.forward = self._function("forward")
+
+    @property
+    def source(self) -> str:
+        return "\n\n".join(self.sources.values())
+
+    @property
+    def backward(self) -> Callable[..., Any]:
+        return self._functions.get("backward") or self._function("backward")
+
+    @property
+    def sequence(self) -> Callable[..., Any]:
+        return self._functions.get("sequence") or self._function("sequence")
+
+    def _function(self, name: str) -> Callable[..., Any]:
+        scope: dict[str, Any] = {"torch": torch, "functional": functional}
+        exec(compile(self.sources[name], f"<cell {name}: {self.plan.key[:60]}>", "exec"), scope)
+        self._functions[name] = scope[name]
+        return scope[name]
 
 
 def build_program(plan: Plan) -> Program:
-    source = "\n\n".join([_forward_source(plan), _backward_source(plan), _sequence_source(plan)])
-    scope: dict[str, Any] = {"torch": torch, "functional": functional}
-    exec(compile(source, f"<cell program {plan.key[:60]}>", "exec"), scope)
-    return Program(plan, source, scope["forward"], scope["backward"], scope["sequence"])
+    return Program(plan)
 
 
 class _Lines:

@@ -24,7 +24,9 @@ from rich.table import Table
 from search._settings import resolve_settings
 from search._store import ResultStore, StoreError
 
-results_app = typer.Typer(help="Query the results: leaderboards, one architecture, exports.", no_args_is_help=True)
+results_app = typer.Typer(
+    help="Query the results: leaderboards, one architecture, exports.", no_args_is_help=True
+)
 
 DEFAULT_DASHBOARD_PORT = 5000
 
@@ -46,9 +48,13 @@ DbOption = Annotated[
 ]
 MlflowOption = Annotated[
     str | None,
-    typer.Option("--mlflow", help="MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    typer.Option(
+        "--mlflow", help="MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."
+    ),
 ]
-JobOption = Annotated[int | None, typer.Option("--job", "-j", help="The job; default: the latest one.", min=1)]
+JobOption = Annotated[
+    int | None, typer.Option("--job", "-j", help="The job; default: the latest one.", min=1)
+]
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -80,10 +86,16 @@ def _open(db: str | None) -> Iterator[ResultStore]:
 @results_app.command("top")
 def results_top(
     job: JobOption = None,
-    task: Annotated[str | None, typer.Option("--task", "-t", help="Rank by this task (label or name).")] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", "-t", help="Rank by this task (label or name).")
+    ] = None,
     n: Annotated[int, typer.Option("-n", help="How many architectures.", min=1)] = 10,
-    all_jobs: Annotated[bool, typer.Option("--all-jobs", help="Rank every job's architectures together.")] = False,
-    format: Annotated[TopFormat, typer.Option("--format", "-f", help="table, json or csv.")] = TopFormat.table,
+    all_jobs: Annotated[
+        bool, typer.Option("--all-jobs", help="Rank every job's architectures together.")
+    ] = False,
+    format: Annotated[
+        TopFormat, typer.Option("--format", "-f", help="table, json or csv.")
+    ] = TopFormat.table,
     db: DbOption = None,
 ) -> None:
     """The best architectures of a job: overall score (worst task's relative score), or one task's."""
@@ -105,7 +117,9 @@ def results_top(
 
         from dashboards._export import columns, flat_row
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=[name for name, _ in columns(tasks)], lineterminator="\n")
+        writer = csv.DictWriter(
+            sys.stdout, fieldnames=[name for name, _ in columns(tasks)], lineterminator="\n"
+        )
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "" if v is None else v for k, v in flat_row(row, tasks).items()})
@@ -265,7 +279,12 @@ def _print_top(rows: list[Any], tasks: list[str], by_task: str | None) -> None:
         table.add_column(f"{task}\nrelative (value)", justify="right")
     for r in rows:
         cells = [str(r.rank), *([str(r.job_id)] if multi_job else []), str(r.arch_id)]
-        cells += [_name(r.library_name, r.canonical_hash), _num(r.score), str(r.generation), f"{r.parameter_count:,}"]
+        cells += [
+            _name(r.library_name, r.canonical_hash),
+            _num(r.score),
+            str(r.generation),
+            f"{r.parameter_count:,}",
+        ]
         for task in tasks:
             result = r.per_task.get(task)
             cells.append("-" if result is None else f"{_num(result.relative, 3)} ({_num(result.value, 4)})")
@@ -317,7 +336,9 @@ def _print_details(details: Any, dashboard: str) -> None:
             console.print(f"  job {run.job_id}: run {run.run_id} in {run.tracking_uri}", markup=False)
             console.print(f"  {run.url(dashboard)}", markup=False)
             if not run.url(None).startswith("http"):
-                console.print(f"  (start the UI with `cellsearch dashboard --mlflow {run.tracking_uri}`)", markup=False)
+                console.print(
+                    f"  (start the UI with `cellsearch dashboard --mlflow {run.tracking_uri}`)", markup=False
+                )
 
 
 def _short(value: Any) -> str:

@@ -10,7 +10,7 @@ Example:
     >>> from search._store import ResultStore
     >>> store = ResultStore.open("sqlite://")
     >>> ensure_links_table(store.engine)
-    >>> record_run(store.engine, "sqlite:///mlflow.db", job_id=1, arch_id=None, experiment_id="1", run_id="abc")
+    >>> record_run(store.engine, "sqlite:///m.db", job_id=1, arch_id=None, experiment_id="1", run_id="abc")
     >>> [(r.job_id, r.arch_id, r.run_id) for r in runs_of(store.engine, job_id=1)]
     [(1, None, 'abc')]
     >>> run_url("http://mlflow:5000/", "1", "abc")
@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     DateTime,
     Engine,
     Index,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    inspect,
     select,
 )
 
@@ -108,8 +110,6 @@ def runs_of(
     jobs_only: bool = False,
 ) -> list[RunLink]:
     """Recorded runs, filtered; an empty list when the table does not exist yet."""
-    from sqlalchemy import inspect
-
     if LINKS_TABLE not in inspect(engine).get_table_names():
         return []
     query = select(mlflow_runs)
@@ -123,13 +123,13 @@ def runs_of(
         query = query.where(mlflow_runs.c.tracking_uri == tracking_uri)
     with engine.connect() as conn:
         rows = conn.execute(query.order_by(mlflow_runs.c.id)).all()
-    return [
-        RunLink(r.tracking_uri, r.job_id, r.architecture_id, r.experiment_id, r.run_id) for r in rows
-    ]
+    return [RunLink(r.tracking_uri, r.job_id, r.architecture_id, r.experiment_id, r.run_id) for r in rows]
 
 
-def _match(tracking_uri: str, job_id: int, arch_id: int | None):  # type: ignore[no-untyped-def]
+def _match(tracking_uri: str, job_id: int, arch_id: int | None) -> ColumnElement[bool]:
     arch = (
-        mlflow_runs.c.architecture_id.is_(None) if arch_id is None else mlflow_runs.c.architecture_id == arch_id
+        mlflow_runs.c.architecture_id.is_(None)
+        if arch_id is None
+        else mlflow_runs.c.architecture_id == arch_id
     )
     return and_(mlflow_runs.c.tracking_uri == tracking_uri, mlflow_runs.c.job_id == job_id, arch)

@@ -286,8 +286,20 @@ def top_architectures(
     if limit < 1:
         raise ValueError(f"limit: must be at least 1, got {limit}")
     ja, a = JobArchitecture, Architecture
-    columns = (ja.job_id, ja.score, ja.generation, a.id, a.library_name, a.parent_id, a.mutation,
-               a.canonical_hash, a.num_states, a.num_nodes, a.equations, a.graph)  # fmt: skip
+    columns = (
+        ja.job_id,
+        ja.score,
+        ja.generation,
+        a.id,
+        a.library_name,
+        a.parent_id,
+        a.mutation,
+        a.canonical_hash,
+        a.num_states,
+        a.num_nodes,
+        a.equations,
+        a.graph,
+    )
     if all_jobs:
         if task is not None:
             raise ValueError("task: give a job to rank by one task (not with all jobs)")
@@ -353,8 +365,20 @@ def job_architectures(store: ResultStore, job_id: int) -> list[RankedArchitectur
     job_id = resolve_job(store, job_id)
     ja, a = JobArchitecture, Architecture
     query = (
-        select(ja.job_id, ja.score, ja.generation, a.id, a.library_name, a.parent_id, a.mutation,
-               a.canonical_hash, a.num_states, a.num_nodes, a.equations, a.graph)  # fmt: skip
+        select(
+            ja.job_id,
+            ja.score,
+            ja.generation,
+            a.id,
+            a.library_name,
+            a.parent_id,
+            a.mutation,
+            a.canonical_hash,
+            a.num_states,
+            a.num_nodes,
+            a.equations,
+            a.graph,
+        )
         .join(a, a.id == ja.architecture_id)
         .where(ja.job_id == job_id)
         .order_by(case((ja.score.is_(None), 1), else_=0), ja.score.desc(), ja.architecture_id)
@@ -590,4 +614,3 @@ def _in_job_order(store: ResultStore, job_id: int, details: Iterable[TaskDetail]
 
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
-

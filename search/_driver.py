@@ -84,6 +84,8 @@ class _Arch:
     """Task name -> evaluation id in this job."""
     recorded: set[str] = field(default_factory=set)
     """Tasks whose evaluation status is final in the store."""
+    best_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Task id -> the sampled hyperparameters of the best ``ok`` trial in this run."""
     filter_recorded: bool = False
     finalized: bool = False
     cell_data: dict[str, Any] = field(default_factory=dict)
@@ -423,6 +425,8 @@ class _Driver:
     def _retire(self, arch: _Arch) -> None:
         """The architecture's stages are over: score it once the baselines are known."""
         self.active.pop(arch.hash, None)
+        for task in self.spec.tasks:
+            self.studies.forget(study_name(self.job_id, arch.id, task.key, task.id))
         if self._baselines_complete() or arch.stages.status == "filtered":
             self._finalize(arch)
 
@@ -510,9 +514,8 @@ class _Driver:
     def _best_params(self, arch: _Arch | None, task: TaskEntry) -> dict[str, Any] | None:
         if arch is None:
             return None
-        cached = self.studies.cached(study_name(self.job_id, arch.id, task.key, task.id))
-        if cached is not None:
-            return cached.best_params()
+        if task.id in arch.best_params:
+            return arch.best_params[task.id]
         evaluation_id = arch.evaluations.get(task.id)
         if evaluation_id is None:
             return None
@@ -546,8 +549,10 @@ class _Driver:
         except ray_errors.RayTaskError as exc:  # a bug in the runner itself: no retry
             self._end(running, None, "failed", f"{type(exc).__name__}: {_first_line(exc)}")
             return
-        self.store.finish_trial(running.trial_id, result)
+        evaluation = self.store.finish_trial(running.trial_id, result)
         running.study.tell(running.number, result.status, result.value)
+        if evaluation.best_trial_id == running.trial_id:
+            arch.best_params[task.id] = running.hparams
         arch.stages.finished(task.id, result.value if result.status == "ok" else None)
         self.feed.trial_finished(running.key, result.status)
 

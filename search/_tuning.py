@@ -214,13 +214,6 @@ class TunedStudy:
         for number in list(self._open):
             self.tell(number, "interrupted", None)
 
-    def best_params(self) -> dict[str, Any] | None:
-        """The parameters of the best COMPLETE trial, ``None`` when there is none."""
-        complete = [t for t in self._memory.trials if t.state == TrialState.COMPLETE]
-        if not complete:
-            return None
-        return dict(self._memory.best_trial.params)
-
 
 class StudyBook:
     """The studies of one job run: one RDB storage (one engine), studies cached by name."""
@@ -249,6 +242,13 @@ class StudyBook:
 
     def cached(self, name: str) -> TunedStudy | None:
         return self._studies.get(name)
+
+    def forget(self, name: str) -> None:
+        """Drop a study from the cache (its architecture is done); it is loaded again if needed.
+        Keeps the driver's memory flat over thousands of architectures."""
+        study = self._studies.get(name)
+        if study is not None and not study._open:
+            del self._studies[name]
 
     def abandon_open(self) -> None:
         for study in self._studies.values():

@@ -63,30 +63,100 @@ class Synthetic:
 
 
 # name: (graph, parent name, mutation, generation, {task label: [(status, value, lr)]}, relative, score)
-_ARCHS: list[tuple[str, str, str | None, str | None, int, dict[str, list[tuple[str, float | None, float]]],
-                   dict[str, float], float | None]] = [  # fmt: skip
-    ("gru", "gru", None, None, 0,
-     {"memorize": [("ok", 0.9, 0.01)], "arith": [("ok", 0.8, 0.02), ("ok", 0.6, 0.03)],
-      "xml-small": [("ok", 0.7, 0.04)]},
-     {"arith": 1.0, "xml-small": 1.0}, 1.0),
-    ("lstm", "lstm", None, None, 0,
-     {"memorize": [("ok", 0.95, 0.01)], "arith": [("ok", 0.72, 0.02)], "xml-small": [("ok", 0.77, 0.04)]},
-     {"arith": 0.9, "xml-small": 1.1}, 0.9),
-    ("child", "cifg", "lstm", "replaced node 'f' = sigmoid(...) by one_minus(i)", 1,
-     {"memorize": [("ok", 0.96, 0.01)], "arith": [("ok", 0.88, 0.0123), ("pruned", 0.1, 0.5)],
-      "xml-small": [("ok", 0.84, 0.04)]},
-     {"arith": 1.1, "xml-small": 1.2}, 1.1),
-    ("grandchild", "mut1", "child", "rewired node 'r' input 0 to x", 2,
-     {"memorize": [("ok", 0.97, 0.01)], "arith": [("ok", 0.84, 0.02)], "xml-small": [("ok", 0.735, 0.04)]},
-     {"arith": 1.05, "xml-small": 1.05}, 1.05),
-    ("filtered", "mut2", "child", "removed node 'z'", 2,
-     {"memorize": [("ok", 0.2, 0.01), ("failed", None, 0.9)]}, {}, None),
-    ("tie", "mut3", "gru", "inserted node 'n1' = tanh(h_prev_0)", 1,
-     {"memorize": [("ok", 0.91, 0.01)], "arith": [("ok", 0.84, 0.02)], "xml-small": [("diverged", None, 3.0),
-      ("ok", 0.8, 0.04)]},
-     {"arith": 1.05, "xml-small": 1.142857}, 1.05),
-    ("stopped", "tanh", "gru", "replaced the cell by a plain tanh RNN", 1,
-     {"memorize": [("ok", 0.6, 0.01)], "arith": [("ok", 0.4, 0.02)]}, {"arith": 0.5}, 0.5),
+_ARCHS: list[
+    tuple[
+        str,
+        str,
+        str | None,
+        str | None,
+        int,
+        dict[str, list[tuple[str, float | None, float]]],
+        dict[str, float],
+        float | None,
+    ]
+] = [
+    (
+        "gru",
+        "gru",
+        None,
+        None,
+        0,
+        {
+            "memorize": [("ok", 0.9, 0.01)],
+            "arith": [("ok", 0.8, 0.02), ("ok", 0.6, 0.03)],
+            "xml-small": [("ok", 0.7, 0.04)],
+        },
+        {"arith": 1.0, "xml-small": 1.0},
+        1.0,
+    ),
+    (
+        "lstm",
+        "lstm",
+        None,
+        None,
+        0,
+        {"memorize": [("ok", 0.95, 0.01)], "arith": [("ok", 0.72, 0.02)], "xml-small": [("ok", 0.77, 0.04)]},
+        {"arith": 0.9, "xml-small": 1.1},
+        0.9,
+    ),
+    (
+        "child",
+        "cifg",
+        "lstm",
+        "replaced node 'f' = sigmoid(...) by one_minus(i)",
+        1,
+        {
+            "memorize": [("ok", 0.96, 0.01)],
+            "arith": [("ok", 0.88, 0.0123), ("pruned", 0.1, 0.5)],
+            "xml-small": [("ok", 0.84, 0.04)],
+        },
+        {"arith": 1.1, "xml-small": 1.2},
+        1.1,
+    ),
+    (
+        "grandchild",
+        "mut1",
+        "child",
+        "rewired node 'r' input 0 to x",
+        2,
+        {"memorize": [("ok", 0.97, 0.01)], "arith": [("ok", 0.84, 0.02)], "xml-small": [("ok", 0.735, 0.04)]},
+        {"arith": 1.05, "xml-small": 1.05},
+        1.05,
+    ),
+    (
+        "filtered",
+        "mut2",
+        "child",
+        "removed node 'z'",
+        2,
+        {"memorize": [("ok", 0.2, 0.01), ("failed", None, 0.9)]},
+        {},
+        None,
+    ),
+    (
+        "tie",
+        "mut3",
+        "gru",
+        "inserted node 'n1' = tanh(h_prev_0)",
+        1,
+        {
+            "memorize": [("ok", 0.91, 0.01)],
+            "arith": [("ok", 0.84, 0.02)],
+            "xml-small": [("diverged", None, 3.0), ("ok", 0.8, 0.04)],
+        },
+        {"arith": 1.05, "xml-small": 1.142857},
+        1.05,
+    ),
+    (
+        "stopped",
+        "tanh",
+        "gru",
+        "replaced the cell by a plain tanh RNN",
+        1,
+        {"memorize": [("ok", 0.6, 0.01)], "arith": [("ok", 0.4, 0.02)]},
+        {"arith": 0.5},
+        0.5,
+    ),
 ]
 
 
@@ -117,7 +187,9 @@ def build_synthetic(url: str) -> Synthetic:
                     store.finish_trial(trial, _result(status, value, tasks[label].name, lr))
                 filtered = label == "memorize" and name == "filtered"
                 store.set_evaluation(
-                    evaluation.id, status="filtered-out" if filtered else "done", relative_score=relative.get(label)
+                    evaluation.id,
+                    status="filtered-out" if filtered else "done",
+                    relative_score=relative.get(label),
                 )
             store.update_job_architecture(
                 job,
@@ -165,7 +237,9 @@ def _result(status: str, value: float | None, task: str, lr: float) -> TrialResu
 @contextmanager
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards; skips the test when the server is down."""
-    admin = sa.create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    admin = sa.create_engine(
+        f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
     name = f"cellsearch_dash_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as conn:

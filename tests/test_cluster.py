@@ -4,8 +4,11 @@
 authentication on (``RAY_AUTH_MODE=token`` and one ``RAY_AUTH_TOKEN`` for every node and
 the driver, as ``docker-compose.yml`` sets them). Each node offers one ``gpu_slot``, a
 custom resource standing in for a GPU, so work that asks for a slot must spread over both
-nodes. The driver runs in a subprocess: a Ray driver belongs to one cluster per process,
-and other tests may hold a local instance in the pytest process.
+nodes. Drivers run in subprocesses: a Ray driver belongs to one cluster per process, and
+other tests may hold a local instance in the pytest process.
+
+The last test launches a real job on the cluster through ``docker/entrypoint.sh``, as the
+compose ``search`` service does, and finds its trials on both nodes and in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def _wait_started(process: subprocess.Popen[bytes], log: Path) -> None:
     )
 
 
-def _stop_node(process: subprocess.Popen[bytes]) -> None:
+def _stop_node(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     # The whole process group: `ray start --block` and the raylet, GCS and workers it spawned.
     # Not `ray stop`, which would also end Ray instances other tests own.
     with contextlib.suppress(ProcessLookupError):
@@ -96,8 +99,7 @@ def _run_driver(cluster: RayCluster, code: str, timeout: float = 120) -> str:
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[RayCluster]:
-    if shutil.which("ray") is None and not _ray_importable():
-        pytest.skip("Ray is not installed")
+    pytest.importorskip("ray")
     port = _free_port()
     # Short: Ray's unix sockets live under the temp dir and their paths are limited to ~100 bytes.
     temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))
@@ -108,7 +110,7 @@ def ray_cluster() -> Iterator[RayCluster]:
         "RAY_USAGE_STATS_ENABLED": "0",
     }
     env.pop("RAY_ADDRESS", None)
-    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--resources", NODE_RESOURCES]
+    common = ["--num-cpus", "1", "--resources", NODE_RESOURCES]
     head_log, worker_log = temp_dir / "head.log", temp_dir / "worker.log"
     nodes: list[subprocess.Popen[bytes]] = []
     try:
@@ -131,14 +133,6 @@ def ray_cluster() -> Iterator[RayCluster]:
         for node in reversed(nodes):
             _stop_node(node)
         shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _ray_importable() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def test_tasks_needing_a_slot_run_on_both_nodes(ray_cluster: RayCluster) -> None:

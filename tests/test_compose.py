@@ -390,3 +390,28 @@ def test_docker_compose_itself_accepts_the_file(tmp_path: Path) -> None:
     )
     assert refused.returncode != 0
     assert "POSTGRES_PASSWORD" in refused.stderr or "RAY_AUTH_TOKEN" in refused.stderr
+
+
+# -- the GPU check script (runs for real only on a CUDA machine) ---------------------------------
+
+GPU_CHECK = REPO / "scripts" / "gpu_check.sh"
+
+
+def test_the_gpu_smoke_job_trains_on_cuda_with_shared_gpus() -> None:
+    from search._jobspec import load_job
+
+    spec = load_job(REPO / "examples" / "gpu_smoke.yaml")
+    assert spec.device == "cuda"
+    assert 0 < spec.resources.gpus < 1  # fractional: several trials share one GPU
+    assert "cellsearch launch examples/gpu_smoke.yaml" in " ".join(GPU_CHECK.read_text().split())
+
+
+def test_the_gpu_check_stops_with_code_2_where_there_is_no_cuda() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: run scripts/gpu_check.sh itself")
+    result = subprocess.run(["bash", str(GPU_CHECK)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "no usable CUDA device" in result.stderr
+    assert "GPU tests" not in result.stdout  # nothing else ran

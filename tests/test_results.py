@@ -39,7 +39,9 @@ BY_XML = ["child", "tie", "lstm", "grandchild", "gru"]
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def synthetic(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthetic]:
+def synthetic(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Synthetic]:
     if request.param == "sqlite":
         yield build_synthetic(f"sqlite:///{tmp_path_factory.mktemp('results') / 'results.db'}")
     else:
@@ -78,8 +80,9 @@ def test_top_ranks_by_score_with_ties_broken_by_id(synthetic: Synthetic, store: 
 
 
 def test_top_json_has_the_documented_shape(synthetic: Synthetic) -> None:
-    code, out, err = cli("results", "top", "--job", str(synthetic.search_job), "-n", "3", "-f", "json",
-                         "--db", synthetic.url)  # fmt: skip
+    code, out, err = cli(
+        "results", "top", "--job", str(synthetic.search_job), "-n", "3", "-f", "json", "--db", synthetic.url
+    )
     assert code == 0, err
     rows = json.loads(out)
     assert [r["arch_id"] for r in rows] == [synthetic.ids[n] for n in BY_SCORE[:3]]
@@ -109,7 +112,9 @@ def test_top_by_task_accepts_label_or_name(synthetic: Synthetic, store: ResultSt
     assert [r.arch_id for r in by_name] == [r.arch_id for r in by_label]
 
 
-def test_top_defaults_to_the_latest_job_and_can_rank_all_jobs(synthetic: Synthetic, store: ResultStore) -> None:
+def test_top_defaults_to_the_latest_job_and_can_rank_all_jobs(
+    synthetic: Synthetic, store: ResultStore
+) -> None:
     latest = top_architectures(store)
     assert {r.job_id for r in latest} == {synthetic.fixed_job}
     assert [r.library_name for r in latest] == ["lstm", "gru"]
@@ -122,7 +127,9 @@ def test_top_defaults_to_the_latest_job_and_can_rank_all_jobs(synthetic: Synthet
 
 
 def test_top_csv_parses_and_matches_json(synthetic: Synthetic) -> None:
-    code, out, err = cli("results", "top", "-j", str(synthetic.search_job), "-f", "csv", "--db", synthetic.url)
+    code, out, err = cli(
+        "results", "top", "-j", str(synthetic.search_job), "-f", "csv", "--db", synthetic.url
+    )
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [int(r["arch_id"]) for r in rows] == [synthetic.ids[n] for n in BY_SCORE]
@@ -138,13 +145,17 @@ def test_top_table_lists_the_tasks(synthetic: Synthetic) -> None:
 
 @pytest.mark.parametrize("bad", ["x' OR 1=1 --", "arith'; DROP TABLE cs_trials; --", '" OR ""="', "%", "_"])
 def test_filter_values_with_sql_metacharacters_are_data(synthetic: Synthetic, bad: str) -> None:
-    code, out, err = cli("results", "top", "-j", str(synthetic.search_job), "--task", bad, "--db", synthetic.url)
+    code, out, err = cli(
+        "results", "top", "-j", str(synthetic.search_job), "--task", bad, "--db", synthetic.url
+    )
     assert code == 1
     assert out == ""
     assert f"has no task {bad!r}" in err and "memorize, arith, xml-small" in err
     engine = sa.create_engine(synthetic.url)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT COUNT(*) FROM cs_trials")).scalar() == 24  # 22 + 2, all still there
+        assert (
+            conn.execute(sa.text("SELECT COUNT(*) FROM cs_trials")).scalar() == 24
+        )  # 22 + 2, all still there
     engine.dispose()
 
 
@@ -178,7 +189,9 @@ def test_missing_database_is_not_created(tmp_path: Path) -> None:
 # -- show ------------------------------------------------------------------------------------
 
 
-def test_show_gives_lineage_results_and_best_hyperparameters(synthetic: Synthetic, store: ResultStore) -> None:
+def test_show_gives_lineage_results_and_best_hyperparameters(
+    synthetic: Synthetic, store: ResultStore
+) -> None:
     details = describe_architecture(store, synthetic.ids["grandchild"])
     assert [s.arch_id for s in details.lineage] == [
         synthetic.ids["grandchild"],
@@ -197,7 +210,10 @@ def test_show_gives_lineage_results_and_best_hyperparameters(synthetic: Syntheti
 
     child = describe_architecture(store, synthetic.ids["child"])
     arith = next(t for t in child.jobs[0].tasks if t.result.task == "arith")
-    assert arith.best_hparams == {"learning_rate": 0.0123, "hidden_size": 16}  # the ok trial, not the pruned one
+    assert arith.best_hparams == {
+        "learning_rate": 0.0123,
+        "hidden_size": 16,
+    }  # the ok trial, not the pruned one
     assert arith.best_trial_params == 1012
 
     gru = describe_architecture(store, synthetic.ids["gru"])
@@ -240,7 +256,9 @@ def test_show_filtered_architecture_and_unknown_id(synthetic: Synthetic, store: 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
 def test_export_round_trips(synthetic: Synthetic, tmp_path: Path, suffix: str) -> None:
     out = tmp_path / f"job{suffix}"
-    code, stdout, err = cli("results", "export", "-j", str(synthetic.search_job), "-o", str(out), "--db", synthetic.url)
+    code, stdout, err = cli(
+        "results", "export", "-j", str(synthetic.search_job), "-o", str(out), "--db", synthetic.url
+    )
     assert code == 0, err
     assert "wrote 7 architectures" in stdout
     if suffix == ".jsonl":
@@ -249,9 +267,7 @@ def test_export_round_trips(synthetic: Synthetic, tmp_path: Path, suffix: str) -
         child = rows[0]
         assert child["per_task"]["xml-small"]["relative"] == pytest.approx(1.2)
     else:
-        rows = (
-            list(csv.DictReader(out.open())) if suffix == ".csv" else pq.read_table(out).to_pylist()
-        )
+        rows = list(csv.DictReader(out.open())) if suffix == ".csv" else pq.read_table(out).to_pylist()
         arch_ids = [int(r["arch_id"]) for r in rows]
         child = rows[0]
         assert float(child["xml-small_relative"]) == pytest.approx(1.2)
@@ -275,7 +291,9 @@ def test_export_parquet_types(synthetic: Synthetic, tmp_path: Path, store: Resul
 def test_export_replaces_whole_file_and_refuses_bad_targets(synthetic: Synthetic, tmp_path: Path) -> None:
     out = tmp_path / "x.csv"
     out.write_text("old content that is longer than nothing\n" * 1000)
-    code, _, err = cli("results", "export", "-j", str(synthetic.fixed_job), "-o", str(out), "--db", synthetic.url)
+    code, _, err = cli(
+        "results", "export", "-j", str(synthetic.fixed_job), "-o", str(out), "--db", synthetic.url
+    )
     assert code == 0, err
     assert out.read_text().startswith("job_id,arch_id,rank,score")
     assert [r["library_name"] for r in csv.DictReader(out.open())] == ["lstm", "gru"]

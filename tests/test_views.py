@@ -1,0 +1,169 @@
+"""The SQL views (``leaderboard``, ``architecture_tasks``, ``trial_summary``) and the SQL
+examples of ``docs/querying.md``, on a SQLite file and on PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from _dashboard_data import REPO, Synthetic, build_synthetic, postgres_database
+
+from dashboards import VIEW_NAMES, ensure_views, top_architectures
+from dashboards._links import ensure_links_table, record_run
+from search._store import ResultStore
+
+DOC = REPO / "docs" / "querying.md"
+
+
+def sql_examples() -> list[str]:
+    blocks = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
+    assert len(blocks) >= 6, "docs/querying.md lost its SQL examples"
+    return [b.strip().rstrip(";") for b in blocks]
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def synthetic(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Synthetic]:
+    if request.param == "sqlite":
+        data = build_synthetic(f"sqlite:///{tmp_path_factory.mktemp('views') / 'views.db'}")
+        _prepare(data)
+        yield data
+    else:
+        with postgres_database() as url:
+            data = build_synthetic(url)
+            _prepare(data)
+            yield data
+
+
+def _prepare(data: Synthetic) -> None:
+    engine = sa.create_engine(data.url)
+    assert ensure_views(engine) == list(VIEW_NAMES)
+    ensure_links_table(engine)
+    record_run(
+        engine, "sqlite:///mlflow.db", job_id=data.search_job, arch_id=None, experiment_id="1", run_id="r0"
+    )
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(synthetic: Synthetic) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(synthetic.url)
+    yield engine
+    engine.dispose()
+
+
+def rows(engine: sa.Engine, sql: str, **params: object) -> list[dict[str, object]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.text(sql), params)]
+
+
+@pytest.mark.parametrize("index", range(len(sql_examples())))
+def test_documented_sql_runs(engine: sa.Engine, synthetic: Synthetic, index: int) -> None:
+    sql = sql_examples()[index]
+    assert "job_id = 1" in sql or "FROM" in sql
+    result = rows(engine, sql.replace("job_id = 1", f"job_id = {synthetic.search_job}"))
+    assert result, f"example {index + 1} returned no rows:\n{sql}"
+
+
+def test_documented_examples_give_the_expected_answers(engine: sa.Engine, synthetic: Synthetic) -> None:
+    examples = [s.replace("job_id = 1", f"job_id = {synthetic.search_job}") for s in sql_examples()]
+    ids = synthetic.ids
+    top10 = rows(engine, examples[0])
+    assert [r["arch_id"] for r in top10] == [
+        ids[n] for n in ["child", "grandchild", "tie", "gru", "lstm", "stopped"]
+    ]
+    per_task = rows(engine, examples[1])
+    assert {(r["arch_id"], r["task"]) for r in per_task} >= {
+        (ids["child"], "xml-small"),
+        (ids["gru"], "arith"),
+    }
+    best_arith = rows(engine, examples[2])
+    assert [r["arch_id"] for r in best_arith] == [
+        ids[n] for n in ["child", "grandchild", "tie", "gru", "lstm", "stopped"]
+    ]
+    trials = {r["task"]: r for r in rows(engine, examples[3])}
+    assert trials["memorize"]["trials"] == 8  # one per architecture, plus the filtered one's failed trial
+    assert trials["arith"]["pruned"] == 1
+    assert trials["xml-small"]["failed_or_diverged"] == 1
+    children = rows(engine, examples[4])
+    assert {r["arch_id"] for r in children} == {ids["child"], ids["tie"]}
+    assert {r["arch_id"]: r["parent_id"] for r in children}[ids["child"]] == ids["lstm"]
+
+
+def test_leaderboard_agrees_with_results_top(engine: sa.Engine, synthetic: Synthetic) -> None:
+    view = rows(
+        engine, "SELECT * FROM leaderboard WHERE job_id = :job ORDER BY rank", job=synthetic.search_job
+    )
+    with ResultStore.open(synthetic.url, upgrade=False, create=False) as store:
+        top = top_architectures(store, synthetic.search_job, limit=100)
+    assert [(r["rank"], r["arch_id"], r["score"]) for r in view] == [
+        (t.rank, t.arch_id, t.score) for t in top
+    ]
+    assert all(r["job_name"] == "synthetic" for r in view)
+    both_jobs = rows(
+        engine,
+        "SELECT job_id, rank FROM leaderboard WHERE arch_id = :a ORDER BY job_id",
+        a=synthetic.ids["gru"],
+    )
+    assert both_jobs == [
+        {"job_id": synthetic.search_job, "rank": 4},
+        {"job_id": synthetic.fixed_job, "rank": 2},
+    ]
+
+
+def test_architecture_tasks_and_trial_summary(engine: sa.Engine, synthetic: Synthetic) -> None:
+    child = synthetic.ids["child"]
+    tasks = {
+        r["task"]: r
+        for r in rows(
+            engine,
+            "SELECT * FROM architecture_tasks WHERE arch_id = :a AND job_id = :j",
+            a=child,
+            j=synthetic.search_job,
+        )
+    }
+    assert set(tasks) == {"memorize", "arith", "xml-small"}
+    assert tasks["xml-small"]["task_name"] == "xml"
+    assert tasks["arith"]["trials"] == 2 and tasks["arith"]["trials_pruned"] == 1
+    assert tasks["arith"]["best_value"] == pytest.approx(0.88)
+    assert tasks["arith"]["relative_score"] == pytest.approx(1.1)
+    summary = {
+        r["task"]: r
+        for r in rows(
+            engine,
+            "SELECT * FROM trial_summary WHERE arch_id = :a AND job_id = :j",
+            a=child,
+            j=synthetic.search_job,
+        )
+    }
+    arith = summary["arith"]
+    assert (arith["trials"], arith["ok"], arith["pruned"]) == (2, 1, 1)
+    assert arith["best_value"] == pytest.approx(0.88)  # the pruned trial's 0.1 is not an ok value
+    assert arith["mean_value"] == pytest.approx(0.88)
+    assert arith["total_seconds"] == pytest.approx(3.0)
+    tie = {
+        r["task"]: r
+        for r in rows(engine, "SELECT * FROM trial_summary WHERE arch_id = :a", a=synthetic.ids["tie"])
+    }
+    assert (tie["xml-small"]["diverged"], tie["xml-small"]["ok"]) == (1, 1)
+
+
+def test_ensure_views_replaces_a_stale_view_and_is_idempotent(tmp_path: Path) -> None:
+    db = tmp_path / "stale.db"
+    data = build_synthetic(f"sqlite:///{db}")
+    engine = sa.create_engine(data.url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE VIEW leaderboard AS SELECT 1 AS old_column"))
+    assert ensure_views(engine) == list(VIEW_NAMES)  # the stale one replaced, the others created
+    assert ensure_views(engine) == []
+    engine.dispose()
+    with sqlite3.connect(db) as conn:  # plain sqlite3, as a user would
+        first = conn.execute(
+            "SELECT arch_id, rank FROM leaderboard WHERE job_id = ? AND rank = 1", (data.search_job,)
+        )
+        assert first.fetchall() == [(data.ids["child"], 1)]
