@@ -465,13 +465,28 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
                 done_groups.add(g.linears[0])
                 if g.op == "shift":
                     continue
+                view = dpre_view(g.start, g.stop)
+                if g.op in ("sigmoid", "tanh"):
+                    # From the activation's output y, on data still in cache (cheaper than a
+                    # whole-sequence precompute): sigmoid' = y - y*y, tanh' = 1 - y*y.
+                    if f"g{g.start}" not in ys:
+                        ys.add(f"g{g.start}")
+                        w(f"U_Y_g{g.start} = pre[:, :, {_cols(g.start, g.stop)}].unbind(0)")
+                    body(f"y = U_Y_g{g.start}[t]")
+                    if g.op == "sigmoid":
+                        body(f"{view}.mul_(torch.addcmul(y, y, y, value=-1.0))")
+                    else:
+                        body(f"d = {view}")
+                        body("d.addcmul_(d * y, y, value=-1.0)")
+                    continue
                 if g.op in _CONSTANT_DERIVATIVE:
                     factor = _CONSTANT_DERIVATIVE[g.op].format(attr=repr(g.attr))
                 else:
                     factor = derivative(f"g{g.start}", f"pre[:, :, {_cols(g.start, g.stop)}]", g.op, g.attr)
-                body(f"{dpre_view(g.start, g.stop)}.mul_({factor})")
+                body(f"{view}.mul_({factor})")
 
     done_groups: set[str] = set()
+    ys: set[str] = set()
 
     # State outputs of step t receive the carried gradient (plus the output's, for state 0).
     body("go_0 = g_s_0 + U_dout[t]")

@@ -433,8 +433,8 @@ def describe_architecture(store: ResultStore, arch_id: int, job_id: int | None =
             store.get_job(job_id)
             membership_query = membership_query.where(ja.job_id == job_id)
         memberships = conn.execute(membership_query).all()
-        evaluations = conn.scalars(
-            select(Evaluation).where(Evaluation.architecture_id == arch_id).order_by(Evaluation.id)
+        evaluations = conn.execute(
+            select(*_EVALUATION_COLUMNS).where(Evaluation.architecture_id == arch_id).order_by(Evaluation.id)
         ).all()
         best_ids = [ev.best_trial_id for ev in evaluations if ev.best_trial_id]
         best_trials = {
@@ -548,7 +548,28 @@ def _resolve_task(store: ResultStore, job_id: int, task: str) -> tuple[str, str]
     return label, direction or "maximize"
 
 
-def _task_result(ev: Evaluation) -> TaskResult:
+_EVALUATION_COLUMNS = (
+    Evaluation.id,
+    Evaluation.job_id,
+    Evaluation.architecture_id,
+    Evaluation.task_label,
+    Evaluation.task,
+    Evaluation.metric,
+    Evaluation.direction,
+    Evaluation.status,
+    Evaluation.best_value,
+    Evaluation.relative_score,
+    Evaluation.trials_completed,
+    Evaluation.trials_pruned,
+    Evaluation.trials_failed,
+    Evaluation.trials_diverged,
+    Evaluation.best_trial_id,
+    Evaluation.reused_from_id,
+)
+"""Plain columns, not ORM objects: a leaderboard reads thousands of evaluations."""
+
+
+def _task_result(ev: Any) -> TaskResult:
     return TaskResult(
         task=ev.task_label,
         task_name=ev.task,
@@ -568,7 +589,7 @@ def _task_results(
 ) -> dict[tuple[int, int], dict[str, TaskResult]]:
     """Per-task results keyed by (job, architecture): of the given pairs, or of a whole job."""
     e = Evaluation
-    query = select(e)
+    query = select(*_EVALUATION_COLUMNS)
     if pairs is not None:
         if not pairs:
             return {}
@@ -580,7 +601,7 @@ def _task_results(
     else:
         query = query.where(e.job_id == job_id)
     out: dict[tuple[int, int], dict[str, TaskResult]] = {}
-    for ev in conn.scalars(query.order_by(e.id)).all():
+    for ev in conn.execute(query.order_by(e.id)).all():
         out.setdefault((ev.job_id, ev.architecture_id), {})[ev.task_label] = _task_result(ev)
     return out
 

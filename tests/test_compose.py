@@ -327,6 +327,17 @@ def test_secrets_and_local_results_stay_out_of_the_image() -> None:
     assert {".env", ".git", "*.db", "mlruns"} <= ignored
 
 
+def test_the_env_file_with_the_secrets_is_never_committed() -> None:
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    result = subprocess.run(["git", "check-ignore", "--quiet", ".env"], cwd=REPO, timeout=30)
+    assert result.returncode == 0, ".env is not ignored by git"
+    assert (
+        subprocess.run(["git", "check-ignore", "--quiet", ".env.example"], cwd=REPO, timeout=30).returncode
+        == 1
+    )
+
+
 def test_the_entrypoint_runs_the_command_and_refuses_to_join_without_an_address() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "CELLSEARCH_JOIN_RAY")}
     ran = subprocess.run(

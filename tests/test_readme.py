@@ -136,7 +136,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Quickstart:
     cwd = tmp_path_factory.mktemp("readme")
     (cwd / "examples").mkdir()
     shutil.copy(REPO / "examples" / "quickstart.yaml", cwd / "examples" / "quickstart.yaml")
-    result = _run(_readme_command(QUICKSTART), cwd, timeout=900)
+    result = _run(_readme_command(QUICKSTART), cwd, timeout=540)  # inside the 600 s test timeout
     return Quickstart(cwd, result)
 
 

@@ -16,6 +16,12 @@ from workers._model import (
     torch_lstm_factory,
 )
 from workers._music import MusicConfig, MusicTask, load_note_sequences, piano_roll
+from workers._population import (
+    PopulationSetting,
+    plan_populations,
+    population_size,
+    train_population,
+)
 from workers._results import Budget, TrialResult, TrialStatus
 from workers._task import (
     TASKS,
@@ -52,6 +58,7 @@ __all__ = [
     "MemorizeTask",
     "MusicConfig",
     "MusicTask",
+    "PopulationSetting",
     "Range",
     "RecurrentModel",
     "SearchSpace",
@@ -78,9 +85,12 @@ __all__ = [
     "make_task",
     "model_for",
     "piano_roll",
+    "plan_populations",
+    "population_size",
     "register_task",
     "set_forget_bias",
     "task_config",
     "torch_lstm_factory",
     "train",
+    "train_population",
 ]
