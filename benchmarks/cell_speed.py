@@ -9,7 +9,11 @@ torch.nn.LSTM / GRU.
 
 Timing: each configuration runs in interleaved rounds (reference, then every mode, repeated)
 and the median of the rounds is reported, so slow drifts from other processes hit all of
-them alike. Memory on CPU: each variant runs in a fresh subprocess, which resets the peak
+them alike. On a busy machine wall-clock ratios swing by tens of percent (OpenMP threads
+wait for each other); ``--clock cpu`` measures the CPU time of a single thread instead, which
+other processes disturb much less.
+
+Memory on CPU: each variant runs in a fresh subprocess, which resets the peak
 resident set size (``/proc/self/clear_refs``), runs one training step and reads the peak
 (``VmHWM``); the figure is peak minus the resident size before the step. On CUDA it is
 ``torch.cuda.max_memory_allocated`` over the step.
@@ -17,7 +21,7 @@ resident set size (``/proc/self/clear_refs``), runs one training step and reads 
 Usage:
     python benchmarks/cell_speed.py              # hidden 128, 256, 512; about a minute
     python benchmarks/cell_speed.py --quick      # hidden 256 only, fewer rounds
-    python benchmarks/cell_speed.py --threads 1  # single-threaded (steadier on a busy machine)
+    python benchmarks/cell_speed.py --clock cpu  # single-thread CPU time (for a busy machine)
     python benchmarks/cell_speed.py --compile    # also mode="compile" (minutes of compiling)
 """
 
@@ -37,8 +41,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cells import build_layer, library  # noqa: E402
-from cells._compile import clear_compile_cache  # noqa: E402
+from cells import build_layer, library
+from cells._compile import clear_compile_cache
 
 T, BATCH = 35, 32
 MEMORY_SIZES = {"hidden": 512, "steps": 70, "batch": 64, "layers": 2}
@@ -58,6 +62,9 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+CLOCK = time.perf_counter
+
+
 def interleaved_medians(fns: dict[str, Callable[[], None]], rounds: int, device: str) -> dict[str, float]:
     for fn in fns.values():  # warm-up
         fn()
@@ -66,10 +73,10 @@ def interleaved_medians(fns: dict[str, Callable[[], None]], rounds: int, device:
     for _ in range(rounds):
         for name, fn in fns.items():
             sync(device)
-            start = time.perf_counter()
+            start = CLOCK()
             fn()
             sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(CLOCK() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -86,8 +93,11 @@ def first_call_seconds(cell: str, hidden: int, mode: str, device: str) -> float:
 
 
 def speed(hiddens: list[int], modes: list[str], rounds: int, device: str) -> None:
-    print(f"throughput vs torch.nn (forward + backward, T={T}, batch {BATCH}, input = hidden, {device}, "
-          f"{torch.get_num_threads()} threads); > 1 is faster")
+    clock = "CPU time" if CLOCK is time.thread_time else "wall clock"
+    print(
+        f"throughput vs torch.nn (forward + backward, T={T}, batch {BATCH}, input = hidden, {device}, "
+        f"{torch.get_num_threads()} threads, {clock}); > 1 is faster"
+    )
     header = f"{'hidden':>6} {'cell':>5} {'torch.nn ms':>12} " + " ".join(f"{m:>9}" for m in modes)
     print(header)
     for hidden in hiddens:
@@ -144,16 +154,26 @@ def _status_kib(field: str) -> int:
 
 def memory(modes: list[str], device: str) -> None:
     s = MEMORY_SIZES
-    print(f"\npeak memory of one training step ({s['layers']} layers, hidden {s['hidden']}, T={s['steps']}, "
-          f"batch {s['batch']}, {device}) relative to torch.nn:")
+    print(
+        f"\npeak memory of one training step ({s['layers']} layers, hidden {s['hidden']}, T={s['steps']}, "
+        f"batch {s['batch']}, {device}) relative to torch.nn:"
+    )
     if device == "cpu" and not Path("/proc/self/clear_refs").exists():
         print("  skipped: needs Linux /proc to read the peak resident set size")
         return
     for cell in REFERENCES:
         peaks = {}
         for mode in ["torch.nn", *modes]:
-            cmd = [sys.executable, __file__, "--memory-probe", f"{cell}:{mode}", "--device", device,
-                   "--threads", str(torch.get_num_threads())]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--memory-probe",
+                f"{cell}:{mode}",
+                "--device",
+                device,
+                "--threads",
+                str(torch.get_num_threads()),
+            ]
             result = subprocess.run(cmd, capture_output=True, text=True, check=True)
             peaks[mode] = json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"]
         parts = [f"{m} {peaks[m] / peaks['torch.nn']:.2f}x" for m in modes]
@@ -166,11 +186,22 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 256, 512])
     parser.add_argument("--rounds", type=int, default=None, help="timing rounds per configuration")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: single-thread CPU time (sets --threads 1)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help='also mode="compile" (slow first call)')
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global CLOCK
+    if args.clock == "cpu":
+        if args.device != "cpu":
+            parser.error("--clock cpu measures CPU work; use it with --device cpu")
+        CLOCK, args.threads = time.thread_time, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.memory_probe:

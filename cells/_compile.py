@@ -21,7 +21,9 @@ How the time loop runs is the ``mode``:
     order, any ``bias_init``) run on PyTorch's own kernels (oneDNN on CPU, cuDNN on GPU),
     with the weights gathered from the same fused parameters. Other graphs are refused.
 ``"auto"`` (default)
-    ``"native"`` where it applies, else ``"fused"``: the best eager path, nothing to compile.
+    The best eager path, nothing to compile: ``"native"`` for an LSTM (and for a GRU on
+    CUDA), otherwise ``"fused"`` (PyTorch's CPU GRU is slower than the fused path).
+    :meth:`CellLayer.path` says which path a device gets.
 ``"autograd"``
     The same hoisted and fused computation written with ordinary differentiable ops.
 ``"compile"``
@@ -63,6 +65,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -209,6 +212,12 @@ class CellLayer(nn.Module):
     names :class:`~cells.ReferenceLayer` uses.
     """
 
+    # Index buffers that gather PyTorch's gate order from the fused parameters (native path).
+    _native_x: Tensor
+    _native_h: Tensor
+    _native_b: Tensor
+    _native_bhn: Tensor
+
     def __init__(
         self,
         graph: CellGraph,
@@ -232,14 +241,14 @@ class CellLayer(nn.Module):
         self.program = _CACHE.program(graph)
         plan = self.program.plan
         self._canonical = relabel(graph)
-        native = _native_kind(graph)
-        if mode == "native" and native is None:
+        self.mode: str = mode
+        self.native_kind = _native_kind(graph) if mode in ("auto", "native") else None
+        """The library cell ("lstm", "gru") this cell is exactly, so PyTorch's kernels can run it."""
+        if mode == "native" and self.native_kind is None:
             raise ValueError(
                 f"mode='native': cell {graph.name!r} is not an LSTM or GRU in PyTorch's layout; "
                 "use mode='fused' or 'auto'"
             )
-        self.mode: str = ("native" if native is not None else "fused") if mode == "auto" else mode
-        self._native = native if self.mode == "native" else None
 
         bound = 1 / math.sqrt(hidden_size)
         H = hidden_size
@@ -258,8 +267,8 @@ class CellLayer(nn.Module):
                 if node.op == "linear" and node.attrs.get("bias_init") is not None:
                     for layer in range(num_layers):
                         self._bias_view(layer, node.name).fill_(node.attrs["bias_init"])
-        if self._native is not None:
-            for name, index in _native_indices(self._native, graph, plan, self._canonical, H).items():
+        if self.native_kind is not None:
+            for name, index in _native_indices(self.native_kind, graph, plan, self._canonical, H).items():
                 self.register_buffer(name, index, persistent=False)
 
     # -- parameters by node ---------------------------------------------------------------
@@ -361,7 +370,8 @@ class CellLayer(nn.Module):
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         states = self._check_input(x, state)
         device_type = x.device.type
-        autocast = torch.is_autocast_enabled(device_type) and self.mode != "native"
+        path = self.path(x.device)
+        autocast = torch.is_autocast_enabled(device_type) and path != "native"
         if autocast:
             # Run the whole sequence in the autocast dtype (as cuDNN's RNN does) rather than
             # letting autocast cast op by op inside the time loop.
@@ -374,28 +384,53 @@ class CellLayer(nn.Module):
             if layer > 0 and self.dropout > 0:
                 inp = functional.dropout(inp, self.dropout, self.training)
             init = [s[layer] for s in states]
-            params = self.layers[layer]
-            weights = list(params.weights)
-            bias, diag = params.bias, params.diag
+            params = self._layer_params(layer)
+            weights: list[Tensor] = list(params.weights)
+            bias: Tensor = params.bias
+            diag: Tensor | None = params.diag
             if autocast:
                 weights = [w.to(dtype) for w in weights]
                 bias = bias.to(dtype)
                 diag = diag.to(dtype) if diag is not None else None
             with torch.autocast(device_type, enabled=False) if autocast else nullcontext():
-                inp, last = self._run(inp, init, weights, bias, diag)
+                inp, last = self._run(path, inp, init, weights, bias, diag)
             finals.append(last)
         return inp, tuple(torch.stack([f[i] for f in finals]) for i in range(self.num_states))
 
+    def path(self, device: torch.device | str = "cpu") -> str:
+        """How a forward call on ``device`` runs: "native", "fused", "autograd" or "compile".
+
+        ``mode="auto"`` takes PyTorch's kernel for an LSTM everywhere (oneDNN on CPU is
+        faster than the fused path) and for a GRU on CUDA (cuDNN), but the fused path for a
+        GRU on CPU, where it is faster than PyTorch's GRU.
+
+        Example:
+            >>> from cells import build_layer, library
+            >>> build_layer(library.get("gru"), 4, 4).path("cpu")
+            'fused'
+        """
+        if self.mode != "auto":
+            return self.mode
+        if self.native_kind == "lstm" or (self.native_kind == "gru" and torch.device(device).type == "cuda"):
+            return "native"
+        return "fused"
+
     def _run(
-        self, x: Tensor, init: list[Tensor], weights: list[Tensor], bias: Tensor, diag: Tensor | None
+        self,
+        path: str,
+        x: Tensor,
+        init: list[Tensor],
+        weights: list[Tensor],
+        bias: Tensor,
+        diag: Tensor | None,
     ) -> tuple[Tensor, list[Tensor]]:
         program = self.program
-        if self._native is not None:
+        if path == "native":
             return self._run_native(x, init, weights, bias)
-        if self.mode == "autograd":
+        if path == "autograd":
             out, last = program.sequence(x, init, weights, bias, diag)
             return out, list(last)
-        if self.mode == "compile":
+        if path == "compile":
             key = (self.input_size, self.hidden_size, x.device.type, x.dtype)
             compiled = _CACHE.compiled_sequence(program, key, self.compile_backend)
             out, last = compiled(x, init, weights, bias, diag)
@@ -417,17 +452,20 @@ class CellLayer(nn.Module):
         w_hh = w_h.index_select(0, self._native_h)
         b_ih = bias.index_select(0, self._native_b)
         H = self.hidden_size
-        if self._native == "lstm":
-            b_hh = bias.new_zeros(4 * H)
+        with warnings.catch_warnings():
+            # cuDNN notes that gathered weights are not one flat buffer and copies them per call.
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+            if self.native_kind == "lstm":
+                b_hh = bias.new_zeros(4 * H)
+                params = [w_ih, w_hh, b_ih, b_hh]
+                hx = (init[0].unsqueeze(0), init[1].unsqueeze(0))
+                out, h, c = torch.lstm(x, hx, params, True, 1, 0.0, self.training, False, False)
+                return out, [h[0], c[0]]
+            # GRU: PyTorch's n gate adds b_hn inside the reset product; that is our n_h's bias.
+            b_hh = torch.cat([bias.new_zeros(2 * H), bias.index_select(0, self._native_bhn)])
             params = [w_ih, w_hh, b_ih, b_hh]
-            hx = (init[0].unsqueeze(0), init[1].unsqueeze(0))
-            out, h, c = torch.lstm(x, hx, params, True, 1, 0.0, self.training, False, False)
-            return out, [h[0], c[0]]
-        # GRU: PyTorch's n gate adds b_hn inside the reset product; that is our n_h's bias.
-        b_hh = torch.cat([bias.new_zeros(2 * H), bias.index_select(0, self._native_bhn)])
-        params = [w_ih, w_hh, b_ih, b_hh]
-        out, h = torch.gru(x, init[0].unsqueeze(0), params, True, 1, 0.0, self.training, False, False)
-        return out, [h[0]]
+            out, h = torch.gru(x, init[0].unsqueeze(0), params, True, 1, 0.0, self.training, False, False)
+            return out, [h[0]]
 
     def _check_input(self, x: Tensor, state: Sequence[Tensor] | Tensor | None) -> list[Tensor]:
         if x.dim() != 3:
@@ -465,7 +503,9 @@ class _FusedSequence(torch.autograd.Function):
     """One layer over the whole sequence: generated forward, hand-derived backward."""
 
     @staticmethod
-    def forward(ctx: Any, program: Program, x: Tensor, bias: Tensor, diag: Tensor | None, *rest: Tensor) -> Any:
+    def forward(
+        ctx: Any, program: Program, x: Tensor, bias: Tensor, diag: Tensor | None, *rest: Tensor
+    ) -> Any:
         k = program.plan.num_states
         init, weights = list(rest[:k]), list(rest[k:])
         pre, acts, states_all, saved = program.forward(x, init, weights, bias, diag, True)
@@ -477,14 +517,24 @@ class _FusedSequence(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, d_out: Tensor, *d_finals: Tensor) -> Any:
-        n_acts, n_states, n_saved, n_weights = ctx.layout
+        n_acts, n_states, n_saved, _ = ctx.layout
         x, bias, diag, pre, *rest = ctx.saved_tensors
         acts, rest = rest[:n_acts], rest[n_acts:]
         states_all, rest = rest[:n_states], rest[n_states:]
         saved, weights = rest[:n_saved], rest[n_saved:]
         with torch.autocast(x.device.type, enabled=False):
             d_x, d_states, d_weights, d_bias, d_diag = ctx.program.backward(
-                x, pre, acts, states_all, saved, weights, bias, diag, d_out, list(d_finals), ctx.needs_input_grad[1]
+                x,
+                pre,
+                acts,
+                states_all,
+                saved,
+                weights,
+                bias,
+                diag,
+                d_out,
+                list(d_finals),
+                ctx.needs_input_grad[1],
             )
         return (None, d_x, d_bias, d_diag, *d_states, *d_weights)
 
@@ -492,7 +542,9 @@ class _FusedSequence(torch.autograd.Function):
 # -- checks ---------------------------------------------------------------------------------
 
 
-def _check_sizes(graph: CellGraph, input_size: int, hidden_size: int, num_layers: int, dropout: float, mode: str) -> None:
+def _check_sizes(
+    graph: CellGraph, input_size: int, hidden_size: int, num_layers: int, dropout: float, mode: str
+) -> None:
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
@@ -517,14 +569,16 @@ _NATIVE_GATES = {
 
 
 def _native_kind(graph: CellGraph) -> str | None:
-    """"lstm" or "gru" when ``graph`` is exactly that library cell up to names, order and bias_init."""
+    """The library cell ("lstm" or "gru") that ``graph`` is, up to names, order and bias_init."""
     for kind in _NATIVE_GATES:
         if match_graph(_library.get(kind), graph) is not None:
             return kind
     return None
 
 
-def _native_indices(kind: str, graph: CellGraph, plan: Any, canonical: dict[str, str], H: int) -> dict[str, Tensor]:
+def _native_indices(
+    kind: str, graph: CellGraph, plan: Any, canonical: dict[str, str], H: int
+) -> dict[str, Tensor]:
     mapping = match_graph(_library.get(kind), graph)
     assert mapping is not None
     x_rows, h_rows = _NATIVE_GATES[kind]
@@ -566,9 +620,7 @@ def match_graph(pattern: CellGraph, graph: CellGraph) -> dict[str, str] | None:
 
     def attrs(node: Any) -> dict[str, float]:
         spec = OPS[node.op]
-        return {
-            k: float(v) for k, v in node.attrs.items() if k != "bias_init" and spec.attrs[k].default != v
-        }
+        return {k: float(v) for k, v in node.attrs.items() if k != "bias_init" and spec.attrs[k].default != v}
 
     def unify(p: str, g: str, mapping: dict[str, str]) -> dict[str, str] | None:
         if p not in p_nodes or g not in g_nodes:

@@ -210,7 +210,7 @@ def _forward_source(plan: Plan) -> str:
                 w(f"WT_{task.weight}_{k} = weights[{task.weight}][{rows}].t()")
         elif isinstance(task, ActGroup):
             pre_view(task.start, task.stop)
-    for b, name in enumerate(plan.linears):
+    for b in range(len(plan.linears)):
         pre_view(b, b + 1)
     for i, name in enumerate(plan.diags):
         w(f"d_{name} = diag[{i}]")
@@ -310,7 +310,7 @@ def _emit_hoist(w: _Lines, plan: Plan) -> None:
 # backward (hand-derived; weight gradients batched over all steps)
 
 
-def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over the schedule
+def _backward_source(plan: Plan) -> str:
     L = len(plan.linears)
     k = plan.num_states
     saved = sorted(v for v in plan.needed if plan.home(v) == ("saved", 0))
@@ -403,8 +403,8 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
     pending_uses: dict[str, int] = {}
     for task in plan.tasks:
         if isinstance(task, NodeStep):
-            for i in task.inputs:
-                pending_uses[i] = pending_uses.get(i, 0) + 1
+            for name_in in task.inputs:
+                pending_uses[name_in] = pending_uses.get(name_in, 0) + 1
         elif isinstance(task, ActGroup):
             for lin in task.linears:
                 pending_uses[lin] = pending_uses.get(lin, 0) + 1
@@ -490,48 +490,48 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
 
     # State outputs of step t receive the carried gradient (plus the output's, for state 0).
     body("go_0 = g_s_0 + U_dout[t]")
-    for i, o in enumerate(plan.outputs):
-        contribute(o, "go_0" if i == 0 else f"g_s_{i}")
+    for index, o in enumerate(plan.outputs):
+        contribute(o, "go_0" if index == 0 else f"g_s_{index}")
 
     for task in reversed(plan.tasks):
         if isinstance(task, NodeStep):
             n = task.name
-            g = grad(n)
+            gn = grad(n)
             ins = list(task.inputs)  # gradients flow through identity nodes; values resolve them
             if n not in defined:  # cannot happen: every node reaches an output
                 raise AssertionError(f"no gradient reaches node {n}")
             if task.op in ("add", "identity"):
-                for i in ins:
-                    contribute(i, g)
+                for name_in in ins:
+                    contribute(name_in, gn)
             elif task.op == "sub":
-                contribute(ins[0], g)
-                contribute_neg(ins[1], g)
+                contribute(ins[0], gn)
+                contribute_neg(ins[1], gn)
             elif task.op == "mul":
-                for p, i in enumerate(ins):
+                for p, name_in in enumerate(ins):
                     others = [value(o) for q, o in enumerate(ins) if q != p]
                     if len(others) > 1:
                         body(f"p_{n}_{p} = {' * '.join(others)}")
-                        contribute_mul(i, g, f"p_{n}_{p}")
+                        contribute_mul(name_in, gn, f"p_{n}_{p}")
                     else:
-                        contribute_mul(i, g, others[0])
+                        contribute_mul(name_in, gn, others[0])
             elif task.op == "blend":
-                z, a, b = ins
-                body(f"gz_{n} = {g} * {value(z)}")
-                contribute(a, f"gz_{n}")
-                contribute(b, f"({g} - gz_{n})")
-                body(f"dd_{n} = {value(a)} - {value(b)}")
-                contribute_mul(z, g, f"dd_{n}")
+                z, first, second = ins
+                body(f"gz_{n} = {gn} * {value(z)}")
+                contribute(first, f"gz_{n}")
+                contribute(second, f"({gn} - gz_{n})")
+                body(f"dd_{n} = {value(first)} - {value(second)}")
+                contribute_mul(z, gn, f"dd_{n}")
             elif task.op == "diag":
-                contribute_mul(ins[0], g, f"d_{n}")
-                body(f"L_gd_{n}.append({g})")
+                contribute_mul(ins[0], gn, f"d_{n}")
+                body(f"L_gd_{n}.append({gn})")
             elif task.op in SAVES_OUTPUT:
-                contribute_mul(ins[0], g, derivative(n, buffer_of(n), task.op, task.attr))
+                contribute_mul(ins[0], gn, derivative(n, buffer_of(n), task.op, task.attr))
             elif task.op == "scale":
-                contribute(ins[0], f"({g} * {task.attr!r})")
+                contribute(ins[0], f"({gn} * {task.attr!r})")
             elif task.op == "shift":
-                contribute(ins[0], g)
+                contribute(ins[0], gn)
             elif task.op == "one_minus":
-                contribute_neg(ins[0], g)
+                contribute_neg(ins[0], gn)
             else:
                 raise AssertionError(task.op)
         elif isinstance(task, ActGroup):
@@ -540,14 +540,17 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
                     final[lin] = grad(node)
                     pending_uses[lin] = 0
             else:
-                a = f"A_{task.buffer}"
-                for b, (lin, node) in enumerate(zip(task.linears, task.nodes, strict=True)):
+                buffer = f"A_{task.buffer}"
+                for block, (lin, node) in enumerate(zip(task.linears, task.nodes, strict=True)):
                     if task.op in _CONSTANT_DERIVATIVE:
                         factor = _CONSTANT_DERIVATIVE[task.op].format(attr=repr(task.attr))
                         contribute(lin, f"({grad(node)} * {factor})")
                     else:
                         d = derivative(
-                            f"a{task.buffer}_{b}", f"{a}[:, :, {_cols(b, b + 1)}]", task.op, task.attr
+                            f"a{task.buffer}_{block}",
+                            f"{buffer}[:, :, {_cols(block, block + 1)}]",
+                            task.op,
+                            task.attr,
                         )
                         contribute_mul(lin, grad(node), d)
         else:
@@ -590,10 +593,7 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
             else next(t for t in plan.tasks if isinstance(t, Product) and t.source == src)
         )
         assert product is not None
-        if src == "x":
-            rows_src = "x.reshape(T * B, x.shape[2])"
-        else:
-            rows_src = f"{buffer_of(src)}.reshape(T * B, H)"
+        rows_src = "x.reshape(T * B, x.shape[2])" if src == "x" else f"{buffer_of(src)}.reshape(T * B, H)"
         w(f"src_{j} = {rows_src}")
         w(f"dw_{j} = torch.empty_like(weights[{j}])")
         for run in product.runs:
@@ -605,10 +605,10 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
     w.depth += 1
     if plan.hoisted is not None:
         j = plan.hoisted.weight
-        for n, run in enumerate(plan.hoisted.runs):
+        for r, run in enumerate(plan.hoisted.runs):
             rows = f"{run.row} * H:{run.row + run.stop - run.start} * H"
             part = f"dpre2[:, {_cols(run.start, run.stop)}], weights[{j}][{rows}]"
-            w(f"d_x = torch.mm({part})" if n == 0 else f"d_x = torch.addmm(d_x, {part})")
+            w(f"d_x = torch.mm({part})" if r == 0 else f"d_x = torch.addmm(d_x, {part})")
         w("d_x = d_x.view(x.shape)")
     if plan.x_per_step:
         w("g_x_all = torch.stack(L_gx[::-1])  # collected backwards in time")
@@ -618,7 +618,8 @@ def _backward_source(plan: Plan) -> str:  # noqa: C901 - one linear walk over th
     w.depth -= 1
     if plan.diags:
         parts = [
-            f"(torch.stack(L_gd_{n}[::-1]) * {buffer_of(_diag_input(plan, n))}).sum((0, 1))" for n in plan.diags
+            f"(torch.stack(L_gd_{n}[::-1]) * {buffer_of(_diag_input(plan, n))}).sum((0, 1))"
+            for n in plan.diags
         ]
         w(f"d_diag = torch.stack([{', '.join(parts)}])")
     else:

@@ -278,13 +278,11 @@ def build_plan(graph: CellGraph) -> Plan:
 def _runs(blocks: Sequence[int]) -> tuple[Run, ...]:
     """Blocks (ascending) -> maximal runs of consecutive blocks, with their weight row offset."""
     runs: list[Run] = []
-    row = 0
-    for block in blocks:
+    for row, block in enumerate(blocks):
         if runs and runs[-1].stop == block:
             runs[-1] = Run(runs[-1].start, block + 1, runs[-1].row)
         else:
             runs.append(Run(block, block + 1, row))
-        row += 1
     return tuple(runs)
 
 

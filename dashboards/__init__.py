@@ -25,6 +25,7 @@ from dashboards._queries import (
     parameter_count,
     top_architectures,
 )
+from dashboards._tracking import Tracker, track_job
 from dashboards._views import VIEW_NAMES, ensure_views
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "RankedArchitecture",
     "RunLink",
     "TaskResult",
+    "Tracker",
     "UnknownArchitectureError",
     "UnknownTaskError",
     "describe_architecture",
@@ -43,4 +45,5 @@ __all__ = [
     "parameter_count",
     "runs_of",
     "top_architectures",
+    "track_job",
 ]

@@ -110,6 +110,8 @@ class RankedArchitecture:
     parameter_count: int
     equations: str
     per_task: dict[str, TaskResult] = field(default_factory=dict)
+    graph: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The cell's JSON (left out of :meth:`to_dict`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (what ``cellsearch results top --format json`` prints, one per row)."""
@@ -354,6 +356,7 @@ def top_architectures(
             parameter_count=parameter_count(r.graph),
             equations=r.equations,
             per_task=per_task.get((r.job_id, r.id), {}),
+            graph=r.graph,
         )
         for rank, r in enumerate(rows, start=1)
     ]
@@ -407,6 +410,7 @@ def job_architectures(store: ResultStore, job_id: int) -> list[RankedArchitectur
                 parameter_count=parameter_count(r.graph),
                 equations=r.equations,
                 per_task=per_task.get((r.job_id, r.id), {}),
+                graph=r.graph,
             )
         )
     return out

@@ -90,10 +90,14 @@ def _artifacts_folder(tracking_uri: str) -> Path | None:
 def _check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the server will: connections of an earlier server in TIME_WAIT do not block the port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise DashboardError(f"--port: cannot listen on {host}:{port} ({exc.strerror}); pick another port") from None
+            raise DashboardError(
+                f"--port: cannot listen on {host}:{port} ({exc.strerror}); pick another port"
+            ) from None
 
 
 def _wait_until_up(process: subprocess.Popen[bytes], url: str, timeout: float) -> None:
@@ -101,7 +105,9 @@ def _wait_until_up(process: subprocess.Popen[bytes], url: str, timeout: float) -
     while time.monotonic() < deadline:
         code = process.poll()
         if code is not None:
-            raise DashboardError(f"mlflow server exited with code {code} before answering (see its output above)")
+            raise DashboardError(
+                f"mlflow server exited with code {code} before answering (see its output above)"
+            )
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=5):
                 return

@@ -155,6 +155,7 @@ class Tracker:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._give_up_at = float("inf")
         self._feed: ProgressFeed | None = None
         self._ended = False
         # Owned by the worker thread (or by sync() when no thread runs):
@@ -174,6 +175,17 @@ class Tracker:
         """Architecture runs created so far (for reports and tests)."""
         self.dropped: list[str] = []
         """Operations given up on (the store refused them): one line each."""
+
+    @property
+    def pending(self) -> int:
+        """Operations waiting to be logged (the backlog while the store is unreachable)."""
+        with self._cond:
+            return len(self._queue)
+
+    @property
+    def job_run_id(self) -> str | None:
+        """The MLflow run of the job, once created."""
+        return self._job_run_id
 
     # -- hooks: any thread, never blocking -----------------------------------------------
 
@@ -216,16 +228,17 @@ class Tracker:
             self.on_job_end()
         with self._cond:
             self._closing = True
+            self._give_up_at = time.monotonic() + timeout
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(timeout + 1.0)  # the thread gives up at the deadline, between calls
         with self._cond:
             left = len(self._queue)
             alive = self._thread is not None and self._thread.is_alive()
         if left or alive:
             job = f" --job {self._job_id}" if self._job_id is not None else ""
             logger.warning(
-                "MLflow tracking at %s is %d operation(s) behind after %.0f s; the results database has "
+                "MLflow tracking at %s gave up %d operation(s) after %.0f s; the results database has "
                 "everything: log the rest with `cellsearch results sync-mlflow%s --mlflow %s`",
                 self.tracking_uri,
                 left,
@@ -278,7 +291,7 @@ class Tracker:
         backoff = self.retry_initial
         while True:
             with self._cond:
-                if not self._queue:
+                if not self._queue or (self._closing and time.monotonic() >= self._give_up_at):
                     if self._closing:
                         return
                     self._cond.wait(timeout=min(0.2, self.progress_interval))
@@ -293,7 +306,8 @@ class Tracker:
             except _Transient as exc:
                 self._outage(exc.__cause__ or exc)
                 with self._cond:  # the operations stay at the head of the queue for the retry
-                    self._cond.wait(timeout=backoff)  # a close() wakes it up early
+                    wait = min(backoff, max(0.0, self._give_up_at - time.monotonic()))
+                    self._cond.wait(timeout=wait)  # a close() wakes it up early
                 backoff = min(backoff * 2, self.retry_max)
                 continue
             except Exception as exc:  # the store refused it (bad value, deleted run) or a bug: drop it
@@ -596,7 +610,7 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
     """The run of a finished architecture of a job: run name, params, metrics, tags and
     artifacts (file name -> text); ``None`` when it is not part of the job or not finished."""
     from cells import CellGraph, render_svg, to_dot, to_markdown
-    from dashboards._queries import describe_architecture
+    from dashboards._queries import describe_architecture, job_tasks
 
     member = store.job_architecture(job_id, arch_id)
     if member is None or not (member.evaluated or member.filter_passed is False or member.score is not None):
@@ -628,12 +642,13 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
         if result.relative is not None:
             metrics[f"{key}.relative"] = float(result.relative)
         metrics[f"{key}.trials"] = float(result.trials)
+    evaluated_tasks = {t.result.task for t in membership.tasks if t.result.status == "done"}
     if membership.filter_passed is False:
         outcome = "filtered"
-    elif membership.evaluated and all(t.result.status == "done" for t in membership.tasks):
+    elif set(job_tasks(store, job_id)) <= evaluated_tasks:
         outcome = "evaluated"
     else:
-        outcome = "stopped"
+        outcome = "stopped"  # at a search task's threshold: the later tasks never ran
     tags = {
         "cellsearch.arch_id": str(arch_id),
         "cellsearch.outcome": outcome,

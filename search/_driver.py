@@ -209,6 +209,8 @@ class _Driver:
     def run(self, resume: bool) -> None:
         self.max_in_flight = self.spec.resources.max_in_flight or _cluster_slots(self.spec)
         self.relay = start_relay()
+        # Wait for it: a trial's first report (or its start notice) must not queue behind its start-up.
+        ray.get(self.relay.workers.remote())
         previous_handler = _install_sigint(self)
         try:
             if resume:
@@ -338,7 +340,7 @@ class _Driver:
             copied = self.store.copy_evaluation_into_job(source.id, self.job_id, task_label=task.id)
             arch.evaluations[task.id] = copied.id
             arch.stages.restore(task.id, copied.trials_finished, copied.best_value)
-            self.feed.architectures_reused += 1
+            self.feed.evaluations_reused += 1
 
     def _propose(self) -> None:
         proposal = self.strategy.ask()
@@ -425,6 +427,7 @@ class _Driver:
     def _retire(self, arch: _Arch) -> None:
         """The architecture's stages are over: score it once the baselines are known."""
         self.active.pop(arch.hash, None)
+        arch.cell_data = {}  # rebuilt if it is refined; thousands of retired cells stay small
         for task in self.spec.tasks:
             self.studies.forget(study_name(self.job_id, arch.id, task.key, task.id))
         if self._baselines_complete() or arch.stages.status == "filtered":
@@ -483,6 +486,8 @@ class _Driver:
             attempt=attempt,
         )
         key = f"job{self.job_id}-trial{trial_id}"
+        if not arch.cell_data:
+            arch.cell_data = arch.graph.model_dump(mode="json")
         request = TrialRequest(
             key=key,
             cell=arch.cell_data,
@@ -606,8 +611,12 @@ class _Driver:
     # -- saving, stopping, resuming ------------------------------------------------------
 
     def _save(self) -> None:
+        strategy_state = self.strategy.state_dict()
+        # The seen set is the job's architectures, which the store has: rebuilt on resume, not
+        # rewritten after every architecture (it grows with the job).
+        strategy_state.pop("seen", None)
         state = {
-            "strategy": self.strategy.state_dict(),
+            "strategy": strategy_state,
             "driver": {
                 "refined": self.refined,
                 "proposed": self.proposed,
@@ -646,8 +655,12 @@ class _Driver:
         interrupted = self.store.mark_running_trials_interrupted(self.job_id)
         self.feed.trials_interrupted += interrupted
         saved = self.store.load_strategy_state(self.job_id) or {}
+        members = self.store.job_architectures(self.job_id)
+        records = {m.architecture_id: self.store.get_architecture(m.architecture_id) for m in members}
         if "strategy" in saved:
-            self.strategy.load_state_dict(saved["strategy"])
+            pending = [e["hash"] for e in saved["strategy"].get("pending", [])]
+            seen = {r.canonical_hash for r in records.values()} | set(pending)
+            self.strategy.load_state_dict({**saved["strategy"], "seen": sorted(seen)})
         driver_state = saved.get("driver", {})
         self.refined = {k: int(v) for k, v in driver_state.get("refined", {}).items()}
         self.clock_before = float(driver_state.get("elapsed", 0.0))
@@ -662,11 +675,12 @@ class _Driver:
         self.trials_counted = summary.completed + summary.pruned + summary.failed + summary.diverged
         by_id = {t.id: t for t in self.spec.tasks}
         gated = self.spec.strategy.kind != "fixed"
-        for member in self.store.job_architectures(self.job_id):
-            record = self.store.get_architecture(member.architecture_id)
+        hashes = {arch_id: r.canonical_hash for arch_id, r in records.items()}
+        for member in members:
+            record = records[member.architecture_id]
             graph = record.cell()
             is_baseline = record.canonical_hash in baseline_set
-            parent = self.store.get_architecture(record.parent_id).canonical_hash if record.parent_id else None
+            parent = hashes.get(record.parent_id) if record.parent_id else None
             candidate = Candidate(
                 graph=graph,
                 hash=record.canonical_hash,

@@ -45,8 +45,8 @@ class ProgressFeed:
     architectures_stopped: int = 0
     """Stopped at a search task's threshold."""
     architectures_evaluated: int = 0
-    architectures_reused: int = 0
-    """Evaluations taken from earlier jobs instead of training."""
+    evaluations_reused: int = 0
+    """Evaluations (architecture, task) taken from earlier jobs instead of training."""
     duplicates: int = 0
     trials_done: int = 0
     trials_running: int = 0
@@ -134,7 +134,7 @@ class ProgressFeed:
                 "architectures_filtered": self.architectures_filtered,
                 "architectures_stopped": self.architectures_stopped,
                 "architectures_evaluated": self.architectures_evaluated,
-                "architectures_reused": self.architectures_reused,
+                "evaluations_reused": self.evaluations_reused,
                 "duplicates": self.duplicates,
                 "trials_done": self.trials_done,
                 "trials_running": self.trials_running,

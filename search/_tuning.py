@@ -185,13 +185,13 @@ class TunedStudy:
         if asked is None or not math.isfinite(value):
             return False
         if step in asked.trial.storage.get_trial(asked.trial._trial_id).intermediate_values:
-            return asked.trial.should_prune()
+            return bool(asked.trial.should_prune())
         asked.trial.report(value, step)
         if self._writer is not None:
             self._writer.add_intermediate(asked.storage_id, step, value)
         else:
             self._storage.set_trial_intermediate_value(asked.storage_id, step, value)
-        return asked.trial.should_prune()
+        return bool(asked.trial.should_prune())
 
     def tell(self, number: int, status: TrialStatus, value: float | None) -> None:
         """Finish a trial: ``ok`` is COMPLETE with ``value``, ``pruned`` PRUNED, anything else FAIL."""

@@ -333,3 +333,50 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, **extra}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     return env
+
+
+@dataclass
+class RealJob:
+    """A job run for real (Ray, training, the driver) and tracked to a SQLite MLflow store."""
+
+    folder: Path
+    db_url: str
+    mlflow_uri: str
+    job_id: int
+    logged_architectures: int
+    dropped: list[str]
+
+
+_REAL_JOBS: dict[str, RealJob] = {}
+
+
+def real_search_job(base: Path) -> RealJob:
+    """:data:`REAL_JOB_YAML` run once per test session (under ``base``) with a tracker
+    following its progress feed; later calls return the same job."""
+    from dashboards import track_job
+    from search._driver import run_job
+    from search._progress import ProgressFeed
+    from search._settings import resolve_settings
+
+    key = str(base)
+    if key not in _REAL_JOBS:
+        folder = base / "real-search-job"
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = resolve_settings(
+            db_url=f"sqlite:///{folder / 'results.db'}",
+            mlflow_uri=f"sqlite:///{folder / 'mlflow.db'}",
+            env={},
+        )
+        feed = ProgressFeed()
+        with track_job(settings, feed, progress_interval=0.5, flush_timeout=180) as tracker:
+            job_id = run_job(JobSpec.from_yaml_text(REAL_JOB_YAML), settings, progress=feed)
+        assert tracker.pending == 0, "the tracker did not catch up within its flush timeout"
+        _REAL_JOBS[key] = RealJob(
+            folder,
+            settings.db_url,
+            settings.mlflow_uri,
+            job_id,
+            tracker.logged_architectures,
+            tracker.dropped,
+        )
+    return _REAL_JOBS[key]

@@ -191,7 +191,7 @@ def test_lstm_matches_torch_lstm(mode: str, with_state: bool) -> None:
             assert close(expected[name], got[name]), name
 
 
-@pytest.mark.parametrize("mode", ["fused", "auto"])
+@pytest.mark.parametrize("mode", ["fused", "native"])
 @pytest.mark.parametrize("with_state", [False, True])
 def test_gru_matches_torch_gru(mode: str, with_state: bool) -> None:
     torch.manual_seed(0)
@@ -221,12 +221,15 @@ def test_gru_matches_torch_gru(mode: str, with_state: bool) -> None:
         assert close(got["n_h.bias"], g_bhh[n])
 
 
-def test_native_mode_is_chosen_only_for_exact_lstm_and_gru() -> None:
-    assert build_layer(library.get("lstm"), 3, 3).mode == "native"
-    assert build_layer(library.get("lstm-b1"), 3, 3).mode == "native"  # bias_init is only an init
-    assert build_layer(library.get("gru"), 3, 3).mode == "native"
+def test_auto_mode_takes_native_kernels_only_for_exact_lstm_and_gru() -> None:
+    assert build_layer(library.get("lstm"), 3, 3).path("cpu") == "native"
+    assert build_layer(library.get("lstm-b1"), 3, 3).path("cpu") == "native"  # bias_init is only an init
+    gru = build_layer(library.get("gru"), 3, 3)
+    assert (gru.native_kind, gru.path("cpu"), gru.path("cuda")) == ("gru", "fused", "native")
     for name in ("gru-cho", "cifg", "lstm-peephole", "tanh"):
-        assert build_layer(library.get(name), 3, 3).mode == "fused"
+        layer = build_layer(library.get(name), 3, 3)
+        assert layer.native_kind is None and layer.path("cuda") == "fused"
+    assert build_layer(library.get("lstm"), 3, 3, mode="fused").path("cpu") == "fused"
     with pytest.raises(ValueError, match="not an LSTM or GRU"):
         build_layer(library.get("gru-cho"), 3, 3, mode="native")
 
@@ -244,8 +247,7 @@ def test_match_graph_ignores_names_order_and_operand_order_of_commutative_ops() 
     shuffled = CellGraph.parse({**data, "nodes": nodes, "outputs": [renamed[o] for o in data["outputs"]]})
     mapping = match_graph(lstm, shuffled)
     assert mapping is not None and mapping["f_lin"] == renamed["f_lin"]
-    layer = build_layer(shuffled, 3, 4)
-    assert layer.mode == "native"
+    assert build_layer(shuffled, 3, 4).native_kind == "lstm"
     # Swapping the roles of two gates changes the function: no match.
     swapped = lstm.model_dump()
     for n in swapped["nodes"]:
@@ -361,7 +363,9 @@ X_IS_OUTPUT = CellGraph.parse(
 
 
 @pytest.mark.parametrize("mode", ["fused", "autograd"])
-@pytest.mark.parametrize("graph", [EVERY_OP, GROUPED_ACTIVATIONS, NO_LINEAR, X_IS_OUTPUT], ids=lambda g: g.name)
+@pytest.mark.parametrize(
+    "graph", [EVERY_OP, GROUPED_ACTIVATIONS, NO_LINEAR, X_IS_OUTPUT], ids=lambda g: g.name
+)
 def test_hand_made_graph_matches_reference(graph: CellGraph, mode: str) -> None:
     assert_matches_reference(graph, mode)
 
@@ -377,7 +381,9 @@ def random_graphs(draw: st.DrawFn) -> CellGraph:
         if op == "linear":
             inputs = draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True))
         else:
-            arity = {"blend": 3, "diag": 1, "sub": 2}.get(op, 1 if op in UNARY_OPS else draw(st.integers(2, 3)))
+            arity = {"blend": 3, "diag": 1, "sub": 2}.get(
+                op, 1 if op in UNARY_OPS else draw(st.integers(2, 3))
+            )
             inputs = [draw(st.sampled_from(names)) for _ in range(arity)]
         nodes.append({"name": f"n{i}", "op": op, "inputs": inputs})
         names.append(f"n{i}")
@@ -493,7 +499,11 @@ def test_building_the_same_cell_twice_reuses_its_program() -> None:
         {
             **graph.model_dump(),
             "nodes": [
-                {**n.model_dump(), "name": f"q_{n.name}", "inputs": [i if i in graph.input_names else f"q_{i}" for i in n.inputs]}
+                {
+                    **n.model_dump(),
+                    "name": f"q_{n.name}",
+                    "inputs": [i if i in graph.input_names else f"q_{i}" for i in n.inputs],
+                }
                 for n in graph.nodes
             ],
             "outputs": [f"q_{o}" for o in graph.outputs],
@@ -551,7 +561,9 @@ def test_errors_name_the_field_and_the_expected_size() -> None:
         layer(torch.randn(3, 4))
     with pytest.raises(ValueError, match="state: expected a tuple of 2 tensors"):
         layer(torch.randn(3, 2, 4), (torch.zeros(2, 2, 6),))
-    with pytest.raises(ValueError, match=r"state\[1\]: expected shape \[num_layers=2, batch=2, hidden_size=6\]"):
+    with pytest.raises(
+        ValueError, match=r"state\[1\]: expected shape \[num_layers=2, batch=2, hidden_size=6\]"
+    ):
         layer(torch.randn(3, 2, 4), (torch.zeros(2, 2, 6), torch.zeros(1, 2, 6)))
     with pytest.raises(CellGraphError, match=r"input_size \(4\) must equal hidden_size \(6\)"):
         build_layer(library.get("mut1"), 4, 6)
@@ -581,7 +593,7 @@ def test_cuda_autocast(name: str) -> None:
     x = torch.randn(10, 4, 16, device="cuda")
     expected, _ = layer(x)
     with torch.autocast("cuda", dtype=torch.float16):
-        out, state = layer(x)
+        out, _ = layer(x)
         loss = out.float().pow(2).mean()
     loss.backward()
     assert torch.allclose(out.float(), expected, atol=2e-2)

@@ -22,6 +22,14 @@ from workers._population import (
     population_size,
     train_population,
 )
+from workers._prefilter import (
+    PROXIES,
+    PrefilterConfig,
+    Proxy,
+    drop_worst,
+    prefilter_score,
+    rank_candidates,
+)
 from workers._results import Budget, TrialResult, TrialStatus
 from workers._task import (
     TASKS,
@@ -44,6 +52,7 @@ from workers._xml import XmlConfig, XmlTask
 
 __all__ = [
     "DATASETS",
+    "PROXIES",
     "TASKS",
     "ArithConfig",
     "ArithTask",
@@ -59,6 +68,8 @@ __all__ = [
     "MusicConfig",
     "MusicTask",
     "PopulationSetting",
+    "PrefilterConfig",
+    "Proxy",
     "Range",
     "RecurrentModel",
     "SearchSpace",
@@ -79,6 +90,7 @@ __all__ = [
     "count_parameters",
     "download_dataset",
     "download_file",
+    "drop_worst",
     "evaluate_trial",
     "hidden_size_for_budget",
     "load_note_sequences",
@@ -87,6 +99,8 @@ __all__ = [
     "piano_roll",
     "plan_populations",
     "population_size",
+    "prefilter_score",
+    "rank_candidates",
     "register_task",
     "set_forget_bias",
     "task_config",

@@ -98,8 +98,10 @@ def population_key(hparams: HyperParams, hidden_size: int | None = None) -> tupl
     """What members of one population must share: layers, hidden size (or parameter budget),
     batch size and optimizer kind."""
     size: tuple[str, int | None] = (
-        ("hidden", hidden_size) if hidden_size is not None
-        else ("hidden", hparams.hidden_size) if hparams.hidden_size is not None
+        ("hidden", hidden_size)
+        if hidden_size is not None
+        else ("hidden", hparams.hidden_size)
+        if hparams.hidden_size is not None
         else ("budget", hparams.param_budget)
     )
     return (hparams.num_layers, size, hparams.batch_size, hparams.optimizer)
@@ -159,7 +161,7 @@ class _MemberDropout:
         self.generators = [self.generators[m] for m in members]
 
     def __call__(self, x: Tensor) -> Tensor:
-        P, T, B, H = x.shape
+        _, T, B, H = x.shape
         masks = []
         for m, (p, generator) in enumerate(zip(self.probs, self.generators, strict=True)):
             T_m = T if self.lengths is None else self.lengths[m]
@@ -185,7 +187,9 @@ def _masked_losses(logits: Tensor, targets: Tensor, mask: Tensor, kind: str) -> 
     return (per_position * mask).sum((1, 2)) / mask.sum((1, 2)).clamp_min(1.0)
 
 
-def _stack_batches(batches: list[Batch], device: torch.device) -> tuple[Tensor, Tensor, Tensor, list[int] | None]:
+def _stack_batches(
+    batches: list[Batch], device: torch.device
+) -> tuple[Tensor, Tensor, Tensor, list[int] | None]:
     """Inputs, targets and masks of the members' batches with a leading member dimension.
 
     One batch shared by all stays unstacked (expanded); shorter ones are padded (masked out).
@@ -326,7 +330,9 @@ def train_population(
         torch_device = resolve_device(device)
         device_name = str(torch_device)
         if hps:
-            run = _PopulationRun(resolve_cell(cell), resolve_task(task), hps, members, budget, report, torch_device)
+            run = _PopulationRun(
+                resolve_cell(cell), resolve_task(task), hps, members, budget, report, torch_device
+            )
             run.train(started, results)
     except Exception as exc:
         for i in range(len(results)):

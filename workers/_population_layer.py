@@ -20,7 +20,8 @@ Example:
     >>> bias = torch.stack([s.layers[0].bias for s in solo])
     >>> x = torch.randn(3, 5, 2, 4)  # [P, T, B, in]
     >>> plan = solo[0].program.plan
-    >>> out, _ = run_layer(plan, hoist(plan, x, weights, bias), x, [torch.zeros(3, 2, 4)], weights, bias, None)
+    >>> pre = hoist(plan, x, weights, bias)
+    >>> out, _ = run_layer(plan, pre, x, [torch.zeros(3, 2, 4)], weights, bias, None)
     >>> expected, _ = solo[1](x[1])
     >>> torch.allclose(out[1], expected, atol=1e-6)
     True
@@ -62,23 +63,26 @@ class _Tape:
         steps = sorted(self.grads)
         if not steps:
             return None
-        members = self.grads[steps[0]].shape[0]
-        d_out = torch.stack([self.grads[t] for t in steps], 1).reshape(members, -1, self.grads[steps[0]].shape[-1])
-        src = torch.stack([self.sources[t] for t in steps], 1).reshape(members, -1, self.sources[steps[0]].shape[-1])
-        return torch.bmm(d_out.transpose(1, 2), src)
+        d_out = torch.stack([self.grads[t] for t in steps], 1)  # [P, steps, B, n*H]
+        src = torch.stack([self.sources[t] for t in steps], 1)  # [P, steps, B, in]
+        rows = d_out.shape[1] * d_out.shape[2]
+        return torch.bmm(
+            d_out.view(-1, rows, d_out.shape[3]).transpose(1, 2), src.view(-1, rows, src.shape[3])
+        )
 
 
 class _SharedWeight(torch.autograd.Function):
-    """An alias of a stacked weight whose gradient is computed once from its :class:`_Tape`.
+    """``weight`` -> its contiguous transpose ``[P, in, n*H]`` for the per-step products; the
+    weight's gradient is computed once, from its :class:`_Tape`.
 
-    Autograd runs this backward after every product that read the alias (they depend on it).
+    Autograd runs this backward after every product that read the transpose (they depend on it).
     """
 
     @staticmethod
     def forward(ctx: Any, weight: Tensor, tape: _Tape) -> Tensor:
         ctx.tape = tape
         ctx.set_materialize_grads(False)
-        return weight.view_as(weight)
+        return weight.transpose(1, 2).contiguous()
 
     @staticmethod
     def backward(ctx: Any, _unused: Tensor | None) -> Any:
@@ -88,26 +92,30 @@ class _SharedWeight(torch.autograd.Function):
 
 
 class _StepProduct(torch.autograd.Function):
-    """``addend + src @ weight^T`` per member; the weight's gradient is left to the tape."""
+    """``addend + src @ weight^T`` per member; the weight's gradient is left to the tape.
+
+    ``weight`` (``[P, n*H, in]``, detached) serves the backward, ``weight_t`` (its transpose
+    from :class:`_SharedWeight`) the forward.
+    """
 
     @staticmethod
-    def forward(ctx: Any, addend: Tensor | None, src: Tensor, weight: Tensor, tape: _Tape, step: int) -> Tensor:
+    def forward(
+        ctx: Any, addend: Tensor, src: Tensor, weight: Tensor, weight_t: Tensor, tape: _Tape, step: int
+    ) -> Tensor:
         ctx.save_for_backward(weight)
-        ctx.tape, ctx.step, ctx.has_addend = tape, step, addend is not None
+        ctx.tape, ctx.step = tape, step
         ctx.set_materialize_grads(False)
         tape.sources[step] = src.detach()
-        if addend is None:
-            return torch.bmm(src, weight.transpose(1, 2))
-        return torch.baddbmm(addend, src, weight.transpose(1, 2))
+        return torch.baddbmm(addend, src, weight_t)
 
     @staticmethod
     def backward(ctx: Any, d_out: Tensor | None) -> Any:
         if d_out is None:
-            return None, None, None, None, None
+            return None, None, None, None, None, None
         (weight,) = ctx.saved_tensors
         ctx.tape.grads[ctx.step] = d_out
         d_src = torch.bmm(d_out, weight) if ctx.needs_input_grad[1] else None
-        return (d_out if ctx.has_addend else None), d_src, None, None, None
+        return d_out, d_src, None, None, None, None
 
 
 def _rows(run: Run, H: int) -> slice:
@@ -118,47 +126,125 @@ def _cols(start: int, stop: int, H: int) -> slice:
     return slice(start * H, stop * H)
 
 
-def hoist(plan: Plan, x: Tensor | None, weights: Sequence[Tensor], bias: Tensor, x_product: Tensor | None = None) -> Tensor | None:
-    """Pre-activations of every linear from ``x`` and the biases, all steps: ``[P, T, B, L*H]``.
+class _Blocks:
+    """One step's pre-activations as contiguous segments of linear blocks.
 
-    ``x`` is ``[P, T, B, in]``; ``x_product`` replaces ``x @ W_x^T`` when the caller has it
-    already (``[P, T, B, n_x*H]``, e.g. gathered from an embedding folded into ``W_x``).
-    None when the cell has no linear.
+    Segments are cut with ``split`` and joined with ``cat`` only where the schedule needs it:
+    autograd differentiates those cheaply, whereas a basic slice's backward allocates and
+    zero-fills its whole input for every slice.
     """
+
+    def __init__(self, whole: Tensor, num_blocks: int, H: int) -> None:
+        self.H = H
+        self.segments: list[tuple[int, int, Tensor]] = [(0, num_blocks, whole)]
+
+    def get(self, start: int, stop: int) -> Tensor:
+        self._cut(start)
+        self._cut(stop)
+        inside = [k for k, (s, e, _) in enumerate(self.segments) if start <= s and e <= stop]
+        if len(inside) == 1:
+            return self.segments[inside[0]][2]
+        joined = torch.cat([self.segments[k][2] for k in inside], -1)
+        self.segments[inside[0] : inside[-1] + 1] = [(start, stop, joined)]
+        return joined
+
+    def set(self, start: int, stop: int, value: Tensor) -> None:
+        """Replace blocks ``start:stop`` (one segment, as :meth:`get` left it)."""
+        k = next(k for k, (s, e, _) in enumerate(self.segments) if (s, e) == (start, stop))
+        self.segments[k] = (start, stop, value)
+
+    def _cut(self, at: int) -> None:
+        for k, (s, e, t) in enumerate(self.segments):
+            if s < at < e:
+                left, right = t.split([(at - s) * self.H, (e - at) * self.H], -1)
+                self.segments[k : k + 1] = [(s, at, left), (at, e, right)]
+                return
+
+
+def _fused_mul_adds(plan: Plan) -> dict[str, str]:
+    """Two-input mul nodes whose only user is an add: computed inside it by ``torch.addcmul``."""
+    users: dict[str, list[str]] = {}
+    for task in plan.tasks:
+        if isinstance(task, NodeStep):
+            for i in task.inputs:
+                users.setdefault(i, []).append(task.name)
+    steps = {t.name: t for t in plan.tasks if isinstance(t, NodeStep)}
+    fused = {}
+    for name, step in steps.items():
+        if step.op != "mul" or len(step.inputs) != 2 or name in plan.outputs:
+            continue
+        readers = users.get(name, [])
+        if len(readers) == 1 and steps[readers[0]].op == "add" and steps[readers[0]].inputs.count(name) == 1:
+            fused[name] = readers[0]
+    return fused
+
+
+def _add_with_muls(task: NodeStep, values: dict[str, Tensor], muls: dict[str, NodeStep]) -> Tensor:
+    plain = [values[i] for i in task.inputs if i not in muls]
+    pending = [muls[i] for i in task.inputs if i in muls]
+    if plain:
+        out = plain[0]
+        for v in plain[1:]:
+            out = out + v
+    else:
+        first = pending.pop(0)
+        out = values[first.inputs[0]] * values[first.inputs[1]]
+    for m in pending:
+        out = torch.addcmul(out, values[m.inputs[0]], values[m.inputs[1]])
+    return out
+
+
+def _pre_rows(plan: Plan, rows: Tensor, weights: Sequence[Tensor], bias: Tensor) -> Tensor:
+    """``[P, R, in]`` rows -> their pre-activations ``[P, R, L*H]``: the x-linears' products in
+    their blocks, every linear's bias."""
+    P, R = rows.shape[0], rows.shape[1]
     L = len(plan.linears)
-    if L == 0:
-        return None
-    P, H = bias.shape[0], bias.shape[1] // L
-    source = x_product if x_product is not None else x
-    assert source is not None
-    T, B = source.shape[1], source.shape[2]
+    H = bias.shape[1] // L
     hoisted = plan.hoisted
     if hoisted is None:
-        return bias[:, None, None, :].expand(P, T, B, L * H)
-    w_x = weights[hoisted.weight]
-    full = hoisted.runs == (Run(0, L, 0),)
-    if x_product is None:
-        assert x is not None
-        rows = x.reshape(P, T * B, x.shape[-1])
-        if full:
-            return torch.baddbmm(bias[:, None, :], rows, w_x.transpose(1, 2)).view(P, T, B, L * H)
-        x_product = torch.bmm(rows, w_x.transpose(1, 2)).view(P, T, B, -1)
-    if full:
-        return x_product + bias[:, None, None, :]
+        return bias[:, None, :].expand(P, R, L * H)
+    w_t = weights[hoisted.weight].transpose(1, 2)
+    if hoisted.runs == (Run(0, L, 0),):
+        return torch.baddbmm(bias[:, None, :], rows, w_t)
+    product = torch.bmm(rows, w_t)
     pieces, cursor = [], 0
     for run in hoisted.runs:
         if run.start > cursor:
-            pieces.append(bias[:, None, None, _cols(cursor, run.start, H)].expand(P, T, B, (run.start - cursor) * H))
-        pieces.append(x_product[..., _rows(run, H)] + bias[:, None, None, _cols(run.start, run.stop, H)])
+            pieces.append(bias[:, None, _cols(cursor, run.start, H)].expand(P, R, (run.start - cursor) * H))
+        pieces.append(product[..., _rows(run, H)] + bias[:, None, _cols(run.start, run.stop, H)])
         cursor = run.stop
     if cursor < L:
-        pieces.append(bias[:, None, None, _cols(cursor, L, H)].expand(P, T, B, (L - cursor) * H))
+        pieces.append(bias[:, None, _cols(cursor, L, H)].expand(P, R, (L - cursor) * H))
     return torch.cat(pieces, -1)
+
+
+def hoist(plan: Plan, x: Tensor, weights: Sequence[Tensor], bias: Tensor) -> Sequence[Tensor] | None:
+    """Every step's pre-activations from ``x`` ``[P, T, B, in]`` and the biases (one product over
+    all steps and members); None when the cell has no linear."""
+    if not plan.linears:
+        return None
+    P, T, B = x.shape[:3]
+    pre = _pre_rows(plan, x.reshape(P, T * B, x.shape[3]), weights, bias)
+    return pre.view(P, T, B, -1).unbind(1)
+
+
+def hoist_tokens(
+    plan: Plan, table: Tensor, ids: Tensor, weights: Sequence[Tensor], bias: Tensor
+) -> Sequence[Tensor] | None:
+    """:func:`hoist` of ``x = table[ids]`` (an embedding without dropout), folded: the
+    pre-activations of the ``V`` table rows (``[P, V, H]``) are computed once and gathered by
+    ``ids`` (``[P, T, B]``, member m's ids offset by ``m * V``). Cheaper when ``V < T * B``."""
+    if not plan.linears:
+        return None
+    P, V = table.shape[:2]
+    folded = _pre_rows(plan, table, weights, bias)
+    pre = F.embedding(ids.transpose(0, 1), folded.reshape(P * V, -1))  # time first: contiguous steps
+    return pre.unbind(0)
 
 
 def run_layer(
     plan: Plan,
-    pre: Tensor | None,
+    pre: Sequence[Tensor] | None,
     x: Tensor | None,
     init: Sequence[Tensor],
     weights: Sequence[Tensor],
@@ -168,58 +254,75 @@ def run_layer(
 ) -> tuple[Tensor, list[Tensor]]:
     """Run one layer of every member over the sequence.
 
-    ``pre``: the hoisted pre-activations (:func:`hoist`); ``x`` ``[P, T, B, in]`` is only read
+    ``pre``: each step's hoisted pre-activations (:func:`hoist`); ``x`` ``[P, T, B, in]`` is only read
     when the cell uses ``x`` outside linears; ``init``: one ``[P, B, H]`` tensor per state.
     Returns the output ``[P, T, B, H]`` and the final states; with ``lengths`` (one per member)
     member m's final states are those after its own ``lengths[m]`` steps (the rest is padding).
     """
-    P, B, H = init[0].shape
-    T = pre.shape[1] if pre is not None else x.shape[1]  # type: ignore[union-attr]
+    P, _, H = init[0].shape
+    T = len(pre) if pre is not None else x.shape[1]  # type: ignore[union-attr]
     L = len(plan.linears)
-    steps_pre = pre.unbind(1) if pre is not None else None
     taped = torch.is_grad_enabled() and any(w.requires_grad for w in weights)
-    shared: dict[int, Tensor] = {}
-    tapes: dict[int, _Tape] = {}
+    products: dict[tuple[int, int], tuple[Tensor, Tensor, _Tape | None]] = {}
     for task in plan.tasks:
-        if isinstance(task, Product) and task.weight not in shared:
-            w = weights[task.weight]
-            if taped:
-                tapes[task.weight] = _Tape()
-                w = _SharedWeight.apply(w, tapes[task.weight])
-            shared[task.weight] = w
+        if isinstance(task, Product):
+            for k, run in enumerate(task.runs):
+                w = weights[task.weight]
+                w = w if len(task.runs) == 1 else w[:, _rows(run, H)]
+                tape = _Tape() if taped else None
+                # One contiguous transposed copy per forward: faster products at every step.
+                w_t = _SharedWeight.apply(w, tape) if tape is not None else w.transpose(1, 2).contiguous()
+                products[(task.weight, k)] = (w, w_t, tape)
     steps_x = x.unbind(1) if plan.x_per_step and x is not None else None
     pending_start = {n: sum(1 for s in plan.linear_sources[n] if s != INPUT_X) for n in plan.linears}
     x_only = [n for n in plan.linears if pending_start[n] == 0]
+    block = {name: b for b, name in enumerate(plan.linears)}
+    steps = {t.name: t for t in plan.tasks if isinstance(t, NodeStep)}
+    fused = _fused_mul_adds(plan)
+    muls_of = {add: {m: steps[m] for m, a in fused.items() if a == add} for add in set(fused.values())}
+    diags = diag.unsqueeze(2).unbind(1) if diag is not None else ()
     states = list(init)
     history: list[list[Tensor]] = [[s] for s in states]
-    diags = diag.unsqueeze(2).unbind(1) if diag is not None else ()
     for t in range(T):
         values: dict[str, Tensor] = {f"h_prev_{i}": s for i, s in enumerate(states)}
         if steps_x is not None:
             values[INPUT_X] = steps_x[t]
-        g = steps_pre[t] if steps_pre is not None else None
+        blocks = _Blocks(pre[t], L, H) if pre is not None else None
         for name in x_only:
-            b = plan.linears.index(name)
-            values[name] = g[..., _cols(b, b + 1, H)]  # type: ignore[index]
+            values[name] = blocks.get(block[name], block[name] + 1)  # type: ignore[union-attr]
         pending = dict(pending_start)
         for task in plan.tasks:
             if isinstance(task, Product):
-                g = _add_product(g, values[task.source], shared[task.weight], task, tapes.get(task.weight), t, L, H)
+                assert blocks is not None
+                src = values[task.source]
+                for k, run in enumerate(task.runs):
+                    w, w_t, tape = products[(task.weight, k)]
+                    addend = blocks.get(run.start, run.stop)
+                    if tape is None:
+                        out = torch.baddbmm(addend, src, w_t)
+                    else:
+                        out = _StepProduct.apply(addend, src, w.detach(), w_t, tape, t)
+                    blocks.set(run.start, run.stop, out)
                 for name in plan.weight_rows[task.weight]:
                     pending[name] -= 1
                     if pending[name] == 0:
-                        b = plan.linears.index(name)
-                        values[name] = g[..., _cols(b, b + 1, H)]
+                        values[name] = blocks.get(block[name], block[name] + 1)
             elif isinstance(task, ActGroup):
-                a = apply_step_op(task.op, task.attr, [g[..., _cols(task.start, task.stop, H)]])  # type: ignore[index]
-                for b, node in enumerate(task.nodes):
-                    values[node] = a[..., _cols(b, b + 1, H)]
-            elif isinstance(task, NodeStep):
-                args = [values[i] for i in task.inputs]
-                if task.op == "diag":
-                    values[task.name] = args[0] * diags[plan.diags.index(task.name)]
-                else:
-                    values[task.name] = apply_step_op(task.op, task.attr, args)
+                assert blocks is not None
+                a = apply_step_op(task.op, task.attr, [blocks.get(task.start, task.stop)])
+                parts = a.split(H, -1) if len(task.nodes) > 1 else (a,)
+                values.update(zip(task.nodes, parts, strict=True))
+            elif task.name in fused:
+                continue  # computed inside its add
+            elif task.op == "add" and task.name in muls_of:
+                values[task.name] = _add_with_muls(task, values, muls_of[task.name])
+            elif task.op == "diag":
+                values[task.name] = values[task.inputs[0]] * diags[plan.diags.index(task.name)]
+            elif task.op == "blend":  # z * a + (1 - z) * b = b + z * (a - b)
+                z, a_, b_ = (values[i] for i in task.inputs)
+                values[task.name] = torch.lerp(b_, a_, z)
+            else:
+                values[task.name] = apply_step_op(task.op, task.attr, [values[i] for i in task.inputs])
         states = [values[o] for o in plan.outputs]
         for i, s in enumerate(states):
             history[i].append(s)
@@ -229,33 +332,3 @@ def run_layer(
     index = torch.as_tensor(list(lengths), device=out.device)
     members = torch.arange(P, device=out.device)
     return out, [torch.stack(h)[index, members] for h in history]
-
-
-def _add_product(
-    g: Tensor | None, src: Tensor, weight: Tensor, task: Product, tape: _Tape | None, t: int, L: int, H: int
-) -> Tensor:
-    """``g`` with ``src @ weight^T`` added into the product's blocks."""
-    assert g is not None  # a product means the cell has linears
-
-    def product(addend: Tensor | None) -> Tensor:
-        if tape is None:
-            wt = weight.transpose(1, 2)
-            return torch.bmm(src, wt) if addend is None else torch.baddbmm(addend, src, wt)
-        return _StepProduct.apply(addend, src, weight, tape, t)
-
-    if len(task.runs) == 1:
-        run = task.runs[0]
-        if run.start == 0 and run.stop == L:
-            return product(g)
-        middle = product(g[..., _cols(run.start, run.stop, H)])
-        return torch.cat([g[..., : run.start * H], middle, g[..., run.stop * H :]], -1)
-    full = product(None)
-    pieces, cursor = [], 0
-    for run in task.runs:
-        if run.start > cursor:
-            pieces.append(g[..., _cols(cursor, run.start, H)])
-        pieces.append(g[..., _cols(run.start, run.stop, H)] + full[..., _rows(run, H)])
-        cursor = run.stop
-    if cursor < L:
-        pieces.append(g[..., cursor * H :])
-    return torch.cat(pieces, -1)

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from cells._compile import CellLayer
 from workers._model import RecurrentModel
-from workers._population_layer import hoist, run_layer
+from workers._population_layer import hoist, hoist_tokens, run_layer
 
 Dropout = Callable[[Tensor], Tensor]
 """Applied at each dropout site in order (embedding, between layers, before the decoder)."""
@@ -98,7 +98,7 @@ class PopulationModel:
         return torch.as_tensor(list(members), device=next(iter(self.parameters.values())).device)
 
     def to(self, device: torch.device | str) -> PopulationModel:
-        self.parameters = {name: p.detach().to(device).requires_grad_() for name, p in self.parameters.items()}
+        self.parameters = {n: p.detach().to(device).requires_grad_() for n, p in self.parameters.items()}
         return self
 
     def member_parameters(self, member: int) -> dict[str, Tensor]:
@@ -134,21 +134,18 @@ class PopulationModel:
             zeros = p["decoder.weight"].new_zeros(P, B, H)
             state = [[zeros] * self.num_states for _ in range(self.num_layers)]
         x: Tensor | None
-        x_product = None
+        folded = None  # layer 0's pre-activations, when the embedding folds into its x-weights
         if self.input_kind == "tokens":
             table = p["encoder.weight"]  # [P, V, H]
             V = table.shape[1]
             offsets = torch.arange(P, device=inputs.device).view(P, 1, 1) * V
             ids = (inputs.unsqueeze(0) if shared else inputs) + offsets  # member m reads rows m*V..
-            w_x = self._x_weight(0)
-            if dropout is None and w_x is not None and V < T * B:
-                # No dropout on the embedding: fold it into the first layer's x-weights, so the
-                # hoisted product is V rows per member instead of T*B (then gathered by token).
-                folded = torch.bmm(table, w_x.transpose(1, 2))
-                x_product = F.embedding(ids, folded.reshape(P * V, -1))
-                x = F.embedding(ids, table.reshape(P * V, H)) if self.plan.x_per_step else None
-            else:
-                x = F.embedding(ids, table.reshape(P * V, H))
+            if dropout is None and self.plan.hoisted is not None and V < T * B:
+                # No dropout on the embedding: the x-products of V table rows per member, gathered
+                # by token, instead of T*B rows' products.
+                weights, bias, _ = self._layer(0)
+                folded = hoist_tokens(self.plan, table, ids, weights, bias)
+            x = F.embedding(ids, table.reshape(P * V, H)) if folded is None or self.plan.x_per_step else None
         else:
             frames = inputs.unsqueeze(0).expand(P, *inputs.shape) if shared else inputs
             rows = frames.reshape(P, T * B, frames.shape[-1])
@@ -162,20 +159,19 @@ class PopulationModel:
                 assert x is not None
                 x = dropout(x)
             weights, bias, diag = self._layer(layer)
-            pre = hoist(self.plan, x, weights, bias, x_product if layer == 0 else None)
+            pre: Sequence[Tensor] | None
+            if layer == 0 and folded is not None:
+                pre = folded
+            else:
+                assert x is not None
+                pre = hoist(self.plan, x, weights, bias)
             x, last = run_layer(self.plan, pre, x, state[layer], weights, bias, diag, lengths)
             finals.append(last)
         assert x is not None
         if dropout is not None:
             x = dropout(x)
-        O = p["decoder.bias"].shape[1]
+        outputs = p["decoder.bias"].shape[1]
         logits = torch.baddbmm(
             p["decoder.bias"][:, None, :], x.reshape(P, T * B, H), p["decoder.weight"].transpose(1, 2)
         )
-        return logits.view(P, T, B, O), finals
-
-    def _x_weight(self, layer: int) -> Tensor | None:
-        hoisted = self.plan.hoisted
-        if hoisted is None:
-            return None
-        return self.parameters[f"rnn.layers.{layer}.weights.{hoisted.weight}"]
+        return logits.view(P, T, B, outputs), finals

@@ -60,7 +60,8 @@ class PopulationOptimizer:
         self.learning_rates = self.learning_rates.index_select(0, index)
         self.max_grad_norms = self.max_grad_norms.index_select(0, index)
         self.state = {
-            name: {k: v.index_select(0, index.to(v.device)) for k, v in s.items()} for name, s in self.state.items()
+            name: {k: v.index_select(0, index.to(v.device)) for k, v in moments.items()}
+            for name, moments in self.state.items()
         }
 
     def clip(self, parameters: dict[str, Tensor]) -> Tensor:

@@ -1,0 +1,331 @@
+"""``cellsearch report``: one self-contained HTML file about a job.
+
+Plots are inline SVG (matplotlib), cell diagrams inline SVG (Graphviz, where ``dot`` is
+installed; the DOT text otherwise), styles inline: the file needs nothing else to be
+read, mailed or archived. Sections: a summary; the best score against the number of
+architectures evaluated, with the baseline cells as horizontal lines; the distribution of
+scores; score against parameter count; for a job with the ``fixed`` strategy the
+comparison table of the paper (cells by tasks, relative scores); the top cells with their
+equations and diagrams. Every plot is followed by its numbers in a collapsed table.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from search._jobspec import JobSpec
+    >>> from search._store import ResultStore
+    >>> store = ResultStore.open("sqlite://")
+    >>> job_id = store.create_job(JobSpec.from_yaml_text(
+    ...     "name: demo\\nstrategy: {kind: fixed, cells: [gru]}\\ntasks: [{name: memorize}]"))
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "report.html"
+    >>> write_report(store, job_id, path)
+    >>> "<h1>job 1: demo</h1>" in path.read_text()
+    True
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dashboards._export import _atomic
+from dashboards._queries import RankedArchitecture, job_architectures, job_tasks
+from search._store import ResultStore
+
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1100px; color: #222; line-height: 1.4; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f3f3f3; } td.name, th.name { text-align: left; }
+td.win { font-weight: bold; background: #e2f0d9; } td small { color: #666; }
+pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
+figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.9em; }
+.cell { border: 1px solid #ddd; border-radius: 6px; padding: 0.5em 1em; margin: 1em 0; }
+.diagram svg { max-width: 100%; height: auto; }
+details summary { cursor: pointer; color: #555; font-size: 0.9em; }
+"""
+
+
+@dataclass(frozen=True)
+class _Point:
+    arch: RankedArchitecture
+    order: int
+    """Position in the order the job proposed its architectures."""
+
+
+def write_report(store: ResultStore, job_id: int, path: str | Path, *, top: int = 5) -> None:
+    """Write the report of job ``job_id`` to ``path`` (atomically; see the module docstring)."""
+    text = render_report(store, job_id, top=top)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    _atomic(Path(path), write)
+
+
+def render_report(store: ResultStore, job_id: int, *, top: int = 5) -> str:
+    """The report as HTML text."""
+    job = store.get_job(job_id)
+    spec = job.spec
+    tasks = job_tasks(store, job_id)
+    archs = job_architectures(store, job_id)
+    order = {m.architecture_id: i for i, m in enumerate(store.job_architectures(job_id))}
+    points = sorted((_Point(a, order.get(a.arch_id, len(order))) for a in archs), key=lambda p: p.order)
+    baselines = [str(b) for b in spec.get("baselines", [])]
+    strategy = str(spec.get("strategy", {}).get("kind", ""))
+    summary = store.job_summary(job_id)
+
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>cellsearch report: job {job_id} {_e(job.name)}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>job {job_id}: {_e(job.name)}</h1>",
+    ]
+    if spec.get("description"):
+        parts.append(f"<p>{_e(spec['description'])}</p>")
+    parts.append(_summary_table(job, summary, strategy, tasks))
+
+    scored = [p for p in points if p.arch.score is not None]
+    parts.append("<h2>Best score against architectures evaluated</h2>")
+    if scored:
+        parts.append(_best_curve(scored, baselines))
+        parts.append("<h2>Score distribution</h2>")
+        parts.append(_histogram([p.arch.score for p in scored if p.arch.score is not None]))
+        parts.append("<h2>Score against parameter count</h2>")
+        parts.append(_scatter(scored))
+    else:
+        parts.append("<p>No architecture has a score yet.</p>")
+
+    if strategy == "fixed":
+        parts.append("<h2>Comparison of the cells (relative to the best baseline)</h2>")
+        parts.append(_paper_table(archs, tasks, [str(c) for c in spec.get("strategy", {}).get("cells", [])]))
+
+    leaders = [a for a in archs if a.score is not None][:top]
+    parts.append(f"<h2>Top {len(leaders)} cells</h2>")
+    parts.extend(_cell_section(a, tasks) for a in leaders)
+    parts.append(
+        f"<p><small>Written by cellsearch on {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}. "
+        "Scores: each task's best value relative to the best baseline cell on that task; an "
+        "architecture's score is its worst task (above 1 beats the baseline on every task).</small></p>"
+    )
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# -- sections --------------------------------------------------------------------------------
+
+
+def _summary_table(job: Any, summary: Any, strategy: str, tasks: list[str]) -> str:
+    a, t = summary.architectures, summary.trials
+    best = (
+        "-"
+        if summary.best_arch_id is None
+        else f"architecture {summary.best_arch_id}, {_n(summary.best_score)}"
+    )
+    rows = [
+        ("state", job.state),
+        ("strategy", strategy),
+        ("tasks", ", ".join(tasks)),
+        ("started", _time(job.started_at)),
+        ("finished", _time(job.finished_at)),
+        (
+            "architectures",
+            f"{a.proposed} proposed, {a.passed_filter} passed the filter, "
+            f"{a.filtered_out} filtered out, {a.evaluated} evaluated",
+        ),
+        ("trials", f"{t.completed} completed, {t.pruned} pruned, {t.failed} failed, {t.diverged} diverged"),
+        ("best", best),
+    ]
+    body = "".join(f'<tr><th class="name">{_e(k)}</th><td class="name">{_e(v)}</td></tr>' for k, v in rows)
+    return f'<table class="summary">{body}</table>'
+
+
+def _best_curve(points: list[_Point], baselines: list[str]) -> str:
+    xs, best, running = [], [], -math.inf
+    for i, p in enumerate(points, start=1):
+        running = max(running, p.arch.score or -math.inf)
+        xs.append(i)
+        best.append(running)
+    lines = {p.arch.library_name: p.arch.score for p in points if p.arch.library_name in baselines}
+
+    def draw(ax: Any) -> None:
+        ax.step(xs, best, where="post", color="#1f77b4", label="best so far")
+        ax.scatter(xs, [p.arch.score for p in points], s=8, color="#999", label="each architecture", zorder=2)
+        for (name, score), color in zip(
+            sorted(lines.items()), ("#d62728", "#2ca02c", "#9467bd", "#8c564b"), strict=False
+        ):
+            ax.axhline(score, color=color, linestyle="--", linewidth=1, label=f"baseline {name}")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("architectures evaluated")
+        ax.set_ylabel("score (worst task relative to the best baseline)")
+        ax.legend(loc="lower right", fontsize=8)
+
+    data = _data_table(
+        ["architectures evaluated", "best score", "architecture"],
+        [[str(x), _n(b), str(p.arch.arch_id)] for x, b, p in zip(xs, best, points, strict=True)],
+        "best-curve",
+    )
+    return _figure(
+        draw, "The best score so far as architectures are evaluated (in the order they were proposed).", data
+    )
+
+
+def _histogram(scores: list[float]) -> str:
+    def draw(ax: Any) -> None:
+        ax.hist(scores, bins=min(30, max(5, len(scores) // 3)), color="#1f77b4", edgecolor="white")
+        ax.axvline(1.0, color="#d62728", linestyle="--", linewidth=1, label="best baseline")
+        ax.set_xlabel("score")
+        ax.set_ylabel("architectures")
+        ax.legend(fontsize=8)
+
+    return _figure(draw, f"Scores of the {len(scores)} scored architectures.", "")
+
+
+def _scatter(points: list[_Point]) -> str:
+    def draw(ax: Any) -> None:
+        ax.scatter(
+            [p.arch.parameter_count for p in points], [p.arch.score for p in points], s=12, color="#1f77b4"
+        )
+        for p in points:
+            if p.arch.library_name:
+                ax.annotate(p.arch.library_name, (p.arch.parameter_count, p.arch.score), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        ax.set_xlabel("parameters per layer (input and hidden size 128)")
+        ax.set_ylabel("score")
+
+    data = _data_table(
+        ["architecture", "name", "parameters", "score"],
+        [[str(p.arch.arch_id), _name(p.arch), str(p.arch.parameter_count), _n(p.arch.score)] for p in points],
+        "scatter",
+    )
+    return _figure(draw, "Score against the cell's parameter count.", data)
+
+
+def _paper_table(archs: list[RankedArchitecture], tasks: list[str], cell_order: list[str]) -> str:
+    by_name = {a.library_name or str(a.arch_id): a for a in archs}
+    names = [c for c in cell_order if c in by_name] + [n for n in by_name if n not in cell_order]
+    head = (
+        '<tr><th class="name">cell</th>' + "".join(f"<th>{_e(t)}</th>" for t in tasks) + "<th>score</th></tr>"
+    )
+    rows = []
+    for name in names:
+        arch = by_name[name]
+        cells = []
+        for task in tasks:
+            result = arch.per_task.get(task)
+            if result is None:
+                cells.append("<td>-</td>")
+                continue
+            win = ' class="win"' if result.relative is not None and result.relative >= 1.0 else ""
+            cells.append(
+                f"<td{win}>{_n(result.relative, 3)}<br>"
+                f"<small>{_e(result.metric)} {_n(result.value)}</small></td>"
+            )
+        rows.append(f'<tr><td class="name">{_e(name)}</td>{"".join(cells)}<td>{_n(arch.score, 3)}</td></tr>')
+    return (
+        f'<table class="paper">{head}{"".join(rows)}</table>'
+        "<p><small>Each entry: the cell's best result on the task relative to the best baseline "
+        "(bold: at least as good), and below it the best value of the task's metric.</small></p>"
+    )
+
+
+def _cell_section(arch: RankedArchitecture, tasks: list[str]) -> str:
+    from cells import CellGraph, render_svg, to_dot
+
+    try:
+        graph: CellGraph | None = CellGraph.parse(arch.graph)
+    except ValueError:  # a stored graph this version cannot read: show the text parts only
+        graph = None
+    diagram = ""
+    if graph is not None:
+        svg = None
+        try:
+            svg = render_svg(graph)
+        except (RuntimeError, OSError):
+            svg = None
+        diagram = (
+            f'<div class="diagram">{_strip_xml_header(svg)}</div>'
+            if svg
+            else "<details><summary>Graphviz DOT (install Graphviz for a diagram)</summary>"
+            f"<pre>{_e(to_dot(graph))}</pre></details>"
+        )
+    results = ", ".join(
+        f"{_e(t)} {_n(arch.per_task[t].relative, 3)}"
+        for t in tasks
+        if t in arch.per_task and arch.per_task[t].relative is not None
+    )
+    lineage = (
+        "seed cell" if arch.parent_id is None else f"child of {arch.parent_id}: {_e(arch.mutation or '')}"
+    )
+    return (
+        f'<div class="cell" id="arch-{arch.arch_id}"><h3>#{arch.rank} architecture {arch.arch_id} '
+        f"{_e(_name(arch))}: score {_n(arch.score)}</h3>"
+        f"<p>{lineage}<br>relative scores: {results or '-'}<br>"
+        f"{arch.parameter_count:,} parameters per layer at hidden size 128</p>"
+        f"<pre>{_e(arch.equations)}</pre>{diagram}</div>"
+    )
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _figure(draw: Any, caption: str, data: str) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        missing = "(matplotlib is not installed: no plot)"
+        return f"<figure><figcaption>{_e(caption)} {missing}</figcaption>{data}</figure>"
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    try:
+        draw(ax)
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg")
+    finally:
+        plt.close(fig)
+    return (
+        f"<figure>{_strip_xml_header(buffer.getvalue())}<figcaption>{_e(caption)}</figcaption>{data}</figure>"
+    )
+
+
+def _data_table(headers: list[str], rows: list[list[str]], name: str) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    table = f'<table class="data {name}"><tr>{head}</tr>{body}</table>'
+    return f"<details><summary>the numbers</summary>{table}</details>"
+
+
+def _strip_xml_header(svg: str) -> str:
+    """An SVG document as an element to inline in HTML (no XML declaration or doctype)."""
+    start = svg.find("<svg")
+    text = svg[start:] if start >= 0 else svg
+    return re.sub(r"<!--.*?-->", "", text, flags=re.S)
+
+
+def _name(arch: RankedArchitecture) -> str:
+    return arch.library_name or arch.canonical_hash[:12]
+
+
+def _n(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _time(value: datetime | None) -> str:
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M:%S %Z}"
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)

@@ -1,0 +1,237 @@
+"""`cellsearch launch` killed (SIGKILL) or interrupted (SIGINT) mid-job, then `cellsearch resume`.
+
+The CLI runs in subprocesses against one Ray head node started for the module (``ray start
+--head`` with token authentication, as a cluster runs it), so a killed driver leaves nothing
+behind but its database rows. The test reads the SQLite file while the job writes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 120
+JOB_TIMEOUT_S = 300
+
+JOB = """\
+name: crash-test
+strategy: {kind: jozefowicz, top_k: 4, p_refine: 0.0}
+seed_cells: [lstm]
+baselines: [gru]
+tasks:
+  - name: memorize
+    settings: {min_length: 3, max_length: 5, symbols: 4, valid_size: 32, test_size: 32}
+    budget: {max_steps: 100000, max_seconds: %(seconds)s, eval_every: 20, eval_batch_size: 32}
+trials_per_task: 2
+hparams: {hidden_size: 16, num_layers: 1, batch_size: 16}
+budget: {max_architectures: 3}
+resources: {cpus: 1, max_in_flight: 2}
+device: cpu
+seed: 5
+"""
+
+
+@dataclass
+class RayHead:
+    address: str
+    env: dict[str, str]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[RayHead]:
+    pytest.importorskip("ray")
+    port = _free_port()
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths are length-limited
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONPATH": str(REPO),
+    }
+    env.pop("RAY_ADDRESS", None)
+    log = temp_dir / "head.log"
+    args = ["--head", "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false"]
+    with log.open("wb") as out:
+        head = subprocess.Popen(
+            [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *args, "--temp-dir", str(temp_dir)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "Ray runtime started" not in log.read_text(errors="replace"):
+            if head.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"ray start failed:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+        yield RayHead(address=f"127.0.0.1:{port}", env=env)
+    finally:
+        _kill_group(head)
+
+
+def _kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    process.wait(timeout=60)
+
+
+def _cellsearch(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-c", "from search._cli import main; main()", *args],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own group: the test can end it and anything it started
+        )
+
+
+def _rows(db: Path, sql: str) -> list[tuple]:
+    if not db.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+        try:
+            return conn.execute(sql).fetchall()
+        except sqlite3.OperationalError:  # the schema is not there yet
+            return []
+
+
+def _count(db: Path, status: str) -> int:
+    rows = _rows(db, f"SELECT count(*) FROM cs_trials WHERE status = '{status}'")
+    return int(rows[0][0]) if rows else 0
+
+
+def _wait_for(condition, process: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"cellsearch exited ({process.returncode}) before {what}:\n{log.read_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
+        time.sleep(0.2)
+
+
+def _finish(process: subprocess.Popen[bytes], log: Path) -> int:
+    try:
+        return process.wait(timeout=JOB_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        pytest.fail(f"cellsearch did not finish:\n{log.read_text()[-4000:]}")
+
+
+def _check_finished(db: Path, url: str) -> None:
+    """The resumed job finished: each evaluation ran exactly its trials, each architecture once."""
+    assert _rows(db, "SELECT state FROM cs_jobs") == [("finished",)]
+    assert _rows(db, "SELECT count(*) FROM cs_trials WHERE status = 'running'") == [(0,)]
+    members = _rows(db, "SELECT a.canonical_hash FROM cs_job_architectures ja JOIN cs_architectures a ON a.id = ja.architecture_id")
+    assert len(members) == len({h for (h,) in members}) == 4  # gru, lstm and two mutants, each once
+    finished = _rows(
+        db,
+        "SELECT evaluation_id, optuna_trial_number FROM cs_trials WHERE status IN ('ok', 'pruned', 'failed', 'diverged')",
+    )
+    per_evaluation = Counter(e for e, _ in finished)
+    evaluations = _rows(db, "SELECT id FROM cs_evaluations")
+    assert evaluations and all(per_evaluation[e] == 2 for (e,) in evaluations)  # trials_per_task, no more
+    assert len(set(finished)) == len(finished)  # no Optuna trial finished twice
+    for summary in optuna.get_all_study_summaries(storage=url):
+        study = optuna.load_study(study_name=summary.study_name, storage=url)
+        assert TrialState.RUNNING not in [t.state for t in study.trials]
+        assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 2
+
+
+def test_sigkill_mid_job_then_resume_loses_and_repeats_nothing(ray_head: RayHead, tmp_path: Path) -> None:
+    db, log = tmp_path / "results.db", tmp_path / "cellsearch.log"
+    url = f"sqlite:///{db}"
+    (tmp_path / "job.yaml").write_text(JOB % {"seconds": 1.0})
+    common = ["--db", url, "--ray-address", ray_head.address]
+    launch = _cellsearch(["launch", "job.yaml", *common], ray_head.env, tmp_path, log)
+    try:
+        _wait_for(
+            lambda: _count(db, "ok") >= 3,
+            launch,
+            log,
+            "three trials were committed",
+        )
+    finally:
+        _kill_group(launch)  # SIGKILL: no handler runs, nothing is cleaned up
+    assert launch.returncode == -signal.SIGKILL
+    done_before = _rows(db, "SELECT id, evaluation_id, optuna_trial_number, value FROM cs_trials WHERE status = 'ok'")
+    left_running = _rows(db, "SELECT id FROM cs_trials WHERE status = 'running'")
+    assert _rows(db, "SELECT state FROM cs_jobs") == [("running",)]
+
+    resume = _cellsearch(["resume", "1", *common], ray_head.env, tmp_path, log)
+    assert _finish(resume, log) == 0, log.read_text()[-4000:]
+
+    _check_finished(db, url)
+    after = {row[0]: row for row in _rows(db, "SELECT id, evaluation_id, optuna_trial_number, value FROM cs_trials WHERE status = 'ok'")}
+    for row in done_before:  # every trial finished before the kill is still there, unchanged
+        assert after[row[0]] == row
+    for (trial_id,) in left_running:  # what ran at the kill is recorded interrupted and was run again
+        assert _rows(db, f"SELECT status FROM cs_trials WHERE id = {trial_id}") == [("interrupted",)]
+
+
+def test_ctrl_c_interrupts_cleanly_with_exit_130_then_resume_finishes(ray_head: RayHead, tmp_path: Path) -> None:
+    db, log = tmp_path / "results.db", tmp_path / "cellsearch.log"
+    url = f"sqlite:///{db}"
+    (tmp_path / "job.yaml").write_text(JOB % {"seconds": 3.0})
+    launch = _cellsearch(["launch", "job.yaml", "--db", url, "--ray-address", ray_head.address], ray_head.env, tmp_path, log)
+
+    try:
+        _wait_for(
+            lambda: _count(db, "ok") >= 1 and _count(db, "running") >= 1,
+            launch,
+            log,
+            "a trial was done and another running",
+        )
+        os.killpg(launch.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        code = _finish(launch, log)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launch.pid, signal.SIGKILL)
+    assert code == 130, log.read_text()[-4000:]
+    assert "cellsearch resume 1" in log.read_text()
+    assert _rows(db, "SELECT state FROM cs_jobs") == [("interrupted",)]
+    assert _rows(db, "SELECT count(*) FROM cs_trials WHERE status = 'running'") == [(0,)]
+    interrupted = _rows(db, "SELECT error FROM cs_trials WHERE status = 'interrupted'")
+    assert interrupted and all("SIGINT" in error for (error,) in interrupted)
+    for summary in optuna.get_all_study_summaries(storage=url):
+        states = [t.state for t in optuna.load_study(study_name=summary.study_name, storage=url).trials]
+        assert TrialState.RUNNING not in states
+
+    # Resumed without --ray-address: on a local Ray instance of its own, as on a laptop.
+    env = {k: v for k, v in ray_head.env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    resume = _cellsearch(["resume", "1", "--db", url], env, tmp_path, log)
+    try:
+        assert _finish(resume, log) == 0, log.read_text()[-4000:]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(resume.pid, signal.SIGKILL)  # a local Ray instance's helpers, if any linger
+    _check_finished(db, url)

@@ -1,0 +1,187 @@
+"""``cellsearch dashboard`` in a real browser: headless Chromium renders the MLflow UI
+(a JavaScript app) served on the store a real job was tracked into.
+
+What is checked in the rendered DOM: the experiment's runs page lists the job's run, and
+an architecture's run page shows its name, canonical hash, a metric and its parent (the
+job's run). The runs table collapses nested runs under their parent, so the full list of
+architecture runs is checked through the REST endpoint the UI's runs table reads
+(``/ajax-api/2.0/mlflow/runs/search``), not in the DOM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from _dashboard_data import (
+    REPO,
+    RealJob,
+    cellsearch_command,
+    free_port,
+    real_search_job,
+    subprocess_env,
+    wait_for_http,
+)
+from typer.testing import CliRunner
+
+from dashboards import runs_of
+from search._cli import app
+
+sys.path.insert(0, str(REPO / "scripts"))
+from screenshot_dashboard import browser_command, find_browser  # noqa: E402
+
+BROWSER = find_browser()
+
+
+class Served:
+    def __init__(self, process: subprocess.Popen[bytes], port: int, output: Path) -> None:
+        self.process, self.port, self.output = process, port, output
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> RealJob:
+    return real_search_job(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def served(real: RealJob, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    port = free_port()
+    output = tmp_path_factory.mktemp("dashboard") / "dashboard.out"
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            cellsearch_command("dashboard", "--mlflow", real.mlflow_uri, "--port", str(port)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=subprocess_env(),
+        )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", timeout=180, process=process)
+        deadline = time.monotonic() + 30
+        while "MLflow UI at" not in output.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        yield Served(process, port, output)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+def render(url: str, tmp_path: Path) -> str:
+    if BROWSER is None:
+        pytest.skip("no Chromium on PATH (install Debian's `chromium` package)")
+    proc = subprocess.run(
+        browser_command(BROWSER, url, tmp_path / "profile"), capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a listening TCP socket on ``port`` (from /proc/net/tcp)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].rsplit(":", 1)
+            if int(hex_port, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                if len(address) == 8:
+                    found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+                else:
+                    found.add(address)
+    return found
+
+
+def test_dashboard_prints_its_url_and_binds_to_loopback(served: Served) -> None:
+    assert f"MLflow UI at {served.url}" in served.output.read_text()
+    assert listening_addresses(served.port) == {"127.0.0.1"}
+
+
+def test_runs_page_lists_the_job_run(served: Served, real: RealJob, tmp_path: Path) -> None:
+    [job_link] = runs_of(sa.create_engine(real.db_url), job_id=real.job_id, jobs_only=True)
+    dom = render(f"{served.url}/#/experiments/{job_link.experiment_id}/runs", tmp_path)
+    assert "dash-real" in dom  # the experiment, named after the job
+    assert f"job-{real.job_id}" in dom
+
+
+def test_architecture_run_page_shows_its_details(served: Served, real: RealJob, tmp_path: Path) -> None:
+    links = runs_of(sa.create_engine(real.db_url), job_id=real.job_id)
+    arch = next(link for link in links if link.arch_id is not None)
+    dom = render(f"{served.url}/#/experiments/{arch.experiment_id}/runs/{arch.run_id}", tmp_path)
+    result = CliRunner().invoke(
+        app, ["results", "show", str(arch.arch_id), "-f", "json", "--db", real.db_url]
+    )
+    details = json.loads(result.stdout)
+    assert f"arch-{arch.arch_id}" in dom
+    assert details["canonical_hash"] in dom
+    assert "memorize.relative" in dom
+    assert "Parent run" in dom and f"job-{real.job_id}" in dom
+
+
+def test_ui_api_lists_every_architecture_run(served: Served, real: RealJob) -> None:
+    links = runs_of(sa.create_engine(real.db_url), job_id=real.job_id)
+    experiment = links[0].experiment_id
+    request = urllib.request.Request(
+        f"{served.url}/ajax-api/2.0/mlflow/runs/search",
+        data=json.dumps({"experiment_ids": [experiment], "max_results": 1000}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        runs = json.load(response)["runs"]
+    assert sorted(r["info"]["run_id"] for r in runs) == sorted(link.run_id for link in links)
+
+
+def test_dashboard_for_a_server_store_prints_its_url() -> None:
+    result = CliRunner().invoke(app, ["dashboard", "--mlflow", "http://mlflow.example:5000/"])
+    assert result.exit_code == 0
+    assert "its UI is at http://mlflow.example:5000" in result.stdout
+
+
+def test_dashboard_refuses_a_busy_port(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(
+            app, ["dashboard", "--mlflow", f"sqlite:///{tmp_path / 'm.db'}", "--port", str(port)]
+        )
+    assert result.exit_code == 1
+    assert f"--port: cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BROWSER is None, reason="no Chromium on PATH (install Debian's `chromium` package)")
+def test_screenshot_script(served: Served, tmp_path: Path) -> None:
+    out = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "screenshot_dashboard.py"),
+            "--url",
+            served.url,
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

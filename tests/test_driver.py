@@ -1,0 +1,187 @@
+"""The driver's parts against real Optuna storage and a real local Ray instance.
+
+One Ray instance serves the module. Trials really train (tiny budgets); the one fault that
+is caused on purpose, a worker dying mid-trial, is a real SIGKILL of the worker process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from search._jobspec import JobSpec
+from search._progress import ProgressFeed
+from search._settings import resolve_settings
+from search._store import ResultStore
+from search._tuning import StudyBook
+
+SPACE = {"learning_rate": FloatDistribution(1e-4, 1e-1, log=True), "num_layers": IntDistribution(1, 4)}
+MEMORIZE = {"min_length": 3, "max_length": 5, "symbols": 4, "valid_size": 32, "test_size": 32}
+HPARAMS = {"hidden_size": 16, "num_layers": 1, "batch_size": 16}
+
+
+def _sqlite(tmp_path: Path, name: str = "results.db") -> str:
+    return f"sqlite:///{tmp_path / name}"
+
+
+# -- tuning: the write-through studies (no Ray) ----------------------------------------------
+
+
+def test_studies_written_through_read_back_as_optuna_studies(tmp_path: Path) -> None:
+    url = _sqlite(tmp_path)
+    book = StudyBook(url, sampler="random", pruner="median", seed=1)
+    study = book.study("job1-arch1-memorize", "maximize", SPACE)
+    assert study.enqueue({"learning_rate": 0.01, "num_layers": 2, "dropout": 0.3})  # dropout: not in space
+    asked = [study.ask() for _ in range(4)]
+    assert asked[0].params == {"learning_rate": 0.01, "num_layers": 2}  # the enqueued setting first
+    assert [a.number for a in asked] == [0, 1, 2, 3]
+    for step, value in ((10, 0.2), (20, 0.4)):
+        assert study.report(0, step, value) is False
+    study.tell(0, "ok", 0.4)
+    study.tell(1, "pruned", None)
+    study.tell(2, "failed", None)
+    book.close()
+
+    # Optuna's own reader sees exactly what happened; trial 3 was left running.
+    loaded = optuna.load_study(study_name="job1-arch1-memorize", storage=url)
+    trials = loaded.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING]
+    assert trials[0].params == asked[0].params and trials[3].params == asked[3].params
+    assert trials[0].value == 0.4 and trials[0].intermediate_values == {10: 0.2, 20: 0.4}
+    assert trials[0].datetime_complete is not None and trials[3].datetime_complete is None
+    assert isinstance(trials[1].distributions["num_layers"], IntDistribution)
+
+    # A resumed run loads the study: the running trial became FAIL, numbering goes on, and the
+    # random stream does not repeat the settings already tried.
+    book = StudyBook(url, sampler="random", pruner="median", seed=1)
+    again = book.study("job1-arch1-memorize", "maximize", SPACE)
+    assert again.num_trials == 4
+    assert optuna.load_study(study_name="job1-arch1-memorize", storage=url).trials[3].state == TrialState.FAIL
+    fresh = again.ask()
+    assert fresh.number == 4
+    assert fresh.params not in [a.params for a in asked]
+    book.close()
+
+
+def test_a_pruner_in_the_driver_stops_a_trial_that_lags_the_median(tmp_path: Path) -> None:
+    book = StudyBook(_sqlite(tmp_path), sampler="random", pruner="median", seed=0)
+    study = book.study("s", "maximize", SPACE)
+    for value in (0.5, 0.6, 0.7):  # three finished trials reach 0.5-0.7 at step 10
+        trial = study.ask()
+        assert study.report(trial.number, 10, value) is False
+        study.tell(trial.number, "ok", value)
+    laggard = study.ask()
+    assert study.report(laggard.number, 10, 0.1) is True
+    study.tell(laggard.number, "pruned", None)
+    book.close()
+
+
+# -- the driver on Ray -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_instance() -> Iterator[None]:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _spec(**overrides: Any) -> JobSpec:
+    data: dict[str, Any] = {
+        "name": "driver-test",
+        "strategy": {"kind": "fixed", "cells": ["tanh"]},
+        "seed_cells": [],
+        "baselines": ["gru"],
+        "tasks": [
+            {
+                "name": "memorize",
+                "settings": MEMORIZE,
+                "budget": {"max_steps": 30, "eval_every": 10, "eval_batch_size": 32},
+            }
+        ],
+        "trials_per_task": 1,
+        "hparams": HPARAMS,
+        "device": "cpu",
+        "resources": {"cpus": 1, "max_in_flight": 2},
+    }
+    data.update(overrides)
+    return JobSpec.from_dict(data)
+
+
+def test_intermediate_values_travel_through_the_relay_into_the_studies(ray_instance: None, tmp_path: Path) -> None:
+    from search._driver import run_job
+
+    url = _sqlite(tmp_path)
+    spec = _spec(pruner="median", trials_per_task=2)
+    started: list[dict[str, Any]] = []
+    feed = ProgressFeed()
+    feed.subscribe(lambda event, data: started.append(data["worker"]) if event == "trial_started" else None)
+    job_id = run_job(spec, resolve_settings(db_url=url, env={}), progress=feed)
+
+    with ResultStore.open(url) as store:
+        assert store.get_job(job_id).state == "finished"
+        trials = store.trials(job_id=job_id)
+    assert len(trials) == 4 and all(t.status in ("ok", "pruned") for t in trials)
+    assert {t.worker_pid for t in trials} <= {w["pid"] for w in started}  # the relay saw each worker
+    for trial in trials:
+        study = optuna.load_study(study_name=trial.study_name, storage=url)
+        frozen = study.trials[trial.optuna_trial_number]
+        # Every validation value the worker reported reached the trial's Optuna study.
+        assert frozen.intermediate_values == {step: value for step, value in trial.curve}
+        assert len(frozen.intermediate_values) >= 1
+        assert frozen.state == (TrialState.COMPLETE if trial.status == "ok" else TrialState.PRUNED)
+        assert frozen.params["learning_rate"] == pytest.approx(trial.hparams["learning_rate"])
+    assert feed.trials_done == 4 and feed.trials_running == 0
+
+
+def test_a_worker_killed_mid_trial_is_retried_then_recorded_failed(ray_instance: None, tmp_path: Path) -> None:
+    """SIGKILL the worker process of three trial attempts: the baseline's first attempt (its
+    retry succeeds) and both attempts of the fixed cell's trial (recorded failed)."""
+    from search._driver import run_job
+
+    url = _sqlite(tmp_path)
+    # Trials long enough to be killed while they run (the relay reports the start at once).
+    task = {"name": "memorize", "settings": MEMORIZE, "budget": {"max_steps": 100000, "max_seconds": 2.0}}
+    spec = _spec(tasks=[task], resources={"cpus": 1, "max_in_flight": 1})
+    starts: list[int] = []
+    killed: list[int] = []
+    feed = ProgressFeed()
+
+    def kill(event: str, data: dict[str, Any]) -> None:
+        # One trial at a time: starts 1-2 are the baseline's attempts, 3-4 the fixed cell's.
+        if event == "trial_started":
+            starts.append(data["worker"]["pid"])
+            if len(starts) in (1, 3, 4):
+                os.kill(data["worker"]["pid"], signal.SIGKILL)
+                killed.append(data["worker"]["pid"])
+
+    feed.subscribe(kill)
+    job_id = run_job(spec, resolve_settings(db_url=url, env={}), progress=feed, max_retries=1)
+
+    assert len(killed) == 3
+    with ResultStore.open(url) as store:
+        assert store.get_job(job_id).state == "finished"
+        trials = store.trials(job_id=job_id)
+        names = {t.architecture_id: store.get_architecture(t.architecture_id).library_name for t in trials}
+    by_cell = {name: [t for t in trials if names[t.architecture_id] == name] for name in ("gru", "tanh")}
+    gru, tanh = by_cell["gru"], by_cell["tanh"]
+    assert [(t.attempt, t.status) for t in gru] == [(1, "interrupted"), (2, "ok")]
+    assert "WorkerCrashedError" in gru[0].error or "died" in gru[0].error.lower()
+    assert [(t.attempt, t.status) for t in tanh] == [(1, "interrupted"), (2, "failed")]
+    assert "after 2 attempts" in tanh[1].error
+    # The retry is the same Optuna trial with the same hyperparameters.
+    assert gru[0].optuna_trial_number == gru[1].optuna_trial_number and gru[0].hparams == gru[1].hparams
+    study = optuna.load_study(study_name=tanh[0].study_name, storage=url)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    assert feed.trials_retried == 2 and feed.trials_failed == 1 and feed.trials_done == 2

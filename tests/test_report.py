@@ -1,0 +1,144 @@
+"""``cellsearch report``: one self-contained HTML file with plots, the comparison table and
+the top cells, checked on a hand-made database with known answers and on a real job."""
+
+from __future__ import annotations
+
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from _dashboard_data import RealJob, Synthetic, build_synthetic, real_search_job
+from typer.testing import CliRunner
+
+from dashboards._report import render_report
+from search._cli import app
+from search._store import ResultStore
+
+
+class Page(HTMLParser):
+    """Collects what the checks need: tags seen, external references, table cells by class."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.references: list[str] = []
+        self.tables: dict[str, list[list[str]]] = {}
+        self.headings: list[str] = []
+        self._table: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._heading: list[str] | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        values = dict(attrs)
+        for name in ("src", "href"):
+            if values.get(name):
+                self.references.append(str(values[name]))
+        if tag == "link" or (tag == "script"):
+            self.references.append(tag)
+        if tag == "table":
+            self._table = (values.get("class") or "").split()[-1] if values.get("class") else ""
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag in ("h2", "h3"):
+            self._heading = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append(" ".join(" ".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self._table is not None:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._table = None
+        elif tag in ("h2", "h3") and self._heading is not None:
+            self.headings.append(" ".join(" ".join(self._heading).split()))
+            self._heading = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._heading is not None:
+            self._heading.append(data)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Synthetic:
+    return build_synthetic(f"sqlite:///{tmp_path_factory.mktemp('report') / 'results.db'}")
+
+
+def report(data: Synthetic, job_id: int, top: int = 3) -> tuple[str, Page]:
+    with ResultStore.open(data.url, upgrade=False, create=False) as store:
+        text = render_report(store, job_id, top=top)
+    return text, Page(text)
+
+
+def test_search_report_has_plots_cells_and_no_outside_references(synthetic: Synthetic) -> None:
+    text, page = report(synthetic, synthetic.search_job)
+    assert page.references == []  # self-contained: no scripts, stylesheets, images or links
+    assert "Best score against architectures evaluated" in page.headings
+    assert "Score distribution" in page.headings and "Score against parameter count" in page.headings
+    assert not any(h.startswith("Comparison") for h in page.headings)  # not a fixed-strategy job
+    diagrams = 3 if shutil.which("dot") else 0
+    assert page.tags.count("svg") >= 3 + diagrams
+    cells = [h for h in page.headings if h.startswith("#")]
+    ids = synthetic.ids
+    assert [int(h.split()[2]) for h in cells] == [ids["child"], ids["grandchild"], ids["tie"]]
+    assert [h.rsplit(" ", 1)[1] for h in cells] == ["1.1000", "1.0500", "1.0500"]
+    assert "rewired node &#x27;r&#x27; input 0 to x" in text  # the mutation, escaped
+    if not shutil.which("dot"):
+        assert "digraph" in text
+
+
+def test_best_curve_numbers_follow_the_proposal_order(synthetic: Synthetic) -> None:
+    _, page = report(synthetic, synthetic.search_job)
+    header, *rows = page.tables["best-curve"]
+    assert header == ["architectures evaluated", "best score", "architecture"]
+    # proposal order: gru 1.0, lstm 0.9, child 1.1, grandchild 1.05, (filtered: no score), tie, stopped
+    assert [r[1] for r in rows] == ["1.0000", "1.0000", "1.1000", "1.1000", "1.1000", "1.1000"]
+    assert [int(r[2]) for r in rows] == [
+        synthetic.ids[n] for n in ["gru", "lstm", "child", "grandchild", "tie", "stopped"]
+    ]
+    scatter = {r[0]: r for r in page.tables["scatter"][1:]}
+    assert scatter[str(synthetic.ids["gru"])][1:] == ["gru", "98816", "1.0000"]
+
+
+def test_fixed_job_gets_the_paper_table(synthetic: Synthetic) -> None:
+    _, page = report(synthetic, synthetic.fixed_job)
+    assert "Comparison of the cells (relative to the best baseline)" in page.headings
+    header, *rows = page.tables["paper"]
+    assert header == ["cell", "memorize", "score"]
+    assert rows == [
+        ["gru", "1.000 accuracy 0.9000", "1.000"],
+        ["lstm", "1.100 accuracy 0.9900", "1.100"],
+    ]
+
+
+def test_report_command_writes_the_file(synthetic: Synthetic, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", str(synthetic.search_job), "-o", str(out), "--db", synthetic.url])
+    assert result.exit_code == 0, result.stderr
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    result = runner.invoke(app, ["report", "99", "-o", str(out), "--db", synthetic.url])
+    assert result.exit_code == 1 and "unknown job 99" in result.stderr
+
+
+def test_report_of_a_real_job(tmp_path_factory: pytest.TempPathFactory) -> None:
+    real: RealJob = real_search_job(tmp_path_factory.getbasetemp())
+    with ResultStore.open(real.db_url, upgrade=False, create=False) as store:
+        text = render_report(store, real.job_id)
+        leaders = store.top_architectures(real.job_id, 5)
+    page = Page(text)
+    assert f"job {real.job_id}: dash-real" in text
+    assert page.references == []
+    shown = [h for h in page.headings if h.startswith("#")]
+    assert [int(h.split()[2]) for h in shown] == [e.architecture_id for e in leaders]

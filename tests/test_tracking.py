@@ -1,0 +1,335 @@
+"""MLflow tracking of real jobs: what the store holds, and surviving a server outage.
+
+A real job (Ray, training, the driver) runs once per session with a tracker following its
+progress feed into a SQLite MLflow store; the tests read that store with ``MlflowClient``.
+Another real job is tracked through a real ``mlflow server`` (started with ``cellsearch
+dashboard``) that is stopped while the job runs and started again after it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from _dashboard_data import (
+    FIXED_JOB_YAML,
+    REAL_JOB_YAML,
+    RealJob,
+    build_synthetic,
+    cellsearch_command,
+    free_port,
+    real_search_job,
+    subprocess_env,
+    wait_for_http,
+)
+from typer.testing import CliRunner
+
+from cells import CellGraph, canonical_hash, to_markdown
+from dashboards import Tracker, runs_of, track_job
+from dashboards._tracking import flatten_params
+from search._cli import app
+from search._driver import run_job
+from search._jobspec import JobSpec
+from search._progress import ProgressFeed
+from search._settings import resolve_settings
+from search._store import ResultStore
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow import MlflowClient  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> RealJob:
+    return real_search_job(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def client(real: RealJob) -> MlflowClient:
+    return MlflowClient(tracking_uri=real.mlflow_uri)
+
+
+def finished_architectures(db_url: str, job_id: int) -> dict[int, float | None]:
+    """Architectures of the job whose evaluation is over, with their scores (from the database)."""
+    with ResultStore.open(db_url, upgrade=False, create=False) as store:
+        return {
+            m.architecture_id: m.score
+            for m in store.job_architectures(job_id)
+            if m.evaluated or m.filter_passed is False or m.score is not None
+        }
+
+
+def job_and_children(client: MlflowClient, job_id: int) -> tuple[Any, list[Any]]:
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], f"tags.`cellsearch.job_id` = '{job_id}'"
+    )
+    [job_run] = [r for r in runs if r.data.tags.get("cellsearch.kind") == "job"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == job_run.info.run_id]
+    return job_run, children
+
+
+# -- a real job tracked into a SQLite store --------------------------------------------------
+
+
+def test_job_run_holds_the_spec_and_progress_over_time(real: RealJob, client: MlflowClient) -> None:
+    job_run, _ = job_and_children(client, real.job_id)
+    assert job_run.info.status == "FINISHED"
+    assert job_run.info.run_name == f"job-{real.job_id}"
+    experiment = client.get_experiment(job_run.info.experiment_id)
+    assert experiment.name == "dash-real"
+    assert experiment.artifact_location == (real.folder / "mlartifacts").as_uri()  # beside mlflow.db
+    params = job_run.data.params
+    assert params["strategy.kind"] == "jozefowicz"
+    assert params["tasks.0.name"] == "memorize"
+    assert params["budget.max_architectures"] == "2"
+    spec = yaml.safe_load(Path(client.download_artifacts(job_run.info.run_id, "job.yaml")).read_text())
+    assert JobSpec.from_dict(spec).to_dict() == JobSpec.from_yaml_text(REAL_JOB_YAML).to_dict()
+    assert job_run.data.tags["cellsearch.job_state"] == "finished"
+
+    with ResultStore.open(real.db_url, upgrade=False, create=False) as store:
+        summary = store.job_summary(real.job_id)
+    evaluated = client.get_metric_history(job_run.info.run_id, "architectures_evaluated")
+    assert len(evaluated) >= 3  # sampled as the job went, not once at the end
+    assert [m.value for m in evaluated] == sorted(m.value for m in evaluated)
+    assert evaluated[-1].value == summary.architectures.evaluated - 1  # the baseline is not counted
+    best = client.get_metric_history(job_run.info.run_id, "best_score")
+    assert best[-1].value == pytest.approx(summary.best_score)
+    assert client.get_metric_history(job_run.info.run_id, "trials_done")[-1].value == summary.trials.completed
+    assert job_run.data.metrics["trials_per_minute"] > 0
+
+
+def test_every_finished_architecture_is_a_nested_run(real: RealJob, client: MlflowClient) -> None:
+    finished = finished_architectures(real.db_url, real.job_id)
+    _, children = job_and_children(client, real.job_id)
+    assert real.dropped == []
+    assert real.logged_architectures == len(finished) == len(children) >= 3  # GRU, tanh, mutants
+    by_arch = {int(r.data.params["arch_id"]): r for r in children}
+    assert set(by_arch) == set(finished)
+    with ResultStore.open(real.db_url, upgrade=False, create=False) as store:
+        for arch_id, run in by_arch.items():
+            record = store.get_architecture(arch_id)
+            member = store.job_architecture(real.job_id, arch_id)
+            assert member is not None
+            [evaluation] = store.evaluations(real.job_id, arch_id=arch_id)
+            params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+            assert run.info.status == "FINISHED"
+            assert params["canonical_hash"] == record.canonical_hash
+            assert params["parent_id"] == ("" if record.parent_id is None else str(record.parent_id))
+            assert params["mutation"] == (record.mutation or "")
+            assert params["generation"] == str(member.generation)
+            assert params["num_nodes"] == str(record.num_nodes)
+            assert {k[4:]: int(v) for k, v in params.items() if k.startswith("ops.")} == record.op_counts
+            assert int(params["parameter_count"]) > 0
+            assert metrics["memorize.best"] == pytest.approx(evaluation.best_value)
+            assert metrics["memorize.relative"] == pytest.approx(evaluation.relative_score)
+            assert metrics["score"] == pytest.approx(finished[arch_id])
+            assert tags["cellsearch.job_id"] == str(real.job_id)
+            assert tags["cellsearch.strategy"] == "jozefowicz"
+            assert tags["cellsearch.library_name"] == (record.library_name or "")
+            assert tags["cellsearch.outcome"] == "evaluated"
+    assert {r.data.tags["cellsearch.library_name"] for r in children} >= {"gru", "tanh"}
+    mutants = [r for r in children if r.data.params["mutation"]]
+    assert mutants and all(r.data.params["parent_hash"] for r in mutants)
+
+
+def test_architecture_artifacts(real: RealJob, client: MlflowClient, tmp_path: Path) -> None:
+    _, children = job_and_children(client, real.job_id)
+    for run in children:
+        names = {a.path for a in client.list_artifacts(run.info.run_id)}
+        expected = {"cell.json", "equations.md", "cell.dot"} | (
+            {"cell.svg"} if shutil.which("dot") else set()
+        )
+        assert names == expected
+        folder = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / run.info.run_id)))
+        graph = CellGraph.from_json((folder / "cell.json").read_text())
+        assert canonical_hash(graph) == run.data.params["canonical_hash"]
+        assert (folder / "equations.md").read_text() == to_markdown(graph)
+        assert "\\begin{aligned}" in (folder / "equations.md").read_text()
+        assert (folder / "cell.dot").read_text().startswith("digraph ")
+        if shutil.which("dot"):
+            assert "<svg" in (folder / "cell.svg").read_text()
+
+
+def test_results_show_links_the_run(real: RealJob) -> None:
+    links = runs_of(sa.create_engine(real.db_url), job_id=real.job_id)
+    arch_link = next(link for link in links if link.arch_id is not None)
+    result = CliRunner().invoke(
+        app, ["results", "show", str(arch_link.arch_id), "--db", real.db_url], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.stderr
+    assert arch_link.run_id in result.stdout
+    assert (
+        f"http://127.0.0.1:5000/#/experiments/{arch_link.experiment_id}/runs/{arch_link.run_id}"
+        in result.stdout
+    )
+    assert f"cellsearch dashboard --mlflow {real.mlflow_uri}" in result.stdout
+
+
+def test_sync_logs_what_is_missing_and_only_that(real: RealJob, tmp_path: Path) -> None:
+    """The results database is the source of truth: a fresh store gets the whole job."""
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    result = CliRunner().invoke(app, ["results", "sync-mlflow", "--job", str(real.job_id), "--mlflow", uri,
+                                      "--db", real.db_url])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    finished = finished_architectures(real.db_url, real.job_id)
+    assert f"{len(finished)} architecture runs logged" in result.stdout
+    fresh = MlflowClient(tracking_uri=uri)
+    job_run, children = job_and_children(fresh, real.job_id)
+    assert job_run.info.status == "FINISHED"
+    assert sorted(int(r.data.params["arch_id"]) for r in children) == sorted(finished)
+    again = Tracker(uri, real.db_url)
+    assert again.sync(real.job_id) == 0  # every architecture has its run already
+    assert len(job_and_children(fresh, real.job_id)[1]) == len(finished)
+
+
+# -- the tracker on a hand-made database -----------------------------------------------------
+
+
+def test_outcomes_and_missing_metrics(tmp_path: Path) -> None:
+    data = build_synthetic(f"sqlite:///{tmp_path / 'results.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert Tracker(uri, data.url).sync(data.search_job) == 7
+    job_run, children = job_and_children(MlflowClient(tracking_uri=uri), data.search_job)
+    by_id = {int(r.data.params["arch_id"]): r for r in children}
+    filtered = by_id[data.ids["filtered"]]
+    assert filtered.data.tags["cellsearch.outcome"] == "filtered"
+    assert "score" not in filtered.data.metrics and "arith.best" not in filtered.data.metrics
+    assert by_id[data.ids["stopped"]].data.tags["cellsearch.outcome"] == "stopped"  # never reached xml
+    assert by_id[data.ids["child"]].data.metrics["xml-small.relative"] == pytest.approx(1.2)
+    assert by_id[data.ids["grandchild"]].data.params["parent_id"] == str(data.ids["child"])
+    assert job_run.data.tags["cellsearch.job_state"] == "finished"
+
+
+def test_close_gives_up_in_bounded_time_when_the_server_is_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing listens on the port: a real connection refusal, not a simulated one."""
+    data = build_synthetic(f"sqlite:///{tmp_path / 'results.db'}")
+    tracker = Tracker(f"http://127.0.0.1:{free_port()}", data.url, retry_initial=0.2, retry_max=0.5)
+    caplog.set_level(logging.WARNING, logger="dashboards._tracking")
+    start = time.monotonic()
+    tracker.on_job_start(data.search_job)
+    tracker.on_architecture_done(data.ids["child"])
+    tracker.on_job_end("finished")
+    assert tracker.close(timeout=3) is False
+    assert time.monotonic() - start < 30
+    assert tracker.pending == 3  # nothing was lost: all three wait for the server
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("unreachable" in m for m in messages) == 1, messages
+    assert any(f"sync-mlflow --job {data.search_job}" in m for m in messages), messages
+
+
+def test_flatten_params_cuts_to_mlflow_limits() -> None:
+    long = "x" * 7000
+    params = flatten_params({"a": {"b": [1, {"c": long}], "empty": [], "none": None}, "k" * 300: 1})
+    assert params["a.b.0"] == "1"
+    assert len(params["a.b.1.c"]) == 6000 and params["a.b.1.c"].endswith("...[cut]")
+    assert params["a.empty"] == "[]" and params["a.none"] == ""
+    assert max(len(k) for k in params) == 250
+
+
+# -- a real server that goes away mid-job ----------------------------------------------------
+
+
+class Dashboard:
+    """``cellsearch dashboard`` as a subprocess (its own process group, stopped by id)."""
+
+    def __init__(self, store_uri: str, port: int, log: Path) -> None:
+        self.store_uri, self.port, self.log = store_uri, port, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                cellsearch_command("dashboard", "--mlflow", self.store_uri, "--port", str(self.port)),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=subprocess_env(),
+            )
+        wait_for_http(f"{self.url}/health", timeout=180, process=self.process)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)  # the command and the mlflow server it started
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
+    server = Dashboard(f"sqlite:///{tmp_path / 'server.db'}", free_port(), tmp_path / "server.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_job_goes_on_while_the_server_is_down_and_tracking_catches_up(
+    dashboard: Dashboard, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="dashboards._tracking")
+    settings = resolve_settings(
+        db_url=f"sqlite:///{tmp_path / 'results.db'}", mlflow_uri=dashboard.url, env={}
+    )
+    feed = ProgressFeed()
+    stopped = threading.Event()
+
+    def stop_server_after_first_trial(event: str, data: dict[str, Any]) -> None:
+        """On the driver's thread: once the job's run exists, take the server away."""
+        if event != "trial_finished" or stopped.is_set():
+            return
+        engine = sa.create_engine(settings.db_url)
+        deadline = time.monotonic() + 120
+        while not runs_of(engine, job_id=feed.job_id or 0, tracking_uri=dashboard.url):
+            assert time.monotonic() < deadline, "the tracker never created the job's run"
+            time.sleep(0.2)
+        engine.dispose()
+        dashboard.stop()
+        stopped.set()
+
+    feed.subscribe(stop_server_after_first_trial)
+    with track_job(
+        settings, feed, progress_interval=0.5, retry_initial=0.2, retry_max=1.0, flush_timeout=180
+    ) as t:
+        job_id = run_job(JobSpec.from_yaml_text(FIXED_JOB_YAML), settings, progress=feed)
+        assert stopped.is_set()
+        with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
+            assert store.get_job(job_id).state == "finished"  # the search did not wait for MLflow
+        assert t.pending > 0  # the architectures are waiting for the server
+        dashboard.start()  # same port, same backend store; leaving the block waits for the catch-up
+    assert t.pending == 0 and t.dropped == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("unreachable" in m for m in messages) == 1, messages  # warned once, not per retry
+    assert any("reachable again" in m for m in messages), messages
+
+    client = MlflowClient(tracking_uri=dashboard.url)
+    job_run, children = job_and_children(client, job_id)
+    assert job_run.info.status == "FINISHED"
+    finished = finished_architectures(settings.db_url, job_id)
+    assert sorted(int(r.data.params["arch_id"]) for r in children) == sorted(finished)
+    assert {r.data.tags["cellsearch.library_name"] for r in children} == {"gru", "tanh", "mut1"}
+    assert all(r.info.status == "FINISHED" for r in children)
+    artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}
+    assert {"cell.json", "equations.md", "cell.dot"} <= artifacts
+    assert json.loads(
+        Path(client.download_artifacts(children[0].info.run_id, "cell.json", str(tmp_path))).read_text()
+    )["outputs"]
