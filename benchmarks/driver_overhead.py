@@ -51,7 +51,9 @@ def rss_mib() -> float:
 def bare_ray_rate(trials: int, in_flight: int) -> float:
     """Instant trials through Ray alone, ``in_flight`` at a time."""
     runner = trial_runner(instant).options(num_cpus=1 / in_flight)
-    request = TrialRequest(key="bare", cell=library_cell("gru"), task="arith", hparams={"learning_rate": 0.01})
+    request = TrialRequest(
+        key="bare", cell=library_cell("gru"), task="arith", hparams={"learning_rate": 0.01}
+    )
     ray.get([runner.remote(request, None) for _ in range(in_flight)])  # warm the workers
     started = time.perf_counter()
     pending = [runner.remote(request, None) for _ in range(in_flight)]
@@ -104,14 +106,20 @@ def main() -> None:
 
     done = feed.trials_done
     rate = done / seconds
-    print(f"trials: {done} through the driver in {seconds:.1f} s (random cells, {args.in_flight} in flight)")
+    print(
+        f"trials: {done} through the driver in {seconds:.1f} s (Jozefowicz search, 20 trials per "
+        f"cell and task, {args.sampler} sampler, {args.in_flight} in flight)"
+    )
     print(f"driver: {rate:.1f} trials/s, {1000 / rate:.2f} ms per trial (target: >= 50 trials/s)")
     print(
         f"driver CPU time: {1000 * cpu_seconds / done:.2f} ms per trial, so one free core sustains "
         f"{done / cpu_seconds:.0f} trials/s (the wall-clock rate also waits on busy workers)"
     )
     print(f"bare Ray round trips: {bare:.1f} trials/s, {1000 / bare:.2f} ms per trial")
-    print(f"driver overhead over bare Ray: {1000 / rate - 1000 / bare:.2f} ms per trial; rate ratio {rate / bare:.3f}")
+    print(
+        f"driver overhead over bare Ray: {1000 / rate - 1000 / bare:.2f} ms per trial; "
+        f"rate ratio {rate / bare:.3f}"
+    )
     print(f"architectures proposed: {feed.architectures_proposed}")
     print("driver resident memory (MiB) by trials done: " + ", ".join(f"{n}: {m:.0f}" for n, m in samples))
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

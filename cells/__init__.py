@@ -14,7 +14,7 @@ Example:
 """
 
 from cells import _library as library
-from cells._compile import build_layer
+from cells._compile import CellLayer, CompileCacheInfo, build_layer, clear_compile_cache, compile_cache_info
 from cells._graph import CellGraph, CellGraphError, Node
 from cells._hash import canonical_form, canonical_hash
 from cells._mutation import mutate, random_cell
@@ -31,13 +31,17 @@ from cells._render import render_svg, to_dot, to_equations, to_markdown
 __all__ = [
     "OPS",
     "CellGraph",
+    "CellLayer",
     "CellGraphError",
+    "CompileCacheInfo",
     "Node",
     "OpSpec",
     "ReferenceLayer",
     "build_layer",
     "canonical_form",
     "canonical_hash",
+    "clear_compile_cache",
+    "compile_cache_info",
     "dump_nasbench_recipes",
     "from_nasbench_recipe",
     "library",

@@ -8,8 +8,9 @@ dict lookups, no graph walking, no per-node Python objects at run time.
   ``pre`` (the pre-activations of every linear, all steps) starts as one matrix product of
   all of x with the fused x-weights (biases folded in); each step adds the products of the
   other sources in place and applies grouped activations in place.
-* ``backward(saved, weights, bias, diag, d_out, d_finals)``: the hand-derived backward of
-  ``forward``. Per step it only runs elementwise derivatives and one product per source
+* ``backward(x, pre, acts, states_all, saved, weights, bias, diag, d_out, d_finals, need_x)``:
+  the hand-derived backward of ``forward`` (its first arguments are what ``forward`` kept).
+  Per step it only runs elementwise derivatives and one product per source
   (``d_source = d_pre @ W``); the gradients of every weight and bias are single matrix
   products over all ``T * B`` rows at the end.
 * ``sequence(x, states, weights, bias, diag)``: the same computation with out-of-place
@@ -192,7 +193,7 @@ def _forward_source(plan: Plan) -> str:
     w = _Lines()
     w.lines.append("def forward(x, states, weights, bias, diag, save):")
     w("T, B = x.shape[0], x.shape[1]")
-    w(f"H = bias.shape[0] // {max(L, 1)}" if L else "H = states[0].shape[1]")
+    w(f"H = bias.shape[0] // {L}" if L else "H = states[0].shape[1]")
     _emit_hoist(w, plan)
     views: dict[tuple[int, int], str] = {}
 

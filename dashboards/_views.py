@@ -174,28 +174,18 @@ GROUP BY t.job_id, t.architecture_id, e.id, e.task_label, e.metric, e.direction
 
 VIEW_NAMES: tuple[str, ...] = tuple(VIEWS)
 
-INDEXES: dict[str, str] = {
-    # `results top --task` ranks one task's evaluations of a job by relative score.
-    "dashboards_ix_evaluations_job_task": (
-        "CREATE INDEX IF NOT EXISTS dashboards_ix_evaluations_job_task "
-        "ON cs_evaluations (job_id, task_label, relative_score)"
-    ),
-}
-"""Indexes the queries of this package rely on (created with the views, if missing)."""
-
-
 def view_sql(name: str) -> str:
     """The ``CREATE VIEW`` statement of a view (what ``docs/querying.md`` documents)."""
     return f"CREATE VIEW {name} AS{VIEWS[name][1].rstrip()}"
 
 
 def ensure_views(engine: Engine) -> list[str]:
-    """Create the views (and the indexes in :data:`INDEXES`) where missing or out of date.
+    """Create the views where missing or out of date; returns the names (re)created.
 
-    Returns the names of the views (re)created. A view is replaced when its columns differ
-    from this version's. The database must hold the cellsearch schema already (open it
-    with :meth:`search._store.ResultStore.open` first). A database the caller may not
-    write to (a read-only PostgreSQL role) is left as it is, with a warning.
+    A view is replaced when its columns differ from this version's. The database must
+    hold the cellsearch schema already (open it with
+    :meth:`search._store.ResultStore.open` first). A database the caller may not write to
+    (a read-only PostgreSQL role) is left as it is, with a warning.
     """
     try:
         inspector = inspect(engine)
@@ -205,17 +195,13 @@ def ensure_views(engine: Engine) -> list[str]:
             for name, (columns, _) in VIEWS.items()
             if name not in existing or tuple(c["name"] for c in inspector.get_columns(name)) != columns
         ]
-        indexes = {ix["name"] for ix in inspector.get_indexes("cs_evaluations")}
-        missing_indexes = [name for name in INDEXES if name not in indexes]
-        if not stale and not missing_indexes:
+        if not stale:
             return []
         with engine.begin() as conn:
             for name in stale:
                 if name in existing:
                     conn.execute(text(f"DROP VIEW {name}"))
                 conn.execute(text(view_sql(name)))
-            for name in missing_indexes:
-                conn.execute(text(INDEXES[name]))
     except SQLAlchemyError as exc:
         logger.warning("could not create the SQL views (%s); `cellsearch results` still works", exc)
         return []

@@ -7,6 +7,7 @@ Example:
 """
 
 from search._jobspec import JobError, JobSpec, check_db_url, load_job, task_key
+from search._progress import ProgressDisplay, ProgressFeed
 from search._settings import Settings, resolve_settings
 from search._store import (
     DatabaseRevisionError,
@@ -16,19 +17,53 @@ from search._store import (
     StoreError,
     UnknownJobError,
 )
+from search._strategies import (
+    Candidate,
+    FixedCells,
+    JozefowiczSearch,
+    Outcome,
+    RandomSearch,
+    Refine,
+    RegularizedEvolution,
+    Strategy,
+    make_strategy,
+)
+
+
+def __getattr__(name: str) -> object:
+    # The driver imports Ray and Optuna: loaded on first use, so `cellsearch status` stays quick.
+    if name in ("run_job", "JobStateError"):
+        from search import _driver
+
+        return getattr(_driver, name)
+    raise AttributeError(f"module 'search' has no attribute {name!r}")
+
 
 __all__ = [
+    "Candidate",
     "DatabaseRevisionError",
+    "FixedCells",
     "JobError",
     "JobSpec",
+    "JobStateError",
     "JobSummary",
+    "JozefowiczSearch",
     "NoDatabaseError",
+    "Outcome",
+    "ProgressDisplay",
+    "ProgressFeed",
+    "RandomSearch",
+    "Refine",
+    "RegularizedEvolution",
     "ResultStore",
     "Settings",
     "StoreError",
+    "Strategy",
     "UnknownJobError",
     "check_db_url",
     "load_job",
+    "make_strategy",
     "resolve_settings",
+    "run_job",
     "task_key",
 ]

@@ -26,15 +26,19 @@ EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 1, 2, 130
 DbOption = Annotated[
     str | None,
     typer.Option(
-        "--db", help="Results database URL (else the job's db_url, CELLSEARCH_DB_URL, sqlite:///cellsearch.db)."
+        "--db",
+        help="Results database URL (else the job's db_url, CELLSEARCH_DB_URL, sqlite:///cellsearch.db).",
     ),
 ]
 MlflowOption = Annotated[
-    str | None, typer.Option("--mlflow", help="MLflow tracking URI (else MLFLOW_TRACKING_URI, sqlite:///mlflow.db).")
+    str | None,
+    typer.Option("--mlflow", help="MLflow tracking URI (else MLFLOW_TRACKING_URI, sqlite:///mlflow.db)."),
 ]
 RayOption = Annotated[
     str | None,
-    typer.Option("--ray-address", help="Ray cluster to join (else RAY_ADDRESS; none: start a local instance)."),
+    typer.Option(
+        "--ray-address", help="Ray cluster to join (else RAY_ADDRESS; none: start a local instance)."
+    ),
 ]
 
 

@@ -114,7 +114,7 @@ def run_job(
     evaluate: Evaluate | None = None,
     max_retries: int = MAX_RETRIES,
 ) -> int:
-    """Run a job to its end (or to Ctrl-C) and return its id.
+    """Run a job to its end (or to Ctrl-C, or SIGTERM) and return its id.
 
     ``spec``: the job to launch (``None`` with ``resume``: the stored spec is used).
     ``settings``: where the results database and Ray are (the spec's own ``db_url``, if set,
@@ -134,12 +134,12 @@ def run_job(
             spec = spec or store.load_job_spec(job_id)
         elif spec is None:
             raise ValueError("launch needs a job spec")
-        else:
-            job_id = store.create_job(spec)
-        assert spec is not None and job_id is not None
-        feed = progress or ProgressFeed()
-        feed.job_id, feed.job_name = job_id, spec.name
-        with _ray_session(settings.ray_address):
+        with _ray_session(settings.ray_address):  # first: a cluster that cannot be joined records no job
+            if not resume:
+                job_id = store.create_job(spec)
+            assert spec is not None and job_id is not None
+            feed = progress or ProgressFeed()
+            feed.job_id, feed.job_name = job_id, spec.name
             driver = _Driver(spec, job_id, store, settings.db_url, feed, evaluate, max_retries)
             driver.run(resume)
         return job_id
@@ -192,6 +192,7 @@ class _Driver:
         self.trials_counted = 0
         self.strategy_idle = False
         self.stop_reason: str | None = None
+        self.stop_signal = "SIGINT"
         self.clock_before = 0.0
         self.clock_start = time.monotonic()
         self.spaces = {t.id: spec.search_space(t) for t in spec.tasks}
@@ -208,7 +209,7 @@ class _Driver:
 
     def run(self, resume: bool) -> None:
         self.max_in_flight = self.spec.resources.max_in_flight or _cluster_slots(self.spec)
-        self.relay = start_relay()
+        self.relay = start_relay(node_id=ray.get_runtime_context().get_node_id())
         # Wait for it: a trial's first report (or its start notice) must not queue behind its start-up.
         ray.get(self.relay.workers.remote())
         previous_handler = _install_sigint(self)
@@ -237,7 +238,8 @@ class _Driver:
 
     def _loop(self) -> None:
         poll = self.relay.poll.remote(_POLL_SECONDS)
-        while self.stop_reason is None:
+        # Out of time: nothing new starts, the running trials finish. Ctrl-C: leave at once.
+        while self.stop_reason != "interrupted":
             self._check_budget()
             self._settle()
             self._fill()
@@ -246,7 +248,11 @@ class _Driver:
             ready, _ = ray.wait([*self.running, poll], num_returns=1, timeout=_POLL_SECONDS)
             if not ready:
                 continue
-            done, _ = ray.wait(list(self.running), num_returns=len(self.running), timeout=0)
+            done = (
+                ray.wait(list(self.running), num_returns=len(self.running), timeout=0)[0]
+                if self.running
+                else []
+            )
             if poll in ready:
                 self._relay(*ray.get(poll))
                 poll = self.relay.poll.remote(_POLL_SECONDS)
@@ -291,7 +297,9 @@ class _Driver:
         self._save()
 
     def _baseline_candidates(self) -> list[Candidate]:
-        return [Candidate.of(g, "baseline", library_name=n, gated=False) for n, g in self.spec.baseline_graphs]
+        return [
+            Candidate.of(g, "baseline", library_name=n, gated=False) for n, g in self.spec.baseline_graphs
+        ]
 
     def _add(self, candidate: Candidate, arch_id: int | None = None) -> _Arch:
         """Record a proposed candidate (or adopt one the job has already) and start its stages."""
@@ -476,7 +484,13 @@ class _Driver:
         self._submit(arch, task, study, asked.number, hparams, attempt=1)
 
     def _submit(
-        self, arch: _Arch, task: TaskEntry, study: TunedStudy, number: int, hparams: dict[str, Any], attempt: int
+        self,
+        arch: _Arch,
+        task: TaskEntry,
+        study: TunedStudy,
+        number: int,
+        hparams: dict[str, Any],
+        attempt: int,
     ) -> None:
         trial_id = self.store.start_trial(
             self._evaluation(arch, task),
@@ -544,7 +558,9 @@ class _Driver:
         except _RETRYABLE as exc:
             reason = f"{type(exc).__name__}: {_first_line(exc)}"
             if running.attempt <= self.max_retries and self.stop_reason is None:
-                self.store.fail_trial(running.trial_id, f"attempt {running.attempt}: {reason}", status="interrupted")
+                self.store.fail_trial(
+                    running.trial_id, f"attempt {running.attempt}: {reason}", status="interrupted"
+                )
                 arch.stages.finished(task.id, None, counted=False)
                 self.feed.trial_finished(running.key, "interrupted", retried=True)
                 self._submit(arch, task, running.study, running.number, running.hparams, running.attempt + 1)
@@ -563,12 +579,16 @@ class _Driver:
 
     def _end(self, running: _Running, result: TrialResult | None, status: str, error: str) -> None:
         """A trial that produced no result: ``failed`` counts as finished, ``interrupted`` runs again."""
-        self.store.fail_trial(running.trial_id, error, status="failed" if status == "failed" else "interrupted")
+        self.store.fail_trial(
+            running.trial_id, error, status="failed" if status == "failed" else "interrupted"
+        )
         running.study.tell(running.number, "failed" if status == "failed" else "interrupted", None)
         running.arch.stages.finished(running.task.id, None, counted=status == "failed")
         self.feed.trial_finished(running.key, status)
 
-    def _relay(self, reports: list[tuple[str, int, float]], started: list[tuple[str, dict[str, Any]]]) -> None:
+    def _relay(
+        self, reports: list[tuple[str, int, float]], started: list[tuple[str, dict[str, Any]]]
+    ) -> None:
         for key, worker in started:
             if key in self.by_key:
                 self.feed.trial_on_worker(key, worker)
@@ -588,7 +608,7 @@ class _Driver:
 
     def _check_budget(self) -> None:
         limit = self.spec.budget.max_seconds
-        if limit is not None and self._elapsed() >= limit and self.stop_reason is None:
+        if limit is not None and self.stop_reason is None and self._elapsed() >= limit:
             self.stop_reason = "time"
 
     def _trial_budget_left(self) -> float:
@@ -627,11 +647,11 @@ class _Driver:
         self.store.save_strategy_state(self.job_id, state)
 
     def _interrupt(self) -> None:
-        """Ctrl-C: cancel running trials, record them interrupted, save, mark the job."""
+        """Ctrl-C or SIGTERM: cancel running trials, record them interrupted, save, mark the job."""
         self.feed.state = "interrupting"
         for ref, running in list(self.running.items()):
             ray.cancel(ref, force=True)
-            self._end(running, None, "interrupted", "interrupted by the user (SIGINT)")
+            self._end(running, None, "interrupted", f"interrupted by the user ({self.stop_signal})")
         self.running.clear()
         self.by_key.clear()
         self._save()
@@ -665,12 +685,14 @@ class _Driver:
         self.refined = {k: int(v) for k, v in driver_state.get("refined", {}).items()}
         self.clock_before = float(driver_state.get("elapsed", 0.0))
         self.feed.elapsed_before = self.clock_before
-        self.baseline_hashes = list(driver_state.get("baselines") or [c.hash for c in self._baseline_candidates()])
+        self.baseline_hashes = list(
+            driver_state.get("baselines") or [c.hash for c in self._baseline_candidates()]
+        )
         baseline_set = set(self.baseline_hashes)
 
         evaluations: dict[int, list[EvaluationRecord]] = {}
-        for record in self.store.evaluations(self.job_id):
-            evaluations.setdefault(record.architecture_id, []).append(record)
+        for evaluation in self.store.evaluations(self.job_id):
+            evaluations.setdefault(evaluation.architecture_id, []).append(evaluation)
         summary = self.store.job_summary(self.job_id).trials
         self.trials_counted = summary.completed + summary.pruned + summary.failed + summary.diverged
         by_id = {t.id: t for t in self.spec.tasks}
@@ -701,6 +723,9 @@ class _Driver:
                     continue
                 arch.evaluations[task.id] = evaluation.id
                 arch.stages.restore(task.id, evaluation.trials_finished, evaluation.best_value)
+            if record.first_job_id != self.job_id:  # known from an earlier job: reuse what it has
+                arch.reuse = True
+                self._reuse_evaluations(arch)
             extra = self.refined.get(arch.hash, 0)
             for task in self.spec.tasks:
                 progress = arch.stages.progress[task.id]
@@ -753,17 +778,22 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _install_sigint(driver: _Driver) -> Any:
-    """Ctrl-C asks the loop to stop cleanly (only possible from the main thread)."""
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _install_sigint(driver: _Driver) -> dict[int, Any] | None:
+    """Ctrl-C (and SIGTERM, e.g. ``docker stop``) ask the loop to stop cleanly; only the main
+    thread can handle signals, elsewhere they keep their default."""
     if threading.current_thread() is not threading.main_thread():
         return None
 
     def handler(signum: int, frame: FrameType | None) -> None:
         driver.stop_reason = "interrupted"
+        driver.stop_signal = signal.Signals(signum).name
 
-    return signal.signal(signal.SIGINT, handler)
+    return {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
 
 
-def _restore_sigint(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGINT, previous)
+def _restore_sigint(previous: dict[int, Any] | None) -> None:
+    for sig, handler in (previous or {}).items():
+        signal.signal(sig, handler)

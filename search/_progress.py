@@ -164,11 +164,13 @@ def render(feed: ProgressFeed) -> RenderableType:
         "architectures",
         f"{m['architectures_proposed']:.0f} proposed   {m['architectures_filtered']:.0f} filtered   "
         f"{m['architectures_stopped']:.0f} stopped at a threshold   "
-        f"{m['architectures_evaluated']:.0f} evaluated   {m['duplicates']:.0f} duplicates skipped",
+        f"{m['architectures_evaluated']:.0f} evaluated   {m['duplicates']:.0f} duplicates skipped   "
+        f"{m['evaluations_reused']:.0f} evaluations reused",
     )
     table.add_row(
         "trials",
-        f"{m['trials_done']:.0f} done   {m['trials_running']:.0f} running   {m['trials_pruned']:.0f} pruned   "
+        f"{m['trials_done']:.0f} done   {m['trials_running']:.0f} running   "
+        f"{m['trials_pruned']:.0f} pruned   "
         f"{m['trials_failed']:.0f} failed   {m['trials_diverged']:.0f} diverged   "
         f"{m['trials_retried']:.0f} retried",
     )
@@ -183,6 +185,10 @@ def render(feed: ProgressFeed) -> RenderableType:
     parts: list[RenderableType] = [title, table]
     if feed.best_equations:
         parts.append(Text(feed.best_equations, style="dim"))
+    if feed.state == "running" and feed.job_id is not None:
+        parts.append(
+            Text(f"Ctrl-C stops cleanly; continue with: cellsearch resume {feed.job_id}", style="dim")
+        )
     return Group(*parts)
 
 

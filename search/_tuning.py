@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import optuna
@@ -171,7 +171,9 @@ class TunedStudy:
         """Sample a trial and record it ``RUNNING`` in the database."""
         trial = self._memory.ask(self.space)
         if self._writer is not None:
-            storage_id = self._writer.add_running(self._study_id, trial.number, trial.params, trial.distributions)
+            storage_id = self._writer.add_running(
+                self._study_id, trial.number, trial.params, trial.distributions
+            )
         else:
             template = _copy(self._memory._storage.get_trial(trial._trial_id), state=TrialState.RUNNING)
             storage_id = self._storage.create_new_trial(self._study_id, template_trial=template)
@@ -201,7 +203,7 @@ class TunedStudy:
         state = _STATES[status]
         if state == TrialState.COMPLETE and (value is None or not math.isfinite(value)):
             state = TrialState.FAIL
-        values = [value] if state == TrialState.COMPLETE else None
+        values = [float(value)] if state == TrialState.COMPLETE and value is not None else None
         frozen = self._memory.tell(asked.trial, values, state=state, skip_if_finished=True)
         final_values = frozen.values if frozen.state != TrialState.FAIL else None
         if self._writer is not None:
@@ -301,7 +303,14 @@ class _TableWriter:
 
             writer = cls(engine, models)
             expected = {
-                writer._trials: {"trial_id", "number", "study_id", "state", "datetime_start", "datetime_complete"},
+                writer._trials: {
+                    "trial_id",
+                    "number",
+                    "study_id",
+                    "state",
+                    "datetime_start",
+                    "datetime_complete",
+                },
                 writer._params: {"trial_id", "param_name", "param_value", "distribution_json"},
                 writer._values: {"trial_id", "objective", "value", "value_type"},
                 writer._intermediate: {"trial_id", "step", "intermediate_value", "intermediate_value_type"},
@@ -321,7 +330,8 @@ class _TableWriter:
                     number=number, study_id=study_id, state=TrialState.RUNNING, datetime_start=_utc_now()
                 )
             )
-            trial_id = int(result.inserted_primary_key[0])
+            (trial_id,) = result.inserted_primary_key or (None,)
+            assert trial_id is not None
             if params:
                 conn.execute(
                     insert(self._params),
@@ -352,7 +362,9 @@ class _TableWriter:
                 rows = []
                 for objective, value in enumerate(values):
                     stored, kind = self._value_repr(value)
-                    rows.append({"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind})
+                    rows.append(
+                        {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
+                    )
                 conn.execute(insert(self._values), rows)
             conn.execute(
                 update(self._trials)

@@ -77,7 +77,16 @@ def ray_head() -> Iterator[RayHead]:
     args = ["--head", "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false"]
     with log.open("wb") as out:
         head = subprocess.Popen(
-            [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *args, "--temp-dir", str(temp_dir)],
+            [
+                sys.executable,
+                "-m",
+                "ray.scripts.scripts",
+                "start",
+                "--block",
+                *args,
+                "--temp-dir",
+                str(temp_dir),
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -151,11 +160,16 @@ def _check_finished(db: Path, url: str) -> None:
     """The resumed job finished: each evaluation ran exactly its trials, each architecture once."""
     assert _rows(db, "SELECT state FROM cs_jobs") == [("finished",)]
     assert _rows(db, "SELECT count(*) FROM cs_trials WHERE status = 'running'") == [(0,)]
-    members = _rows(db, "SELECT a.canonical_hash FROM cs_job_architectures ja JOIN cs_architectures a ON a.id = ja.architecture_id")
+    members = _rows(
+        db,
+        "SELECT a.canonical_hash FROM cs_job_architectures ja "
+        "JOIN cs_architectures a ON a.id = ja.architecture_id",
+    )
     assert len(members) == len({h for (h,) in members}) == 4  # gru, lstm and two mutants, each once
     finished = _rows(
         db,
-        "SELECT evaluation_id, optuna_trial_number FROM cs_trials WHERE status IN ('ok', 'pruned', 'failed', 'diverged')",
+        "SELECT evaluation_id, optuna_trial_number FROM cs_trials "
+        "WHERE status IN ('ok', 'pruned', 'failed', 'diverged')",
     )
     per_evaluation = Counter(e for e, _ in finished)
     evaluations = _rows(db, "SELECT id FROM cs_evaluations")
@@ -183,7 +197,9 @@ def test_sigkill_mid_job_then_resume_loses_and_repeats_nothing(ray_head: RayHead
     finally:
         _kill_group(launch)  # SIGKILL: no handler runs, nothing is cleaned up
     assert launch.returncode == -signal.SIGKILL
-    done_before = _rows(db, "SELECT id, evaluation_id, optuna_trial_number, value FROM cs_trials WHERE status = 'ok'")
+    done_before = _rows(
+        db, "SELECT id, evaluation_id, optuna_trial_number, value FROM cs_trials WHERE status = 'ok'"
+    )
     left_running = _rows(db, "SELECT id FROM cs_trials WHERE status = 'running'")
     assert _rows(db, "SELECT state FROM cs_jobs") == [("running",)]
 
@@ -191,18 +207,27 @@ def test_sigkill_mid_job_then_resume_loses_and_repeats_nothing(ray_head: RayHead
     assert _finish(resume, log) == 0, log.read_text()[-4000:]
 
     _check_finished(db, url)
-    after = {row[0]: row for row in _rows(db, "SELECT id, evaluation_id, optuna_trial_number, value FROM cs_trials WHERE status = 'ok'")}
+    after = {
+        row[0]: row
+        for row in _rows(
+            db, "SELECT id, evaluation_id, optuna_trial_number, value FROM cs_trials WHERE status = 'ok'"
+        )
+    }
     for row in done_before:  # every trial finished before the kill is still there, unchanged
         assert after[row[0]] == row
     for (trial_id,) in left_running:  # what ran at the kill is recorded interrupted and was run again
         assert _rows(db, f"SELECT status FROM cs_trials WHERE id = {trial_id}") == [("interrupted",)]
 
 
-def test_ctrl_c_interrupts_cleanly_with_exit_130_then_resume_finishes(ray_head: RayHead, tmp_path: Path) -> None:
+def test_ctrl_c_interrupts_cleanly_with_exit_130_then_resume_finishes(
+    ray_head: RayHead, tmp_path: Path
+) -> None:
     db, log = tmp_path / "results.db", tmp_path / "cellsearch.log"
     url = f"sqlite:///{db}"
-    (tmp_path / "job.yaml").write_text(JOB % {"seconds": 3.0})
-    launch = _cellsearch(["launch", "job.yaml", "--db", url, "--ray-address", ray_head.address], ray_head.env, tmp_path, log)
+    (tmp_path / "job.yaml").write_text(JOB % {"seconds": 2.0})
+    launch = _cellsearch(
+        ["launch", "job.yaml", "--db", url, "--ray-address", ray_head.address], ray_head.env, tmp_path, log
+    )
 
     try:
         _wait_for(

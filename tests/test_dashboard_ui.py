@@ -38,7 +38,7 @@ from dashboards import runs_of
 from search._cli import app
 
 sys.path.insert(0, str(REPO / "scripts"))
-from screenshot_dashboard import browser_command, find_browser  # noqa: E402
+from screenshot_dashboard import browser_command, find_browser
 
 BROWSER = find_browser()
 

@@ -53,7 +53,12 @@ def test_studies_written_through_read_back_as_optuna_studies(tmp_path: Path) -> 
     # Optuna's own reader sees exactly what happened; trial 3 was left running.
     loaded = optuna.load_study(study_name="job1-arch1-memorize", storage=url)
     trials = loaded.get_trials(deepcopy=False)
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING]
+    assert [t.state for t in trials] == [
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+        TrialState.FAIL,
+        TrialState.RUNNING,
+    ]
     assert trials[0].params == asked[0].params and trials[3].params == asked[3].params
     assert trials[0].value == 0.4 and trials[0].intermediate_values == {10: 0.2, 20: 0.4}
     assert trials[0].datetime_complete is not None and trials[3].datetime_complete is None
@@ -82,6 +87,70 @@ def test_a_pruner_in_the_driver_stops_a_trial_that_lags_the_median(tmp_path: Pat
     assert study.report(laggard.number, 10, 0.1) is True
     study.tell(laggard.number, "pruned", None)
     book.close()
+
+
+# -- the progress feed and the command line (no Ray) -----------------------------------------
+
+
+def test_the_display_shows_the_numbers_trackers_read() -> None:
+    from rich.console import Console
+
+    from search._progress import render
+
+    feed = ProgressFeed(job_id=7, job_name="demo")
+    for key, status in (("a", "ok"), ("b", "pruned"), ("c", "failed"), ("d", "ok")):
+        feed.trial_submitted(key)
+        feed.trial_finished(key, status)
+    feed.trial_submitted("e")
+    feed.architectures_proposed = 3
+    feed.architecture_done(1, "filtered", None)
+    feed.new_best(2, 1.25, "gru", "h' = tanh(W x + U h + b)")
+    metrics = feed.metrics()
+    assert metrics["trials_done"] == 4 and metrics["trials_running"] == 1 and metrics["trials_pruned"] == 1
+    assert metrics["trials_failed"] == 1 and metrics["architectures_filtered"] == 1
+    assert metrics["best_score"] == 1.25
+    console = Console(record=True, width=200)
+    console.print(render(feed))
+    text = console.export_text()
+    assert "3 proposed   1 filtered" in text
+    assert "4 done   1 running   1 pruned   1 failed" in text
+    assert "arch 2  score 1.2500  gru" in text and "h' = tanh(W x + U h + b)" in text
+
+
+def test_launch_refuses_a_bad_job_naming_every_field_and_writes_nothing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from search._cli import app
+
+    job = tmp_path / "bad.yaml"
+    job.write_text(
+        "name: bad\nstrategy: {kind: jozefowicz, top_k: 0}\n"
+        "tasks: [{name: memorize, role: filter}, {name: nosuch}]\nbudget: {max_trials: -1}\n"
+    )
+    db = tmp_path / "results.db"
+    result = CliRunner().invoke(app, ["launch", str(job), "--db", f"sqlite:///{db}"])
+    assert result.exit_code == 2
+    for field in ("strategy.top_k", "tasks.0.threshold", "tasks.1.name", "budget.max_trials"):
+        assert field in result.output, result.output
+    assert not db.exists()
+
+
+def test_resume_refuses_unknown_and_finished_jobs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from search._cli import app
+
+    url = _sqlite(tmp_path)
+    with ResultStore.open(url) as store:
+        job_id = store.create_job(_spec())
+        store.set_job_state(job_id, "finished")
+    runner = CliRunner()
+    unknown = runner.invoke(app, ["resume", "99", "--db", url])
+    assert unknown.exit_code == 1 and "unknown job 99" in unknown.output
+    finished = runner.invoke(app, ["resume", str(job_id), "--db", url])
+    assert finished.exit_code == 1 and f"job {job_id} is already finished" in finished.output
+    missing = runner.invoke(app, ["resume", "1", "--db", _sqlite(tmp_path, "none.db")])
+    assert missing.exit_code == 1 and not (tmp_path / "none.db").exists()
 
 
 # -- the driver on Ray -----------------------------------------------------------------------
@@ -119,7 +188,9 @@ def _spec(**overrides: Any) -> JobSpec:
     return JobSpec.from_dict(data)
 
 
-def test_intermediate_values_travel_through_the_relay_into_the_studies(ray_instance: None, tmp_path: Path) -> None:
+def test_intermediate_values_travel_through_the_relay_into_the_studies(
+    ray_instance: None, tmp_path: Path
+) -> None:
     from search._driver import run_job
 
     url = _sqlite(tmp_path)
@@ -145,7 +216,9 @@ def test_intermediate_values_travel_through_the_relay_into_the_studies(ray_insta
     assert feed.trials_done == 4 and feed.trials_running == 0
 
 
-def test_a_worker_killed_mid_trial_is_retried_then_recorded_failed(ray_instance: None, tmp_path: Path) -> None:
+def test_a_worker_killed_mid_trial_is_retried_then_recorded_failed(
+    ray_instance: None, tmp_path: Path
+) -> None:
     """SIGKILL the worker process of three trial attempts: the baseline's first attempt (its
     retry succeeds) and both attempts of the fixed cell's trial (recorded failed)."""
     from search._driver import run_job
@@ -185,3 +258,29 @@ def test_a_worker_killed_mid_trial_is_retried_then_recorded_failed(ray_instance:
     study = optuna.load_study(study_name=tanh[0].study_name, storage=url)
     assert [t.state for t in study.trials] == [TrialState.FAIL]
     assert feed.trials_retried == 2 and feed.trials_failed == 1 and feed.trials_done == 2
+
+
+@pytest.mark.parametrize("budget", [{"max_trials": 3}, {"max_seconds": 4.0}], ids=["trials", "seconds"])
+def test_a_search_stops_at_its_budget(ray_instance: None, tmp_path: Path, budget: dict[str, Any]) -> None:
+    from search._driver import run_job
+
+    url = _sqlite(tmp_path)
+    spec = _spec(
+        strategy={"kind": "random", "num_states": 1, "max_nodes": 6},
+        seed_cells=["lstm"],
+        trials_per_task=2,
+        budget=budget,
+    )
+    job_id = run_job(spec, resolve_settings(db_url=url, env={}))
+    with ResultStore.open(url) as store:
+        job = store.get_job(job_id)
+        trials = store.trials(job_id=job_id)
+    assert job.state == "finished"
+    assert all(t.status != "running" for t in trials)
+    if "max_trials" in budget:
+        assert len(trials) == 3  # the baseline's two, then one of lstm's: the stages are cut short
+    else:
+        assert job.started_at is not None
+        # Nothing started after the deadline; what ran then was allowed to finish.
+        assert all((t.started_at - job.started_at).total_seconds() <= budget["max_seconds"] for t in trials)
+        assert all(t.status == "ok" for t in trials)

@@ -138,7 +138,9 @@ def _check_job(url: str, job_id: int, spec: JobSpec, feed: ProgressFeed) -> None
     assert max(_trained(url).values()) == 1
 
 
-def test_quickstart_shaped_job_on_sqlite_then_a_second_job_reuses_it(ray_instance: None, tmp_path: Path) -> None:
+def test_quickstart_shaped_job_on_sqlite_then_a_second_job_reuses_it(
+    ray_instance: None, tmp_path: Path
+) -> None:
     url = f"sqlite:///{tmp_path / 'results.db'}"
     spec = quickstart_spec()
     job_id, feed = _run(spec, url)
@@ -147,7 +149,9 @@ def test_quickstart_shaped_job_on_sqlite_then_a_second_job_reuses_it(ray_instanc
 
     # The same job again (without refinements, which would add trials on purpose): the cells it
     # meets again (the baseline, the seed lstm, mutants) are copied from the first job, not retrained.
-    second, second_feed = _run(quickstart_spec(strategy={"kind": "jozefowicz", "top_k": 4, "p_refine": 0.0}), url)
+    second, second_feed = _run(
+        quickstart_spec(strategy={"kind": "jozefowicz", "top_k": 4, "p_refine": 0.0}), url
+    )
     with ResultStore.open(url) as store:
         assert store.get_job(second).state == "finished"
         reused = [e for e in store.evaluations(second) if e.reused_from_id is not None]
@@ -177,7 +181,7 @@ def test_paper_table_shaped_job_scores_every_cell_on_every_task(ray_instance: No
         trials_per_task=1,
         budget={},
     )
-    job_id, feed = _run(spec, url)
+    job_id, _ = _run(spec, url)
     with ResultStore.open(url) as store:
         assert store.get_job(job_id).state == "finished"
         members = store.job_architectures(job_id)

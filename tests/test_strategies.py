@@ -200,7 +200,9 @@ def test_no_cell_is_proposed_twice_and_equivalent_graphs_count_as_known() -> Non
     renamed = _renamed(gru)
     assert [n.name for n in renamed.nodes] != [n.name for n in gru.nodes]
     assert canonical_hash(renamed) == canonical_hash(gru)
-    search = JozefowiczSearch([("gru", gru), (None, renamed), ("lstm", library.get("lstm"))], p_refine=0.0, seed=3)
+    search = JozefowiczSearch(
+        [("gru", gru), (None, renamed), ("lstm", library.get("lstm"))], p_refine=0.0, seed=3
+    )
     proposals = []
     for _ in range(40):
         proposal = search.ask()
@@ -208,7 +210,10 @@ def test_no_cell_is_proposed_twice_and_equivalent_graphs_count_as_known() -> Non
         proposals.append(proposal.hash)
         search.tell(Outcome(proposal.hash, 1.0, complete=True))
     assert len(proposals) == len(set(proposals))
-    assert proposals[:2] == [canonical_hash(gru), canonical_hash(library.get("lstm"))]  # the renamed gru skipped
+    assert proposals[:2] == [
+        canonical_hash(gru),
+        canonical_hash(library.get("lstm")),
+    ]  # the renamed gru skipped
     assert all(search.is_known(h) for h in proposals)
 
 

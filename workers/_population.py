@@ -40,6 +40,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 import traceback
@@ -303,9 +304,9 @@ def train_population(
 
     The trials must share :func:`population_key` (see :func:`plan_populations`), else
     :class:`ValueError`. Otherwise this never raises: a trial whose hyperparameters do not
-    validate fails alone, and an error during training fails every trial still running (those
-    already pruned or diverged keep their results). See the module docstring for what each
-    member keeps to itself and for ``max_seconds``.
+    validate fails alone, and an error during training (``report`` raising included) fails
+    every trial still running; those already pruned or diverged keep their results. See the
+    module docstring for what each member keeps to itself and for ``max_seconds``.
     """
     started = time.perf_counter()
     budget = budget or Budget()
@@ -338,6 +339,10 @@ def train_population(
         for i in range(len(results)):
             if results[i] is None:
                 results[i] = _failed(exc, task, hparams_list[i], started, device_name)
+        run = None  # drop the population's tensors before the next one (CUDA out-of-memory)
+        if device_name.startswith("cuda"):
+            gc.collect()
+            torch.cuda.empty_cache()
     return [r for r in results if r is not None]
 
 
@@ -370,7 +375,7 @@ class _PopulationRun:
         report: PopulationReport | None,
         device: torch.device,
     ) -> None:
-        self.task, self.hps, self.budget, self.report, self.device = task, hps, budget, report, device
+        self.task, self.budget, self.report, self.device = task, budget, report, device
         self.members = members  # index in hparams_list of each current member
         self.hp_of = dict(zip(members, hps, strict=True))
         models = []

@@ -150,9 +150,9 @@ def _jacob_cov(model: RecurrentModel, batch: Batch) -> float:
 def jacob_cov_score(jacobians: Tensor) -> float:
     """``-sum(log(s + k) + 1 / (s + k))`` over the eigenvalues ``s`` of the rows' correlation matrix.
 
-    Rows without variation (a zero gradient: the output ignores that input) or with non-finite
-    values count as perfectly correlated with each other, so a cell that ignores its input
-    (or overflows) gets the lowest score.
+    A row without variation (a zero gradient: the output ignores that input) or with
+    non-finite values carries no information; it counts as a zero eigenvalue (as a row that
+    repeats another would), so a cell that ignores its input gets the lowest score.
 
     Example:
         >>> import torch
@@ -161,20 +161,18 @@ def jacob_cov_score(jacobians: Tensor) -> float:
         >>> varied > same
         True
     """
-    broken = ~jacobians.isfinite().all(1)
-    jacobians = torch.where(broken[:, None], 0.0, jacobians)
-    centered = jacobians - jacobians.mean(1, keepdim=True)
-    norms = centered.norm(dim=1, keepdim=True)
-    flat = broken | (norms.squeeze(1) <= 1e-12 * max(float(jacobians.abs().max()), 1e-300))
-    unit = centered / norms.clamp_min(1e-300)
-    if bool(flat.any()):
-        fixed = torch.zeros_like(unit[0])
-        fixed[0] = 1.0
-        unit[flat] = fixed
-    correlation = unit @ unit.T
-    eigenvalues = torch.linalg.eigvalsh(correlation).clamp_min(0.0)
     k = JACOB_COV_K
-    return -float((torch.log(eigenvalues + k) + 1.0 / (eigenvalues + k)).sum())
+    usable = jacobians[jacobians.isfinite().all(1)]
+    centered = usable - usable.mean(1, keepdim=True)
+    norms = centered.norm(dim=1)
+    scale = float(usable.abs().max()) if usable.numel() else 0.0
+    unit = centered[norms > 1e-12 * scale] / norms[norms > 1e-12 * scale, None]
+    flat = jacobians.shape[0] - unit.shape[0]
+    score = flat * -(math.log(k) + 1.0 / k)
+    if unit.shape[0]:
+        eigenvalues = torch.linalg.eigvalsh(unit @ unit.T).clamp_min(0.0)
+        score -= float((torch.log(eigenvalues + k) + 1.0 / (eigenvalues + k)).sum())
+    return score
 
 
 def rank_candidates(

@@ -9,7 +9,7 @@ Example (in this process, with a stand-in for the training; Ray runs :func:`run_
     >>> def instant(cell, task, hparams, budget, report, device):
     ...     return TrialResult(status="ok", task=task.name, metric="accuracy", direction="maximize",
     ...                        value=0.5, hparams=hparams)
-    >>> request = TrialRequest(key="t1", cell=library_cell("gru"), task="memorize", hparams={"hidden_size": 8})
+    >>> request = TrialRequest(key="t1", cell=library_cell("gru"), task="memorize")
     >>> result = run_trial(request, evaluate=instant)
     >>> result.value, sorted(result.worker)
     (0.5, ['device', 'hostname', 'pid'])
@@ -18,6 +18,7 @@ Example (in this process, with a stand-in for the training; Ray runs :func:`run_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import Callable
@@ -67,12 +68,11 @@ def worker_info() -> dict[str, Any]:
 
 def run_trial(request: TrialRequest, relay: Any = None, evaluate: Evaluate | None = None) -> TrialResult:
     """Run one trial here (the body of the Ray task); ``relay``: a :class:`PruneRelay` handle."""
-    if evaluate is None:
-        from workers._evaluate import evaluate_trial as evaluate
+    from workers._evaluate import evaluate_trial
     from workers._task import TaskSpec
 
     info = worker_info()
-    report = None
+    report: Callable[[int, float], bool] | None = None
     if relay is not None:
         relay.started.remote(request.key, info)  # no wait: the driver learns which worker runs it
         if request.report:
@@ -80,7 +80,7 @@ def run_trial(request: TrialRequest, relay: Any = None, evaluate: Evaluate | Non
             def report(step: int, value: float) -> bool:
                 return bool(ray.get(relay.report.remote(request.key, step, float(value))))
 
-    result = evaluate(
+    result = (evaluate or evaluate_trial)(
         CellGraph.parse(request.cell),
         TaskSpec(name=request.task, settings=request.settings),
         request.hparams,
@@ -153,10 +153,8 @@ class PruneRelay:
             if self._event is None:
                 self._event = asyncio.Event()
             self._event.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._event.wait(), timeout)
-            except TimeoutError:
-                pass
         reports, started = self._reports, self._started
         self._reports, self._started = [], []
         return reports, started
@@ -183,9 +181,17 @@ class PruneRelay:
         return dict(self._workers)
 
 
-def start_relay(name: str | None = None) -> Any:
-    """Start a :class:`PruneRelay` actor (taking no CPU) and return its handle."""
+def start_relay(name: str | None = None, node_id: str | None = None) -> Any:
+    """Start a :class:`PruneRelay` actor (taking no CPU) and return its handle.
+
+    ``node_id``: the node to run it on, the driver's (so it lives and dies with the driver,
+    not with a GPU worker node); a soft preference.
+    """
     options: dict[str, Any] = {"num_cpus": 0, "max_concurrency": 10_000}
     if name is not None:
         options["name"] = name
+    if node_id is not None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node_id, soft=True)
     return ray.remote(PruneRelay).options(**options).remote()  # type: ignore[attr-defined]
