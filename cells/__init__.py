@@ -31,8 +31,8 @@ from cells._render import render_svg, to_dot, to_equations, to_markdown
 __all__ = [
     "OPS",
     "CellGraph",
-    "CellLayer",
     "CellGraphError",
+    "CellLayer",
     "CompileCacheInfo",
     "Node",
     "OpSpec",
