@@ -181,10 +181,10 @@ def fill(store: ResultStore, architectures: int, trials_total: int, seed: int = 
         )
     with store.engine.begin() as conn:
         for table, rows in (
-            (Architecture.__table__, arch_rows),
-            (JobArchitecture.__table__, member_rows),
-            (Evaluation.__table__, evaluations),
-            (Trial.__table__, trials),
+            (Architecture, arch_rows),
+            (JobArchitecture, member_rows),
+            (Evaluation, evaluations),
+            (Trial, trials),
         ):
             for start in range(0, len(rows), 5000):
                 conn.execute(sa.insert(table), rows[start : start + 5000])

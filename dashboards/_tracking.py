@@ -131,6 +131,10 @@ class Tracker:
     (default: the job's name). ``progress_interval``: seconds between progress samples.
     ``flush_timeout``: how long :meth:`close` waits for the backlog by default.
     ``retry_initial`` / ``retry_max``: the backoff between retries when the store fails.
+
+    The tracker retries on its own, so it sets MLflow's HTTP retries low for the process
+    (``MLFLOW_HTTP_REQUEST_MAX_RETRIES=1``, ``MLFLOW_HTTP_REQUEST_TIMEOUT=30``) unless the
+    environment sets them.
     """
 
     def __init__(
@@ -157,6 +161,7 @@ class Tracker:
         self._closing = False
         self._give_up_at = float("inf")
         self._feed: ProgressFeed | None = None
+        self._feed_job_queued = False
         self._ended = False
         # Owned by the worker thread (or by sync() when no thread runs):
         self._client: MlflowClient | None = None
@@ -299,10 +304,12 @@ class Tracker:
                 if not self._queue:
                     continue
                 op = self._queue[0]
-                ops = self._take_progress_run() if isinstance(op, _Progress) else [op]
+                ops: list[_Operation] = self._take_progress_run() if isinstance(op, _Progress) else [op]
             try:
-                for each in ops:
-                    self._apply(each)
+                if isinstance(op, _Progress):
+                    self._apply(_merge_progress(ops))  # one log_batch for the whole run of samples
+                else:
+                    self._apply(op)
             except _Transient as exc:
                 self._outage(exc.__cause__ or exc)
                 with self._cond:  # the operations stay at the head of the queue for the retry
@@ -319,18 +326,22 @@ class Tracker:
                         self._queue.popleft()
             if self._outage_since is not None:
                 logger.warning(
-                    "MLflow at %s is reachable again after %.0f s; tracking caught up",
+                    "MLflow at %s is reachable again after %.0f s; catching up (%d operations queued)",
                     self.tracking_uri,
                     time.monotonic() - self._outage_since,
+                    self.pending,
                 )
                 self._outage_since = None
             backoff = self.retry_initial
 
     def _take_progress_run(self) -> list[_Operation]:
-        """Consecutive progress samples at the head of the queue (left there until logged)."""
+        """Consecutive progress samples at the head of the queue (left there until logged),
+        as many as one ``log_batch`` takes."""
         ops: list[_Operation] = []
         for op in self._queue:
-            if not isinstance(op, _Progress) or len(ops) * 20 >= METRICS_PER_BATCH:
+            if not isinstance(op, _Progress) or (
+                ops and (len(ops) + 1) * len(op.metrics) > METRICS_PER_BATCH
+            ):
                 break
             ops.append(op)
         return ops
@@ -340,7 +351,8 @@ class Tracker:
         feed = self._feed
         if feed is None or feed.job_id is None or self._ended:
             return
-        if self._job_id is None and not any(isinstance(op, _JobStart) for op in self._queue):
+        if not self._feed_job_queued:
+            self._feed_job_queued = True
             self._queue.appendleft(_JobStart(feed.job_id))
             self._last_sample = time.monotonic()
             return
@@ -368,11 +380,11 @@ class Tracker:
 
     # -- applying operations -------------------------------------------------------------
 
-    def _apply(self, op: _Operation) -> None:
+    def _apply(self, op: _Operation | list[_Progress]) -> None:
         try:
             if isinstance(op, _JobStart):
                 self._job_start(op)
-            elif isinstance(op, _Progress):
+            elif isinstance(op, _Progress | list):
                 self._progress(op)
             elif isinstance(op, _ArchitectureDone):
                 self._architecture(op)
@@ -387,7 +399,7 @@ class Tracker:
                 raise _Transient(str(exc)) from exc
             raise
 
-    def client(self) -> MlflowClient:
+    def _mlflow(self) -> MlflowClient:
         if self._client is None:
             for name, value in (
                 ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"),
@@ -399,7 +411,7 @@ class Tracker:
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 
-    def store(self) -> ResultStore:
+    def _results(self) -> ResultStore:
         if self._store is None:
             self._store = ResultStore.open(self.db_url, upgrade=False, create=False)
         return self._store
@@ -413,7 +425,7 @@ class Tracker:
         from dashboards._links import ensure_links_table, record_run, runs_of
         from dashboards._views import ensure_views
 
-        store = self.store()
+        store = self._results()
         job = store.get_job(op.job_id)
         if self._job_id != op.job_id:
             ensure_views(store.engine)
@@ -433,7 +445,7 @@ class Tracker:
                 self._job_run_id, self._experiment_id = job_links[-1].run_id, job_links[-1].experiment_id
             else:
                 self._job_run_id = None
-        client = self.client()
+        client = self._mlflow()
         if self._job_run_id is not None:
             run = client.get_run(self._job_run_id)  # raises (dropped) if someone deleted it
             self._experiment_id = run.info.experiment_id
@@ -461,7 +473,7 @@ class Tracker:
         )
 
     def _experiment_for(self, name: str) -> str:
-        client = self.client()
+        client = self._mlflow()
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             return str(experiment.experiment_id)
@@ -476,16 +488,19 @@ class Tracker:
                     return str(found.experiment_id)
             raise
 
-    def _progress(self, op: _Progress) -> None:
+    def _progress(self, op: _Progress | list[_Progress]) -> None:
         if self._job_run_id is None:
             return  # no job yet: nothing to attach the sample to
         from mlflow.entities import Metric
 
+        samples = op if isinstance(op, list) else [op]
         metrics = [
-            Metric(_metric_key(name), value, op.timestamp_ms, op.step) for name, value in op.metrics.items()
+            Metric(_metric_key(name), value, sample.timestamp_ms, sample.step)
+            for sample in samples
+            for name, value in sample.metrics.items()
         ]
         for start in range(0, len(metrics), METRICS_PER_BATCH):
-            self.client().log_batch(self._job_run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
+            self._mlflow().log_batch(self._job_run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
 
     def _architecture(self, op: _ArchitectureDone) -> None:
         if self._job_id is None or self._job_run_id is None:
@@ -494,9 +509,9 @@ class Tracker:
 
         from dashboards._links import record_run
 
-        client = self.client()
+        client = self._mlflow()
         if op.payload is None:
-            op.payload = architecture_payload(self.store(), self._job_id, op.arch_id)
+            op.payload = architecture_payload(self._results(), self._job_id, op.arch_id)
         payload = op.payload
         if payload is None:
             return  # not part of the job, or not finished
@@ -526,7 +541,7 @@ class Tracker:
             run = client.create_run(self._experiment_id, run_name=payload["run_name"], tags=tags)
             op.run_id = run.info.run_id
             record_run(
-                self.store().engine,
+                self._results().engine,
                 self.tracking_uri,
                 job_id=self._job_id,
                 arch_id=op.arch_id,
@@ -554,7 +569,7 @@ class Tracker:
             return
         if op.pending is None:
             ja = JobArchitecture
-            with self.store().engine.connect() as conn:
+            with self._results().engine.connect() as conn:
                 rows = conn.execute(
                     select(ja.architecture_id, ja.score)
                     .where(
@@ -577,12 +592,16 @@ class Tracker:
         if self._job_id is None or self._job_run_id is None:
             return
         self._sweep(op.sweep)
-        state = op.state or self.store().get_job(self._job_id).state
+        state = op.state or self._results().get_job(self._job_id).state
         if state not in JOB_RUN_STATUS and not op.close_running:
             return  # sync() of a job that is still running: its own tracker will close the run
-        client = self.client()
+        client = self._mlflow()
         client.set_tag(self._job_run_id, "cellsearch.job_state", state)
         client.set_terminated(self._job_run_id, status=JOB_RUN_STATUS.get(state, "KILLED"))
+
+
+def _merge_progress(ops: list[_Operation]) -> list[_Progress]:
+    return [op for op in ops if isinstance(op, _Progress)]
 
 
 @contextmanager

@@ -174,6 +174,7 @@ GROUP BY t.job_id, t.architecture_id, e.id, e.task_label, e.metric, e.direction
 
 VIEW_NAMES: tuple[str, ...] = tuple(VIEWS)
 
+
 def view_sql(name: str) -> str:
     """The ``CREATE VIEW`` statement of a view (what ``docs/querying.md`` documents)."""
     return f"CREATE VIEW {name} AS{VIEWS[name][1].rstrip()}"

@@ -99,7 +99,7 @@ def _run(spec: JobSpec, settings: Settings, job_id: int | None) -> None:
         raise _fail(str(exc)) from None
     with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
         state = store.get_job(job_id).state
-        _print_top(console, store, job_id)
+        _print_top(console, store, job_id, spec)
     if state == "interrupted":
         console.print(f"job {job_id} interrupted; continue it with: cellsearch resume {job_id}")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -108,18 +108,20 @@ def _run(spec: JobSpec, settings: Settings, job_id: int | None) -> None:
     console.print(f"job {job_id} finished")
 
 
-def _print_top(console: Console, store: ResultStore, job_id: int) -> None:
+def _print_top(console: Console, store: ResultStore, job_id: int, spec: JobSpec) -> None:
+    """The leaderboard: rank, architecture, score, what it is, and its value relative to the best
+    baseline on each scored or reported task."""
     leaders = store.top_architectures(job_id, TOP_ROWS)
     if not leaders:
         console.print(f"job {job_id}: no architecture scored yet")
         return
-    labels = [e.task_label for e in store.evaluations(job_id, arch_id=leaders[0].architecture_id)]
-    relative: dict[int, dict[str, float | None]] = {}
-    for entry in leaders:
-        relative[entry.architecture_id] = {
+    labels = [t.id for t in spec.tasks if t.role != "filter"]
+    relative: dict[int, dict[str, float | None]] = {
+        entry.architecture_id: {
             e.task_label: e.relative_score for e in store.evaluations(job_id, arch_id=entry.architecture_id)
         }
-        labels += [label for label in relative[entry.architecture_id] if label not in labels]
+        for entry in leaders
+    }
     table = Table(title=f"job {job_id}: top architectures (score = worst task relative to the best baseline)")
     for column in ("rank", "arch", "score", "cell"):
         table.add_column(column, justify="left" if column == "cell" else "right")

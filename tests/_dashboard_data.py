@@ -5,7 +5,9 @@ per test session, shared by the test files that read a real job's results).
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -258,10 +260,6 @@ def postgres_database() -> Iterator[str]:
 # -- a real job ------------------------------------------------------------------------------
 
 
-def data_dir() -> Path:
-    return REPO.parent / "shared" / "data"
-
-
 REAL_JOB_YAML = """
 name: dash-real
 strategy: {kind: jozefowicz, top_k: 4, p_refine: 0.0}
@@ -335,48 +333,143 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+class Dashboard:
+    """``cellsearch dashboard`` as a subprocess in its own process group (stopped by its id)."""
+
+    def __init__(self, store_uri: str, port: int, log: Path) -> None:
+        self.store_uri, self.port, self.log = store_uri, port, log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                cellsearch_command("dashboard", "--mlflow", self.store_uri, "--port", str(self.port)),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=subprocess_env(),
+            )
+        self.starts += 1
+        wait_for_http(f"{self.url}/health", timeout=240, process=self.process)
+        deadline = time.monotonic() + 30  # the command prints its URL once the server answers
+        while self.log.read_text().count("MLflow UI at") < self.starts and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)  # the command and the mlflow server it started
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
 @dataclass
 class RealJob:
-    """A job run for real (Ray, training, the driver) and tracked to a SQLite MLflow store."""
+    """A job run for real (Ray, training, the driver), tracked through a real MLflow server
+    (``cellsearch dashboard`` on a SQLite store) that was stopped while the job ran and
+    started again after it ended; the server is left running for the session."""
 
     folder: Path
     db_url: str
-    mlflow_uri: str
+    mlflow_store: str
+    """The server's backend store (a SQLite file)."""
+    server: Dashboard
+    """The tracker logged to ``server.url``; artifacts are served by it (proxied)."""
     job_id: int
     logged_architectures: int
     dropped: list[str]
+    warnings: list[str]
+    """What the tracker logged at WARNING and above while the job ran and caught up."""
+    stopped_mid_job: bool
+    state_before_restart: str
+    pending_before_restart: int
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 _REAL_JOBS: dict[str, RealJob] = {}
 
 
-def real_search_job(base: Path) -> RealJob:
-    """:data:`REAL_JOB_YAML` run once per test session (under ``base``) with a tracker
-    following its progress feed; later calls return the same job."""
+def real_job(tmp_path_factory: pytest.TempPathFactory, config: pytest.Config) -> RealJob:
+    """:data:`REAL_JOB_YAML` run once per test session; later calls return the same job.
+
+    The tracker follows the job's progress feed into the server. At the first finished trial
+    (once the tracker has created the job's run) the server is stopped, so the rest of the
+    job is tracked into the void; after the job ends the server is started again on the same
+    port and store, and leaving ``track_job`` waits for the tracker to catch up.
+    """
     from dashboards import track_job
+    from dashboards._links import runs_of
     from search._driver import run_job
     from search._progress import ProgressFeed
     from search._settings import resolve_settings
 
-    key = str(base)
-    if key not in _REAL_JOBS:
-        folder = base / "real-search-job"
-        folder.mkdir(parents=True, exist_ok=True)
-        settings = resolve_settings(
-            db_url=f"sqlite:///{folder / 'results.db'}",
-            mlflow_uri=f"sqlite:///{folder / 'mlflow.db'}",
-            env={},
-        )
-        feed = ProgressFeed()
-        with track_job(settings, feed, progress_interval=0.5, flush_timeout=180) as tracker:
+    key = str(tmp_path_factory.getbasetemp())
+    if key in _REAL_JOBS:
+        return _REAL_JOBS[key]
+    folder = tmp_path_factory.mktemp("real-job")
+    store_uri = f"sqlite:///{folder / 'mlflow.db'}"
+    server = Dashboard(store_uri, free_port(), folder / "dashboard.log")
+    config.add_cleanup(server.stop)
+    server.start()
+    settings = resolve_settings(db_url=f"sqlite:///{folder / 'results.db'}", mlflow_uri=server.url, env={})
+    feed = ProgressFeed()
+    stopped: list[bool] = []
+
+    def stop_server_after_first_trial(event: str, data: dict[str, Any]) -> None:
+        """Runs on the driver's thread (holding up the job a moment, as a test may)."""
+        if event != "trial_finished" or stopped:
+            return
+        engine = sa.create_engine(settings.db_url)
+        deadline = time.monotonic() + 180
+        while not runs_of(engine, job_id=feed.job_id or 0, tracking_uri=server.url):
+            assert time.monotonic() < deadline, "the tracker never created the job's run"
+            time.sleep(0.2)
+        engine.dispose()
+        server.stop()
+        stopped.append(True)
+
+    feed.subscribe(stop_server_after_first_trial)
+    collect = _Collect()
+    logging.getLogger("dashboards._tracking").addHandler(collect)
+    try:
+        with track_job(
+            settings, feed, progress_interval=0.5, retry_initial=0.2, retry_max=1.0, flush_timeout=240
+        ) as tracker:
             job_id = run_job(JobSpec.from_yaml_text(REAL_JOB_YAML), settings, progress=feed)
-        assert tracker.pending == 0, "the tracker did not catch up within its flush timeout"
-        _REAL_JOBS[key] = RealJob(
-            folder,
-            settings.db_url,
-            settings.mlflow_uri,
-            job_id,
-            tracker.logged_architectures,
-            tracker.dropped,
-        )
+            with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
+                state = store.get_job(job_id).state
+            pending = tracker.pending
+            server.start()  # same port, same store; leaving the block waits for the catch-up
+    finally:
+        logging.getLogger("dashboards._tracking").removeHandler(collect)
+    assert tracker.pending == 0, "the tracker did not catch up within its flush timeout"
+    _REAL_JOBS[key] = RealJob(
+        folder=folder,
+        db_url=settings.db_url,
+        mlflow_store=store_uri,
+        server=server,
+        job_id=job_id,
+        logged_architectures=tracker.logged_architectures,
+        dropped=tracker.dropped,
+        warnings=collect.messages,
+        stopped_mid_job=bool(stopped),
+        state_before_restart=state,
+        pending_before_restart=pending,
+    )
     return _REAL_JOBS[key]

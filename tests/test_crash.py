@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -102,6 +103,7 @@ def ray_head() -> Iterator[RayHead]:
         yield RayHead(address=f"127.0.0.1:{port}", env=env)
     finally:
         _kill_group(head)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:

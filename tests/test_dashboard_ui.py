@@ -12,26 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from _dashboard_data import (
-    REPO,
-    RealJob,
-    cellsearch_command,
-    free_port,
-    real_search_job,
-    subprocess_env,
-    wait_for_http,
-)
+from _dashboard_data import REPO, RealJob, real_job, subprocess_env
 from typer.testing import CliRunner
 
 from dashboards import runs_of
@@ -43,42 +32,10 @@ from screenshot_dashboard import browser_command, find_browser
 BROWSER = find_browser()
 
 
-class Served:
-    def __init__(self, process: subprocess.Popen[bytes], port: int, output: Path) -> None:
-        self.process, self.port, self.output = process, port, output
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
 @pytest.fixture(scope="module")
-def real(tmp_path_factory: pytest.TempPathFactory) -> RealJob:
-    return real_search_job(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="module")
-def served(real: RealJob, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    port = free_port()
-    output = tmp_path_factory.mktemp("dashboard") / "dashboard.out"
-    with output.open("wb") as out:
-        process = subprocess.Popen(
-            cellsearch_command("dashboard", "--mlflow", real.mlflow_uri, "--port", str(port)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=subprocess_env(),
-        )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", timeout=180, process=process)
-        deadline = time.monotonic() + 30
-        while "MLflow UI at" not in output.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        yield Served(process, port, output)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
+def real(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> RealJob:
+    """The shared real job; its ``cellsearch dashboard`` server is still running."""
+    return real_job(tmp_path_factory, pytestconfig)
 
 
 def render(url: str, tmp_path: Path) -> str:
@@ -108,22 +65,24 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_dashboard_prints_its_url_and_binds_to_loopback(served: Served) -> None:
-    assert f"MLflow UI at {served.url}" in served.output.read_text()
-    assert listening_addresses(served.port) == {"127.0.0.1"}
+def test_dashboard_prints_its_url_and_binds_to_loopback(real: RealJob) -> None:
+    assert f"MLflow UI at {real.server.url} (store: {real.mlflow_store})" in real.server.log.read_text()
+    assert listening_addresses(real.server.port) == {"127.0.0.1"}
 
 
-def test_runs_page_lists_the_job_run(served: Served, real: RealJob, tmp_path: Path) -> None:
-    [job_link] = runs_of(sa.create_engine(real.db_url), job_id=real.job_id, jobs_only=True)
-    dom = render(f"{served.url}/#/experiments/{job_link.experiment_id}/runs", tmp_path)
+def test_runs_page_lists_the_job_run(real: RealJob, tmp_path: Path) -> None:
+    [job_link] = runs_of(
+        sa.create_engine(real.db_url), job_id=real.job_id, jobs_only=True, tracking_uri=real.server.url
+    )
+    dom = render(f"{real.server.url}/#/experiments/{job_link.experiment_id}/runs", tmp_path)
     assert "dash-real" in dom  # the experiment, named after the job
     assert f"job-{real.job_id}" in dom
 
 
-def test_architecture_run_page_shows_its_details(served: Served, real: RealJob, tmp_path: Path) -> None:
-    links = runs_of(sa.create_engine(real.db_url), job_id=real.job_id)
+def test_architecture_run_page_shows_its_details(real: RealJob, tmp_path: Path) -> None:
+    links = runs_of(sa.create_engine(real.db_url), job_id=real.job_id, tracking_uri=real.server.url)
     arch = next(link for link in links if link.arch_id is not None)
-    dom = render(f"{served.url}/#/experiments/{arch.experiment_id}/runs/{arch.run_id}", tmp_path)
+    dom = render(f"{real.server.url}/#/experiments/{arch.experiment_id}/runs/{arch.run_id}", tmp_path)
     result = CliRunner().invoke(
         app, ["results", "show", str(arch.arch_id), "-f", "json", "--db", real.db_url]
     )
@@ -134,11 +93,11 @@ def test_architecture_run_page_shows_its_details(served: Served, real: RealJob, 
     assert "Parent run" in dom and f"job-{real.job_id}" in dom
 
 
-def test_ui_api_lists_every_architecture_run(served: Served, real: RealJob) -> None:
-    links = runs_of(sa.create_engine(real.db_url), job_id=real.job_id)
+def test_ui_api_lists_every_architecture_run(real: RealJob) -> None:
+    links = runs_of(sa.create_engine(real.db_url), job_id=real.job_id, tracking_uri=real.server.url)
     experiment = links[0].experiment_id
     request = urllib.request.Request(
-        f"{served.url}/ajax-api/2.0/mlflow/runs/search",
+        f"{real.server.url}/ajax-api/2.0/mlflow/runs/search",
         data=json.dumps({"experiment_ids": [experiment], "max_results": 1000}).encode(),
         headers={"Content-Type": "application/json"},
     )
@@ -167,14 +126,14 @@ def test_dashboard_refuses_a_busy_port(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium on PATH (install Debian's `chromium` package)")
-def test_screenshot_script(served: Served, tmp_path: Path) -> None:
+def test_screenshot_script(real: RealJob, tmp_path: Path) -> None:
     out = tmp_path / "shot.png"
     proc = subprocess.run(
         [
             sys.executable,
             str(REPO / "scripts" / "screenshot_dashboard.py"),
             "--url",
-            served.url,
+            real.server.url,
             "-o",
             str(out),
         ],

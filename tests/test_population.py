@@ -8,6 +8,7 @@ stays far below the tolerance even after Adam has amplified it for twenty steps.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import workers._population as population_module
-from cells import CellGraph, library, mutate, random_cell
+from cells import CellGraph, build_layer, library, mutate, random_cell
 from workers import (
     Batch,
     Budget,
@@ -30,6 +31,7 @@ from workers import (
     population_size,
     train_population,
 )
+from workers._population_layer import hoist, run_layer
 from workers._population_optim import PopulationOptimizer
 
 BUDGET = Budget(max_steps=20, eval_every=5, eval_batch_size=16)
@@ -205,6 +207,34 @@ def test_carried_state_and_unequal_lengths_match(task: Task) -> None:
         assert_same_result(member, evaluate_trial("gru", task, hp, budget, device="cpu"))
 
 
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (DATA / "ptb" / "ptb.valid.txt").exists(), reason="shared/data/ptb not present")
+def test_language_model_members_match_on_real_text() -> None:
+    # Character-level text: windows continue each other (state carried) and every epoch starts
+    # at a random offset, so members with different seeds read windows of different lengths.
+    task = make_task(
+        "text",
+        dir=str(DATA / "ptb"),
+        train="ptb.valid.txt",
+        split_fractions=(0.9, 0.05, 0.05),
+        level="char",
+        bptt=20,
+        max_tokens=6000,
+        max_eval_tokens=2000,
+    )
+    members = [
+        HyperParams(hidden_size=16, batch_size=8, seed=0, learning_rate=1e-2),
+        HyperParams(hidden_size=16, batch_size=8, seed=1, learning_rate=3e-3, dropout=0.2),
+        HyperParams(hidden_size=16, batch_size=8, seed=2, learning_rate=2e-2, forget_bias=1.0),
+    ]
+    budget = Budget(max_steps=45, eval_every=15, eval_batch_size=8)
+    results = train_population("lstm", task, members, budget, device="cpu")
+    for member, hp in zip(results, members, strict=True):
+        assert_same_result(member, evaluate_trial("lstm", task, hp, budget, device="cpu"))
+
+
 LINEAR_RNN = CellGraph.parse(
     {
         "name": "linear-rnn",
@@ -281,6 +311,76 @@ def test_a_time_budget_stops_every_member(arith: Task) -> None:
     results = train_population("gru", arith, MEMBERS[:2], budget, device="cpu")
     assert [(r.status, r.steps, len(r.curve)) for r in results] == [("ok", 1, 1), ("ok", 1, 1)]
     assert all(r.seconds > 0 for r in results)
+
+
+def check_layer_against_compiled(cell: CellGraph, seed: int, lengths: list[int] | None) -> None:
+    """Outputs, final states and every gradient of a 2-member population layer equal the
+    compiled layer of each member (padding steps excluded)."""
+    P, T, B, H = 2, 5, 3, 4
+    torch.manual_seed(seed)
+    alone = [build_layer(cell, H, H, mode="fused") for _ in range(P)]
+    plan = alone[0].program.plan
+    weights = [
+        torch.stack([a.layers[0].weights[j].detach() for a in alone]).requires_grad_()
+        for j in range(len(plan.weight_sources))
+    ]
+    bias = torch.stack([a.layers[0].bias.detach() for a in alone]).requires_grad_()
+    diag = torch.stack([a.layers[0].diag.detach() for a in alone]).requires_grad_() if plan.diags else None
+    x = (0.5 * torch.randn(P, T, B, H)).requires_grad_()
+    init = [0.5 * torch.randn(P, B, H) for _ in range(cell.num_states)]
+    out, finals = run_layer(plan, hoist(plan, x, weights, bias), x, init, weights, bias, diag, lengths)
+    d_out = torch.randn_like(out)
+    for m, length in enumerate(lengths or [T] * P):
+        d_out[m, length:] = 0.0  # padding: no gradient, as a masked loss gives
+    ((out * d_out).sum() + sum((f * f).sum() for f in finals)).backward()
+    for m in range(P):
+        length = T if lengths is None else lengths[m]
+        x_m = x[m, :length].detach().requires_grad_()
+        out_m, finals_m = alone[m](x_m, tuple(s[m][None] for s in init))
+        if not (out_m.isfinite().all() and all(f.isfinite().all() for f in finals_m)):
+            return  # an exploding cell: nothing to compare
+        ((out_m * d_out[m, :length]).sum() + sum((f * f).sum() for f in finals_m)).backward()
+        assert torch.allclose(out[m, :length], out_m)
+        assert all(torch.allclose(f[m], f_m[0]) for f, f_m in zip(finals, finals_m, strict=True))
+        assert x.grad is not None and torch.allclose(x.grad[m, :length], x_m.grad)  # type: ignore[arg-type]
+        layer = alone[m].layers[0]
+        for j, w in enumerate(weights):
+            assert torch.allclose(w.grad[m], layer.weights[j].grad), j  # type: ignore[index]
+        assert torch.allclose(bias.grad[m], layer.bias.grad)  # type: ignore[index]
+        if diag is not None:
+            assert torch.allclose(diag.grad[m], layer.diag.grad)  # type: ignore[index]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.booleans(), st.sampled_from([None, [5, 3]]))
+def test_layer_matches_the_compiled_layer_on_random_cells(
+    seed: int, mutant: bool, lengths: list[int] | None
+) -> None:
+    rng = np.random.default_rng(seed)
+    cell = mutate(library.get(str(rng.choice(library.names()))), rng)[0] if mutant else random_cell(rng)
+    check_layer_against_compiled(cell, seed, lengths)
+
+
+SHARED_MUL = CellGraph.parse(
+    {
+        "name": "shared-mul",
+        "num_states": 1,
+        "nodes": [
+            {"name": "a", "op": "linear", "inputs": ["x", "h_prev_0"]},
+            {"name": "s", "op": "sigmoid", "inputs": ["a"]},
+            {"name": "m", "op": "mul", "inputs": ["s", "h_prev_0"]},  # read by a linear and an add
+            {"name": "b", "op": "linear", "inputs": ["m"]},
+            {"name": "c", "op": "add", "inputs": ["m", "b"]},
+            {"name": "h", "op": "tanh", "inputs": ["c"]},
+        ],
+        "outputs": ["h"],
+    }
+)
+
+
+@pytest.mark.parametrize("name", ["shared-mul", *library.names()])
+def test_layer_matches_the_compiled_layer_on_chosen_cells(name: str) -> None:
+    check_layer_against_compiled(SHARED_MUL if name == "shared-mul" else library.get(name), 0, [4, 5])
 
 
 def test_optimizer_matches_torch_per_member() -> None:

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from _dashboard_data import RealJob, Synthetic, build_synthetic, real_search_job
+from _dashboard_data import RealJob, Synthetic, build_synthetic, real_job
 from typer.testing import CliRunner
 
 from dashboards._report import render_report
@@ -132,8 +132,8 @@ def test_report_command_writes_the_file(synthetic: Synthetic, tmp_path: Path) ->
     assert result.exit_code == 1 and "unknown job 99" in result.stderr
 
 
-def test_report_of_a_real_job(tmp_path_factory: pytest.TempPathFactory) -> None:
-    real: RealJob = real_search_job(tmp_path_factory.getbasetemp())
+def test_report_of_a_real_job(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> None:
+    real: RealJob = real_job(tmp_path_factory, pytestconfig)
     with ResultStore.open(real.db_url, upgrade=False, create=False) as store:
         text = render_report(store, real.job_id)
         leaders = store.top_architectures(real.job_id, 5)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-from _dashboard_data import Synthetic, build_synthetic, postgres_database
+from _dashboard_data import RealJob, Synthetic, build_synthetic, postgres_database, real_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -303,3 +303,57 @@ def test_export_replaces_whole_file_and_refuses_bad_targets(synthetic: Synthetic
     code, _, err = cli("results", "export", "-o", str(tmp_path / "missing" / "x.csv"), "--db", synthetic.url)
     assert code == 1 and "does not exist" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.csv"]
+
+
+# -- a real job ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> RealJob:
+    return real_job(tmp_path_factory, pytestconfig)
+
+
+def test_real_job_top_agrees_with_the_store(real: RealJob) -> None:
+    with ResultStore.open(real.db_url, upgrade=False, create=False) as store:
+        leaders = store.top_architectures(real.job_id, 100)
+        top = top_architectures(store, real.job_id, limit=100)
+        assert [t.arch_id for t in top] == [e.architecture_id for e in leaders]
+        assert [t.score for t in top] == [e.score for e in leaders]
+        for row in top:
+            [evaluation] = store.evaluations(real.job_id, arch_id=row.arch_id)
+            result = row.per_task["memorize"]
+            assert (result.value, result.relative, result.trials) == (
+                evaluation.best_value,
+                evaluation.relative_score,
+                1,
+            )
+            assert row.equations == store.get_architecture(row.arch_id).equations != ""
+
+
+def test_real_job_show_walks_back_to_a_seed_cell(real: RealJob) -> None:
+    with ResultStore.open(real.db_url, upgrade=False, create=False) as store:
+        mutants = [r for r in top_architectures(store, real.job_id, limit=100) if r.parent_id is not None]
+        assert mutants, "the search proposed no mutant"
+        details = describe_architecture(store, mutants[0].arch_id)
+        expected, arch_id = [], mutants[0].arch_id
+        while arch_id is not None:
+            record = store.get_architecture(arch_id)
+            expected.append((record.id, record.mutation))
+            arch_id = record.parent_id
+        assert [(s.arch_id, s.mutation) for s in details.lineage] == expected
+        assert details.lineage[-1].mutation is None and details.lineage[-1].library_name in ("gru", "tanh")
+        [task] = details.jobs[0].tasks
+        assert task.result.best_trial_id is not None
+        assert task.best_hparams == store.get_trial(task.result.best_trial_id).hparams
+        assert task.best_trial_params and task.best_trial_params > 0
+
+
+def test_real_job_export(real: RealJob, tmp_path: Path) -> None:
+    out = tmp_path / "real.jsonl"
+    code, _, err = cli("results", "export", "-j", str(real.job_id), "-o", str(out), "--db", real.db_url)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    with ResultStore.open(real.db_url, upgrade=False, create=False) as store:
+        assert sorted(r["arch_id"] for r in rows) == sorted(
+            m.architecture_id for m in store.job_architectures(real.job_id)
+        )

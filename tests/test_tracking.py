@@ -1,49 +1,33 @@
-"""MLflow tracking of real jobs: what the store holds, and surviving a server outage.
+"""MLflow tracking of a real job: what the store holds, and surviving a server outage.
 
 A real job (Ray, training, the driver) runs once per session with a tracker following its
-progress feed into a SQLite MLflow store; the tests read that store with ``MlflowClient``.
-Another real job is tracked through a real ``mlflow server`` (started with ``cellsearch
-dashboard``) that is stopped while the job runs and started again after it ends.
+progress feed into a real MLflow server (``cellsearch dashboard`` on a SQLite store in the
+test's folder). The server is stopped at the job's first finished trial and started again
+on the same port and store after the job ends (see ``_dashboard_data.real_job``); the
+tests read what MLflow then holds with ``MlflowClient``. Logging straight into a SQLite
+store (no server) is checked by syncing the same job into a fresh one.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
-import signal
-import subprocess
-import threading
 import time
-from collections.abc import Iterator
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 import yaml
-from _dashboard_data import (
-    FIXED_JOB_YAML,
-    REAL_JOB_YAML,
-    RealJob,
-    build_synthetic,
-    cellsearch_command,
-    free_port,
-    real_search_job,
-    subprocess_env,
-    wait_for_http,
-)
+from _dashboard_data import REAL_JOB_YAML, RealJob, build_synthetic, free_port, real_job
 from typer.testing import CliRunner
 
 from cells import CellGraph, canonical_hash, to_markdown
-from dashboards import Tracker, runs_of, track_job
+from dashboards import Tracker, runs_of
 from dashboards._tracking import flatten_params
 from search._cli import app
-from search._driver import run_job
 from search._jobspec import JobSpec
-from search._progress import ProgressFeed
-from search._settings import resolve_settings
 from search._store import ResultStore
 
 mlflow = pytest.importorskip("mlflow")
@@ -51,13 +35,13 @@ from mlflow import MlflowClient  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def real(tmp_path_factory: pytest.TempPathFactory) -> RealJob:
-    return real_search_job(tmp_path_factory.getbasetemp())
+def real(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> RealJob:
+    return real_job(tmp_path_factory, pytestconfig)
 
 
 @pytest.fixture(scope="module")
 def client(real: RealJob) -> MlflowClient:
-    return MlflowClient(tracking_uri=real.mlflow_uri)
+    return MlflowClient(tracking_uri=real.server.url)
 
 
 def finished_architectures(db_url: str, job_id: int) -> dict[int, float | None]:
@@ -82,13 +66,21 @@ def job_and_children(client: MlflowClient, job_id: int) -> tuple[Any, list[Any]]
 # -- a real job tracked into a SQLite store --------------------------------------------------
 
 
+def test_the_job_went_on_while_the_server_was_down(real: RealJob) -> None:
+    assert real.stopped_mid_job
+    assert real.state_before_restart == "finished"  # the search did not wait for MLflow
+    assert real.pending_before_restart > 0  # finished architectures waited for the server
+    assert sum("unreachable" in m for m in real.warnings) == 1, real.warnings  # once, not per retry
+    assert sum("reachable again" in m for m in real.warnings) == 1, real.warnings
+    assert not any("gave up" in m for m in real.warnings), real.warnings
+    assert real.dropped == []
+
+
 def test_job_run_holds_the_spec_and_progress_over_time(real: RealJob, client: MlflowClient) -> None:
     job_run, _ = job_and_children(client, real.job_id)
     assert job_run.info.status == "FINISHED"
     assert job_run.info.run_name == f"job-{real.job_id}"
-    experiment = client.get_experiment(job_run.info.experiment_id)
-    assert experiment.name == "dash-real"
-    assert experiment.artifact_location == (real.folder / "mlartifacts").as_uri()  # beside mlflow.db
+    assert client.get_experiment(job_run.info.experiment_id).name == "dash-real"
     params = job_run.data.params
     assert params["strategy.kind"] == "jozefowicz"
     assert params["tasks.0.name"] == "memorize"
@@ -162,33 +154,40 @@ def test_architecture_artifacts(real: RealJob, client: MlflowClient, tmp_path: P
 
 
 def test_results_show_links_the_run(real: RealJob) -> None:
-    links = runs_of(sa.create_engine(real.db_url), job_id=real.job_id)
+    links = runs_of(sa.create_engine(real.db_url), job_id=real.job_id, tracking_uri=real.server.url)
     arch_link = next(link for link in links if link.arch_id is not None)
     result = CliRunner().invoke(
         app, ["results", "show", str(arch_link.arch_id), "--db", real.db_url], env={"COLUMNS": "200"}
     )
     assert result.exit_code == 0, result.stderr
-    assert arch_link.run_id in result.stdout
-    assert (
-        f"http://127.0.0.1:5000/#/experiments/{arch_link.experiment_id}/runs/{arch_link.run_id}"
-        in result.stdout
-    )
-    assert f"cellsearch dashboard --mlflow {real.mlflow_uri}" in result.stdout
+    url = f"{real.server.url}/#/experiments/{arch_link.experiment_id}/runs/{arch_link.run_id}"
+    assert url in result.stdout
+    with urllib.request.urlopen(url.split("#")[0], timeout=30) as page:  # the server answers there
+        assert page.status == 200
 
 
-def test_sync_logs_what_is_missing_and_only_that(real: RealJob, tmp_path: Path) -> None:
-    """The results database is the source of truth: a fresh store gets the whole job."""
+def test_sync_into_a_sqlite_store_logs_what_is_missing_and_only_that(real: RealJob, tmp_path: Path) -> None:
+    """The results database is the source of truth: a fresh store gets the whole job, its
+    artifacts in ``mlartifacts`` beside the store's file."""
+    db = tmp_path / "results.db"
+    shutil.copy(real.db_url.removeprefix("sqlite:///"), db)  # the shared job's database stays as it is
+    db_url = f"sqlite:///{db}"
     uri = f"sqlite:///{tmp_path / 'fresh.db'}"
-    result = CliRunner().invoke(app, ["results", "sync-mlflow", "--job", str(real.job_id), "--mlflow", uri,
-                                      "--db", real.db_url])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["results", "sync-mlflow", "--job", str(real.job_id), "--mlflow", uri, "--db", db_url]
+    )
     assert result.exit_code == 0, result.stderr
-    finished = finished_architectures(real.db_url, real.job_id)
+    finished = finished_architectures(db_url, real.job_id)
     assert f"{len(finished)} architecture runs logged" in result.stdout
     fresh = MlflowClient(tracking_uri=uri)
     job_run, children = job_and_children(fresh, real.job_id)
     assert job_run.info.status == "FINISHED"
+    location = fresh.get_experiment(job_run.info.experiment_id).artifact_location
+    assert location == (tmp_path / "mlartifacts").as_uri()
     assert sorted(int(r.data.params["arch_id"]) for r in children) == sorted(finished)
-    again = Tracker(uri, real.db_url)
+    cell = Path(fresh.download_artifacts(children[0].info.run_id, "cell.json", str(tmp_path)))
+    assert canonical_hash(CellGraph.from_json(cell.read_text())) == children[0].data.params["canonical_hash"]
+    again = Tracker(uri, db_url)
     assert again.sync(real.job_id) == 0  # every architecture has its run already
     assert len(job_and_children(fresh, real.job_id)[1]) == len(finished)
 
@@ -237,99 +236,3 @@ def test_flatten_params_cuts_to_mlflow_limits() -> None:
     assert len(params["a.b.1.c"]) == 6000 and params["a.b.1.c"].endswith("...[cut]")
     assert params["a.empty"] == "[]" and params["a.none"] == ""
     assert max(len(k) for k in params) == 250
-
-
-# -- a real server that goes away mid-job ----------------------------------------------------
-
-
-class Dashboard:
-    """``cellsearch dashboard`` as a subprocess (its own process group, stopped by id)."""
-
-    def __init__(self, store_uri: str, port: int, log: Path) -> None:
-        self.store_uri, self.port, self.log = store_uri, port, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                cellsearch_command("dashboard", "--mlflow", self.store_uri, "--port", str(self.port)),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=subprocess_env(),
-            )
-        wait_for_http(f"{self.url}/health", timeout=180, process=self.process)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)  # the command and the mlflow server it started
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
-    server = Dashboard(f"sqlite:///{tmp_path / 'server.db'}", free_port(), tmp_path / "server.log")
-    server.start()
-    yield server
-    server.stop()
-
-
-def test_job_goes_on_while_the_server_is_down_and_tracking_catches_up(
-    dashboard: Dashboard, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.WARNING, logger="dashboards._tracking")
-    settings = resolve_settings(
-        db_url=f"sqlite:///{tmp_path / 'results.db'}", mlflow_uri=dashboard.url, env={}
-    )
-    feed = ProgressFeed()
-    stopped = threading.Event()
-
-    def stop_server_after_first_trial(event: str, data: dict[str, Any]) -> None:
-        """On the driver's thread: once the job's run exists, take the server away."""
-        if event != "trial_finished" or stopped.is_set():
-            return
-        engine = sa.create_engine(settings.db_url)
-        deadline = time.monotonic() + 120
-        while not runs_of(engine, job_id=feed.job_id or 0, tracking_uri=dashboard.url):
-            assert time.monotonic() < deadline, "the tracker never created the job's run"
-            time.sleep(0.2)
-        engine.dispose()
-        dashboard.stop()
-        stopped.set()
-
-    feed.subscribe(stop_server_after_first_trial)
-    with track_job(
-        settings, feed, progress_interval=0.5, retry_initial=0.2, retry_max=1.0, flush_timeout=180
-    ) as t:
-        job_id = run_job(JobSpec.from_yaml_text(FIXED_JOB_YAML), settings, progress=feed)
-        assert stopped.is_set()
-        with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
-            assert store.get_job(job_id).state == "finished"  # the search did not wait for MLflow
-        assert t.pending > 0  # the architectures are waiting for the server
-        dashboard.start()  # same port, same backend store; leaving the block waits for the catch-up
-    assert t.pending == 0 and t.dropped == []
-    messages = [r.getMessage() for r in caplog.records]
-    assert sum("unreachable" in m for m in messages) == 1, messages  # warned once, not per retry
-    assert any("reachable again" in m for m in messages), messages
-
-    client = MlflowClient(tracking_uri=dashboard.url)
-    job_run, children = job_and_children(client, job_id)
-    assert job_run.info.status == "FINISHED"
-    finished = finished_architectures(settings.db_url, job_id)
-    assert sorted(int(r.data.params["arch_id"]) for r in children) == sorted(finished)
-    assert {r.data.tags["cellsearch.library_name"] for r in children} == {"gru", "tanh", "mut1"}
-    assert all(r.info.status == "FINISHED" for r in children)
-    artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}
-    assert {"cell.json", "equations.md", "cell.dot"} <= artifacts
-    assert json.loads(
-        Path(client.download_artifacts(children[0].info.run_id, "cell.json", str(tmp_path))).read_text()
-    )["outputs"]

@@ -86,9 +86,7 @@ class _SharedWeight(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, _unused: Tensor | None) -> Any:
-        grad = ctx.tape.weight_grad()
-        ctx.tape = None  # free the kept sources and gradients
-        return grad, None
+        return ctx.tape.weight_grad(), None
 
 
 class _StepProduct(torch.autograd.Function):
@@ -168,13 +166,16 @@ def _fused_mul_adds(plan: Plan) -> dict[str, str]:
         if isinstance(task, NodeStep):
             for i in task.inputs:
                 users.setdefault(i, []).append(task.name)
+        elif isinstance(task, Product):  # a product's source must exist as a value
+            users.setdefault(task.source, []).append("<product>")
     steps = {t.name: t for t in plan.tasks if isinstance(t, NodeStep)}
     fused = {}
     for name, step in steps.items():
         if step.op != "mul" or len(step.inputs) != 2 or name in plan.outputs:
             continue
         readers = users.get(name, [])
-        if len(readers) == 1 and steps[readers[0]].op == "add" and steps[readers[0]].inputs.count(name) == 1:
+        add = steps.get(readers[0]) if len(readers) == 1 else None
+        if add is not None and add.op == "add" and add.inputs.count(name) == 1:
             fused[name] = readers[0]
     return fused
 
