@@ -189,6 +189,8 @@ class _Driver:
         self.refined: dict[str, int] = {}
         """Extra trials per search task given to each refined architecture (survives resume)."""
         self.proposed = 0
+        self.prefiltered: set[str] = set()
+        """Hashes of the mutants the pre-filter dropped (in the job, never trained)."""
         self.trials_counted = 0
         self.strategy_idle = False
         self.stop_reason: str | None = None
@@ -352,6 +354,7 @@ class _Driver:
 
     def _propose(self) -> None:
         proposal = self.strategy.ask()
+        self._record_prefiltered()
         if proposal is None:
             self.strategy_idle = True
             return
@@ -369,6 +372,25 @@ class _Driver:
             self._add(proposal)
         self.feed.duplicates = self.strategy.duplicates
         self._save()
+
+    def _record_prefiltered(self) -> None:
+        """Record the mutants the strategy's pre-filter dropped: in the job, filtered out, never trained."""
+        dropped = self.strategy.take_prefiltered()
+        if not dropped:
+            return
+        reason = self.strategy.prefilter.reason if self.strategy.prefilter else "pre-filter"
+        for candidate in dropped:
+            parent = self.archs.get(candidate.parent_hash or "")
+            arch_id, _ = self.store.add_architecture(
+                candidate.graph,
+                job_id=self.job_id,
+                parent_id=parent.id if parent else None,
+                mutation=candidate.mutation,
+                generation=candidate.generation,
+            )
+            self.store.update_job_architecture(self.job_id, arch_id, filter_passed=False, evaluated=False)
+            self.prefiltered.add(candidate.hash)
+            logger.info("architecture %s dropped before training (%s)", arch_id, reason)
 
     def _wanted(self, arch: _Arch) -> list[tuple[str, int]]:
         return arch.stages.advance(self.baseline_best)
@@ -700,6 +722,9 @@ class _Driver:
         hashes = {arch_id: r.canonical_hash for arch_id, r in records.items()}
         for member in members:
             record = records[member.architecture_id]
+            if member.filter_passed is False and not evaluations.get(record.id):
+                self.prefiltered.add(record.canonical_hash)  # dropped by the pre-filter: nothing to run
+                continue
             graph = record.cell()
             is_baseline = record.canonical_hash in baseline_set
             parent = hashes.get(record.parent_id) if record.parent_id else None

@@ -66,11 +66,28 @@ def worker_info() -> dict[str, Any]:
     return info
 
 
+def pin_threads() -> None:
+    """Give torch as many threads as Ray gave this task CPUs (at least one).
+
+    Torch defaults to one thread per core in every worker process; with several trials
+    per machine they oversubscribe the cores and small models run many times slower.
+    """
+    import torch
+
+    cpus = 1.0
+    if ray.is_initialized():
+        cpus = float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
+    threads = max(1, int(cpus))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def run_trial(request: TrialRequest, relay: Any = None, evaluate: Evaluate | None = None) -> TrialResult:
     """Run one trial here (the body of the Ray task); ``relay``: a :class:`PruneRelay` handle."""
     from workers._evaluate import evaluate_trial
     from workers._task import TaskSpec
 
+    pin_threads()
     info = worker_info()
     report: Callable[[int, float], bool] | None = None
     if relay is not None:

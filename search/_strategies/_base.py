@@ -10,7 +10,7 @@ exactly what the uninterrupted job would have.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -73,6 +73,26 @@ class Outcome:
 Proposal = Candidate | Refine
 
 
+@dataclass(frozen=True)
+class Prefilter:
+    """Screens mutants before they train: ``keep(graphs)`` says which of a batch to keep.
+
+    A strategy with a pre-filter draws ``batch`` new mutants at a time, asks ``keep`` about
+    all of them and proposes only the kept ones; the dropped ones are handed to the driver
+    (:meth:`Strategy.take_prefiltered`) to be recorded as filtered out. ``reason`` names the
+    screen in those records.
+
+    Example:
+        >>> keep_first_half = Prefilter(lambda graphs: [i < len(graphs) // 2 for i in range(len(graphs))])
+        >>> keep_first_half.keep([None] * 4)
+        [True, True, False, False]
+    """
+
+    keep: Callable[[list[CellGraph]], list[bool]]
+    batch: int = 8
+    reason: str = "pre-filter"
+
+
 class Strategy(ABC):
     """Base class: the seen set (dedup by canonical hash), the seed cells, the random state.
 
@@ -82,8 +102,18 @@ class Strategy(ABC):
 
     kind: ClassVar[str]
 
-    def __init__(self, seed_cells: Sequence[tuple[str | None, CellGraph]] = (), seed: int = 0) -> None:
+    def __init__(
+        self,
+        seed_cells: Sequence[tuple[str | None, CellGraph]] = (),
+        seed: int = 0,
+        prefilter: Prefilter | None = None,
+    ) -> None:
         self._seed_cells = list(seed_cells)
+        self.prefilter = prefilter
+        self._screened: list[Candidate] = []
+        """Mutants the pre-filter kept, proposed before any new one is drawn."""
+        self._prefiltered: list[Candidate] = []
+        """Mutants the pre-filter dropped, until the driver takes them."""
         self._rng = np.random.default_rng(seed)
         self._seen: set[str] = set()
         self._pending: dict[str, dict[str, Any]] = {}
@@ -127,6 +157,11 @@ class Strategy(ABC):
         """No proposal will ever come again (a fixed list is exhausted)."""
         return False
 
+    def take_prefiltered(self) -> list[Candidate]:
+        """The mutants the pre-filter dropped since the last call (never proposed, never trained)."""
+        dropped, self._prefiltered = self._prefiltered, []
+        return dropped
+
     # -- for subclasses ------------------------------------------------------------------
 
     @abstractmethod
@@ -157,6 +192,30 @@ class Strategy(ABC):
             self.duplicates += 1
         return None
 
+    def _take_screened(self) -> Candidate | None:
+        """A mutant kept by an earlier pre-filter batch, if one waits (call before drawing a parent)."""
+        return self._screened.pop(0) if self._screened else None
+
+    def _new_mutant(self, draw: Callable[[], Candidate]) -> Candidate | None:
+        """A new mutant from ``draw``. With a pre-filter, a batch of new mutants is drawn, the
+        worst are dropped (kept for :meth:`take_prefiltered`) and the rest wait their turn."""
+        if self.prefilter is None:
+            candidate: Candidate | None = self._first_new(draw)
+            return candidate
+        batch: list[Candidate] = []
+        for _ in range(self.prefilter.batch):
+            candidate = self._first_new(draw)
+            if candidate is None:
+                break
+            self._seen.add(candidate.hash)  # not drawn twice within the batch, nor ever again
+            batch.append(candidate)
+        if not batch:
+            return None
+        keep = self.prefilter.keep([c.graph for c in batch])
+        self._prefiltered.extend(c for c, kept in zip(batch, keep, strict=True) if not kept)
+        self._screened.extend(c for c, kept in zip(batch, keep, strict=True) if kept)
+        return self._take_screened()
+
     # -- state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
@@ -168,6 +227,7 @@ class Strategy(ABC):
             "pending": list(self._pending.values()),
             "seed_cells": [[name, graph.model_dump(mode="json")] for name, graph in self._seed_cells],
             "duplicates": self.duplicates,
+            "screened": [_candidate_state(c) for c in self._screened],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -178,6 +238,7 @@ class Strategy(ABC):
         self._pending = {e["hash"]: e for e in state["pending"]}
         self._seed_cells = [(name, CellGraph.parse(graph)) for name, graph in state["seed_cells"]]
         self.duplicates = int(state["duplicates"])
+        self._screened = [_candidate_from_state(c) for c in state.get("screened", [])]
 
 
 def entry(candidate: Candidate, score: float | None = None) -> dict[str, Any]:
@@ -190,6 +251,22 @@ def entry(candidate: Candidate, score: float | None = None) -> dict[str, Any]:
         "baseline": candidate.origin == "baseline",
         "score": score,
     }
+
+
+def _candidate_state(candidate: Candidate) -> dict[str, Any]:
+    return {
+        "graph": candidate.graph.model_dump(mode="json"),
+        "origin": candidate.origin,
+        "parent_hash": candidate.parent_hash,
+        "mutation": candidate.mutation,
+        "generation": candidate.generation,
+    }
+
+
+def _candidate_from_state(state: dict[str, Any]) -> Candidate:
+    graph = CellGraph.parse(state["graph"])
+    fields = {k: v for k, v in state.items() if k not in ("graph", "origin")}
+    return Candidate.of(graph, state["origin"], **fields)
 
 
 def graph_of(record: dict[str, Any]) -> CellGraph:

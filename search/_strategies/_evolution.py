@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from cells import CellGraph, mutate, random_cell
-from search._strategies._base import Candidate, Outcome, Proposal, Strategy, graph_of
+from search._strategies._base import Candidate, Outcome, Prefilter, Proposal, Strategy, graph_of
 
 
 class RegularizedEvolution(Strategy):
@@ -36,8 +36,9 @@ class RegularizedEvolution(Strategy):
         sample_size: int = 25,
         mutation_p: float | None = None,
         seed: int = 0,
+        prefilter: Prefilter | None = None,
     ) -> None:
-        super().__init__(seed_cells, seed)
+        super().__init__(seed_cells, seed, prefilter)
         self.population_size = population_size
         self.sample_size = sample_size
         self.mutation_p = mutation_p
@@ -69,6 +70,9 @@ class RegularizedEvolution(Strategy):
                 lambda: Candidate.of(random_cell(self._rng), "random")
             )
             return candidate
+        screened = self._take_screened()
+        if screened is not None:
+            return screened
         if not self._population:
             return None
         size = min(self.sample_size, len(self._population))
@@ -86,7 +90,7 @@ class RegularizedEvolution(Strategy):
                 generation=parent["generation"] + 1,
             )
 
-        return self._first_new(draw)  # type: ignore[no-any-return]
+        return self._new_mutant(draw)
 
     def _observe(self, outcome: Outcome, proposed: dict[str, Any] | None) -> None:
         if proposed is None:  # a refinement: evolution never asks for one

@@ -6,7 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from cells import CellGraph, mutate
-from search._strategies._base import Candidate, Outcome, Proposal, Refine, Strategy, entry, graph_of
+from search._strategies._base import (
+    Candidate,
+    Outcome,
+    Prefilter,
+    Proposal,
+    Refine,
+    Strategy,
+    entry,
+    graph_of,
+)
 
 
 class JozefowiczSearch(Strategy):
@@ -39,8 +48,9 @@ class JozefowiczSearch(Strategy):
         refine_trials: int = 5,
         mutation_p: float | None = None,
         seed: int = 0,
+        prefilter: Prefilter | None = None,
     ) -> None:
-        super().__init__(seed_cells, seed)
+        super().__init__(seed_cells, seed, prefilter)
         self.top_k = top_k
         self.p_refine = p_refine
         self.refine_trials = refine_trials
@@ -71,6 +81,9 @@ class JozefowiczSearch(Strategy):
             chosen = refinable[int(self._rng.integers(len(refinable)))]
             self._refining.add(chosen["hash"])
             return Refine(chosen["hash"], self.refine_trials)
+        screened = self._take_screened()
+        if screened is not None:
+            return screened
         if not self._listed:
             return None
         parent = self._listed[int(self._rng.integers(len(self._listed)))]
@@ -86,8 +99,7 @@ class JozefowiczSearch(Strategy):
                 generation=parent["generation"] + 1,
             )
 
-        candidate: Candidate | None = self._first_new(draw)
-        return candidate
+        return self._new_mutant(draw)
 
     def _next_seed(self) -> Candidate | None:
         seed = super()._next_seed()
