@@ -8,6 +8,7 @@ file is invalid (nothing was written), 130 it was interrupted with Ctrl-C (resum
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,10 @@ MlflowOption = Annotated[
     str | None,
     typer.Option("--mlflow", help="MLflow tracking URI (else MLFLOW_TRACKING_URI, sqlite:///mlflow.db)."),
 ]
+NoMlflowOption = Annotated[
+    bool,
+    typer.Option("--no-mlflow", help="Do not track the job in MLflow (results still go to the database)."),
+]
 RayOption = Annotated[
     str | None,
     typer.Option(
@@ -52,6 +57,7 @@ def launch(
     db: DbOption = None,
     mlflow: MlflowOption = None,
     ray_address: RayOption = None,
+    no_mlflow: NoMlflowOption = False,
 ) -> None:
     """Launch a job: validate it, run it on Ray, show progress, print the best architectures."""
     try:
@@ -62,7 +68,7 @@ def launch(
         check_db_url(settings.db_url)
     except JobError as exc:
         raise _fail(f"invalid job: {exc}", EXIT_INVALID) from None
-    _run(spec, settings, job_id=None)
+    _run(spec, settings, job_id=None, track=not no_mlflow)
 
 
 def resume(
@@ -70,6 +76,7 @@ def resume(
     db: DbOption = None,
     mlflow: MlflowOption = None,
     ray_address: RayOption = None,
+    no_mlflow: NoMlflowOption = False,
 ) -> None:
     """Continue a job that was interrupted or crashed; finished trials are kept, not run again."""
     settings = resolve_settings(db_url=db, mlflow_uri=mlflow, ray_address=ray_address)
@@ -78,7 +85,7 @@ def resume(
             spec = store.load_job_spec(job_id)
     except (StoreError, JobError) as exc:
         raise _fail(str(exc)) from None
-    _run(spec, settings, job_id=job_id)
+    _run(spec, settings, job_id=job_id, track=not no_mlflow)
 
 
 def register(app: typer.Typer) -> None:
@@ -87,13 +94,13 @@ def register(app: typer.Typer) -> None:
     app.command("resume")(resume)
 
 
-def _run(spec: JobSpec, settings: Settings, job_id: int | None) -> None:
+def _run(spec: JobSpec, settings: Settings, job_id: int | None, track: bool = True) -> None:
     from search._driver import JobStateError, run_job  # Ray and Optuna load only for these commands
 
     console = Console()
     feed = ProgressFeed(job_name=spec.name)
     try:
-        with ProgressDisplay(feed, console=Console(stderr=True)):
+        with ProgressDisplay(feed, console=Console(stderr=True)), _tracking(settings, feed, track):
             job_id = run_job(spec, settings, job_id=job_id, resume=job_id is not None, progress=feed)
     except (StoreError, JobStateError) as exc:
         raise _fail(str(exc)) from None
@@ -106,6 +113,16 @@ def _run(spec: JobSpec, settings: Settings, job_id: int | None) -> None:
     if state != "finished":
         raise _fail(f"job {job_id} ended {state}")
     console.print(f"job {job_id} finished")
+
+
+def _tracking(settings: Settings, feed: ProgressFeed, track: bool) -> AbstractContextManager[object]:
+    """MLflow tracking of the job off the driver's hot path (it reads the same progress feed
+    as the display, so the two never disagree)."""
+    if not track:
+        return nullcontext()
+    from dashboards import track_job  # MLflow loads only when a job is tracked
+
+    return track_job(settings, feed)
 
 
 def _print_top(console: Console, store: ResultStore, job_id: int, spec: JobSpec) -> None:

@@ -128,6 +128,94 @@ def trial_runner(evaluate: Evaluate | None = None) -> Any:
     return _RUNNERS[evaluate]
 
 
+class PopulationRequest(BaseModel):
+    """Several trials of one cell on one task that share a shape, to train as one population.
+
+    ``keys[i]`` identifies member ``i`` (``hparams[i]``) at the relay, as a lone trial's key does.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keys: list[str] = Field(min_length=1)
+    cell: dict[str, Any]
+    task: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    hparams: list[dict[str, Any]] = Field(min_length=1)
+    budget: Budget = Field(default_factory=Budget)
+    device: str = "auto"
+    report: bool = False
+
+
+def run_population(
+    request: PopulationRequest, relay: Any = None, evaluate: Evaluate | None = None
+) -> list[TrialResult]:
+    """Run a population here (the body of its Ray task): one :class:`TrialResult` per member, in order.
+
+    Each member's intermediate values go to the relay under its own key, and its prune answer
+    stops that member alone. ``evaluate`` (benchmarks): train the members one after another
+    with it instead of :func:`workers.train_population`.
+
+    Example (in this process, with a stand-in for the training):
+        >>> def instant(cell, task, hparams, budget, report, device):
+        ...     return TrialResult(status="ok", task=task.name, metric="accuracy", direction="maximize",
+        ...                        value=hparams["learning_rate"], hparams=hparams)
+        >>> request = PopulationRequest(keys=["a", "b"], cell=library_cell("gru"), task="memorize",
+        ...                             hparams=[{"learning_rate": 0.1}, {"learning_rate": 0.2}])
+        >>> [r.value for r in run_population(request, evaluate=instant)]
+        [0.1, 0.2]
+    """
+    from workers._population import train_population
+    from workers._task import TaskSpec
+
+    if len(request.keys) != len(request.hparams):
+        raise ValueError(f"keys: expected one per member ({len(request.hparams)}), got {len(request.keys)}")
+    pin_threads()
+    info = worker_info()
+    report: Callable[[int, int, float], bool] | None = None
+    if relay is not None:
+        for key in request.keys:
+            relay.started.remote(key, info)
+        if request.report:
+
+            def report(member: int, step: int, value: float) -> bool:
+                return bool(ray.get(relay.report.remote(request.keys[member], step, float(value))))
+
+    cell, task = CellGraph.parse(request.cell), TaskSpec(name=request.task, settings=request.settings)
+    if evaluate is None:
+        results = train_population(cell, task, request.hparams, request.budget, report, request.device)
+    else:
+        results = [
+            evaluate(cell, task, hp, request.budget, _member_report(report, i), request.device)
+            for i, hp in enumerate(request.hparams)
+        ]
+    for result in results:
+        result.worker = {**info, "device": result.device}
+    return results
+
+
+def _member_report(
+    report: Callable[[int, int, float], bool] | None, member: int
+) -> Callable[[int, float], bool] | None:
+    if report is None:
+        return None
+    return lambda step, value: report(member, step, value)
+
+
+_POPULATION_RUNNERS: dict[Any, Any] = {}
+
+
+def population_runner(evaluate: Evaluate | None = None) -> Any:
+    """The Ray remote function running populations (see :func:`trial_runner`, :func:`run_population`)."""
+    if evaluate not in _POPULATION_RUNNERS:
+
+        def run(request: PopulationRequest, relay: Any) -> list[TrialResult]:
+            return run_population(request, relay, evaluate)
+
+        run.__name__ = run.__qualname__ = "run_population"
+        _POPULATION_RUNNERS[evaluate] = ray.remote(max_retries=0, retry_exceptions=False)(run)
+    return _POPULATION_RUNNERS[evaluate]
+
+
 class PruneRelay:
     """Carries intermediate values from trials to the driver and its answers back.
 
