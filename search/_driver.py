@@ -8,6 +8,13 @@ pruner through a Ray actor, and records every trial through the
 :class:`~search._store.ResultStore` as it starts and ends (one transaction each, so a
 killed driver loses no finished work). It is the only writer of the database.
 
+Trials of one (architecture, task) that share a shape (layers, hidden size, batch size,
+optimizer) are asked of the study together and trained as one population
+(:func:`workers.train_population`, one Ray task) unless the job's ``population`` is ``off``;
+each member still reports to its own Optuna trial through the relay and is recorded as its own
+trial. With the job's ``prefilter`` on, mutants the strategy's zero-cost screen drops are
+recorded in the job as filtered out (``filter_passed`` false, no trials) and never trained.
+
 Resuming a job (``resume=True``) marks trials left ``running`` as interrupted, rebuilds
 every architecture's progress from the database, reloads the strategy's state and runs
 only what is unfinished. Ctrl-C (SIGINT) stops cleanly: running trials are cancelled and
@@ -39,10 +46,27 @@ from search._jobspec import JobSpec, TaskEntry
 from search._progress import ProgressFeed
 from search._settings import Settings
 from search._store import EvaluationRecord, ResultStore
-from search._strategies import Candidate, Outcome, Refine, Stages, Strategy, best_of, make_strategy
+from search._strategies import (
+    Candidate,
+    Outcome,
+    Refine,
+    Stages,
+    Strategy,
+    best_of,
+    make_prefilter,
+    make_strategy,
+)
 from search._tuning import StudyBook, TunedStudy, study_name
 from workers import TrialResult
-from workers._runner import Evaluate, TrialRequest, start_relay, trial_runner
+from workers._population import plan_populations, population_size
+from workers._runner import (
+    Evaluate,
+    PopulationRequest,
+    TrialRequest,
+    population_runner,
+    start_relay,
+    trial_runner,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +158,7 @@ def run_job(
             spec = spec or store.load_job_spec(job_id)
         elif spec is None:
             raise ValueError("launch needs a job spec")
+        make_prefilter(spec)  # a bad prefilter section fails before anything is recorded
         with _ray_session(settings.ray_address):  # first: a cluster that cannot be joined records no job
             if not resume:
                 job_id = store.create_job(spec)
@@ -181,7 +206,8 @@ class _Driver:
         self.archs: dict[str, _Arch] = {}
         self.active: dict[str, _Arch] = {}
         """Architectures with stages left, oldest first (their trials go out first)."""
-        self.running: dict[ray.ObjectRef, _Running] = {}
+        self.running: dict[ray.ObjectRef, list[_Running]] = {}
+        """Ray task -> its trials: one, or the members of a population (in the request's order)."""
         self.by_key: dict[str, _Running] = {}
         self.baseline_hashes: list[str] = []
         self.baseline_best: dict[str, float | None] = {}
@@ -204,6 +230,11 @@ class _Driver:
         if resources.custom:
             options["resources"] = dict(resources.custom)
         self.submit = trial_runner(evaluate).options(**options)
+        self.submit_population = population_runner(evaluate).options(**options)
+        # The workers' device decides ``auto``, not the driver's: a trial asking for a GPU gets one.
+        device = spec.device if spec.device != "auto" else "cuda" if resources.gpus > 0 else "cpu"
+        self.population_limit = population_size(spec.population, device)
+        """Most trials of one (cell, task) trained together as one population (1: each alone)."""
         self.relay: Any = None
         self.max_in_flight = 1
 
@@ -260,10 +291,11 @@ class _Driver:
                 poll = self.relay.poll.remote(_POLL_SECONDS)
             finished_keys = []
             for ref in done:
-                running = self.running.pop(ref)
-                self.by_key.pop(running.key, None)
-                finished_keys.append(running.key)
-                self._collect(ref, running)
+                members = self.running.pop(ref)
+                for running in members:
+                    self.by_key.pop(running.key, None)
+                    finished_keys.append(running.key)
+                self._collect(ref, members)
             if finished_keys:
                 self.relay.forget.remote(finished_keys)
         self._settle()
@@ -395,11 +427,11 @@ class _Driver:
     def _wanted(self, arch: _Arch) -> list[tuple[str, int]]:
         return arch.stages.advance(self.baseline_best)
 
-    def _next_launch(self) -> tuple[_Arch, TaskEntry] | None:
+    def _next_launch(self) -> tuple[_Arch, TaskEntry, int] | None:
         for arch in self.active.values():
             wanted = self._wanted(arch)
             if wanted:
-                return arch, self.spec.task(wanted[0][0])
+                return arch, self.spec.task(wanted[0][0]), wanted[0][1]
         return None
 
     def _settle(self) -> None:
@@ -498,12 +530,73 @@ class _Driver:
 
     # -- trials --------------------------------------------------------------------------
 
-    def _launch(self, arch: _Arch, task: TaskEntry) -> None:
+    def _launch(self, arch: _Arch, task: TaskEntry, wanted: int = 1) -> None:
+        """Start ``wanted`` trials of ``arch`` on ``task`` (fewer if the trial budget says so): one
+        alone, or several asked of the study at once and trained as populations of one shape."""
+        count = int(max(1, min(wanted, self.population_limit, self._trial_budget_left())))
         study = self._study(arch, task)
-        asked = study.ask()
-        hparams = self.spaces[task.id].hparams_from(asked.params).model_dump(mode="json")
-        self.trials_counted += 1
-        self._submit(arch, task, study, asked.number, hparams, attempt=1)
+        asked = [study.ask() for _ in range(count)]
+        hparams = [self.spaces[task.id].hparams_from(a.params).model_dump(mode="json") for a in asked]
+        self.trials_counted += count
+        if count == 1:
+            self._submit(arch, task, study, asked[0].number, hparams[0], attempt=1)
+            return
+        for group in plan_populations(hparams, count):
+            trials = [(asked[i].number, hparams[i]) for i in group]
+            self._submit_population(arch, task, study, trials, attempt=1)
+
+    def _start_trial(
+        self,
+        arch: _Arch,
+        task: TaskEntry,
+        study: TunedStudy,
+        number: int,
+        hparams: dict[str, Any],
+        attempt: int,
+    ) -> _Running:
+        """Record a trial as started (its row, the stages, the display) before it goes to Ray."""
+        trial_id = self.store.start_trial(
+            self._evaluation(arch, task),
+            hparams=hparams,
+            study_name=study.name,
+            optuna_trial_number=number,
+            attempt=attempt,
+        )
+        running = _Running(
+            trial_id, arch, task, study, number, hparams, attempt, f"job{self.job_id}-trial{trial_id}"
+        )
+        self.by_key[running.key] = running
+        arch.stages.started(task.id)
+        self.feed.trial_submitted(running.key)
+        if not arch.cell_data:
+            arch.cell_data = arch.graph.model_dump(mode="json")
+        return running
+
+    def _submit_population(
+        self,
+        arch: _Arch,
+        task: TaskEntry,
+        study: TunedStudy,
+        trials: list[tuple[int, dict[str, Any]]],
+        attempt: int,
+    ) -> None:
+        """Send ``(optuna number, hparams)`` trials of one shape as one population; a group of one
+        goes alone."""
+        if len(trials) == 1:
+            self._submit(arch, task, study, trials[0][0], trials[0][1], attempt)
+            return
+        members = [self._start_trial(arch, task, study, number, hp, attempt) for number, hp in trials]
+        request = PopulationRequest(
+            keys=[m.key for m in members],
+            cell=arch.cell_data,
+            task=task.name,
+            settings=task.settings,
+            hparams=[hp for _, hp in trials],
+            budget=task.budget,
+            device=self.spec.device,
+            report=self.spec.pruner != "none",
+        )
+        self.running[self.submit_population.remote(request, self.relay)] = members
 
     def _submit(
         self,
@@ -514,18 +607,9 @@ class _Driver:
         hparams: dict[str, Any],
         attempt: int,
     ) -> None:
-        trial_id = self.store.start_trial(
-            self._evaluation(arch, task),
-            hparams=hparams,
-            study_name=study.name,
-            optuna_trial_number=number,
-            attempt=attempt,
-        )
-        key = f"job{self.job_id}-trial{trial_id}"
-        if not arch.cell_data:
-            arch.cell_data = arch.graph.model_dump(mode="json")
+        running = self._start_trial(arch, task, study, number, hparams, attempt)
         request = TrialRequest(
-            key=key,
+            key=running.key,
             cell=arch.cell_data,
             task=task.name,
             settings=task.settings,
@@ -534,12 +618,7 @@ class _Driver:
             device=self.spec.device,
             report=self.spec.pruner != "none",
         )
-        ref = self.submit.remote(request, self.relay)
-        running = _Running(trial_id, arch, task, study, number, hparams, attempt, key)
-        self.running[ref] = running
-        self.by_key[key] = running
-        arch.stages.started(task.id)
-        self.feed.trial_submitted(key)
+        self.running[self.submit.remote(request, self.relay)] = [running]
 
     def _study(self, arch: _Arch, task: TaskEntry) -> TunedStudy:
         name = study_name(self.job_id, arch.id, task.key, task.id)
@@ -569,29 +648,41 @@ class _Driver:
             arch.evaluations[task.id] = record.id
         return arch.evaluations[task.id]
 
-    def _collect(self, ref: ray.ObjectRef, running: _Running) -> None:
-        """Record a trial that ended on Ray: its result, a retry, or a failure."""
-        arch, task = running.arch, running.task
+    def _collect(self, ref: ray.ObjectRef, members: list[_Running]) -> None:
+        """Record the trials of a Ray task that ended: their results, a retry, or a failure."""
+        first = members[0]
+        arch, task = first.arch, first.task
         try:
-            result: TrialResult = ray.get(ref)
+            outcome: TrialResult | list[TrialResult] = ray.get(ref)
         except ray_errors.TaskCancelledError:
-            self._end(running, None, "interrupted", "cancelled")
+            for running in members:
+                self._end(running, None, "interrupted", "cancelled")
             return
         except _RETRYABLE as exc:
             reason = f"{type(exc).__name__}: {_first_line(exc)}"
-            if running.attempt <= self.max_retries and self.stop_reason is None:
-                self.store.fail_trial(
-                    running.trial_id, f"attempt {running.attempt}: {reason}", status="interrupted"
-                )
-                arch.stages.finished(task.id, None, counted=False)
-                self.feed.trial_finished(running.key, "interrupted", retried=True)
-                self._submit(arch, task, running.study, running.number, running.hparams, running.attempt + 1)
+            if first.attempt <= self.max_retries and self.stop_reason is None:
+                for running in members:
+                    self.store.fail_trial(
+                        running.trial_id, f"attempt {running.attempt}: {reason}", status="interrupted"
+                    )
+                    arch.stages.finished(task.id, None, counted=False)
+                    self.feed.trial_finished(running.key, "interrupted", retried=True)
+                trials = [(m.number, m.hparams) for m in members]
+                self._submit_population(arch, task, first.study, trials, first.attempt + 1)
             else:
-                self._end(running, None, "failed", f"{reason} (after {running.attempt} attempts)")
+                for running in members:
+                    self._end(running, None, "failed", f"{reason} (after {running.attempt} attempts)")
             return
         except ray_errors.RayTaskError as exc:  # a bug in the runner itself: no retry
-            self._end(running, None, "failed", f"{type(exc).__name__}: {_first_line(exc)}")
+            for running in members:
+                self._end(running, None, "failed", f"{type(exc).__name__}: {_first_line(exc)}")
             return
+        results = outcome if isinstance(outcome, list) else [outcome]
+        for running, result in zip(members, results, strict=True):
+            self._record_result(running, result)
+
+    def _record_result(self, running: _Running, result: TrialResult) -> None:
+        arch, task = running.arch, running.task
         evaluation = self.store.finish_trial(running.trial_id, result)
         running.study.tell(running.number, result.status, result.value)
         if evaluation.best_trial_id == running.trial_id:
@@ -671,9 +762,10 @@ class _Driver:
     def _interrupt(self) -> None:
         """Ctrl-C or SIGTERM: cancel running trials, record them interrupted, save, mark the job."""
         self.feed.state = "interrupting"
-        for ref, running in list(self.running.items()):
+        for ref, members in list(self.running.items()):
             ray.cancel(ref, force=True)
-            self._end(running, None, "interrupted", f"interrupted by the user ({self.stop_signal})")
+            for running in members:
+                self._end(running, None, "interrupted", f"interrupted by the user ({self.stop_signal})")
         self.running.clear()
         self.by_key.clear()
         self._save()
