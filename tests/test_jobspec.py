@@ -335,7 +335,7 @@ FIELDS: list[tuple[tuple[Any, ...], list[Any], list[Any]]] = [
     ),
     (("seed_cells",), [["zz"], "lstm", [1]], [[], ["gru", "mut1"]]),
     (("tasks", 1, "name"), ["nope", 5, None], ["xml"]),
-    (("tasks", 1, "budget", "max_steps"), [0, -3, "many", 1.5], [1, 10, None]),
+    (("tasks", 1, "budget", "max_steps"), [0, -3, "many", 1.5], [1, 10]),
     (("tasks", 0, "threshold"), ["high", [0.1]], [0.1, 1]),
     (("budget", "max_architectures"), [0, -1, "x"], [1, 10**6]),
     (
