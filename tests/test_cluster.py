@@ -25,7 +25,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,7 +194,6 @@ def test_a_driver_with_another_token_is_refused(ray_cluster: RayCluster) -> None
 
 # -- a real job on the cluster, launched as the compose `search` service launches it ----------
 
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 ENTRYPOINT = Path(__file__).resolve().parents[1] / "docker" / "entrypoint.sh"
 
 CLUSTER_JOB = """\
@@ -228,25 +226,9 @@ def _cellsearch_command() -> str:
     return found
 
 
-@pytest.fixture
-def fresh_postgres_db() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    name = f"cellsearch_cluster_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.mark.postgres
 def test_launch_spreads_trials_over_both_nodes_and_stores_them_in_postgres(
-    ray_cluster: RayCluster, fresh_postgres_db: str, tmp_path: Path
+    ray_cluster: RayCluster, fresh_postgres_url: str, tmp_path: Path
 ) -> None:
     """`cellsearch launch` through docker/entrypoint.sh, which first joins the cluster as a
     node with no resources (a Ray driver must run on a node), as the `search` service does."""
@@ -261,7 +243,7 @@ def test_launch_spreads_trials_over_both_nodes_and_stores_them_in_postgres(
     }
     command = [_cellsearch_command(), "launch", str(job), "--ray-address", ray_cluster.address]
     launch = subprocess.Popen(
-        [str(ENTRYPOINT), *command, "--db", fresh_postgres_db],
+        [str(ENTRYPOINT), *command, "--db", fresh_postgres_url],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -283,7 +265,7 @@ def test_launch_spreads_trials_over_both_nodes_and_stores_them_in_postgres(
     (driver_node,) = set(nodes) - slotted
     assert not nodes[driver_node].get("CPU") and not nodes[driver_node].get("GPU")
 
-    dsn = fresh_postgres_db.replace("postgresql+psycopg://", "postgresql://")
+    dsn = fresh_postgres_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn) as conn:
         trials = conn.execute("SELECT status, worker_node, value FROM cs_trials").fetchall()
         job_states = conn.execute("SELECT state FROM cs_jobs").fetchall()

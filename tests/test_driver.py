@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,16 +153,6 @@ def test_resume_refuses_unknown_and_finished_jobs(tmp_path: Path) -> None:
 
 
 # -- the driver on Ray -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ray_instance() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _spec(**overrides: Any) -> JobSpec:

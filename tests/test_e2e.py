@@ -3,9 +3,7 @@ on tiny budgets, real SQLite and PostgreSQL, then the database is read back."""
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,6 @@ from search._progress import ProgressFeed
 from search._settings import resolve_settings
 from search._store import ResultStore
 
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 MEMORIZE = {"min_length": 3, "max_length": 5, "symbols": 4, "valid_size": 32, "test_size": 32}
 ARITH = {"max_digits": 2, "valid_size": 32, "test_size": 32}
 BUDGET = {"max_steps": 30, "eval_every": 15, "eval_batch_size": 32}
@@ -45,33 +42,6 @@ def quickstart_spec(**overrides: Any) -> JobSpec:
     }
     data.update(overrides)
     return JobSpec.from_dict(data)
-
-
-@pytest.fixture(scope="module")
-def ray_instance() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"cellsearch_e2e_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _run(spec: JobSpec, url: str) -> tuple[int, ProgressFeed]:
@@ -161,10 +131,10 @@ def test_quickstart_shaped_job_on_sqlite_then_a_second_job_reuses_it(
 
 
 @pytest.mark.postgres
-def test_quickstart_shaped_job_on_postgresql(ray_instance: None, postgres_url: str) -> None:
+def test_quickstart_shaped_job_on_postgresql(ray_instance: None, fresh_postgres_url: str) -> None:
     spec = quickstart_spec(strategy={"kind": "regularized_evolution", "population_size": 3, "sample_size": 2})
-    job_id, feed = _run(spec, postgres_url)
-    _check_job(postgres_url, job_id, spec, feed)
+    job_id, feed = _run(spec, fresh_postgres_url)
+    _check_job(fresh_postgres_url, job_id, spec, feed)
 
 
 def test_paper_table_shaped_job_scores_every_cell_on_every_task(ray_instance: None, tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ Real local Ray, real SQLite, real training (tiny budgets), a real median pruner.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,6 @@ from search._store import ResultStore
 
 MEMORIZE = {"min_length": 3, "max_length": 5, "symbols": 4, "valid_size": 32, "test_size": 32}
 STATES = {"ok": TrialState.COMPLETE, "pruned": TrialState.PRUNED}
-
-
-@pytest.fixture(scope="module")
-def ray_instance() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _spec(**overrides: Any) -> JobSpec:

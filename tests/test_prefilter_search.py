@@ -8,7 +8,6 @@ on a real local Ray instance with a real SQLite store.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,16 +120,6 @@ def test_evolution_screens_only_the_mutants_after_the_first_population() -> None
     assert {c.hash for c in dropped}.isdisjoint(c.hash for c in proposals if isinstance(c, Candidate))
     strategy.ask()
     assert len(strategy.take_prefiltered()) == 2  # a second batch of four, two dropped
-
-
-@pytest.fixture(scope="module")
-def ray_instance() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def test_a_job_records_the_dropped_mutants_as_filtered_out_untrained(
