@@ -340,26 +340,28 @@ def top_architectures(
     with Session(store.engine) as conn:
         rows = conn.execute(query.limit(limit)).all()
         per_task = _task_results(conn, [(r.job_id, r.id) for r in rows])
-    return [
-        RankedArchitecture(
-            rank=rank,
-            job_id=r.job_id,
-            arch_id=r.id,
-            score=r.score,
-            library_name=r.library_name,
-            parent_id=r.parent_id,
-            mutation=r.mutation,
-            generation=r.generation,
-            canonical_hash=r.canonical_hash,
-            num_states=r.num_states,
-            num_nodes=r.num_nodes,
-            parameter_count=parameter_count(r.graph),
-            equations=r.equations,
-            per_task=per_task.get((r.job_id, r.id), {}),
-            graph=r.graph,
-        )
-        for rank, r in enumerate(rows, start=1)
-    ]
+    return [_ranked(rank, r, per_task) for rank, r in enumerate(rows, start=1)]
+
+
+def _ranked(rank: int, r: Any, per_task: dict[tuple[int, int], dict[str, TaskResult]]) -> RankedArchitecture:
+    """A leaderboard row (job architecture joined with its architecture) as a record."""
+    return RankedArchitecture(
+        rank=rank,
+        job_id=r.job_id,
+        arch_id=r.id,
+        score=r.score,
+        library_name=r.library_name,
+        parent_id=r.parent_id,
+        mutation=r.mutation,
+        generation=r.generation,
+        canonical_hash=r.canonical_hash,
+        num_states=r.num_states,
+        num_nodes=r.num_nodes,
+        parameter_count=parameter_count(r.graph),
+        equations=r.equations,
+        per_task=per_task.get((r.job_id, r.id), {}),
+        graph=r.graph,
+    )
 
 
 def job_architectures(store: ResultStore, job_id: int) -> list[RankedArchitecture]:
@@ -394,25 +396,7 @@ def job_architectures(store: ResultStore, job_id: int) -> list[RankedArchitectur
     for r in rows:
         if r.score is not None:
             rank += 1
-        out.append(
-            RankedArchitecture(
-                rank=rank if r.score is not None else 0,
-                job_id=r.job_id,
-                arch_id=r.id,
-                score=r.score,
-                library_name=r.library_name,
-                parent_id=r.parent_id,
-                mutation=r.mutation,
-                generation=r.generation,
-                canonical_hash=r.canonical_hash,
-                num_states=r.num_states,
-                num_nodes=r.num_nodes,
-                parameter_count=parameter_count(r.graph),
-                equations=r.equations,
-                per_task=per_task.get((r.job_id, r.id), {}),
-                graph=r.graph,
-            )
-        )
+        out.append(_ranked(rank if r.score is not None else 0, r, per_task))
     return out
 
 
