@@ -335,21 +335,25 @@ class _Driver:
             Candidate.of(g, "baseline", library_name=n, gated=False) for n, g in self.spec.baseline_graphs
         ]
 
+    def _store_candidate(self, candidate: Candidate) -> tuple[int, bool]:
+        """Add a candidate's architecture to the store (deduplicated by hash) under this job."""
+        parent = self.archs.get(candidate.parent_hash or "")
+        return self.store.add_architecture(
+            candidate.graph,
+            job_id=self.job_id,
+            parent_id=parent.id if parent else None,
+            mutation=candidate.mutation,
+            generation=candidate.generation,
+            library_name=candidate.library_name,
+        )
+
     def _add(self, candidate: Candidate, arch_id: int | None = None) -> _Arch:
         """Record a proposed candidate (or adopt one the job has already) and start its stages."""
         if candidate.hash in self.archs:
             return self.archs[candidate.hash]
         reuse = False
         if arch_id is None:
-            parent = self.archs.get(candidate.parent_hash or "")
-            arch_id, created = self.store.add_architecture(
-                candidate.graph,
-                job_id=self.job_id,
-                parent_id=parent.id if parent else None,
-                mutation=candidate.mutation,
-                generation=candidate.generation,
-                library_name=candidate.library_name,
-            )
+            arch_id, created = self._store_candidate(candidate)
             if not created:
                 reuse = True
                 self.store.update_job_architecture(self.job_id, arch_id, duplicate=True)
@@ -412,14 +416,7 @@ class _Driver:
             return
         reason = self.strategy.prefilter.reason if self.strategy.prefilter else "pre-filter"
         for candidate in dropped:
-            parent = self.archs.get(candidate.parent_hash or "")
-            arch_id, _ = self.store.add_architecture(
-                candidate.graph,
-                job_id=self.job_id,
-                parent_id=parent.id if parent else None,
-                mutation=candidate.mutation,
-                generation=candidate.generation,
-            )
+            arch_id, _ = self._store_candidate(candidate)
             self.store.update_job_architecture(self.job_id, arch_id, filter_passed=False, evaluated=False)
             self.prefiltered.add(candidate.hash)
             logger.info("architecture %s dropped before training (%s)", arch_id, reason)
