@@ -269,6 +269,23 @@ def job_tasks(store: ResultStore, job_id: int) -> list[str]:
     return [str(t.get("label") or t["name"]) for t in spec.get("tasks", [])]
 
 
+_LEADERBOARD_COLUMNS = (
+    JobArchitecture.job_id,
+    JobArchitecture.score,
+    JobArchitecture.generation,
+    Architecture.id,
+    Architecture.library_name,
+    Architecture.parent_id,
+    Architecture.mutation,
+    Architecture.canonical_hash,
+    Architecture.num_states,
+    Architecture.num_nodes,
+    Architecture.equations,
+    Architecture.graph,
+)
+"""What a leaderboard row reads: the job's view of a cell joined with the cell (see :func:`_ranked`)."""
+
+
 def top_architectures(
     store: ResultStore,
     job_id: int | None = None,
@@ -288,25 +305,11 @@ def top_architectures(
     if limit < 1:
         raise ValueError(f"limit: must be at least 1, got {limit}")
     ja, a = JobArchitecture, Architecture
-    columns = (
-        ja.job_id,
-        ja.score,
-        ja.generation,
-        a.id,
-        a.library_name,
-        a.parent_id,
-        a.mutation,
-        a.canonical_hash,
-        a.num_states,
-        a.num_nodes,
-        a.equations,
-        a.graph,
-    )
     if all_jobs:
         if task is not None:
             raise ValueError("task: give a job to rank by one task (not with all jobs)")
         query = (
-            select(*columns)
+            select(*_LEADERBOARD_COLUMNS)
             .join(a, a.id == ja.architecture_id)
             .where(ja.score.is_not(None))
             .order_by(ja.score.desc(), ja.job_id, ja.architecture_id)
@@ -315,7 +318,7 @@ def top_architectures(
         job_id = resolve_job(store, job_id)
         if task is None:
             query = (
-                select(*columns)
+                select(*_LEADERBOARD_COLUMNS)
                 .join(a, a.id == ja.architecture_id)
                 .where(ja.job_id == job_id, ja.score.is_not(None))
                 .order_by(ja.score.desc(), ja.architecture_id)
@@ -325,7 +328,7 @@ def top_architectures(
             e = Evaluation
             value_order = e.best_value.desc() if direction == "maximize" else e.best_value.asc()
             query = (
-                select(*columns)
+                select(*_LEADERBOARD_COLUMNS)
                 .select_from(e)
                 .join(ja, and_(ja.job_id == e.job_id, ja.architecture_id == e.architecture_id))
                 .join(a, a.id == e.architecture_id)
@@ -370,20 +373,7 @@ def job_architectures(store: ResultStore, job_id: int) -> list[RankedArchitectur
     job_id = resolve_job(store, job_id)
     ja, a = JobArchitecture, Architecture
     query = (
-        select(
-            ja.job_id,
-            ja.score,
-            ja.generation,
-            a.id,
-            a.library_name,
-            a.parent_id,
-            a.mutation,
-            a.canonical_hash,
-            a.num_states,
-            a.num_nodes,
-            a.equations,
-            a.graph,
-        )
+        select(*_LEADERBOARD_COLUMNS)
         .join(a, a.id == ja.architecture_id)
         .where(ja.job_id == job_id)
         .order_by(case((ja.score.is_(None), 1), else_=0), ja.score.desc(), ja.architecture_id)

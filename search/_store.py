@@ -36,11 +36,11 @@ import os
 import subprocess
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, case, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
@@ -380,7 +380,7 @@ class ResultStore:
     def get_job(self, job_id: int) -> JobRecord:
         """The job with id ``job_id``; raises :class:`UnknownJobError`."""
         with self._sessions() as s:
-            return _job_record(self._job(s, job_id))
+            return _record(JobRecord, self._job(s, job_id))
 
     def latest_job_id(self) -> int | None:
         """The most recently created job, ``None`` when there is none."""
@@ -390,7 +390,7 @@ class ResultStore:
     def list_jobs(self) -> list[JobRecord]:
         """Every job, oldest first."""
         with self._sessions() as s:
-            return [_job_record(j) for j in s.scalars(select(Job).order_by(Job.id))]
+            return [_record(JobRecord, j) for j in s.scalars(select(Job).order_by(Job.id))]
 
     def load_job_spec(self, job_id: int) -> JobSpec:
         """The validated spec a job was launched with (for ``resume``)."""
@@ -463,7 +463,7 @@ class ResultStore:
             arch = s.get(Architecture, arch_id)
             if arch is None:
                 raise StoreError(f"unknown architecture {arch_id}")
-            return _architecture_record(arch)
+            return _record(ArchitectureRecord, arch)
 
     def find_architecture(self, graph_or_hash: CellGraph | str) -> int | None:
         """The id of the architecture equivalent to a graph (or with a canonical hash), if known."""
@@ -529,7 +529,7 @@ class ResultStore:
     def job_architecture(self, job_id: int, arch_id: int) -> JobArchitectureRecord | None:
         with self._sessions() as s:
             row = s.get(JobArchitecture, (job_id, arch_id))
-            return None if row is None else _job_architecture_record(row)
+            return None if row is None else _record(JobArchitectureRecord, row)
 
     def job_architectures(self, job_id: int, *, listed_only: bool = False) -> list[JobArchitectureRecord]:
         """A job's architectures in the order they were proposed."""
@@ -538,7 +538,7 @@ class ResultStore:
             query = query.where(JobArchitecture.listed.is_(True))
         with self._sessions() as s:
             rows = s.scalars(query.order_by(JobArchitecture.proposed_at, JobArchitecture.architecture_id))
-            return [_job_architecture_record(r) for r in rows]
+            return [_record(JobArchitectureRecord, r) for r in rows]
 
     def top_architectures(self, job_id: int, limit: int = 10) -> list[LeaderboardEntry]:
         """The job's leaderboard: scored architectures, best first (ties: earliest proposed)."""
@@ -597,7 +597,7 @@ class ResultStore:
                         )
                         s.add(row)
                         s.flush()
-                    return _evaluation_record(row)
+                    return _record(EvaluationRecord, row)
             except IntegrityError:
                 continue
         raise StoreError(f"could not record the evaluation of architecture {arch_id} on {task.name}")
@@ -607,7 +607,7 @@ class ResultStore:
             row = s.get(Evaluation, evaluation_id)
             if row is None:
                 raise StoreError(f"unknown evaluation {evaluation_id}")
-            return _evaluation_record(row)
+            return _record(EvaluationRecord, row)
 
     def evaluations(
         self, job_id: int, *, arch_id: int | None = None, task_key: str | None = None
@@ -619,7 +619,7 @@ class ResultStore:
         if task_key is not None:
             query = query.where(Evaluation.task_key == task_key)
         with self._sessions() as s:
-            return [_evaluation_record(r) for r in s.scalars(query.order_by(Evaluation.id))]
+            return [_record(EvaluationRecord, r) for r in s.scalars(query.order_by(Evaluation.id))]
 
     def set_evaluation(
         self,
@@ -657,7 +657,7 @@ class ResultStore:
         query = query.order_by(Evaluation.trials_completed.desc(), Evaluation.id).limit(1)
         with self._sessions() as s:
             row = s.scalar(query)
-            return None if row is None else _evaluation_record(row)
+            return None if row is None else _record(EvaluationRecord, row)
 
     def copy_evaluation_into_job(
         self, evaluation_id: int, job_id: int, *, task_label: str | None = None
@@ -679,7 +679,7 @@ class ResultStore:
                 )
             )
             if row is not None and (row.id == source.id or _trial_count(row) > 0):
-                return _evaluation_record(row)
+                return _record(EvaluationRecord, row)
             if row is None:
                 row = Evaluation(
                     job_id=job_id, architecture_id=source.architecture_id, task_key=source.task_key
@@ -705,7 +705,7 @@ class ResultStore:
             row.task_label = task_label or source.task_label
             row.updated_at = utcnow()
             s.flush()
-            return _evaluation_record(row)
+            return _record(EvaluationRecord, row)
 
     # -- trials --------------------------------------------------------------------------
 
@@ -817,7 +817,7 @@ class ResultStore:
                 values["best_value"], values["best_trial_id"] = best
         conn.execute(_COUNT_TRIAL[_COUNTERS.get(status)], values)
         row = conn.execute(_SELECT_EVALUATION, {"_id": evaluation_id}).one()
-        return _evaluation_record(row)
+        return _record(EvaluationRecord, row)
 
     def mark_running_trials_interrupted(self, job_id: int) -> int:
         """Mark the job's ``running`` trials ``interrupted`` (after Ctrl-C, or before a resume
@@ -835,7 +835,7 @@ class ResultStore:
             trial = s.get(Trial, trial_id)
             if trial is None:
                 raise StoreError(f"unknown trial {trial_id}")
-            return _trial_record(trial)
+            return _record(TrialRecord, trial)
 
     def trials(
         self,
@@ -857,7 +857,7 @@ class ResultStore:
         if limit is not None:
             query = query.limit(limit)
         with self._sessions() as s:
-            return [_trial_record(t) for t in s.scalars(query)]
+            return [_record(TrialRecord, t) for t in s.scalars(query)]
 
     # -- summaries -----------------------------------------------------------------------
 
@@ -1128,98 +1128,10 @@ def _aware(value: datetime | None) -> Any:
     return value
 
 
-def _job_record(job: Job) -> JobRecord:
-    return JobRecord(
-        id=job.id,
-        name=job.name,
-        state=job.state,
-        spec=job.spec,
-        code_version=job.code_version,
-        error=job.error,
-        created_at=_aware(job.created_at),
-        started_at=_aware(job.started_at),
-        finished_at=_aware(job.finished_at),
-    )
+_R = TypeVar("_R")
 
 
-def _architecture_record(a: Architecture) -> ArchitectureRecord:
-    return ArchitectureRecord(
-        id=a.id,
-        canonical_hash=a.canonical_hash,
-        graph=a.graph,
-        equations=a.equations,
-        num_states=a.num_states,
-        num_nodes=a.num_nodes,
-        op_counts=a.op_counts,
-        requires_input_equals_hidden=a.requires_input_equals_hidden,
-        parent_id=a.parent_id,
-        mutation=a.mutation,
-        generation=a.generation,
-        library_name=a.library_name,
-        first_job_id=a.first_job_id,
-    )
-
-
-def _job_architecture_record(r: JobArchitecture) -> JobArchitectureRecord:
-    return JobArchitectureRecord(
-        job_id=r.job_id,
-        architecture_id=r.architecture_id,
-        generation=r.generation,
-        score=r.score,
-        filter_passed=r.filter_passed,
-        evaluated=r.evaluated,
-        listed=r.listed,
-        duplicate=r.duplicate,
-    )
-
-
-def _evaluation_record(e: Any) -> EvaluationRecord:
-    """From an ORM object or a Core row of ``cs_evaluations``."""
-    return EvaluationRecord(
-        id=e.id,
-        job_id=e.job_id,
-        architecture_id=e.architecture_id,
-        task=e.task,
-        task_label=e.task_label,
-        task_key=e.task_key,
-        task_settings=e.task_settings,
-        metric=e.metric,
-        direction=e.direction,
-        status=e.status,
-        best_value=e.best_value,
-        relative_score=e.relative_score,
-        best_trial_id=e.best_trial_id,
-        trials_completed=e.trials_completed,
-        trials_pruned=e.trials_pruned,
-        trials_failed=e.trials_failed,
-        trials_diverged=e.trials_diverged,
-        reused_from_id=e.reused_from_id,
-    )
-
-
-def _trial_record(t: Trial) -> TrialRecord:
-    return TrialRecord(
-        id=t.id,
-        job_id=t.job_id,
-        architecture_id=t.architecture_id,
-        evaluation_id=t.evaluation_id,
-        task=t.task,
-        study_name=t.study_name,
-        optuna_trial_number=t.optuna_trial_number,
-        hparams=t.hparams,
-        status=t.status,
-        value=t.value,
-        metrics=t.metrics,
-        curve=t.curve,
-        num_params=t.num_params,
-        steps=t.steps,
-        seconds=t.seconds,
-        device=t.device,
-        worker_node=t.worker_node,
-        worker_host=t.worker_host,
-        worker_pid=t.worker_pid,
-        error=t.error,
-        attempt=t.attempt,
-        started_at=_aware(t.started_at),
-        finished_at=_aware(t.finished_at),
-    )
+def _record(cls: type[_R], row: Any) -> _R:
+    """A record from an ORM object or a Core row with the same column names; times made UTC."""
+    values = {f.name: getattr(row, f.name) for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: _aware(v) if isinstance(v, datetime) else v for k, v in values.items()})

@@ -12,9 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,6 @@ from search._store import ResultStore
 from workers import TrialResult
 
 REPO = Path(__file__).resolve().parents[1]
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 SEARCH_JOB = {
     "name": "synthetic",
@@ -234,27 +230,6 @@ def _result(status: str, value: float | None, task: str, lr: float) -> TrialResu
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards; skips the test when the server is down."""
-    admin = sa.create_engine(
-        f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
-    name = f"cellsearch_dash_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 (user postgres, db test) is unreachable: {exc.orig}")
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
 
 
 # -- a real job ------------------------------------------------------------------------------

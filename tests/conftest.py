@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+from _postgres import postgres_database
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +21,6 @@ def ray_instance() -> Iterator[None]:
 
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
-    """A new PostgreSQL database on the server at 127.0.0.1:5432 for one test, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"cellsearch_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A new PostgreSQL database for one test, dropped afterwards."""
+    with postgres_database() as url:
+        yield url

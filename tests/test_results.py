@@ -16,7 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-from _dashboard_data import RealJob, Synthetic, build_synthetic, postgres_database, real_job
+from _dashboard_data import RealJob, Synthetic, build_synthetic, real_job
+from _postgres import postgres_database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner

@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy as sa
+from _postgres import postgres_database
 
 from cells import CellGraph, library
 from search import _migrate
@@ -32,7 +33,6 @@ from search._store import (
 from workers import TrialResult
 
 REPO = Path(__file__).resolve().parents[1]
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 
 def job_spec(name: str = "job", arith_steps: int = 50, arith_settings: dict | None = None) -> JobSpec:
@@ -63,20 +63,8 @@ def result(
 @pytest.fixture(scope="module")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this module, dropped afterwards."""
-    admin = sa.create_engine(
-        f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
-    name = f"cellsearch_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 (user postgres, db test) is unreachable: {exc.orig}")
-    yield f"{PG_SERVER}/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from _dashboard_data import REPO, Synthetic, build_synthetic, postgres_database
+from _dashboard_data import REPO, Synthetic, build_synthetic
+from _postgres import postgres_database
 
 from dashboards import VIEW_NAMES, ensure_views, top_architectures
 from dashboards._links import ensure_links_table, record_run
