@@ -17,16 +17,16 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 
+from workers._download import DEFAULT_DATA_DIR, ENV_DATA_DIR  # the workers read the data folder
+
 ENV_DB_URL = "CELLSEARCH_DB_URL"
 ENV_MLFLOW_URI = "MLFLOW_TRACKING_URI"
 ENV_RAY_ADDRESS = "RAY_ADDRESS"
-ENV_DATA_DIR = "CELLSEARCH_DATA_DIR"
 ENV_VARIABLES = (ENV_DB_URL, ENV_MLFLOW_URI, ENV_RAY_ADDRESS, ENV_DATA_DIR)
 """Every environment variable the code reads (the compose file sets these names)."""
 
 DEFAULT_DB_URL = "sqlite:///cellsearch.db"
 DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"
-DEFAULT_DATA_DIR = "data"
 
 
 class Settings(BaseModel):
