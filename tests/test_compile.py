@@ -24,7 +24,12 @@ from cells._ops import BINARY_OPS, UNARY_OPS
 F64 = torch.float64
 TOL = 1e-5
 EAGER_MODES = ("fused", "autograd", "auto")
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def cuda(test: Any) -> Any:
+    """Marks a test as a GPU test (``pytest -m gpu`` selects it) that skips without CUDA."""
+    return pytest.mark.gpu(needs_cuda(test))
 
 
 def close(a: Tensor, b: Tensor, tol: float = TOL) -> bool:

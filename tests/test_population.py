@@ -96,6 +96,17 @@ def assert_same_result(member: TrialResult, alone: TrialResult) -> None:
         assert member.metrics[nll] == pytest.approx(alone.metrics[nll], rel=1e-4)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["lstm", "gru", "random"])
+def test_members_match_their_trials_alone_on_cuda(name: str, arith: Task) -> None:
+    cell = CELLS[name]()
+    results = train_population(cell, arith, MEMBERS, BUDGET, device="cuda")
+    for member, hp in zip(results, MEMBERS, strict=True):
+        assert member.device.startswith("cuda")
+        assert_same_result(member, evaluate_trial(cell, arith, hp, BUDGET, device="cuda"))
+
+
 @pytest.mark.parametrize("name", list(CELLS))
 def test_members_match_their_trials_alone(name: str, arith: Task) -> None:
     cell = CELLS[name]()
@@ -260,6 +271,19 @@ def test_a_diverging_member_leaves_the_others_untouched(arith: Task) -> None:
     results = train_population(LINEAR_RNN, arith, members, BUDGET, device="cpu")
     assert [r.status for r in results] == ["ok", "diverged", "ok"]
     assert results[1].diverged_at_step is not None and results[1].steps == results[1].diverged_at_step - 1
+    for member, hp in zip(results, members, strict=True):
+        assert_same_result(member, evaluate_trial(LINEAR_RNN, arith, hp, BUDGET, device="cpu"))
+
+
+def test_when_every_member_diverges_each_is_reported_diverged(arith: Task) -> None:
+    members = [
+        HyperParams(
+            hidden_size=16, optimizer="sgd", learning_rate=rate, seed=seed, init_scale=0.5, max_grad_norm=None
+        )
+        for rate, seed in ((1.0, 3), (2.0, 4))
+    ]
+    results = train_population(LINEAR_RNN, arith, members, BUDGET, device="cpu")
+    assert [r.status for r in results] == ["diverged", "diverged"]
     for member, hp in zip(results, members, strict=True):
         assert_same_result(member, evaluate_trial(LINEAR_RNN, arith, hp, BUDGET, device="cpu"))
 

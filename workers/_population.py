@@ -429,7 +429,8 @@ class _PopulationRun:
             for k in range(len(finite)):
                 if not finite[k]:  # as a lone trial: stop before the update, at step n (1-based)
                     self._record(results, self.members[k], "diverged", step, step + 1, share)
-            if not kept:
+            if not kept:  # every member diverged, and each has its result
+                self.members = []
                 break
             for p in self.model.parameters.values():
                 p.grad = None

@@ -131,7 +131,9 @@ class PopulationOptimizer:
         steps = []
         for name, p in zip(names, params, strict=True):
             self.steps[name] = self.steps.get(name, 0) + 1
-            steps.append(torch.tensor(float(self.steps[name]), dtype=p.dtype, device=p.device))
+            # float32 whatever the parameters' dtype, as torch.optim.Adam(fused=True) keeps it:
+            # the CUDA kernel reads the step as float32 (a float64 step reads as garbage there).
+            steps.append(torch.tensor(float(self.steps[name]), dtype=torch.float32, device=p.device))
         for m, rate in enumerate(self.learning_rates.tolist()):
             _FUSED_ADAM(
                 [p[m] for p in params],
