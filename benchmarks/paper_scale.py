@@ -66,6 +66,9 @@ def job_spec(architectures: int, population: str | int, in_flight: int) -> JobSp
                 {"name": "memorize", "role": "filter", "threshold": 0.0, "trials": FILTER_TRIALS},
                 {"name": "arith", "trials": SEARCH_TRIALS},
             ],
+            # One model shape per task (the search tunes learning rate, init scale, clipping
+            # and dropout), so a cell's trials on a task can train as one population.
+            "hparams": {"num_layers": 1, "hidden_size": 128},
             "population": population,
             "budget": {"max_architectures": architectures},
             "resources": {"cpus": 2 / in_flight, "max_in_flight": in_flight},

@@ -532,7 +532,7 @@ class _Driver:
         alone, or several asked of the study at once and trained as populations of one shape."""
         count = int(max(1, min(wanted, self.population_limit, self._trial_budget_left())))
         study = self._study(arch, task)
-        asked = [study.ask() for _ in range(count)]
+        asked = study.ask_many(count)
         hparams = [self.spaces[task.id].hparams_from(a.params).model_dump(mode="json") for a in asked]
         self.trials_counted += count
         if count == 1:
@@ -542,32 +542,35 @@ class _Driver:
             trials = [(asked[i].number, hparams[i]) for i in group]
             self._submit_population(arch, task, study, trials, attempt=1)
 
-    def _start_trial(
+    def _start_trials(
         self,
         arch: _Arch,
         task: TaskEntry,
         study: TunedStudy,
-        number: int,
-        hparams: dict[str, Any],
+        trials: list[tuple[int, dict[str, Any]]],
         attempt: int,
-    ) -> _Running:
-        """Record a trial as started (its row, the stages, the display) before it goes to Ray."""
-        trial_id = self.store.start_trial(
+    ) -> list[_Running]:
+        """Record ``(optuna number, hparams)`` trials as started (their rows in one transaction,
+        the stages, the display) before they go to Ray."""
+        trial_ids = self.store.start_trials(
             self._evaluation(arch, task),
-            hparams=hparams,
+            [hp for _, hp in trials],
             study_name=study.name,
-            optuna_trial_number=number,
+            numbers=[number for number, _ in trials],
             attempt=attempt,
         )
-        running = _Running(
-            trial_id, arch, task, study, number, hparams, attempt, f"job{self.job_id}-trial{trial_id}"
-        )
-        self.by_key[running.key] = running
-        arch.stages.started(task.id)
-        self.feed.trial_submitted(running.key)
         if not arch.cell_data:
             arch.cell_data = arch.graph.model_dump(mode="json")
-        return running
+        started = []
+        for trial_id, (number, hparams) in zip(trial_ids, trials, strict=True):
+            running = _Running(
+                trial_id, arch, task, study, number, hparams, attempt, f"job{self.job_id}-trial{trial_id}"
+            )
+            self.by_key[running.key] = running
+            arch.stages.started(task.id)
+            self.feed.trial_submitted(running.key)
+            started.append(running)
+        return started
 
     def _submit_population(
         self,
@@ -582,7 +585,7 @@ class _Driver:
         if len(trials) == 1:
             self._submit(arch, task, study, trials[0][0], trials[0][1], attempt)
             return
-        members = [self._start_trial(arch, task, study, number, hp, attempt) for number, hp in trials]
+        members = self._start_trials(arch, task, study, trials, attempt)
         request = PopulationRequest(
             keys=[m.key for m in members],
             cell=arch.cell_data,
@@ -604,7 +607,7 @@ class _Driver:
         hparams: dict[str, Any],
         attempt: int,
     ) -> None:
-        running = self._start_trial(arch, task, study, number, hparams, attempt)
+        (running,) = self._start_trials(arch, task, study, [(number, hparams)], attempt)
         request = TrialRequest(
             key=running.key,
             cell=arch.cell_data,
@@ -675,17 +678,20 @@ class _Driver:
                 self._end(running, None, "failed", f"{type(exc).__name__}: {_first_line(exc)}")
             return
         results = outcome if isinstance(outcome, list) else [outcome]
-        for running, result in zip(members, results, strict=True):
-            self._record_result(running, result)
+        self._record_results(members, results)
 
-    def _record_result(self, running: _Running, result: TrialResult) -> None:
-        arch, task = running.arch, running.task
-        evaluation = self.store.finish_trial(running.trial_id, result)
-        running.study.tell(running.number, result.status, result.value)
-        if evaluation.best_trial_id == running.trial_id:
-            arch.best_params[task.id] = running.hparams
-        arch.stages.finished(task.id, result.value if result.status == "ok" else None)
-        self.feed.trial_finished(running.key, result.status)
+    def _record_results(self, members: list[_Running], results: list[TrialResult]) -> None:
+        """Record the results of one Ray task's trials (one arch, task and study): the store and
+        the study each in one transaction, then the stages and the display."""
+        arch, task, study = members[0].arch, members[0].task, members[0].study
+        pairs = list(zip(members, results, strict=True))
+        evaluations = self.store.finish_trials([(running.trial_id, result) for running, result in pairs])
+        study.tell_many([(running.number, result.status, result.value) for running, result in pairs])
+        for running, result, evaluation in zip(members, results, evaluations, strict=True):
+            if evaluation.best_trial_id == running.trial_id:
+                arch.best_params[task.id] = running.hparams
+            arch.stages.finished(task.id, result.value if result.status == "ok" else None)
+            self.feed.trial_finished(running.key, result.status)
 
     def _end(self, running: _Running, result: TrialResult | None, status: str, error: str) -> None:
         """A trial that produced no result: ``failed`` counts as finished, ``interrupted`` runs again."""

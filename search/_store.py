@@ -34,13 +34,13 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, case, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
@@ -719,63 +719,84 @@ class ResultStore:
         attempt: int = 1,
     ) -> int:
         """Record a trial as ``running`` (and a pending evaluation as running) and return its id."""
-        # Core statements, not the ORM: this and finish_trial are the hot path (every trial).
+        (trial_id,) = self.start_trials(
+            evaluation_id, [hparams], study_name=study_name, numbers=[optuna_trial_number], attempt=attempt
+        )
+        return trial_id
+
+    def start_trials(
+        self,
+        evaluation_id: int,
+        hparams: Sequence[dict[str, Any]],
+        *,
+        study_name: str | None = None,
+        numbers: Sequence[int | None] | None = None,
+        attempt: int = 1,
+    ) -> list[int]:
+        """:meth:`start_trial` for several trials of one evaluation (a population's members) in
+        one transaction; returns their ids in order. ``numbers``: their Optuna trial numbers."""
+        numbers = [None] * len(hparams) if numbers is None else list(numbers)
+        if len(numbers) != len(hparams):
+            raise ValueError(f"numbers: {len(numbers)} given for {len(hparams)} trials")
+        if not hparams:
+            return []
+        now = utcnow()
+        # Core statements, not the ORM: this and finish_trials are the hot path (every trial).
         with self.engine.begin() as conn:
             job_id, arch_id, task = self._owner(conn, evaluation_id)
-            inserted = conn.execute(
-                _INSERT_TRIAL,
+            rows = [
                 {
                     "job_id": job_id,
                     "architecture_id": arch_id,
                     "evaluation_id": evaluation_id,
                     "task": task,
                     "study_name": study_name,
-                    "optuna_trial_number": optuna_trial_number,
-                    "hparams": _json_safe(hparams),
+                    "optuna_trial_number": number,
+                    "hparams": _json_safe(hp),
                     "status": "running",
                     "attempt": attempt,
-                    "started_at": utcnow(),
-                },
-            )
+                    "started_at": now,
+                }
+                for hp, number in zip(hparams, numbers, strict=True)
+            ]
+            ids = [int(row[0]) for row in conn.execute(_INSERT_TRIALS_RETURNING, rows)]
             if evaluation_id not in self._running_evaluations:
-                conn.execute(_START_EVALUATION, {"_id": evaluation_id, "updated_at": utcnow()})
+                conn.execute(_START_EVALUATION, {"_id": evaluation_id, "updated_at": now})
                 self._running_evaluations.add(evaluation_id)
-            key = inserted.inserted_primary_key
-            assert key is not None
-            return int(key[0])
+        return ids
 
     def finish_trial(self, trial_id: int, result: TrialResult) -> EvaluationRecord:
         """Record a trial's outcome and, in the same transaction, its evaluation's counts and
         best value (only ``ok`` trials with a finite value compete for best). Returns the
         updated evaluation. A trial marked interrupted may still be finished (a late result);
         finishing a trial twice raises :class:`StoreError`."""
-        worker = result.worker
-        pid = worker.get("pid")
-        value = _finite_or_none(result.value)
-        values: dict[str, Any] = {
-            "status": result.status,
-            "value": value,
-            "metrics": _json_safe(result.metrics),
-            "curve": _json_safe([list(point) for point in result.curve]),
-            "num_params": result.num_params,
-            "steps": result.steps,
-            "seconds": result.seconds,
-            "device": result.device,
-            "error": result.error,
-            "worker_node": _str_or_none(worker.get("node_id", worker.get("node"))),
-            "worker_host": _str_or_none(worker.get("hostname", worker.get("host"))),
-            "worker_pid": int(pid) if isinstance(pid, int | str) and str(pid).isdigit() else None,
-            "finished_at": utcnow(),
-        }
+        return self.finish_trials([(trial_id, result)])[0]
+
+    def finish_trials(self, outcomes: Sequence[tuple[int, TrialResult]]) -> list[EvaluationRecord]:
+        """:meth:`finish_trial` for several ``(trial id, result)`` (a population's members) in one
+        transaction: all are recorded or, on an error, none. Returns each trial's evaluation as
+        it stands after all of them."""
+        ids = [trial_id for trial_id, _ in outcomes]
+        if len(set(ids)) != len(ids):
+            raise StoreError(f"a trial cannot be finished twice in one call: {ids}")
+        now = utcnow()
         with self.engine.begin() as conn:
-            evaluation_id, hparams = self._unfinished_trial(conn, trial_id)
-            if result.hparams:
-                values["hparams"] = _json_safe({**hparams, **result.hparams})
-            conn.execute(_UPDATE_TRIAL, {"_id": trial_id, **values})
-            best = None
-            if result.status == "ok" and value is not None:
-                best = (value, trial_id)
-            return self._count_trial(conn, evaluation_id, result.status, best, values["finished_at"])
+            rows = {row.id: row for row in conn.execute(_SELECT_TRIALS, {"ids": ids})}
+            updates, finished = [], []
+            for trial_id, result in outcomes:
+                row = _unfinished(rows.get(trial_id), trial_id)
+                values = _finished_values(result, now)
+                values["hparams"] = (
+                    _json_safe({**row.hparams, **result.hparams}) if result.hparams else row.hparams
+                )
+                updates.append({"_id": trial_id, **values})
+                finished.append(_Finished(row.evaluation_id, trial_id, result.status, values["value"]))
+            if updates:
+                conn.execute(_UPDATE_TRIAL, updates)
+            evaluations = {
+                e: self._count_trials(conn, e, finished, now) for e in {f.evaluation_id for f in finished}
+            }
+        return [evaluations[f.evaluation_id] for f in finished]
 
     def fail_trial(
         self,
@@ -785,39 +806,38 @@ class ResultStore:
         status: Literal["failed", "interrupted"] = "failed",
     ) -> EvaluationRecord:
         """Record a trial that produced no :class:`TrialResult` (its worker died, Ray gave up)."""
+        now = utcnow()
         with self.engine.begin() as conn:
-            evaluation_id, _ = self._unfinished_trial(conn, trial_id)
-            now = utcnow()
+            row = _unfinished(conn.execute(_SELECT_TRIALS, {"ids": [trial_id]}).first(), trial_id)
             conn.execute(
                 _UPDATE_TRIAL, {"_id": trial_id, "status": status, "error": error, "finished_at": now}
             )
-            return self._count_trial(conn, evaluation_id, status, None, now)
+            return self._count_trials(
+                conn, row.evaluation_id, [_Finished(row.evaluation_id, trial_id, status)], now
+            )
 
-    def _unfinished_trial(self, conn: Connection, trial_id: int) -> tuple[int, dict[str, Any]]:
-        row = conn.execute(_SELECT_TRIAL, {"_id": trial_id}).first()
-        if row is None:
-            raise StoreError(f"unknown trial {trial_id}")
-        if row.status not in ("running", "interrupted"):
-            raise StoreError(f"trial {trial_id} is already finished ({row.status})")
-        return row.evaluation_id, row.hparams
-
-    def _count_trial(
-        self,
-        conn: Connection,
-        evaluation_id: int,
-        status: str,
-        best: tuple[float, int] | None,
-        now: datetime,
+    def _count_trials(
+        self, conn: Connection, evaluation_id: int, finished: Sequence[_Finished], now: datetime
     ) -> EvaluationRecord:
-        """Count a finished trial into its evaluation (and its value into the best); return the row."""
-        values: dict[str, Any] = {"_id": evaluation_id, "updated_at": now}
-        if best is not None:
-            current = conn.execute(_SELECT_BEST, {"_id": evaluation_id}).one()
-            if _better(best[0], current.best_value, current.direction):
-                values["best_value"], values["best_trial_id"] = best
-        conn.execute(_COUNT_TRIAL[_COUNTERS.get(status)], values)
-        row = conn.execute(_SELECT_EVALUATION, {"_id": evaluation_id}).one()
-        return _record(EvaluationRecord, row)
+        """Count the finished trials of ``evaluation_id`` into its counters, and the best ``ok``
+        value into its best; return the updated row."""
+        values: dict[str, Any] = {"updated_at": now}
+        best: float | None = None
+        direction = ""
+        for trial in finished:
+            if trial.evaluation_id != evaluation_id:
+                continue
+            counter = _COUNTERS.get(trial.status)
+            if counter is not None:
+                values[counter] = values.get(counter, _EVALUATIONS.c[counter]) + 1
+            if trial.status == "ok" and trial.value is not None:
+                if not direction:
+                    best, direction = conn.execute(_SELECT_BEST, {"_id": evaluation_id}).one()
+                if _better(trial.value, best, direction):
+                    best = values["best_value"] = trial.value
+                    values["best_trial_id"] = trial.trial_id
+        conn.execute(_EVALUATIONS.update().where(_EVALUATIONS.c.id == evaluation_id).values(values))
+        return _record(EvaluationRecord, conn.execute(_SELECT_EVALUATION, {"_id": evaluation_id}).one())
 
     def mark_running_trials_interrupted(self, job_id: int) -> int:
         """Mark the job's ``running`` trials ``interrupted`` (after Ctrl-C, or before a resume
@@ -933,9 +953,8 @@ class ResultStore:
 
 
 def make_engine(url: str) -> Engine:
-    """One engine per database. SQLite gets WAL journaling (readers never block the
-    writer), ``synchronous=NORMAL`` (a commit survives a process kill; only a power loss
-    may drop the last commits), foreign keys on and a generous lock timeout."""
+    """One engine per database. A SQLite file gets :func:`use_fast_sqlite_commits`, foreign
+    keys on and a generous lock timeout."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
@@ -946,16 +965,35 @@ def make_engine(url: str) -> Engine:
         poolclass=StaticPool if memory else None,
     )
 
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        if not memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
+    if not memory:
+        use_fast_sqlite_commits(engine)
+    event.listen(engine, "connect", _foreign_keys_on)
     return engine
+
+
+def use_fast_sqlite_commits(engine: Engine) -> None:
+    """Give every new connection of a SQLite file engine WAL journaling and
+    ``synchronous=NORMAL``: a commit costs no fsync of its own (SQLite's default costs one
+    per commit, 5-40 ms), survives a crash of the process (a power loss may drop the last
+    commits), and readers never block the writer. No effect on other databases; the
+    results store, Optuna's storage on it and MLflow's SQLite store all use it."""
+    if engine.dialect.name != "sqlite" or event.contains(engine, "connect", _wal_pragmas):
+        return
+    event.listen(engine, "connect", _wal_pragmas)
+    engine.dispose()  # connections made before reconnect with the pragmas
+
+
+def _wal_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _foreign_keys_on(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
 
 
 def ensure_schema(
@@ -1074,12 +1112,53 @@ _COUNTERS = {
 }
 """The evaluation column counting each final trial status (interrupted trials are not counted)."""
 
+
+class _Finished(NamedTuple):
+    """A trial being finished, as its evaluation's counters need it."""
+
+    evaluation_id: int
+    trial_id: int
+    status: str
+    value: float | None = None
+
+
+def _unfinished(row: Any, trial_id: int) -> Any:
+    """``row`` (a trial's id, status, evaluation id and hparams) if the trial may be finished."""
+    if row is None:
+        raise StoreError(f"unknown trial {trial_id}")
+    if row.status not in ("running", "interrupted"):
+        raise StoreError(f"trial {trial_id} is already finished ({row.status})")
+    return row
+
+
+def _finished_values(result: TrialResult, now: datetime) -> dict[str, Any]:
+    """The columns of a trial's row that its result sets."""
+    worker = result.worker
+    pid = worker.get("pid")
+    return {
+        "status": result.status,
+        "value": _finite_or_none(result.value),
+        "metrics": _json_safe(result.metrics),
+        "curve": _json_safe([list(point) for point in result.curve]),
+        "num_params": result.num_params,
+        "steps": result.steps,
+        "seconds": result.seconds,
+        "device": result.device,
+        "error": result.error,
+        "worker_node": _str_or_none(worker.get("node_id", worker.get("node"))),
+        "worker_host": _str_or_none(worker.get("hostname", worker.get("host"))),
+        "worker_pid": int(pid) if isinstance(pid, int | str) and str(pid).isdigit() else None,
+        "finished_at": now,
+    }
+
+
 # Statements of the per-trial hot path, built once: values come as execution parameters.
 _TRIALS, _EVALUATIONS = Base.metadata.tables["cs_trials"], Base.metadata.tables["cs_evaluations"]
 _INSERT_TRIAL = _TRIALS.insert()
 _UPDATE_TRIAL = _TRIALS.update().where(_TRIALS.c.id == bindparam("_id"))
-_SELECT_TRIAL = select(_TRIALS.c.status, _TRIALS.c.evaluation_id, _TRIALS.c.hparams).where(
-    _TRIALS.c.id == bindparam("_id")
+_INSERT_TRIALS_RETURNING = _TRIALS.insert().returning(_TRIALS.c.id, sort_by_parameter_order=True)
+_SELECT_TRIALS = select(_TRIALS.c.id, _TRIALS.c.status, _TRIALS.c.evaluation_id, _TRIALS.c.hparams).where(
+    _TRIALS.c.id.in_(bindparam("ids", expanding=True))
 )
 _START_EVALUATION = (
     _EVALUATIONS.update()
@@ -1090,12 +1169,6 @@ _SELECT_BEST = select(_EVALUATIONS.c.best_value, _EVALUATIONS.c.direction).where
     _EVALUATIONS.c.id == bindparam("_id")
 )
 _SELECT_EVALUATION = select(_EVALUATIONS).where(_EVALUATIONS.c.id == bindparam("_id"))
-_COUNT_TRIAL = {
-    counter: _EVALUATIONS.update()
-    .where(_EVALUATIONS.c.id == bindparam("_id"))
-    .values({counter: _EVALUATIONS.c[counter] + 1} if counter else {})
-    for counter in (*_COUNTERS.values(), None)
-}
 
 
 def _trial_count(row: Evaluation) -> int:

@@ -10,11 +10,12 @@ sample, every pruning decision) that would otherwise bound the driver's trial ra
 is loaded back from the database when a job resumes; ``RUNNING`` trials a crash left
 behind are marked ``FAIL`` then.
 
-Each write is one short transaction. Optuna's public storage calls re-read the trial and
-every parameter's earlier distribution before each write (a dozen queries for one trial's
-parameters), which alone held the driver under 40 trials/s on SQLite; so the rows go in
-through Optuna's own table definitions (:class:`_TableWriter`), falling back to the public
-calls when those definitions are not what this module knows.
+Each write is one short transaction (a population's trials share one). Optuna's public
+storage calls re-read the trial and every parameter's earlier distribution before each
+write (a dozen queries for one trial's parameters), which alone held the driver under 40
+trials/s on SQLite; so the rows go in through Optuna's own table definitions
+(:class:`_TableWriter`), falling back to the public calls when those definitions are not
+what this module knows.
 
 Example:
     >>> from optuna.distributions import FloatDistribution
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -43,9 +45,10 @@ from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Engine, event, insert, update
+from sqlalchemy import Engine, bindparam, insert, update
 from sqlalchemy.engine import make_url
 
+from search._store import use_fast_sqlite_commits
 from workers import TrialStatus
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -96,14 +99,7 @@ def open_storage(url: str) -> RDBStorage:
     engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
     storage = RDBStorage(url, engine_kwargs=engine_kwargs)
     if sqlite and parsed.database not in (None, "", ":memory:"):
-
-        @event.listens_for(storage.engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        storage.engine.dispose()  # reconnect with the pragma
+        use_fast_sqlite_commits(storage.engine)
     return storage
 
 
@@ -169,16 +165,28 @@ class TunedStudy:
 
     def ask(self) -> AskedTrial:
         """Sample a trial and record it ``RUNNING`` in the database."""
-        trial = self._memory.ask(self.space)
+        return self.ask_many(1)[0]
+
+    def ask_many(self, count: int) -> list[AskedTrial]:
+        """Sample ``count`` trials (a population's members) and record them ``RUNNING`` in one
+        transaction."""
+        trials = [self._memory.ask(self.space) for _ in range(count)]
         if self._writer is not None:
-            storage_id = self._writer.add_running(
-                self._study_id, trial.number, trial.params, trial.distributions
+            ids = self._writer.add_running(
+                self._study_id, [(t.number, t.params, t.distributions) for t in trials]
             )
         else:
-            template = _copy(self._memory._storage.get_trial(trial._trial_id), state=TrialState.RUNNING)
-            storage_id = self._storage.create_new_trial(self._study_id, template_trial=template)
-        asked = AskedTrial(trial.number, dict(trial.params), trial, storage_id)
-        self._open[trial.number] = asked
+            ids = [
+                self._storage.create_new_trial(
+                    self._study_id,
+                    template_trial=_copy(
+                        self._memory._storage.get_trial(t._trial_id), state=TrialState.RUNNING
+                    ),
+                )
+                for t in trials
+            ]
+        asked = [AskedTrial(t.number, dict(t.params), t, i) for t, i in zip(trials, ids, strict=True)]
+        self._open.update((a.number, a) for a in asked)
         return asked
 
     def report(self, number: int, step: int, value: float) -> bool:
@@ -197,19 +205,29 @@ class TunedStudy:
 
     def tell(self, number: int, status: TrialStatus, value: float | None) -> None:
         """Finish a trial: ``ok`` is COMPLETE with ``value``, ``pruned`` PRUNED, anything else FAIL."""
-        asked = self._open.pop(number, None)
-        if asked is None:
-            return
-        state = _STATES[status]
-        if state == TrialState.COMPLETE and (value is None or not math.isfinite(value)):
-            state = TrialState.FAIL
-        values = [float(value)] if state == TrialState.COMPLETE and value is not None else None
-        frozen = self._memory.tell(asked.trial, values, state=state, skip_if_finished=True)
-        final_values = frozen.values if frozen.state != TrialState.FAIL else None
+        self.tell_many([(number, status, value)])
+
+    def tell_many(self, outcomes: Sequence[tuple[int, TrialStatus, float | None]]) -> None:
+        """:meth:`tell` for several ``(number, status, value)`` in one transaction; numbers that
+        are not open (told already, or never asked) are skipped."""
+        finished: list[tuple[int, TrialState, list[float] | None]] = []
+        for number, status, value in outcomes:
+            asked = self._open.pop(number, None)
+            if asked is None:
+                continue
+            state = _STATES[status]
+            if state == TrialState.COMPLETE and (value is None or not math.isfinite(value)):
+                state = TrialState.FAIL
+            values = [float(value)] if state == TrialState.COMPLETE and value is not None else None
+            frozen = self._memory.tell(asked.trial, values, state=state, skip_if_finished=True)
+            finished.append(
+                (asked.storage_id, frozen.state, frozen.values if frozen.state != TrialState.FAIL else None)
+            )
         if self._writer is not None:
-            self._writer.finish(asked.storage_id, frozen.state, final_values)
+            self._writer.finish(finished)
         else:
-            self._storage.set_trial_state_values(asked.storage_id, frozen.state, final_values)
+            for storage_id, state, final_values in finished:
+                self._storage.set_trial_state_values(storage_id, state, final_values)
 
     def abandon_open(self) -> None:
         """Mark every asked trial that was not told FAIL (the job stops with them unfinished)."""
@@ -279,7 +297,7 @@ def _copy(frozen: FrozenTrial, state: TrialState) -> FrozenTrial:
 
 
 class _TableWriter:
-    """Writes trial rows in one transaction each, with Optuna's own table definitions.
+    """Writes trial rows in one transaction per call, with Optuna's own table definitions.
 
     Equivalent to ``RDBStorage.create_new_trial`` (with a template), ``set_trial_state_values``
     and ``set_trial_intermediate_value`` for a study this process alone writes, without their
@@ -295,6 +313,14 @@ class _TableWriter:
         self._intermediate = models.TrialIntermediateValueModel.__table__
         self._value_repr = models.TrialValueModel.value_to_stored_repr
         self._intermediate_repr = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
+        self._insert_trials = insert(self._trials).returning(
+            self._trials.c.trial_id, sort_by_parameter_order=True
+        )
+        self._finish_trials = (
+            update(self._trials)
+            .where(self._trials.c.trial_id == bindparam("_id"))
+            .values(state=bindparam("_state"), datetime_complete=bindparam("_complete"))
+        )
 
     @classmethod
     def create(cls, engine: Engine) -> _TableWriter | None:
@@ -322,30 +348,31 @@ class _TableWriter:
         return None
 
     def add_running(
-        self, study_id: int, number: int, params: dict[str, Any], distributions: dict[str, BaseDistribution]
-    ) -> int:
+        self, study_id: int, trials: Sequence[tuple[int, dict[str, Any], dict[str, BaseDistribution]]]
+    ) -> list[int]:
+        """Insert ``(number, params, distributions)`` trials ``RUNNING``; returns their trial ids."""
+        if not trials:
+            return []
+        now = _utc_now()
+        rows = [
+            {"number": number, "study_id": study_id, "state": TrialState.RUNNING, "datetime_start": now}
+            for number, _, _ in trials
+        ]
         with self._engine.begin() as conn:
-            result = conn.execute(
-                insert(self._trials).values(
-                    number=number, study_id=study_id, state=TrialState.RUNNING, datetime_start=_utc_now()
-                )
-            )
-            (trial_id,) = result.inserted_primary_key or (None,)
-            assert trial_id is not None
+            ids = [int(row[0]) for row in conn.execute(self._insert_trials, rows)]
+            params = [
+                {
+                    "trial_id": trial_id,
+                    "param_name": name,
+                    "param_value": distributions[name].to_internal_repr(value),
+                    "distribution_json": distribution_to_json(distributions[name]),
+                }
+                for trial_id, (_, values, distributions) in zip(ids, trials, strict=True)
+                for name, value in values.items()
+            ]
             if params:
-                conn.execute(
-                    insert(self._params),
-                    [
-                        {
-                            "trial_id": trial_id,
-                            "param_name": name,
-                            "param_value": distributions[name].to_internal_repr(value),
-                            "distribution_json": distribution_to_json(distributions[name]),
-                        }
-                        for name, value in params.items()
-                    ],
-                )
-        return trial_id
+                conn.execute(insert(self._params), params)
+        return ids
 
     def add_intermediate(self, trial_id: int, step: int, value: float) -> None:
         stored, kind = self._intermediate_repr(value)
@@ -356,20 +383,24 @@ class _TableWriter:
                 )
             )
 
-    def finish(self, trial_id: int, state: TrialState, values: list[float] | None) -> None:
+    def finish(self, trials: Sequence[tuple[int, TrialState, list[float] | None]]) -> None:
+        """Set ``(trial id, state, values)`` trials finished in one transaction."""
+        if not trials:
+            return
+        now = _utc_now()
+        values = []
+        for trial_id, _, objectives in trials:
+            for objective, value in enumerate(objectives or []):
+                stored, kind = self._value_repr(value)
+                values.append(
+                    {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
+                )
         with self._engine.begin() as conn:
             if values:
-                rows = []
-                for objective, value in enumerate(values):
-                    stored, kind = self._value_repr(value)
-                    rows.append(
-                        {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
-                    )
-                conn.execute(insert(self._values), rows)
+                conn.execute(insert(self._values), values)
             conn.execute(
-                update(self._trials)
-                .where(self._trials.c.trial_id == trial_id)
-                .values(state=state, datetime_complete=_utc_now())
+                self._finish_trials,
+                [{"_id": trial_id, "_state": state, "_complete": now} for trial_id, state, _ in trials],
             )
 
 

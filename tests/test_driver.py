@@ -34,19 +34,21 @@ def _sqlite(tmp_path: Path, name: str = "results.db") -> str:
 # -- tuning: the write-through studies (no Ray) ----------------------------------------------
 
 
-def test_studies_written_through_read_back_as_optuna_studies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("direct_writes", [True, False], ids=["table-writer", "optuna-public-calls"])
+def test_studies_written_through_read_back_as_optuna_studies(tmp_path: Path, direct_writes: bool) -> None:
     url = _sqlite(tmp_path)
     book = StudyBook(url, sampler="random", pruner="median", seed=1)
+    if not direct_writes:  # what an Optuna with other table definitions gets
+        book.writer = None
     study = book.study("job1-arch1-memorize", "maximize", SPACE)
     assert study.enqueue({"learning_rate": 0.01, "num_layers": 2, "dropout": 0.3})  # dropout: not in space
-    asked = [study.ask() for _ in range(4)]
+    asked = [study.ask(), *study.ask_many(3)]  # one alone, three as a population
     assert asked[0].params == {"learning_rate": 0.01, "num_layers": 2}  # the enqueued setting first
     assert [a.number for a in asked] == [0, 1, 2, 3]
     for step, value in ((10, 0.2), (20, 0.4)):
         assert study.report(0, step, value) is False
     study.tell(0, "ok", 0.4)
-    study.tell(1, "pruned", None)
-    study.tell(2, "failed", None)
+    study.tell_many([(1, "pruned", None), (2, "failed", None), (2, "ok", 0.9)])  # a second tell is ignored
     book.close()
 
     # Optuna's own reader sees exactly what happened; trial 3 was left running.

@@ -417,6 +417,50 @@ def test_trials_update_their_evaluation(store: ResultStore) -> None:
         store.set_evaluation(arith.id, status="great")  # type: ignore[arg-type]
 
 
+def test_a_population_is_started_and_finished_in_one_go(store: ResultStore) -> None:
+    spec = job_spec()
+    job_id = store.create_job(spec)
+    arch_id, _ = store.add_architecture(library.get("gru"), job_id=job_id)
+    arith = store.get_or_create_evaluation(job_id, arch_id, spec.task("arith"))
+    lone = store.start_trial(arith.id, hparams={"learning_rate": 0.5})
+    store.finish_trial(lone, result("ok", 0.65))
+
+    hparams = [{"learning_rate": 0.01 * (i + 1)} for i in range(5)]
+    ids = store.start_trials(arith.id, hparams, study_name="s", numbers=[1, 2, 3, 4, 5], attempt=2)
+    assert len(set(ids)) == 5 and lone not in ids
+    started = [store.get_trial(i) for i in ids]
+    assert [(t.hparams, t.optuna_trial_number, t.attempt, t.status) for t in started] == [
+        (hp, n, 2, "running") for hp, n in zip(hparams, [1, 2, 3, 4, 5], strict=True)
+    ]
+
+    outcomes = [("ok", 0.6), ("ok", 0.7), ("pruned", 0.9), ("diverged", None), ("ok", 0.4)]
+    extra = {"batch_size": 64}
+    records = store.finish_trials(
+        [
+            (trial_id, result(status, value, hparams=extra if k == 1 else {}))
+            for k, (trial_id, (status, value)) in enumerate(zip(ids, outcomes, strict=True))
+        ]
+    )
+    # Every member sees its evaluation as it stands after the whole population.
+    assert {(r.id, r.best_value, r.best_trial_id) for r in records} == {(arith.id, 0.7, ids[1])}
+    evaluation = store.get_evaluation(arith.id)
+    counts = (evaluation.trials_completed, evaluation.trials_pruned, evaluation.trials_diverged)
+    assert counts == (1 + 3, 1, 1) and evaluation.trials_finished == 6
+    assert [store.get_trial(i).status for i in ids] == [status for status, _ in outcomes]
+    assert store.get_trial(ids[1]).hparams == {**hparams[1], **extra}
+
+    # All or nothing: one finished trial in the batch and none of the batch is recorded.
+    more = store.start_trials(arith.id, [{}, {}])
+    with pytest.raises(StoreError, match="already finished"):
+        store.finish_trials([(more[0], result("ok", 0.99)), (ids[0], result("ok", 0.99))])
+    with pytest.raises(StoreError, match="twice"):
+        store.finish_trials([(more[0], result()), (more[0], result())])
+    assert [store.get_trial(i).status for i in more] == ["running", "running"]
+    assert store.get_evaluation(arith.id).best_value == 0.7
+    with pytest.raises(ValueError, match="numbers: 1 given for 2 trials"):
+        store.start_trials(arith.id, [{}, {}], numbers=[1])
+
+
 def test_interrupted_trials(store: ResultStore) -> None:
     spec = job_spec()
     job_id = store.create_job(spec)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sqlite3
 import time
 import urllib.request
 from pathlib import Path
@@ -190,6 +191,9 @@ def test_sync_into_a_sqlite_store_logs_what_is_missing_and_only_that(real: RealJ
     again = Tracker(uri, db_url)
     assert again.sync(real.job_id) == 0  # every architecture has its run already
     assert len(job_and_children(fresh, real.job_id)[1]) == len(finished)
+    # The store was written with WAL journaling (no fsync per commit; the UI reads meanwhile).
+    with sqlite3.connect(tmp_path / "fresh.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 # -- the tracker on a hand-made database -----------------------------------------------------
