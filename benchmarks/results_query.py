@@ -207,7 +207,9 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def cli_seconds(args: list[str], db_url: str, repeats: int = 3) -> float:
+def cli_seconds(
+    args: list[str], db_url: str, repeats: int = 3, code: str = "from search._cli import main; main()"
+) -> float:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     times = []
     for _ in range(repeats):
@@ -216,7 +218,7 @@ def cli_seconds(args: list[str], db_url: str, repeats: int = 3) -> float:
             [
                 sys.executable,
                 "-c",
-                "from search._cli import main; main()",
+                code,
                 *args,
                 *(["--db", db_url] if db_url else []),
             ],
@@ -364,10 +366,11 @@ def main() -> None:
                 f"  {name:32s} {1000 * seconds:8.1f} ms  {seconds / TARGET_SECONDS:6.3f} of target  {verdict}"
             )
         if not args.no_cli:
+            bare = cli_seconds([], "", code="pass")
             reference = cli_seconds(["--help"], "")
             print(
                 f"command line, median of 3 (reference: `cellsearch --help` {reference:.2f} s, "
-                "which is start-up and imports)"
+                f"which is start-up and imports; bare `python` start-up {bare:.2f} s)"
             )
             for label, cli_args in (
                 ("cellsearch results top", ["results", "top", "--job", str(job)]),

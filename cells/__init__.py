@@ -2,7 +2,7 @@
 
 Graph model, op set, library of known cells, canonical hashing, mutation, random cells,
 compilation to PyTorch layers, rendering and NAS-Bench-NLP import. Imports no Ray,
-Optuna, SQL or MLflow.
+Optuna, SQL or MLflow, and torch only when a layer is built.
 
 Example:
     >>> import torch
@@ -13,11 +13,14 @@ Example:
     ((5, 3, 16), (1, 3, 16))
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from cells import _library as library
-from cells._compile import CellLayer, CompileCacheInfo, build_layer, clear_compile_cache, compile_cache_info
 from cells._graph import CellGraph, CellGraphError, Node
 from cells._hash import canonical_form, canonical_hash
-from cells._mutation import mutate, random_cell
 from cells._nasbench import (
     dump_nasbench_recipes,
     from_nasbench_recipe,
@@ -25,8 +28,45 @@ from cells._nasbench import (
     to_nasbench_recipe,
 )
 from cells._ops import OPS, OpSpec
-from cells._reference import ReferenceLayer
 from cells._render import render_svg, to_dot, to_equations, to_markdown
+
+if TYPE_CHECKING:
+    from cells._compile import (
+        CellLayer,
+        CompileCacheInfo,
+        build_layer,
+        clear_compile_cache,
+        compile_cache_info,
+    )
+    from cells._mutation import mutate, random_cell
+    from cells._reference import ReferenceLayer
+
+# The layers import torch and the mutations NumPy: loaded on first use (PEP 562), so that
+# reading graphs (the results database, `cellsearch cells show`) stays quick.
+_LAZY = {
+    name: module
+    for module, names in {
+        "cells._compile": (
+            "CellLayer",
+            "CompileCacheInfo",
+            "build_layer",
+            "clear_compile_cache",
+            "compile_cache_info",
+        ),
+        "cells._mutation": ("mutate", "random_cell"),
+        "cells._reference": ("ReferenceLayer",),
+    }.items()
+    for name in names
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
 
 __all__ = [
     "OPS",

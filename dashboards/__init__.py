@@ -4,6 +4,7 @@ Reads the results database that ``search`` writes (never the other way round: ``
 does not import this package at module import time).
 
 Example:
+    >>> from dashboards import ensure_views, top_architectures
     >>> from search._store import ResultStore
     >>> store = ResultStore.open("sqlite://")
     >>> ensure_views(store.engine)
@@ -12,21 +13,59 @@ Example:
     []
 """
 
-from dashboards._export import ExportError, export_job
-from dashboards._links import RunLink, runs_of
-from dashboards._queries import (
-    ArchitectureDetails,
-    RankedArchitecture,
-    TaskResult,
-    UnknownArchitectureError,
-    UnknownTaskError,
-    describe_architecture,
-    job_architectures,
-    parameter_count,
-    top_architectures,
-)
-from dashboards._tracking import Tracker, track_job
-from dashboards._views import VIEW_NAMES, ensure_views
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dashboards._export import ExportError, export_job
+    from dashboards._links import RunLink, runs_of
+    from dashboards._queries import (
+        ArchitectureDetails,
+        RankedArchitecture,
+        TaskResult,
+        UnknownArchitectureError,
+        UnknownTaskError,
+        describe_architecture,
+        job_architectures,
+        parameter_count,
+        top_architectures,
+    )
+    from dashboards._tracking import Tracker, track_job
+    from dashboards._views import VIEW_NAMES, ensure_views
+
+# Loaded on first use (PEP 562), so that `cellsearch` commands load only the parts they use.
+_LAZY = {
+    name: module
+    for module, names in {
+        "dashboards._export": ("ExportError", "export_job"),
+        "dashboards._links": ("RunLink", "runs_of"),
+        "dashboards._queries": (
+            "ArchitectureDetails",
+            "RankedArchitecture",
+            "TaskResult",
+            "UnknownArchitectureError",
+            "UnknownTaskError",
+            "describe_architecture",
+            "job_architectures",
+            "parameter_count",
+            "top_architectures",
+        ),
+        "dashboards._tracking": ("Tracker", "track_job"),
+        "dashboards._views": ("VIEW_NAMES", "ensure_views"),
+    }.items()
+    for name in names
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
 
 __all__ = [
     "VIEW_NAMES",

@@ -2,8 +2,8 @@
 
 Errors print one line to stderr and exit with code 1. The results commands never create
 or migrate a database; they add the SQL views (``docs/querying.md``) when missing. Heavy
-imports (MLflow, matplotlib) happen inside the commands that need them, so ``cellsearch
---help`` stays quick.
+imports (the results store, MLflow, matplotlib) happen inside the commands that need them,
+so ``cellsearch --help`` stays quick.
 """
 
 from __future__ import annotations
@@ -15,14 +15,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from search._settings import resolve_settings
-from search._store import ResultStore, StoreError
+
+if TYPE_CHECKING:
+    from search._store import ResultStore
 
 results_app = typer.Typer(
     help="Query the results: leaderboards, one architecture, exports.", no_args_is_help=True
@@ -66,6 +68,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def _open(db: str | None) -> Iterator[ResultStore]:
     """The results database, read-only in spirit (views are added if missing); errors exit 1."""
     from dashboards._views import ensure_views
+    from search._store import ResultStore, StoreError
 
     url = resolve_settings(db_url=db).db_url
     try:

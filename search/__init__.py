@@ -6,37 +6,75 @@ Example:
     'sqlite:///results.db'
 """
 
-from search._jobspec import JobError, JobSpec, check_db_url, load_job, task_key
-from search._progress import ProgressDisplay, ProgressFeed
-from search._settings import Settings, resolve_settings
-from search._store import (
-    DatabaseRevisionError,
-    JobSummary,
-    NoDatabaseError,
-    ResultStore,
-    StoreError,
-    UnknownJobError,
-)
-from search._strategies import (
-    Candidate,
-    FixedCells,
-    JozefowiczSearch,
-    Outcome,
-    RandomSearch,
-    Refine,
-    RegularizedEvolution,
-    Strategy,
-    make_strategy,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from search._driver import JobStateError, run_job
+    from search._jobspec import JobError, JobSpec, check_db_url, load_job, task_key
+    from search._progress import ProgressDisplay, ProgressFeed
+    from search._settings import Settings, resolve_settings
+    from search._store import (
+        DatabaseRevisionError,
+        JobSummary,
+        NoDatabaseError,
+        ResultStore,
+        StoreError,
+        UnknownJobError,
+    )
+    from search._strategies import (
+        Candidate,
+        FixedCells,
+        JozefowiczSearch,
+        Outcome,
+        RandomSearch,
+        Refine,
+        RegularizedEvolution,
+        Strategy,
+        make_strategy,
+    )
+
+# Loaded on first use (PEP 562): the driver imports Ray and Optuna, the store SQLAlchemy and
+# Alembic, so each `cellsearch` command loads only what it uses and starts quickly.
+_LAZY = {
+    name: module
+    for module, names in {
+        "search._driver": ("JobStateError", "run_job"),
+        "search._jobspec": ("JobError", "JobSpec", "check_db_url", "load_job", "task_key"),
+        "search._progress": ("ProgressDisplay", "ProgressFeed"),
+        "search._settings": ("Settings", "resolve_settings"),
+        "search._store": (
+            "DatabaseRevisionError",
+            "JobSummary",
+            "NoDatabaseError",
+            "ResultStore",
+            "StoreError",
+            "UnknownJobError",
+        ),
+        "search._strategies": (
+            "Candidate",
+            "FixedCells",
+            "JozefowiczSearch",
+            "Outcome",
+            "RandomSearch",
+            "Refine",
+            "RegularizedEvolution",
+            "Strategy",
+            "make_strategy",
+        ),
+    }.items()
+    for name in names
+}
 
 
 def __getattr__(name: str) -> object:
-    # The driver imports Ray and Optuna: loaded on first use, so `cellsearch status` stays quick.
-    if name in ("run_job", "JobStateError"):
-        from search import _driver
-
-        return getattr(_driver, name)
-    raise AttributeError(f"module 'search' has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
 
 __all__ = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,7 +19,9 @@ from rich.table import Table
 from search._jobspec import JobError, JobSpec, check_db_url, load_job
 from search._progress import ProgressDisplay, ProgressFeed
 from search._settings import Settings, resolve_settings
-from search._store import ResultStore, StoreError
+
+if TYPE_CHECKING:
+    from search._store import ResultStore
 
 TOP_ROWS = 10
 EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 1, 2, 130
@@ -79,6 +81,8 @@ def resume(
     no_mlflow: NoMlflowOption = False,
 ) -> None:
     """Continue a job that was interrupted or crashed; finished trials are kept, not run again."""
+    from search._store import ResultStore, StoreError  # SQLAlchemy and Alembic: not for --help
+
     settings = resolve_settings(db_url=db, mlflow_uri=mlflow, ray_address=ray_address)
     try:
         with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
@@ -96,6 +100,7 @@ def register(app: typer.Typer) -> None:
 
 def _run(spec: JobSpec, settings: Settings, job_id: int | None, track: bool = True) -> None:
     from search._driver import JobStateError, run_job  # Ray and Optuna load only for these commands
+    from search._store import ResultStore, StoreError
 
     console = Console()
     feed = ProgressFeed(job_name=spec.name)

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import math
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from search._settings import resolve_settings
-from search._store import JobSummary, LeaderboardEntry, ResultStore, StoreError, upgrade_database
+
+if TYPE_CHECKING:
+    from search._store import JobSummary, LeaderboardEntry
 
 db_app = typer.Typer(help="Manage the results database.", no_args_is_help=True)
 
@@ -49,6 +51,8 @@ def status(
     all_jobs: Annotated[bool, typer.Option("--all", help="Every job (a list), oldest first.")] = False,
 ) -> None:
     """Show a job's progress: architectures, trials by status and the best architecture so far."""
+    from search._store import ResultStore, StoreError  # SQLAlchemy and Alembic: not for --help
+
     url = resolve_settings(db_url=db).db_url
     try:
         store = ResultStore.open(url, upgrade=False, create=False)
@@ -78,6 +82,8 @@ def status(
 
 def db_upgrade(db: DbOption = None) -> None:
     """Create the results schema, or migrate it to this version of cellsearch."""
+    from search._store import StoreError, upgrade_database
+
     url = resolve_settings(db_url=db).db_url
     try:
         before, after = upgrade_database(url)

@@ -37,7 +37,7 @@ import types
 import typing
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -54,7 +54,10 @@ from pydantic_core import PydanticCustomError
 import workers
 from cells import CellGraph, CellGraphError
 from cells import library as cell_library
-from workers import Budget, TaskConfig
+from workers import Budget
+
+if TYPE_CHECKING:
+    from workers import TaskConfig  # torch: loads with the task registry, on first use
 
 TaskRole = Literal["filter", "search", "report-only"]
 StrategyKind = Literal["jozefowicz", "regularized_evolution", "random", "fixed"]

@@ -1,54 +1,127 @@
 """workers: tasks and their data, the model around a cell, the training loop, the
-hyperparameter space and the trial runner."""
+hyperparameter space and the trial runner.
 
-from workers._arith import ArithConfig, ArithTask
+Most submodules import torch (and ``_hparams`` Optuna): their names load on first use
+(PEP 562), so that importing a light part, such as :class:`TrialResult`, stays quick.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from workers._download import DATASETS, DownloadError, download_dataset, download_file
-from workers._evaluate import evaluate_trial
-from workers._hparams import HyperParams, Range, SearchSpace, SearchSpaceError
-from workers._memorize import MemorizeConfig, MemorizeTask
-from workers._model import (
-    LayerFactory,
-    RecurrentModel,
-    count_parameters,
-    hidden_size_for_budget,
-    model_for,
-    set_forget_bias,
-    torch_lstm_factory,
-)
-from workers._music import MusicConfig, MusicTask, load_note_sequences, piano_roll
-from workers._population import (
-    PopulationSetting,
-    plan_populations,
-    population_size,
-    train_population,
-)
-from workers._prefilter import (
-    PROXIES,
-    PrefilterConfig,
-    Proxy,
-    drop_worst,
-    prefilter_score,
-    rank_candidates,
-)
 from workers._results import Budget, TrialResult, TrialStatus
-from workers._task import (
-    TASKS,
-    Batch,
-    Example,
-    SequenceTask,
-    SequenceTaskConfig,
-    Task,
-    TaskConfig,
-    TaskConfigError,
-    TaskSpec,
-    clear_task_cache,
-    make_task,
-    register_task,
-    task_config,
-)
-from workers._text import FileSlice, TextConfig, TextTask
-from workers._train import train
-from workers._xml import XmlConfig, XmlTask
+
+if TYPE_CHECKING:
+    from workers._arith import ArithConfig, ArithTask
+    from workers._evaluate import evaluate_trial
+    from workers._hparams import HyperParams, Range, SearchSpace, SearchSpaceError
+    from workers._memorize import MemorizeConfig, MemorizeTask
+    from workers._model import (
+        LayerFactory,
+        RecurrentModel,
+        count_parameters,
+        hidden_size_for_budget,
+        model_for,
+        set_forget_bias,
+        torch_lstm_factory,
+    )
+    from workers._music import MusicConfig, MusicTask, load_note_sequences, piano_roll
+    from workers._population import (
+        PopulationSetting,
+        plan_populations,
+        population_size,
+        train_population,
+    )
+    from workers._prefilter import (
+        PROXIES,
+        PrefilterConfig,
+        Proxy,
+        drop_worst,
+        prefilter_score,
+        rank_candidates,
+    )
+    from workers._task import (
+        TASKS,
+        Batch,
+        Example,
+        SequenceTask,
+        SequenceTaskConfig,
+        Task,
+        TaskConfig,
+        TaskConfigError,
+        TaskSpec,
+        clear_task_cache,
+        make_task,
+        register_task,
+        task_config,
+    )
+    from workers._text import FileSlice, TextConfig, TextTask
+    from workers._train import train
+    from workers._xml import XmlConfig, XmlTask
+
+_LAZY = {
+    name: module
+    for module, names in {
+        "workers._arith": ("ArithConfig", "ArithTask"),
+        "workers._evaluate": ("evaluate_trial",),
+        "workers._hparams": ("HyperParams", "Range", "SearchSpace", "SearchSpaceError"),
+        "workers._memorize": ("MemorizeConfig", "MemorizeTask"),
+        "workers._model": (
+            "LayerFactory",
+            "RecurrentModel",
+            "count_parameters",
+            "hidden_size_for_budget",
+            "model_for",
+            "set_forget_bias",
+            "torch_lstm_factory",
+        ),
+        "workers._music": ("MusicConfig", "MusicTask", "load_note_sequences", "piano_roll"),
+        "workers._population": (
+            "PopulationSetting",
+            "plan_populations",
+            "population_size",
+            "train_population",
+        ),
+        "workers._prefilter": (
+            "PROXIES",
+            "PrefilterConfig",
+            "Proxy",
+            "drop_worst",
+            "prefilter_score",
+            "rank_candidates",
+        ),
+        "workers._task": (
+            "TASKS",
+            "Batch",
+            "Example",
+            "SequenceTask",
+            "SequenceTaskConfig",
+            "Task",
+            "TaskConfig",
+            "TaskConfigError",
+            "TaskSpec",
+            "clear_task_cache",
+            "make_task",
+            "register_task",
+            "task_config",
+        ),
+        "workers._text": ("FileSlice", "TextConfig", "TextTask"),
+        "workers._train": ("train",),
+        "workers._xml": ("XmlConfig", "XmlTask"),
+    }.items()
+    for name in names
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
 
 __all__ = [
     "DATASETS",

@@ -406,3 +406,8 @@ class SequenceTask(Task):
 
     def evaluate(self, predict: Predict, split: Split, batch_size: int) -> dict[str, Any]:
         return token_metrics(predict, self._eval_batches_with_marks(split, batch_size))
+
+
+# The built-in tasks register themselves when imported. Loading them with the registry keeps
+# TASKS complete whichever module is imported first (the `workers` package loads lazily).
+from workers import _arith, _memorize, _music, _text, _xml  # noqa: E402, F401
