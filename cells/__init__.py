@@ -15,12 +15,12 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from cells import _library as library
 from cells._graph import CellGraph, CellGraphError, Node
 from cells._hash import canonical_form, canonical_hash
+from cells._lazy import lazy_exports
 from cells._nasbench import (
     dump_nasbench_recipes,
     from_nasbench_recipe,
@@ -43,9 +43,9 @@ if TYPE_CHECKING:
 
 # The layers import torch and the mutations NumPy: loaded on first use (PEP 562), so that
 # reading graphs (the results database, `cellsearch cells show`) stays quick.
-_LAZY = {
-    name: module
-    for module, names in {
+__getattr__ = lazy_exports(
+    globals(),
+    {
         "cells._compile": (
             "CellLayer",
             "CompileCacheInfo",
@@ -55,17 +55,8 @@ _LAZY = {
         ),
         "cells._mutation": ("mutate", "random_cell"),
         "cells._reference": ("ReferenceLayer",),
-    }.items()
-    for name in names
-}
-
-
-def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+    },
+)
 
 
 __all__ = [

@@ -15,8 +15,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from cells._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from dashboards._export import ExportError, export_job
@@ -36,9 +37,9 @@ if TYPE_CHECKING:
     from dashboards._views import VIEW_NAMES, ensure_views
 
 # Loaded on first use (PEP 562), so that `cellsearch` commands load only the parts they use.
-_LAZY = {
-    name: module
-    for module, names in {
+__getattr__ = lazy_exports(
+    globals(),
+    {
         "dashboards._export": ("ExportError", "export_job"),
         "dashboards._links": ("RunLink", "runs_of"),
         "dashboards._queries": (
@@ -54,17 +55,8 @@ _LAZY = {
         ),
         "dashboards._tracking": ("Tracker", "track_job"),
         "dashboards._views": ("VIEW_NAMES", "ensure_views"),
-    }.items()
-    for name in names
-}
-
-
-def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+    },
+)
 
 
 __all__ = [

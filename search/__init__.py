@@ -8,8 +8,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from cells._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from search._driver import JobStateError, run_job
@@ -38,9 +39,9 @@ if TYPE_CHECKING:
 
 # Loaded on first use (PEP 562): the driver imports Ray and Optuna, the store SQLAlchemy and
 # Alembic, so each `cellsearch` command loads only what it uses and starts quickly.
-_LAZY = {
-    name: module
-    for module, names in {
+__getattr__ = lazy_exports(
+    globals(),
+    {
         "search._driver": ("JobStateError", "run_job"),
         "search._jobspec": ("JobError", "JobSpec", "check_db_url", "load_job", "task_key"),
         "search._progress": ("ProgressDisplay", "ProgressFeed"),
@@ -64,17 +65,8 @@ _LAZY = {
             "Strategy",
             "make_strategy",
         ),
-    }.items()
-    for name in names
-}
-
-
-def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+    },
+)
 
 
 __all__ = [

@@ -7,9 +7,9 @@ Most submodules import torch (and ``_hparams`` Optuna): their names load on firs
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from cells._lazy import lazy_exports
 from workers._download import DATASETS, DownloadError, download_dataset, download_file
 from workers._results import Budget, TrialResult, TrialStatus
 
@@ -61,9 +61,9 @@ if TYPE_CHECKING:
     from workers._train import train
     from workers._xml import XmlConfig, XmlTask
 
-_LAZY = {
-    name: module
-    for module, names in {
+__getattr__ = lazy_exports(
+    globals(),
+    {
         "workers._arith": ("ArithConfig", "ArithTask"),
         "workers._evaluate": ("evaluate_trial",),
         "workers._hparams": ("HyperParams", "Range", "SearchSpace", "SearchSpaceError"),
@@ -110,17 +110,8 @@ _LAZY = {
         "workers._text": ("FileSlice", "TextConfig", "TextTask"),
         "workers._train": ("train",),
         "workers._xml": ("XmlConfig", "XmlTask"),
-    }.items()
-    for name in names
-}
-
-
-def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+    },
+)
 
 
 __all__ = [
