@@ -44,6 +44,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -155,21 +156,29 @@ Strategy = Annotated[
 # -- tasks -----------------------------------------------------------------------------------
 
 
-def task_key(name: str, settings: dict[str, Any], budget: Budget) -> str:
+def task_key(
+    name: str, settings: dict[str, Any], budget: Budget, hparams: dict[str, Any] | None = None
+) -> str:
     """The key under which results of a task are shared across jobs (hex, 16 characters).
 
     Two task entries with the same name, the same settings (after defaults are filled in
-    by the task's config class) and the same trial budget have the same key, so an
-    architecture evaluated by an earlier job is reused instead of retrained.
+    by the task's config class), the same trial budget and the same hyperparameter search
+    space (``hparams``: overrides of ``workers.SearchSpace``'s defaults) have the same key,
+    so an architecture evaluated by an earlier job is reused instead of retrained.
 
     Example:
         >>> task_key("arith", {}, Budget()) == task_key("arith", {"seed": 0}, Budget())
         True
+        >>> task_key("arith", {}, Budget()) == task_key("arith", {}, Budget(), {"hidden_size": 256})
+        False
     """
+    from workers._hparams import SearchSpace  # Optuna: loaded only by what computes keys
+
     task_class = workers.TASKS.get(name)
     if task_class is not None:
         settings = task_class.config_class.model_validate(settings).model_dump(mode="json")
-    payload = {"task": name, "settings": settings, "budget": budget.model_dump(mode="json")}
+    space = SearchSpace().with_overrides(hparams or {}).model_dump(mode="json")
+    payload = {"task": name, "settings": settings, "budget": budget.model_dump(mode="json"), "space": space}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -192,6 +201,8 @@ class TaskEntry(_Strict):
     """How long each trial trains."""
     hparams: dict[str, Any] = Field(default_factory=dict)
     """Search-space overrides for this task only, on top of the job's ``hparams``."""
+    _job_hparams: dict[str, Any] = PrivateAttr(default_factory=dict)
+    """The job's ``hparams`` (set by :class:`JobSpec`), for :attr:`key`."""
 
     @field_validator("name", mode="after")
     @classmethod
@@ -248,8 +259,8 @@ class TaskEntry(_Strict):
 
     @property
     def key(self) -> str:
-        """See :func:`task_key`."""
-        return task_key(self.name, self.settings, self.budget)
+        """See :func:`task_key`; the search space is the job's ``hparams`` with this task's on top."""
+        return task_key(self.name, self.settings, self.budget, {**self._job_hparams, **self.hparams})
 
     def passes_filter(self, value: float | None) -> bool:
         """Whether a filter task's best ``value`` reaches ``threshold`` in the metric's direction."""
@@ -375,6 +386,8 @@ class JobSpec(_Strict):
                 errors.append((("tasks",), "a search needs at least one task with role 'search'"))
         if errors:
             raise PydanticCustomError("job_field", "{message}", {"message": "", "errors": errors})
+        for task in self.tasks:
+            task._job_hparams = dict(self.hparams)
         return self
 
     # -- reading ---------------------------------------------------------------------------

@@ -268,6 +268,31 @@ def test_task_key_matches_equal_settings_only() -> None:
     assert task_key("arith", {}, Budget(max_steps=101)) != base
     assert task_key("xml", {}, Budget(max_steps=100)) != base
     assert re.fullmatch(r"[0-9a-f]{16}", base)
+    # The search space is part of the key; spelling out a default changes nothing.
+    assert task_key("arith", {}, Budget(max_steps=100), {"hidden_size": 256}) != base
+    assert task_key("arith", {}, Budget(max_steps=100), {"batch_size": 32}) == base
+
+
+def test_a_job_with_another_search_space_does_not_share_evaluations() -> None:
+    def keys(job_hparams: dict, task_hparams: dict) -> list[str]:
+        spec = JobSpec.from_dict(
+            {
+                "name": "k",
+                "strategy": {"kind": "fixed", "cells": ["gru"]},
+                "hparams": job_hparams,
+                "tasks": [{"name": "memorize"}, {"name": "arith", "hparams": task_hparams}],
+            }
+        )
+        return [t.key for t in JobSpec.from_dict(spec.to_dict()).tasks]  # as stored and reloaded
+
+    base = keys({}, {})
+    assert keys({}, {}) == base
+    wider = keys({"hidden_size": [64, 128, 256]}, {})
+    assert wider[0] != base[0] and wider[1] != base[1]
+    arith_only = keys({}, {"learning_rate": 0.01})
+    assert arith_only[0] == base[0] and arith_only[1] != base[1]
+    # The task's override wins over the job's, as in the search space the trials get.
+    assert keys({"num_layers": 2}, {"num_layers": 1})[1] == keys({}, {"num_layers": 1})[1]
 
 
 def test_filter_threshold_follows_the_metric_direction() -> None:
