@@ -80,7 +80,8 @@ def resume(
     ray_address: RayOption = None,
     no_mlflow: NoMlflowOption = False,
 ) -> None:
-    """Continue a job that was interrupted or crashed; finished trials are kept, not run again."""
+    """Continue a job that was interrupted or crashed; finished trials are kept, not run again.
+    A job that another process is still running is refused."""
     from search._store import ResultStore, StoreError  # SQLAlchemy and Alembic: not for --help
 
     settings = resolve_settings(db_url=db, mlflow_uri=mlflow, ray_address=ray_address)

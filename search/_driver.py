@@ -42,6 +42,7 @@ import ray
 from ray import exceptions as ray_errors
 
 from cells import CellGraph
+from search._joblock import JobStateError, hold_job
 from search._jobspec import JobSpec, TaskEntry
 from search._progress import ProgressFeed
 from search._settings import Settings
@@ -85,10 +86,6 @@ _RETRYABLE = (
     ray_errors.LocalRayletDiedError,
     ray_errors.RaySystemError,
 )
-
-
-class JobStateError(RuntimeError):
-    """A job cannot be run in its current state (e.g. resuming a finished job)."""
 
 
 @dataclass
@@ -145,28 +142,36 @@ def run_job(
     wins over the default but not over an explicit setting: resolve it before). ``resume``:
     continue job ``job_id``. ``progress``: a feed the caller displays. ``evaluate``: replaces
     :func:`workers.evaluate_trial` on the workers (benchmarks). The job's final state is in
-    the store: ``finished``, ``interrupted`` (Ctrl-C) or ``failed``.
+    the store: ``finished``, ``interrupted`` (Ctrl-C) or ``failed``. Resuming a finished job,
+    or one that another process is running, raises :class:`JobStateError`.
     """
     store = ResultStore.open(settings.db_url)
+
+    def drive(spec: JobSpec, job_id: int) -> None:
+        feed = progress or ProgressFeed()
+        feed.job_id, feed.job_name = job_id, spec.name
+        _Driver(spec, job_id, store, settings.db_url, feed, evaluate, max_retries).run(resume)
+
     try:
         if resume:
             if job_id is None:
                 raise ValueError("resume needs a job id")
-            record = store.get_job(job_id)
-            if record.state == "finished":
-                raise JobStateError(f"job {job_id} is already finished; nothing to resume")
-            spec = spec or store.load_job_spec(job_id)
-        elif spec is None:
+            # The lock first: a live driver of this job refuses us before anything is touched.
+            with hold_job(store.engine, job_id):
+                if store.get_job(job_id).state == "finished":
+                    raise JobStateError(f"job {job_id} is already finished; nothing to resume")
+                spec = spec or store.load_job_spec(job_id)
+                make_prefilter(spec)
+                with _ray_session(settings.ray_address):
+                    drive(spec, job_id)
+            return job_id
+        if spec is None:
             raise ValueError("launch needs a job spec")
         make_prefilter(spec)  # a bad prefilter section fails before anything is recorded
         with _ray_session(settings.ray_address):  # first: a cluster that cannot be joined records no job
-            if not resume:
-                job_id = store.create_job(spec)
-            assert spec is not None and job_id is not None
-            feed = progress or ProgressFeed()
-            feed.job_id, feed.job_name = job_id, spec.name
-            driver = _Driver(spec, job_id, store, settings.db_url, feed, evaluate, max_retries)
-            driver.run(resume)
+            job_id = store.create_job(spec)
+            with hold_job(store.engine, job_id):
+                drive(spec, job_id)
         return job_id
     finally:
         store.close()

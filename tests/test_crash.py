@@ -262,3 +262,32 @@ def test_ctrl_c_interrupts_cleanly_with_exit_130_then_resume_finishes(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(resume.pid, signal.SIGKILL)  # a local Ray instance's helpers, if any linger
     _check_finished(db, url)
+
+
+def test_a_running_job_cannot_be_resumed_a_second_time(ray_head: RayHead, tmp_path: Path) -> None:
+    db, log = tmp_path / "results.db", tmp_path / "cellsearch.log"
+    url = f"sqlite:///{db}"
+    (tmp_path / "job.yaml").write_text(JOB % {"seconds": 60.0})  # trials that outlast the test
+    common = ["--db", url, "--ray-address", ray_head.address]
+    launch = _cellsearch(["launch", "job.yaml", *common], ray_head.env, tmp_path, log)
+    try:
+        _wait_for(lambda: _count(db, "running") >= 1, launch, log, "a trial was running")
+        running = _rows(db, "SELECT id FROM cs_trials WHERE status = 'running'")
+        refused_log = tmp_path / "refused.log"
+        refused = _cellsearch(["resume", "1", *common], ray_head.env, tmp_path, refused_log)
+        assert _finish(refused, refused_log) == 1, refused_log.read_text()[-4000:]
+        assert "job 1 is running in another process" in refused_log.read_text()
+        # The live job is untouched: still running, and so are its trials.
+        assert launch.poll() is None
+        assert _rows(db, "SELECT state FROM cs_jobs") == [("running",)]
+        assert _rows(db, "SELECT count(*) FROM cs_trials WHERE status = 'interrupted'") == [(0,)]
+        still_running = set(_rows(db, "SELECT id FROM cs_trials WHERE status = 'running'"))
+        assert set(running) <= still_running
+    finally:
+        _kill_group(launch)
+    # Once its driver is gone (killed), the job can be resumed: the lock died with it.
+    resume = _cellsearch(["resume", "1", *common], ray_head.env, tmp_path, log)
+    try:
+        _wait_for(lambda: _count(db, "interrupted") >= 1, resume, log, "the resumed job took over")
+    finally:
+        _kill_group(resume)
