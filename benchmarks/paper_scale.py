@@ -90,7 +90,9 @@ def main() -> None:
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     feed = ProgressFeed(job_name=spec.name)
-    with tempfile.TemporaryDirectory() as folder:
+    # Printed inside the folder's block, so that nothing of a long run is lost to its cleanup
+    # (which ignores files a lingering connection may still be writing).
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as folder:
         db_path = Path(folder) / "results.db"
         settings = resolve_settings(
             db_url=f"sqlite:///{db_path}", mlflow_uri=f"sqlite:///{Path(folder) / 'mlflow.db'}", env={}
@@ -119,33 +121,36 @@ def main() -> None:
             top = top_architectures(store, job_id, limit=10)
             top_seconds = time.perf_counter() - top_started
 
-    done = feed.trials_done
-    expected = (architectures + 1) * (FILTER_TRIALS + SEARCH_TRIALS)
-    print(
-        f"paper-scale job: scale {args.scale:g}, {architectures} architectures asked, "
-        f"{feed.architectures_proposed} proposed, job {state}"
-    )
-    print(
-        f"trials: {done} done (about {expected} expected: {FILTER_TRIALS} filter + {SEARCH_TRIALS} search "
-        f"per architecture and baseline); completed {trials.completed}, pruned {trials.pruned}, "
-        f"failed {trials.failed}"
-    )
-    print(f"population: {args.population}; in flight: {args.in_flight} Ray tasks; MLflow tracking: {tracked}")
-    print(f"wall time: {seconds:.1f} s")
-    print(
-        f"driver: {1000 * seconds / done:.2f} ms wall per trial ({done / seconds:.0f} trials/s), "
-        f"{1000 * cpu_seconds / done:.2f} ms driver CPU per trial"
-    )
-    print(f"peak driver resident memory: {peak:.0f} MiB")
-    print(f"results database: {db_bytes / 2**20:.1f} MiB ({db_bytes / done:.0f} bytes per trial)")
-    print(f"results top ({len(top)} rows): {1000 * top_seconds:.1f} ms")
-    if args.scale < 1:
-        full = ARCHITECTURES / architectures
+        done = feed.trials_done
+        expected = (architectures + 1) * (FILTER_TRIALS + SEARCH_TRIALS)
         print(
-            f"linear extrapolation to 10,000 architectures: ~{seconds * full / 60:.0f} min wall, "
-            f"~{db_bytes * full / 2**20:.0f} MiB database (memory and the leaderboard query grow "
-            "with the job: measure them at a larger --scale before trusting a straight line)"
+            f"paper-scale job: scale {args.scale:g}, {architectures} architectures asked, "
+            f"{feed.architectures_proposed} proposed, job {state}"
         )
+        print(
+            f"trials: {done} done (about {expected} expected: {FILTER_TRIALS} filter + "
+            f"{SEARCH_TRIALS} search per architecture and baseline); completed {trials.completed}, "
+            f"pruned {trials.pruned}, failed {trials.failed}"
+        )
+        print(
+            f"population: {args.population}; in flight: {args.in_flight} Ray tasks; "
+            f"MLflow tracking: {tracked}"
+        )
+        print(f"wall time: {seconds:.1f} s")
+        print(
+            f"driver: {1000 * seconds / done:.2f} ms wall per trial ({done / seconds:.0f} trials/s), "
+            f"{1000 * cpu_seconds / done:.2f} ms driver CPU per trial"
+        )
+        print(f"peak driver resident memory: {peak:.0f} MiB")
+        print(f"results database: {db_bytes / 2**20:.1f} MiB ({db_bytes / done:.0f} bytes per trial)")
+        print(f"results top ({len(top)} rows): {1000 * top_seconds:.1f} ms")
+        if args.scale < 1:
+            full = ARCHITECTURES / architectures
+            print(
+                f"linear extrapolation to 10,000 architectures: ~{seconds * full / 60:.0f} min wall, "
+                f"~{db_bytes * full / 2**20:.0f} MiB database (memory and the leaderboard query grow "
+                "with the job: measure them at a larger --scale before trusting a straight line)"
+            )
 
 
 if __name__ == "__main__":
