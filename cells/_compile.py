@@ -92,7 +92,6 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
-from torch.nn import functional
 
 from cells import _library
 from cells._compile_codegen import Program, build_program
@@ -181,6 +180,27 @@ def clear_compile_cache() -> None:
         _CACHE.programs.clear()
         _CACHE.compiled.clear()
         _CACHE.hits = _CACHE.misses = _CACHE.compiled_hits = _CACHE.compiled_misses = 0
+
+
+def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """Inverted dropout whose mask is drawn with ``bernoulli_`` on every device, as
+    ``F.dropout`` draws it on the CPU. On CUDA, ``F.dropout`` draws in a fused kernel whose
+    random stream a batched population (``workers.train_population``, one generator per
+    member) cannot reproduce; with this one, members get their lone trials' masks on GPUs too.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.ones(2, 3)
+        >>> _ = torch.manual_seed(1); a = dropout(x, 0.5)
+        >>> _ = torch.manual_seed(1); b = torch.nn.functional.dropout(x, 0.5)
+        >>> torch.equal(a, b), set(a.flatten().tolist()) <= {0.0, 2.0}
+        (True, True)
+    """
+    if not training or p == 0:
+        return x
+    if p >= 1:
+        return torch.zeros_like(x)
+    return x * torch.empty_like(x).bernoulli_(1 - p).div_(1 - p)
 
 
 def build_layer(
@@ -400,7 +420,7 @@ class CellLayer(nn.Module):
         inp = x
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0:
-                inp = functional.dropout(inp, self.dropout, self.training)
+                inp = dropout(inp, self.dropout, self.training)
             init = [s[layer] for s in states]
             params = self._layer_params(layer)
             weights: list[Tensor] = list(params.weights)

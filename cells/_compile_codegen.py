@@ -17,6 +17,13 @@ dict lookups, no graph walking, no per-node Python objects at run time.
   differentiable ops, for plain autograd and for ``torch.compile``.
 
 The generated source is kept on :class:`Program` (``program.source``) for debugging.
+
+:func:`batched_sources` emits ``forward`` and ``backward`` for a population of P member-stacked
+layers (``workers/_population_layer.py``): every tensor gains a member dimension after time
+(``[T, P, B, n]`` buffers, so each step's ``[P, B, n]`` is contiguous; ``[P, rows, in]``
+weights), products are ``bmm``/``baddbmm``, and the hoisted pre-activations (with the
+biases) come in as an argument, so autograd differentiates the hoist and ``backward``
+returns ``d_pre``.
 """
 
 from __future__ import annotations
@@ -49,6 +56,10 @@ _INPLACE_OPS = {
     "scale": "{0}.mul_({attr})",
     "shift": "{0}.add_({attr})",
 }
+# The batched code calls tanh through the names ``tanh`` / ``tanh_`` of its scope (on CPU,
+# torch's tanh is several times slower than a sigmoid).
+_BATCHED_FORWARD_OPS = {**_FORWARD_OPS, "tanh": "tanh({0})"}
+_BATCHED_INPLACE_OPS = {**_INPLACE_OPS, "tanh": "tanh_({0})"}
 # Derivative of a unary op from its output y, over whole [T, B, n] buffers at once.
 _DERIVATIVE = {
     "tanh": "torch.rsub({0} * {0}, 1.0)",
@@ -98,6 +109,46 @@ class Program:
 
 def build_program(plan: Plan) -> Program:
     return Program(plan)
+
+
+def batched_sources(plan: Plan) -> dict[str, str]:
+    """Source of ``forward(pre, x, states, weights, diag, save, T)`` and ``backward(x, pre, acts,
+    states_all, saved, weights, diag, d_out, d_finals, inject)`` over member-stacked tensors
+    (``pre`` ``[T, P, B, L*H]``, overwritten; ``x`` ``[T, P, B, H]``; states ``[P, B, H]``).
+    Their scope must define ``tanh`` and ``tanh_`` (out of place and in place).
+
+    ``inject``: ``{t: [one tensor per state]}``, gradients added to the states after step t
+    (the final states of members whose sequence ends there). ``backward`` returns ``d_x`` (the
+    per-step uses of x only, else None), the initial states' gradients, the weights' (None
+    for the hoisted x weight), ``d_pre`` and ``d_diag``.
+    """
+    return {"forward": _forward_source(plan, True), "backward": _backward_source(plan, True)}
+
+
+class _Layout:
+    """How generated code indexes tensors: one sequence (``[T, B, n]``) or a member-stacked
+    population (``[T, P, B, n]``; weights ``[P, rows, in]``)."""
+
+    def __init__(self, batched: bool) -> None:
+        self.batched = batched
+
+    def all_cols(self, start: int, stop: int) -> str:
+        """Columns of an all-steps buffer."""
+        return f"..., {_cols(start, stop)}" if self.batched else f":, :, {_cols(start, stop)}"
+
+    def step_cols(self, start: int, stop: int) -> str:
+        """Columns of one step's tensor."""
+        return f"..., {_cols(start, stop)}" if self.batched else f":, {_cols(start, stop)}"
+
+    def rows(self, weight: str, row: int, count: int) -> str:
+        """Row blocks of a weight."""
+        rows = f"{row} * H:{row + count} * H"
+        return f"{weight}[:, {rows}]" if self.batched else f"{weight}[{rows}]"
+
+    def t(self, expr: str) -> str:
+        """The transpose, as the right-hand operand of every step's product (batched: copied once,
+        as a strided batch operand makes ``baddbmm_`` copy it at every step)."""
+        return f"{expr}.transpose(1, 2).contiguous()" if self.batched else f"{expr}.t()"
 
 
 class _Lines:
@@ -163,7 +214,13 @@ def _fused_mul_adds(plan: Plan) -> dict[str, str]:
     return fused
 
 
-def _node_expr(task: NodeStep, plan: Plan, fused: dict[str, str], steps: dict[str, NodeStep]) -> str:
+def _node_expr(
+    task: NodeStep,
+    plan: Plan,
+    fused: dict[str, str],
+    steps: dict[str, NodeStep],
+    ops: dict[str, str] = _FORWARD_OPS,
+) -> str:
     args = [_v(plan.alias.get(i, i)) for i in task.inputs]
     if task.op == "add":
         plain = [a for i, a in zip(task.inputs, args, strict=True) if fused.get(i) != task.name]
@@ -181,40 +238,48 @@ def _node_expr(task: NodeStep, plan: Plan, fused: dict[str, str], steps: dict[st
         return " * ".join(args)
     if task.op == "diag":
         return f"{args[0]} * d_{task.name}"
-    return _FORWARD_OPS[task.op].format(*args, attr=repr(task.attr))
+    return ops[task.op].format(*args, attr=repr(task.attr))
 
 
 # ---------------------------------------------------------------------------------------
 # forward (no autograd; in place on pre)
 
 
-def _forward_source(plan: Plan) -> str:
+def _forward_source(plan: Plan, batched: bool = False) -> str:
     L = len(plan.linears)
+    lay = _Layout(batched)
+    forward_ops, inplace_ops = (
+        (_BATCHED_FORWARD_OPS, _BATCHED_INPLACE_OPS) if batched else (_FORWARD_OPS, _INPLACE_OPS)
+    )
     w = _Lines()
-    w.lines.append("def forward(x, states, weights, bias, diag, save):")
-    w("T, B = x.shape[0], x.shape[1]")
-    w(f"H = bias.shape[0] // {L}" if L else "H = states[0].shape[1]")
-    _emit_hoist(w, plan)
+    if batched:
+        w.lines.append("def forward(pre, x, states, weights, diag, save, T):")
+        w(f"H = pre.shape[3] // {L}" if L else "H = states[0].shape[2]")
+    else:
+        w.lines.append("def forward(x, states, weights, bias, diag, save):")
+        w("T, B = x.shape[0], x.shape[1]")
+        w(f"H = bias.shape[0] // {L}" if L else "H = states[0].shape[1]")
+        _emit_hoist(w, plan)
     views: dict[tuple[int, int], str] = {}
 
     def pre_view(start: int, stop: int) -> str:
         if (start, stop) not in views:
             views[(start, stop)] = name = f"P_{start}_{stop}"
-            w(f"{name} = pre[:, :, {_cols(start, stop)}].unbind(0)")
+            w(f"{name} = pre[{lay.all_cols(start, stop)}].unbind(0)")
         return views[(start, stop)]
 
     for task in plan.tasks:
         if isinstance(task, Product):
             for k, run in enumerate(task.runs):
                 pre_view(run.start, run.stop)
-                rows = f"{run.row} * H:{run.row + run.stop - run.start} * H"
-                w(f"WT_{task.weight}_{k} = weights[{task.weight}][{rows}].t()")
+                rows = lay.rows(f"weights[{task.weight}]", run.row, run.stop - run.start)
+                w(f"WT_{task.weight}_{k} = {lay.t(rows)}")
         elif isinstance(task, ActGroup):
             pre_view(task.start, task.stop)
     for b in range(len(plan.linears)):
         pre_view(b, b + 1)
     for i, name in enumerate(plan.diags):
-        w(f"d_{name} = diag[{i}]")
+        w(f"d_{name} = diag[:, {i}, None]" if batched else f"d_{name} = diag[{i}]")
     if plan.x_per_step:
         w("U_x = x.unbind(0)")
     for i, var in enumerate(_state_vars(plan)):
@@ -251,7 +316,8 @@ def _forward_source(plan: Plan) -> str:
         if isinstance(task, Product):
             src = _v(plan.alias.get(task.source, task.source))
             for k, run in enumerate(task.runs):
-                w(f"{views[(run.start, run.stop)]}[t].addmm_({src}, WT_{task.weight}_{k})")
+                method = "baddbmm_" if batched else "addmm_"
+                w(f"{views[(run.start, run.stop)]}[t].{method}({src}, WT_{task.weight}_{k})")
             for name in plan.weight_rows[task.weight]:
                 pending[name] -= 1
                 if pending[name] == 0:
@@ -259,19 +325,19 @@ def _forward_source(plan: Plan) -> str:
         elif isinstance(task, ActGroup):
             view = f"{views[(task.start, task.stop)]}[t]"
             if task.inplace:
-                w(_INPLACE_OPS[task.op].format(view, attr=repr(task.attr)))
+                w(inplace_ops[task.op].format(view, attr=repr(task.attr)))
                 for b, node in enumerate(task.nodes):
                     if node in referenced:
                         w(f"{_v(node)} = {views[(task.start + b, task.start + b + 1)]}[t]")
             else:
-                w(f"a_{task.buffer} = " + _FORWARD_OPS[task.op].format(view, attr=repr(task.attr)))
+                w(f"a_{task.buffer} = " + forward_ops[task.op].format(view, attr=repr(task.attr)))
                 w(f"if save: L_act_{task.buffer}.append(a_{task.buffer})")
                 for b, node in enumerate(task.nodes):
-                    w(f"{_v(node)} = a_{task.buffer}[:, {_cols(b, b + 1)}]")
+                    w(f"{_v(node)} = a_{task.buffer}[{lay.step_cols(b, b + 1)}]")
         else:
             if task.op == "identity" or task.name in fused:
                 continue
-            w(f"{_v(task.name)} = {_node_expr(task, plan, fused, steps)}")
+            w(f"{_v(task.name)} = {_node_expr(task, plan, fused, steps, forward_ops)}")
             if task.name in saved:
                 w(f"if save: L_{task.name}.append({_v(task.name)})")
     outs = [_v(plan.alias.get(o, o)) for o in plan.outputs]
@@ -311,17 +377,25 @@ def _emit_hoist(w: _Lines, plan: Plan) -> None:
 # backward (hand-derived; weight gradients batched over all steps)
 
 
-def _backward_source(plan: Plan) -> str:
+def _backward_source(plan: Plan, batched: bool = False) -> str:
     L = len(plan.linears)
     k = plan.num_states
     saved = sorted(v for v in plan.needed if plan.home(v) == ("saved", 0))
     acts = [g for g in plan.groups if not g.inplace]
+    lay = _Layout(batched)
     w = _Lines()
-    w.lines.append(
-        "def backward(x, pre, acts, states_all, saved, weights, bias, diag, d_out, d_finals, need_x):"
-    )
-    w("T, B = d_out.shape[0], d_out.shape[1]")
-    w("H = d_out.shape[2]")
+    if batched:
+        w.lines.append(
+            "def backward(x, pre, acts, states_all, saved, weights, diag, d_out, d_finals, inject):"
+        )
+        w("T, B = d_out.shape[0], d_out.shape[2]")
+        w("H = d_out.shape[3]")
+    else:
+        w.lines.append(
+            "def backward(x, pre, acts, states_all, saved, weights, bias, diag, d_out, d_finals, need_x):"
+        )
+        w("T, B = d_out.shape[0], d_out.shape[1]")
+        w("H = d_out.shape[2]")
     for i in range(k):
         w(f"S_{i} = states_all[{i}]")
         w(f"U_S_{i} = S_{i}.unbind(0)")
@@ -335,7 +409,7 @@ def _backward_source(plan: Plan) -> str:
     for i in range(k):
         w(f"g_s_{i} = d_finals[{i}]")
     for i, name in enumerate(plan.diags):
-        w(f"d_{name} = diag[{i}]")
+        w(f"d_{name} = diag[:, {i}, None]" if batched else f"d_{name} = diag[{i}]")
         w(f"L_gd_{name} = []")
     if plan.x_per_step:
         w("U_x = x.unbind(0)")
@@ -353,11 +427,11 @@ def _backward_source(plan: Plan) -> str:
         if kind == "state_out":
             return f"S_{index}[1:]"
         if kind == "pre":
-            return f"pre[:, :, {_cols(index, index + 1)}]"
+            return f"pre[{lay.all_cols(index, index + 1)}]"
         if kind == "act":
             g = plan.groups[index]
             b = g.nodes.index(plan.alias.get(value, value))
-            return f"A_{g.buffer}[:, :, {_cols(b, b + 1)}]"
+            return f"A_{g.buffer}[{lay.all_cols(b, b + 1)}]"
         return f"SV_{plan.alias.get(value, value)}"
 
     step_views: dict[str, str] = {}  # value -> per-step expression
@@ -393,7 +467,7 @@ def _backward_source(plan: Plan) -> str:
     def dpre_view(start: int, stop: int) -> str:
         if (start, stop) not in dviews:
             dviews[(start, stop)] = f"DP_{start}_{stop}"
-            w(f"DP_{start}_{stop} = dpre[:, :, {_cols(start, stop)}].unbind(0)")
+            w(f"DP_{start}_{stop} = dpre[{lay.all_cols(start, stop)}].unbind(0)")
         return f"{dviews[(start, stop)]}[t]"
 
     # Everything the loop reads is set up before it, so first walk the schedule once to
@@ -459,7 +533,7 @@ def _backward_source(plan: Plan) -> str:
             if len(grads) == 1:
                 body(f"{view}.copy_({grads[0]})")
             else:
-                body(f"torch.cat([{', '.join(grads)}], 1, out={view})")
+                body(f"torch.cat([{', '.join(grads)}], {2 if batched else 1}, out={view})")
             flushed.update(plan.linears[b] for b in range(run[0], run[1]))
         for g in plan.groups:
             if g.inplace and g.linears[0] in flushed and g.linears[0] not in done_groups:
@@ -472,7 +546,7 @@ def _backward_source(plan: Plan) -> str:
                     # whole-sequence precompute): sigmoid' = y - y*y, tanh' = 1 - y*y.
                     if f"g{g.start}" not in ys:
                         ys.add(f"g{g.start}")
-                        w(f"U_Y_g{g.start} = pre[:, :, {_cols(g.start, g.stop)}].unbind(0)")
+                        w(f"U_Y_g{g.start} = pre[{lay.all_cols(g.start, g.stop)}].unbind(0)")
                     body(f"y = U_Y_g{g.start}[t]")
                     if g.op == "sigmoid":
                         body(f"{view}.mul_(torch.addcmul(y, y, y, value=-1.0))")
@@ -483,12 +557,17 @@ def _backward_source(plan: Plan) -> str:
                 if g.op in _CONSTANT_DERIVATIVE:
                     factor = _CONSTANT_DERIVATIVE[g.op].format(attr=repr(g.attr))
                 else:
-                    factor = derivative(f"g{g.start}", f"pre[:, :, {_cols(g.start, g.stop)}]", g.op, g.attr)
+                    factor = derivative(f"g{g.start}", f"pre[{lay.all_cols(g.start, g.stop)}]", g.op, g.attr)
                 body(f"{view}.mul_({factor})")
 
     done_groups: set[str] = set()
     ys: set[str] = set()
 
+    if batched:  # final states of members whose sequence ends at step t
+        body("J = inject.get(t)")
+        body("if J is not None:")
+        for i in range(k):
+            body(f"    g_s_{i} = g_s_{i} + J[{i}]")
     # State outputs of step t receive the carried gradient (plus the output's, for state 0).
     body("go_0 = g_s_0 + U_dout[t]")
     for index, o in enumerate(plan.outputs):
@@ -549,7 +628,7 @@ def _backward_source(plan: Plan) -> str:
                     else:
                         d = derivative(
                             f"a{task.buffer}_{block}",
-                            f"{buffer}[:, :, {_cols(block, block + 1)}]",
+                            f"{buffer}[{lay.all_cols(block, block + 1)}]",
                             task.op,
                             task.attr,
                         )
@@ -557,14 +636,15 @@ def _backward_source(plan: Plan) -> str:
         else:
             flush()
             src = task.source
+            add_fn, mm_fn = ("torch.baddbmm", "torch.bmm") if batched else ("torch.addmm", "torch.mm")
             for j, run in enumerate(task.runs):
-                rows = f"{run.row} * H:{run.row + run.stop - run.start} * H"
-                w(f"W_{task.weight}_{j} = weights[{task.weight}][{rows}]")
+                rows = lay.rows(f"weights[{task.weight}]", run.row, run.stop - run.start)
+                w(f"W_{task.weight}_{j} = {rows}")
                 view = dpre_view(run.start, run.stop)
                 if src in defined:
-                    body(f"{grad(src)} = torch.addmm({grad(src)}, {view}, W_{task.weight}_{j})")
+                    body(f"{grad(src)} = {add_fn}({grad(src)}, {view}, W_{task.weight}_{j})")
                 else:
-                    body(f"{grad(src)} = torch.mm({view}, W_{task.weight}_{j})")
+                    body(f"{grad(src)} = {mm_fn}({view}, W_{task.weight}_{j})")
                     defined.add(src)
             note_use(src)
     flush()
@@ -579,6 +659,9 @@ def _backward_source(plan: Plan) -> str:
 
     w("for t in range(T - 1, -1, -1):")
     w.lines.extend(body.lines)
+    if batched:
+        _emit_batched_gradients(w, plan, buffer_of)
+        return w.text()
 
     # Batched gradients of weights, bias, diag and x.
     if L:
@@ -627,6 +710,45 @@ def _backward_source(plan: Plan) -> str:
         w("d_diag = None")
     w(f"return d_x, [{', '.join(f'g_s_{i}' for i in range(k))}], d_weights, d_bias, d_diag")
     return w.text()
+
+
+def _emit_batched_gradients(w: _Lines, plan: Plan, buffer_of: Callable[[str], str]) -> None:
+    """After the batched backward's loop: weight gradients (one ``bmm`` over all steps per run),
+    ``d_x`` of x's per-step uses, ``d_pre`` and ``d_diag``."""
+    L = len(plan.linears)
+    w("P = d_out.shape[1]")
+    if L:  # member-major rows for the weights' products (one copy)
+        w(f"dpre2 = dpre.transpose(0, 1).reshape(P, T * B, {L} * H)")
+    w("d_weights = []")
+    for j, src in enumerate(plan.weight_sources):
+        if src == "x":  # the hoisted product: autograd differentiates it outside
+            w("d_weights.append(None)")
+            continue
+        product = next(t for t in plan.tasks if isinstance(t, Product) and t.source == src)
+        w(f"src_{j} = {buffer_of(src)}.transpose(0, 1).reshape(P, T * B, H)")
+        if len(product.runs) == 1:
+            run = product.runs[0]
+            part = f"dpre2[..., {_cols(run.start, run.stop)}].transpose(1, 2), src_{j}"
+            w(f"d_weights.append(torch.bmm({part}))")
+            continue
+        w(f"dw_{j} = torch.empty_like(weights[{j}])")
+        for run in product.runs:
+            rows = f"{run.row} * H:{run.row + run.stop - run.start} * H"
+            part = f"dpre2[..., {_cols(run.start, run.stop)}].transpose(1, 2), src_{j}"
+            w(f"dw_{j}[:, {rows}].copy_(torch.bmm({part}))")
+        w(f"d_weights.append(dw_{j})")
+    w("d_x = torch.stack(L_gx[::-1])" if plan.x_per_step else "d_x = None")
+    if plan.diags:
+        parts = [
+            f"(torch.stack(L_gd_{n}[::-1]) * {buffer_of(_diag_input(plan, n))}).sum((0, 2))"
+            for n in plan.diags
+        ]
+        w(f"d_diag = torch.stack([{', '.join(parts)}], 1)")
+    else:
+        w("d_diag = None")
+    d_pre = "dpre" if L else "None"
+    states = ", ".join(f"g_s_{i}" for i in range(plan.num_states))
+    w(f"return d_x, [{states}], d_weights, {d_pre}, d_diag")
 
 
 def _diag_input(plan: Plan, name: str) -> str:

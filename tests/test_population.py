@@ -31,7 +31,7 @@ from workers import (
     population_size,
     train_population,
 )
-from workers._population_layer import hoist, run_layer
+from workers._population_layer import hoist, hoist_all, run_layer, run_sequence
 from workers._population_optim import PopulationOptimizer
 
 BUDGET = Budget(max_steps=20, eval_every=5, eval_batch_size=16)
@@ -405,6 +405,86 @@ SHARED_MUL = CellGraph.parse(
 @pytest.mark.parametrize("name", ["shared-mul", *library.names()])
 def test_layer_matches_the_compiled_layer_on_chosen_cells(name: str) -> None:
     check_layer_against_compiled(SHARED_MUL if name == "shared-mul" else library.get(name), 0, [4, 5])
+
+
+def check_sequence_against_autograd(cell: CellGraph, seed: int, lengths: list[int] | None) -> None:
+    """The generated layer (:func:`run_sequence`: hand-derived backward) gives the outputs,
+    final states and every gradient (x, initial states, weights, bias, diag) of the autograd
+    layer (:func:`run_layer`), padding steps included."""
+    P, T, B, H = 3, 5, 2, 4
+    torch.manual_seed(seed)
+    solo = build_layer(cell, H, H, mode="fused")
+    plan = solo.program.plan
+    weights = [0.5 * torch.randn(P, len(rows) * H, H) for rows in plan.weight_rows]
+    bias = torch.randn(P, len(plan.linears) * H)
+    diag = torch.randn(P, len(plan.diags), H) if plan.diags else None
+    x = 0.5 * torch.randn(P, T, B, H)
+    init = [0.5 * torch.randn(P, B, H) for _ in range(cell.num_states)]
+    d_out = torch.randn(P, T, B, H)
+    d_finals = [torch.randn(P, B, H) for _ in range(cell.num_states)]
+    results = []
+    for generated in (False, True):
+        leaves = [t.clone().requires_grad_() for t in (x, bias, *weights, *init)]
+        x_, bias_, *rest = leaves
+        weights_, init_ = rest[: len(weights)], rest[len(weights) :]
+        diag_ = diag.clone().requires_grad_() if diag is not None else None
+        if generated:
+            pre = hoist_all(plan, x_, weights_, bias_)
+            out, finals = run_sequence(plan, pre, x_, init_, weights_, diag_, lengths)
+        else:
+            out, finals = run_layer(
+                plan, hoist(plan, x_, weights_, bias_), x_, init_, weights_, bias_, diag_, lengths
+            )
+        loss = (out * d_out).sum() + sum((f * d).sum() for f, d in zip(finals, d_finals, strict=True))
+        loss.backward()
+        grads = [t.grad if t.grad is not None else torch.zeros_like(t) for t in leaves]
+        if diag_ is not None:
+            grads.append(diag_.grad if diag_.grad is not None else torch.zeros_like(diag_))
+        results.append((out.detach(), [f.detach() for f in finals], grads))
+    (out_a, finals_a, grads_a), (out_g, finals_g, grads_g) = results
+    if not all(t.isfinite().all() for t in (out_a, *finals_a, *grads_a)):
+        return  # an exploding cell: nothing to compare
+    assert torch.allclose(out_g, out_a)
+    assert all(torch.allclose(f, g) for f, g in zip(finals_g, finals_a, strict=True))
+    for k, (g, a) in enumerate(zip(grads_g, grads_a, strict=True)):
+        assert torch.allclose(g, a), k
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.booleans(), st.sampled_from([None, [5, 3, 1], [2, 4, 4]]))
+def test_generated_layer_matches_autograd_on_random_cells(
+    seed: int, mutant: bool, lengths: list[int] | None
+) -> None:
+    rng = np.random.default_rng(seed)
+    cell = mutate(library.get(str(rng.choice(library.names()))), rng)[0] if mutant else random_cell(rng)
+    check_sequence_against_autograd(cell, seed, lengths)
+
+
+@pytest.mark.parametrize("name", ["shared-mul", *library.names()])
+def test_generated_layer_matches_autograd_on_chosen_cells(name: str) -> None:
+    check_sequence_against_autograd(SHARED_MUL if name == "shared-mul" else library.get(name), 1, [5, 3, 2])
+
+
+def test_generated_layer_runs_without_gradients() -> None:
+    """Validation's path (no autograd): the same outputs and final states as with gradients."""
+    P, T, B, H = 2, 4, 3, 6
+    solo = build_layer(library.get("lstm"), H, H, mode="fused")
+    plan = solo.program.plan
+    weights = [torch.randn(P, len(rows) * H, H).requires_grad_() for rows in plan.weight_rows]
+    bias = torch.randn(P, len(plan.linears) * H)
+    x, init = torch.randn(P, T, B, H), [torch.zeros(P, B, H)] * 2
+    out, finals = run_sequence(plan, hoist_all(plan, x, weights, bias), None, init, weights, None, [4, 2])
+    with torch.no_grad():
+        out_ng, finals_ng = run_sequence(
+            plan, hoist_all(plan, x, weights, bias), None, init, weights, None, [4, 2]
+        )
+    assert out.requires_grad and not out_ng.requires_grad
+    assert torch.allclose(out, out_ng) and all(
+        torch.allclose(a, b) for a, b in zip(finals, finals_ng, strict=True)
+    )
+    expected, _ = run_layer(plan, hoist(plan, x, weights, bias), x, init, weights, bias, None, [4, 2])
+    assert torch.allclose(out, expected)
+    assert torch.equal(finals[0][1], out[1, 1]) and torch.equal(finals[0][0], out[0, 3])
 
 
 def test_optimizer_matches_torch_per_member() -> None:

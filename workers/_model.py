@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from cells import CellGraph, build_layer
+from cells._compile import dropout
 from workers._hparams import HyperParams
 from workers._task import Task
 
@@ -46,6 +47,13 @@ def torch_lstm_factory(input_size: int, hidden_size: int, num_layers: int, dropo
     return nn.LSTM(input_size, hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0)
 
 
+class _Dropout(nn.Dropout):
+    """``nn.Dropout`` drawing its mask as on the CPU on every device (see ``cells._compile.dropout``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training)
+
+
 class RecurrentModel(nn.Module):
     """Embedding (tokens) or linear projection (frames) to the hidden size, the recurrent layers
     (dropout between them), and a linear output layer; dropout also on the embedding and before
@@ -70,7 +78,7 @@ class RecurrentModel(nn.Module):
             else nn.Linear(input_size, hidden_size)
         )
         self.rnn = layer_factory(hidden_size, hidden_size, num_layers, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.drop = _Dropout(dropout)
         self.decoder = nn.Linear(hidden_size, output_size)
 
     def forward(self, inputs: Tensor, state: State | None = None) -> tuple[Tensor, State]:

@@ -31,11 +31,15 @@ another, and each member gets more steps than a lone trial (the speed-up of batc
 
 Speed (``python benchmarks/population_speed.py``: 20 members of one shape on ``arith``, 30
 steps, against the same 20 trials one after another in the same process; a shared 2-core
-CPU, one torch thread, so expect noise): LSTM and GRU gain 1.1-2x at hidden 128-256, where a
-lone trial already runs on PyTorch's fused LSTM/GRU kernels and the step is compute-bound;
-small models (hidden 32-64) and cells without native kernels gain 2-3x. Most of the gain
-comes from amortising per-op overhead, one fused optimizer step per member and, for token
-inputs without embedding dropout, folding the embedding into the first layer's x-weights.
+CPU, so expect noise): each layer runs as generated code with a hand-derived backward
+(:func:`~workers._population_layer.run_sequence`), and for token inputs without embedding
+dropout the embedding folds into the first layer's x-weights, so a member's step does half
+the matrix work of a lone trial (no x-product over all rows, no ``d_x``). Matrix products are
+then most of a step (about 60% for an LSTM at hidden 128), and a lone LSTM already runs on
+oneDNN's kernels, with faster products than the batched ones: that caps its population's
+gain near 2x at hidden 128 on CPU (measured 1.35x in single-thread CPU time); a GRU (whose
+lone path is the generated one) gains about 1.9x. Small models and cells without native
+kernels gain more.
 A GPU, where lone small trials are launch-bound, should gain more (not measured yet).
 
 Example:

@@ -3,14 +3,24 @@
 The layer follows the fused layout of :func:`cells.build_layer` (``cells/_compile_plan.py``):
 one weight matrix per input source, one bias vector and one diag matrix per layer, here with
 a leading member dimension. Every ``linear`` term that reads only ``x`` is one batched matrix
-product over all steps and members before the loop (``hoist``); each step adds one
-``torch.baddbmm`` per other source and applies the cell's elementwise ops to ``[P, B, H]``
-tensors, so Python's per-op overhead is paid once for all members.
+product over all steps and members before the loop (:func:`hoist_all`, time first:
+``[T, P, B, L*H]``); each step adds one ``baddbmm`` per other source and applies the cell's
+elementwise ops to ``[P, B, H]`` tensors, so Python's per-op overhead is paid once for all
+members.
 
-Autograd differentiates the loop, except for the weights of the per-step products: those
-run through :class:`_StepProduct`, whose backward only propagates to its input and keeps
-the output gradient on a :class:`_Tape`; the weight's gradient is then one batched product
-over all steps (``[P, n*H, T*B] @ [P, T*B, in]``) instead of one small product per step.
+Two implementations of the loop:
+
+* :func:`run_sequence` (training and validation): the batched code that
+  ``cells/_compile_codegen.py`` generates for the cell (:func:`~cells._compile_codegen.batched_sources`),
+  run as one ``torch.autograd.Function`` per layer with a hand-derived backward, as the lone
+  trial's fused path: no autograd graph per step, each step's elementwise derivatives and one
+  ``d_pre @ W`` per source, the recurrent weights' gradients one ``bmm`` over all steps.
+  Autograd only differentiates the hoist (so the embedding fold and the biases need nothing
+  special).
+* :func:`run_layer`: the same computation through autograd, op by op (the reference the tests
+  hold the generated backward to). The weights of its per-step products run through
+  :class:`_StepProduct`, whose backward keeps the output gradient on a :class:`_Tape`, so
+  their gradient is still one batched product over all steps.
 
 Example:
     >>> import torch
@@ -29,13 +39,15 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
+from cells._compile_codegen import batched_sources
 from cells._compile_plan import ActGroup, NodeStep, Plan, Product, Run
 from cells._graph import INPUT_X
 from cells._reference import apply_op
@@ -202,8 +214,8 @@ def _pre_rows(plan: Plan, rows: Tensor, weights: Sequence[Tensor], bias: Tensor)
     L = len(plan.linears)
     H = bias.shape[1] // L
     hoisted = plan.hoisted
-    if hoisted is None:
-        return bias[:, None, :].expand(P, R, L * H)
+    if hoisted is None:  # a fresh tensor: the generated forward writes into it
+        return bias[:, None, :].repeat(1, R, 1)
     w_t = weights[hoisted.weight].transpose(1, 2)
     if hoisted.runs == (Run(0, L, 0),):
         return torch.baddbmm(bias[:, None, :], rows, w_t)
@@ -219,28 +231,145 @@ def _pre_rows(plan: Plan, rows: Tensor, weights: Sequence[Tensor], bias: Tensor)
     return torch.cat(pieces, -1)
 
 
-def hoist(plan: Plan, x: Tensor, weights: Sequence[Tensor], bias: Tensor) -> Sequence[Tensor] | None:
-    """Every step's pre-activations from ``x`` ``[P, T, B, in]`` and the biases (one product over
-    all steps and members); None when the cell has no linear."""
+def hoist_all(plan: Plan, x: Tensor, weights: Sequence[Tensor], bias: Tensor) -> Tensor | None:
+    """The pre-activations of every step from ``x`` ``[P, T, B, in]`` and the biases (one
+    product over all steps and members), time first: ``[T, P, B, L*H]``, a fresh contiguous
+    tensor. None when the cell has no linear."""
     if not plan.linears:
         return None
     P, T, B = x.shape[:3]
     pre = _pre_rows(plan, x.reshape(P, T * B, x.shape[3]), weights, bias)
-    return pre.view(P, T, B, -1).unbind(1)
+    return pre.view(P, T, B, -1).transpose(0, 1).contiguous()
+
+
+def hoist(plan: Plan, x: Tensor, weights: Sequence[Tensor], bias: Tensor) -> Sequence[Tensor] | None:
+    """:func:`hoist_all`, one ``[P, B, L*H]`` tensor per step (for :func:`run_layer`)."""
+    pre = hoist_all(plan, x, weights, bias)
+    return None if pre is None else pre.unbind(0)
 
 
 def hoist_tokens(
     plan: Plan, table: Tensor, ids: Tensor, weights: Sequence[Tensor], bias: Tensor
-) -> Sequence[Tensor] | None:
-    """:func:`hoist` of ``x = table[ids]`` (an embedding without dropout), folded: the
+) -> Tensor | None:
+    """:func:`hoist_all` of ``x = table[ids]`` (an embedding without dropout), folded: the
     pre-activations of the ``V`` table rows (``[P, V, H]``) are computed once and gathered by
     ``ids`` (``[P, T, B]``, member m's ids offset by ``m * V``). Cheaper when ``V < T * B``."""
     if not plan.linears:
         return None
     P, V = table.shape[:2]
     folded = _pre_rows(plan, table, weights, bias)
-    pre = F.embedding(ids.transpose(0, 1), folded.reshape(P * V, -1))  # time first: contiguous steps
-    return pre.unbind(0)
+    return F.embedding(ids.transpose(0, 1), folded.reshape(P * V, -1))  # time first
+
+
+def _tanh(x: Tensor) -> Tensor:
+    # tanh(x) = 2 sigmoid(2x) - 1: on CPU, torch's tanh is about 3x slower than these three ops.
+    return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0) if x.device.type == "cpu" else torch.tanh(x)
+
+
+def _tanh_(x: Tensor) -> Tensor:
+    return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0) if x.device.type == "cpu" else x.tanh_()
+
+
+_PROGRAMS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}
+_PROGRAMS_SIZE = 256
+
+
+def _program(plan: Plan) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The generated batched ``forward`` and ``backward`` of ``plan`` (cached per process)."""
+    functions = _PROGRAMS.get(plan.key)
+    if functions is None:
+        scope: dict[str, Any] = {"torch": torch, "functional": F, "tanh": _tanh, "tanh_": _tanh_}
+        for name, source in batched_sources(plan).items():
+            exec(compile(source, f"<population {name}: {plan.key[:60]}>", "exec"), scope)
+        if len(_PROGRAMS) >= _PROGRAMS_SIZE:
+            _PROGRAMS.clear()
+        functions = _PROGRAMS[plan.key] = (scope["forward"], scope["backward"])
+    return functions
+
+
+def _finals(states_all: Sequence[Tensor], lengths: Sequence[int] | None) -> list[Tensor]:
+    """Each member's states after its own number of steps (``states_all``: ``[T+1, P, B, H]``)."""
+    if lengths is None:
+        return [s[-1] for s in states_all]
+    index = torch.as_tensor(list(lengths), device=states_all[0].device)
+    members = torch.arange(len(lengths), device=index.device)
+    return [s[index, members] for s in states_all]
+
+
+class _Sequence(torch.autograd.Function):
+    """One layer of every member over the whole sequence: generated forward and hand-derived
+    backward (``cells/_compile_codegen.py``, batched), so autograd sees one node per layer."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        plan: Plan,
+        lengths: Sequence[int] | None,
+        pre: Tensor | None,
+        x: Tensor | None,
+        diag: Tensor | None,
+        *rest: Tensor,
+    ) -> Any:
+        k = plan.num_states
+        init, weights = list(rest[:k]), list(rest[k:])
+        T = pre.shape[0] if pre is not None else x.shape[0]  # type: ignore[union-attr]
+        pre = pre.clone() if pre is not None else None  # the forward writes activations into it
+        pre, acts, states_all, saved = _program(plan)[0](pre, x, init, weights, diag, True, T)
+        ctx.plan, ctx.lengths = plan, lengths
+        ctx.layout = (len(acts), len(states_all), len(saved))
+        ctx.save_for_backward(x, diag, pre, *acts, *states_all, *saved, *weights)
+        return (states_all[0][1:], *_finals(states_all, lengths))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, d_out: Tensor, *d_finals: Tensor) -> Any:
+        n_acts, n_states, n_saved = ctx.layout
+        x, diag, pre, *rest = ctx.saved_tensors
+        acts, rest = rest[:n_acts], rest[n_acts:]
+        states_all, rest = rest[:n_states], rest[n_states:]
+        saved, weights = rest[:n_saved], rest[n_saved:]
+        finals, inject = list(d_finals), {}
+        T, lengths = d_out.shape[0], ctx.lengths
+        if lengths is not None:  # a member's final-state gradient enters at its own last step
+            ends = torch.as_tensor(list(lengths), device=d_out.device)
+            for n in sorted(set(lengths)):
+                mask = (ends == n).to(d_out.dtype).view(-1, 1, 1)
+                if n == T:
+                    finals = [d * mask for d in d_finals]
+                else:
+                    inject[n - 1] = [d * mask for d in d_finals]
+            if T not in lengths:
+                finals = [torch.zeros_like(d) for d in d_finals]
+        d_x, d_states, d_weights, d_pre, d_diag = _program(ctx.plan)[1](
+            x, pre, acts, states_all, saved, weights, diag, d_out, finals, inject
+        )
+        return (None, None, d_pre, d_x, d_diag, *d_states, *d_weights)
+
+
+def run_sequence(
+    plan: Plan,
+    pre: Tensor | None,
+    x: Tensor | None,
+    init: Sequence[Tensor],
+    weights: Sequence[Tensor],
+    diag: Tensor | None,
+    lengths: Sequence[int] | None = None,
+) -> tuple[Tensor, list[Tensor]]:
+    """:func:`run_layer` through generated code, time first inside: ``pre`` is :func:`hoist_all`'s
+    ``[T, P, B, L*H]`` (biases included; overwritten when no gradient is recorded), ``x``
+    ``[P, T, B, in]`` is only read when the cell uses ``x`` outside linears. Returns the output
+    ``[P, T, B, H]`` (a transposed view) and the final states. Same results as :func:`run_layer`,
+    with one autograd node per layer and a hand-derived backward."""
+    T = pre.shape[0] if pre is not None else x.shape[1]  # type: ignore[union-attr]
+    if lengths is not None and all(n == T for n in lengths):
+        lengths = None
+    x_t = x.transpose(0, 1) if x is not None else None
+    tensors = [pre, x_t, diag, *init, *weights]
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        out, *finals = _Sequence.apply(plan, lengths, pre, x_t, diag, *init, *weights)
+        return out.transpose(0, 1), finals
+    _, _, states_all, _ = _program(plan)[0](pre, x_t, list(init), list(weights), diag, False, T)
+    return states_all[0][1:].transpose(0, 1), _finals(states_all, lengths)
 
 
 def run_layer(

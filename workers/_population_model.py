@@ -35,7 +35,7 @@ from torch import Tensor
 
 from cells._compile import CellLayer
 from workers._model import RecurrentModel
-from workers._population_layer import hoist, hoist_tokens, run_layer
+from workers._population_layer import hoist_all, hoist_tokens, run_layer, run_sequence
 
 Dropout = Callable[[Tensor], Tensor]
 """Applied at each dropout site in order (embedding, between layers, before the decoder)."""
@@ -71,6 +71,9 @@ class PopulationModel:
             for name, _ in first.named_parameters()
         }
         self.training = True
+        self.fused = True
+        """Run the layers through generated code (:func:`run_sequence`); False: through autograd
+        (:func:`run_layer`, the reference the tests compare against)."""
 
     @property
     def size(self) -> int:
@@ -159,13 +162,18 @@ class PopulationModel:
                 assert x is not None
                 x = dropout(x)
             weights, bias, diag = self._layer(layer)
-            pre: Sequence[Tensor] | None
+            pre: Tensor | None
             if layer == 0 and folded is not None:
                 pre = folded
             else:
                 assert x is not None
-                pre = hoist(self.plan, x, weights, bias)
-            x, last = run_layer(self.plan, pre, x, state[layer], weights, bias, diag, lengths)
+                pre = hoist_all(self.plan, x, weights, bias)
+            if self.fused:
+                x_step = x if self.plan.x_per_step else None
+                x, last = run_sequence(self.plan, pre, x_step, state[layer], weights, diag, lengths)
+            else:
+                steps = None if pre is None else pre.unbind(0)
+                x, last = run_layer(self.plan, steps, x, state[layer], weights, bias, diag, lengths)
             finals.append(last)
         assert x is not None
         if dropout is not None:
