@@ -62,6 +62,13 @@ def _mutant_chain(start: str, seed: int, length: int) -> CellGraph:
     return cell
 
 
+def _random_or_mutant(rng: np.random.Generator, mutant: bool) -> CellGraph:
+    """A random cell, or a one-step mutant of a random library cell."""
+    if mutant:
+        return mutate(library.get(str(rng.choice(library.names()))), rng)[0]
+    return random_cell(rng)
+
+
 CELLS = {
     "lstm": lambda: library.get("lstm"),
     "gru": lambda: library.get("gru"),
@@ -380,8 +387,7 @@ def check_layer_against_compiled(cell: CellGraph, seed: int, lengths: list[int] 
 def test_layer_matches_the_compiled_layer_on_random_cells(
     seed: int, mutant: bool, lengths: list[int] | None
 ) -> None:
-    rng = np.random.default_rng(seed)
-    cell = mutate(library.get(str(rng.choice(library.names()))), rng)[0] if mutant else random_cell(rng)
+    cell = _random_or_mutant(np.random.default_rng(seed), mutant)
     check_layer_against_compiled(cell, seed, lengths)
 
 
@@ -455,8 +461,7 @@ def check_sequence_against_autograd(cell: CellGraph, seed: int, lengths: list[in
 def test_generated_layer_matches_autograd_on_random_cells(
     seed: int, mutant: bool, lengths: list[int] | None
 ) -> None:
-    rng = np.random.default_rng(seed)
-    cell = mutate(library.get(str(rng.choice(library.names()))), rng)[0] if mutant else random_cell(rng)
+    cell = _random_or_mutant(np.random.default_rng(seed), mutant)
     check_sequence_against_autograd(cell, seed, lengths)
 
 
