@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Check cellsearch on a CUDA machine: the GPU tests (compiled cells against the reference on
-# CUDA, out-of-memory handling), a short job with fractional GPUs, and cell speed against
-# cuDNN. Run from a checkout with a CUDA build of torch and `pip install -e ".[dev]"`:
+# CUDA, out-of-memory handling, population members against their trials alone), a short job
+# with fractional GPUs, cell speed against cuDNN and the speed-up of population training.
+# Run from a checkout with a CUDA build of torch and `pip install -e ".[dev]"`:
 #
 #   bash scripts/gpu_check.sh
 #
@@ -94,6 +95,13 @@ if [[ -f benchmarks/cell_speed.py ]]; then
     fi
 else
     record "cell speed" "FAIL (benchmarks/cell_speed.py is missing)"
+fi
+
+section "Population training against trials one by one (benchmarks/population_speed.py)"
+if python benchmarks/population_speed.py --device cuda --cells lstm gru mut1; then
+    record "population" PASS
+else
+    record "population" FAIL
 fi
 
 section "Summary"
