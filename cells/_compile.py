@@ -200,7 +200,13 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
         return x
     if p >= 1:
         return torch.zeros_like(x)
-    return x * torch.empty_like(x).bernoulli_(1 - p).div_(1 - p)
+    return x * dropout_mask(x, p)
+
+
+def dropout_mask(like: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+    """The scaled keep-mask of :func:`dropout` for a tensor shaped like ``like``:
+    ``bernoulli_(1 - p)`` divided by ``1 - p``, drawn from ``generator`` (default: the device's)."""
+    return torch.empty_like(like).bernoulli_(1 - p, generator=generator).div_(1 - p)
 
 
 def build_layer(

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -821,15 +822,13 @@ class ResultStore:
     ) -> EvaluationRecord:
         """Count the finished trials of ``evaluation_id`` into its counters, and the best ``ok``
         value into its best; return the updated row."""
+        mine = [trial for trial in finished if trial.evaluation_id == evaluation_id]
+        counts = Counter(_COUNTERS[t.status] for t in mine if t.status in _COUNTERS)
         values: dict[str, Any] = {"updated_at": now}
+        values.update({counter: _EVALUATIONS.c[counter] + n for counter, n in counts.items()})
         best: float | None = None
         direction = ""
-        for trial in finished:
-            if trial.evaluation_id != evaluation_id:
-                continue
-            counter = _COUNTERS.get(trial.status)
-            if counter is not None:
-                values[counter] = values.get(counter, _EVALUATIONS.c[counter]) + 1
+        for trial in mine:
             if trial.status == "ok" and trial.value is not None:
                 if not direction:
                     best, direction = conn.execute(_SELECT_BEST, {"_id": evaluation_id}).one()

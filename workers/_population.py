@@ -66,6 +66,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cells import CellGraph
+from cells._compile import dropout_mask
 from workers._evaluate import resolve_cell, resolve_task
 from workers._hparams import HyperParams
 from workers._model import count_parameters, hidden_size_for_budget, model_for
@@ -182,8 +183,8 @@ class _MemberDropout:
             if p == 0:
                 masks.append(x.new_ones(T, B, H))
                 continue
-            # F.dropout on CPU: bernoulli_(1 - p) over an input-shaped tensor, divided by 1 - p.
-            noise = x.new_empty(T_m, B, H).bernoulli_(1 - p, generator=generator).div_(1 - p)
+            # The lone trial's mask (cells._compile.dropout) from this member's generator.
+            noise = dropout_mask(x[m, :T_m], p, generator)
             if T_m < T:
                 noise = torch.cat([noise, x.new_ones(T - T_m, B, H)])
             masks.append(noise)

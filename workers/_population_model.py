@@ -114,15 +114,6 @@ class PopulationModel:
         weights = [p[f"{prefix}.weights.{j}"] for j in range(len(self.plan.weight_sources))]
         return weights, p[f"{prefix}.bias"], p.get(f"{prefix}.diag")
 
-    def __call__(
-        self,
-        inputs: Tensor,
-        state: PopulationState | None = None,
-        lengths: Sequence[int] | None = None,
-        dropout: Dropout | None = None,
-    ) -> tuple[Tensor, PopulationState]:
-        return self.forward(inputs, state, lengths, dropout)
-
     def forward(
         self,
         inputs: Tensor,
@@ -183,3 +174,5 @@ class PopulationModel:
             p["decoder.bias"][:, None, :], x.reshape(P, T * B, H), p["decoder.weight"].transpose(1, 2)
         )
         return logits.view(P, T, B, outputs), finals
+
+    __call__ = forward
