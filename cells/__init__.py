@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cells import _library as library
+from cells._errors import CellsearchError
 from cells._graph import CellGraph, CellGraphError, Node
 from cells._hash import canonical_form, canonical_hash
 from cells._lazy import lazy_exports
@@ -64,6 +65,7 @@ __all__ = [
     "CellGraph",
     "CellGraphError",
     "CellLayer",
+    "CellsearchError",
     "CompileCacheInfo",
     "Node",
     "OpSpec",
@@ -75,6 +77,7 @@ __all__ = [
     "compile_cache_info",
     "dump_nasbench_recipes",
     "from_nasbench_recipe",
+    "lazy_exports",
     "library",
     "load_nasbench_recipes",
     "mutate",

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cells._errors import CellsearchError
 from cells._ops import MAX_STATES, OPS
 
 INPUT_X = "x"
@@ -22,7 +23,7 @@ INPUT_X = "x"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class CellGraphError(ValueError):
+class CellGraphError(CellsearchError, ValueError):
     """A cell graph is malformed; the message names the node and the reason."""
 
 

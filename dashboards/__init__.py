@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cells._lazy import lazy_exports
+from cells import lazy_exports
 
 if TYPE_CHECKING:
     from dashboards._export import ExportError, export_job

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cells import CellsearchError
 from dashboards._queries import RankedArchitecture, job_architectures, job_tasks
 from search._store import ResultStore
 
@@ -59,7 +60,7 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
 TASK_COLUMNS: tuple[tuple[str, str], ...] = (("value", "float"), ("relative", "float"), ("trials", "int"))
 
 
-class ExportError(ValueError):
+class ExportError(CellsearchError, ValueError):
     """The export cannot be written (unknown extension, unwritable folder)."""
 
 

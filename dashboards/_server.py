@@ -24,13 +24,14 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from cells import CellsearchError
 from dashboards._links import is_server_uri
 
 STARTUP_TIMEOUT = 180.0
 """Seconds to wait for the UI to answer (a first start creates the MLflow tables)."""
 
 
-class DashboardError(RuntimeError):
+class DashboardError(CellsearchError, RuntimeError):
     """The UI cannot be started (port taken, server exited); the message says why."""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cells._lazy import lazy_exports
+from cells import lazy_exports
 
 if TYPE_CHECKING:
     from search._driver import JobStateError, run_job

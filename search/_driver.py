@@ -58,7 +58,7 @@ from search._strategies import (
     make_strategy,
 )
 from search._tuning import StudyBook, TunedStudy, study_name
-from workers import TrialResult
+from workers import TrialResult, TrialStatus
 from workers._population import plan_populations, population_size
 from workers._runner import (
     Evaluate,
@@ -703,7 +703,9 @@ class _Driver:
         self.store.fail_trial(
             running.trial_id, error, status="failed" if status == "failed" else "interrupted"
         )
-        running.study.tell(running.number, "failed" if status == "failed" else "interrupted", None)
+        running.study.tell(
+            running.number, TrialStatus.FAILED if status == "failed" else TrialStatus.INTERRUPTED, None
+        )
         running.arch.stages.finished(running.task.id, None, counted=status == "failed")
         self.feed.trial_finished(running.key, status)
 

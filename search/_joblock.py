@@ -23,12 +23,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from cells import CellsearchError
+
 # The first key of PostgreSQL's two-key advisory locks ("cell"): keeps ours apart from
 # other applications' locks on the same server.
 _ADVISORY_NAMESPACE = 0x63656C6C
 
 
-class JobStateError(RuntimeError):
+class JobStateError(CellsearchError, RuntimeError):
     """A job cannot be run in its current state (e.g. resuming a finished job, or one that
     another process is running)."""
 

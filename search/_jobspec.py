@@ -53,9 +53,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 import workers
-from cells import CellGraph, CellGraphError
+from cells import CellGraph, CellGraphError, CellsearchError
 from cells import library as cell_library
-from workers import Budget
+from workers import Budget, Direction
 
 if TYPE_CHECKING:
     from workers import TaskConfig  # torch: loads with the task registry, on first use
@@ -65,7 +65,7 @@ StrategyKind = Literal["jozefowicz", "regularized_evolution", "random", "fixed"]
 STRATEGY_KINDS: tuple[str, ...] = ("fixed", "jozefowicz", "random", "regularized_evolution")
 
 
-class JobError(ValueError):
+class JobError(CellsearchError, ValueError):
     """A job file is invalid. ``errors`` holds one ``"field.path: reason"`` line per problem.
 
     Example:
@@ -254,7 +254,7 @@ class TaskEntry(_Strict):
         return self.task_class.primary_metric
 
     @property
-    def direction(self) -> Literal["maximize", "minimize"]:
+    def direction(self) -> Direction:
         return self.task_class.direction
 
     @property

@@ -49,7 +49,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from cells import CellGraph, canonical_hash
+from cells import CellGraph, CellsearchError, canonical_hash
 from search import _migrate
 from search._db import (
     EVALUATION_STATES,
@@ -70,7 +70,7 @@ EvaluationStatus = Literal["pending", "running", "done", "filtered-out"]
 TERMINAL_JOB_STATES = frozenset({"stopped", "finished", "failed", "interrupted"})
 
 
-class StoreError(RuntimeError):
+class StoreError(CellsearchError, RuntimeError):
     """A results-database problem the user can act on; the message says what to do."""
 
 

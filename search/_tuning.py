@@ -49,7 +49,7 @@ from sqlalchemy import Engine, bindparam, insert, update
 from sqlalchemy.engine import make_url
 
 from search._store import use_fast_sqlite_commits
-from workers import TrialStatus
+from workers import Direction, TrialStatus
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -120,7 +120,7 @@ class TunedStudy:
         self,
         book: StudyBook,
         name: str,
-        direction: Literal["maximize", "minimize"],
+        direction: Direction,
         space: dict[str, BaseDistribution],
         seed: int,
     ) -> None:
@@ -136,7 +136,7 @@ class TunedStudy:
             stored = []
         # A resumed study continues the random stream where it left off, not from its start.
         self._memory = optuna.create_study(
-            direction=direction,
+            direction=Direction(direction).value,
             sampler=make_sampler(book.sampler, derived_seed(seed, len(stored))),
             pruner=make_pruner(book.pruner),
         )
@@ -232,7 +232,7 @@ class TunedStudy:
     def abandon_open(self) -> None:
         """Mark every asked trial that was not told FAIL (the job stops with them unfinished)."""
         for number in list(self._open):
-            self.tell(number, "interrupted", None)
+            self.tell(number, TrialStatus.INTERRUPTED, None)
 
 
 class StudyBook:
@@ -253,7 +253,7 @@ class StudyBook:
         self._studies: dict[str, TunedStudy] = {}
 
     def study(
-        self, name: str, direction: Literal["maximize", "minimize"], space: dict[str, BaseDistribution]
+        self, name: str, direction: Direction, space: dict[str, BaseDistribution]
     ) -> TunedStudy:
         """The study called ``name``, created (or loaded from the database) on first use."""
         if name not in self._studies:

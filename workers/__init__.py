@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cells._lazy import lazy_exports
+from cells import lazy_exports
+from workers._direction import Direction
 from workers._download import DATASETS, DownloadError, download_dataset, download_file
 from workers._results import Budget, TrialResult, TrialStatus
 
@@ -122,6 +123,7 @@ __all__ = [
     "ArithTask",
     "Batch",
     "Budget",
+    "Direction",
     "DownloadError",
     "Example",
     "FileSlice",

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from workers._direction import Direction
 from workers._task import PAD, Example, Predict, SequenceTask, SequenceTaskConfig, Split, register_task
 
 DIGITS = "0123456789"
@@ -80,7 +81,7 @@ class ArithTask(SequenceTask):
     name = "arith"
     config_class = ArithConfig
     primary_metric = "char_accuracy"
-    direction = "maximize"
+    direction = Direction.MAXIMIZE
     config: ArithConfig
 
     def build_vocab(self) -> list[str]:

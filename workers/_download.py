@@ -33,6 +33,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from cells import CellsearchError
+
 ENV_DATA_DIR = "CELLSEARCH_DATA_DIR"
 """Environment variable naming the folder that holds one sub-folder per data set."""
 DEFAULT_DATA_DIR = "data"
@@ -85,7 +87,7 @@ DATASETS: dict[str, tuple[RemoteFile, ...]] = {
 """Every data set ``cellsearch data download`` knows, by name."""
 
 
-class DownloadError(RuntimeError):
+class DownloadError(CellsearchError, RuntimeError):
     """A download failed; the message names the URL and the reason."""
 
 

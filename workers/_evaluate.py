@@ -14,16 +14,17 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import optuna
 import torch
 
 from cells import CellGraph
 from cells import library as cell_library
+from workers._direction import Direction
 from workers._hparams import HyperParams, SearchSpace
 from workers._model import LayerFactory, model_for
-from workers._results import Budget, TrialResult
+from workers._results import Budget, TrialResult, TrialStatus
 from workers._task import Task, TaskSpec, make_task
 from workers._train import Report, resolve_device, train
 
@@ -62,7 +63,7 @@ def evaluate_trial(
     """
     started = time.perf_counter()
     task_name = str(getattr(task, "name", task))
-    metric, direction = "", cast(Literal["maximize", "minimize"], "minimize")
+    metric, direction = "", Direction.MINIMIZE
     dumped = hparams.model_dump() if isinstance(hparams, HyperParams) else hparams
     device_name = "cpu"
     try:
@@ -86,7 +87,7 @@ def evaluate_trial(
         gc.collect()
         torch.cuda.empty_cache()
     return TrialResult(
-        status="failed",
+        status=TrialStatus.FAILED,
         task=task_name,
         metric=metric,
         direction=direction,
@@ -125,7 +126,7 @@ def tune_cell(
     distributions = space.to_optuna()
     samplers = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler}
     study = optuna.create_study(
-        direction=resolved.direction,
+        direction=resolved.direction.value,
         sampler=samplers[sampler](seed=seed),
         pruner=optuna.pruners.MedianPruner(),
     )

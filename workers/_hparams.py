@@ -33,6 +33,8 @@ from pydantic import (
     model_validator,
 )
 
+from cells import CellsearchError
+
 DEFAULT_HIDDEN_SIZE = 64
 
 
@@ -120,7 +122,7 @@ def _field_adapter(name: str) -> TypeAdapter[Any]:
     return TypeAdapter(Annotated[(field.annotation, *field.metadata)])
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(CellsearchError, ValueError):
     """A search space or an override is invalid; the message names the field and the reason."""
 
 

@@ -20,6 +20,7 @@ import string
 
 from pydantic import Field, model_validator
 
+from workers._direction import Direction
 from workers._task import PAD, Example, SequenceTask, SequenceTaskConfig, register_task
 
 SYMBOLS = string.ascii_lowercase + string.ascii_uppercase + string.digits
@@ -50,7 +51,7 @@ class MemorizeTask(SequenceTask):
     name = "memorize"
     config_class = MemorizeConfig
     primary_metric = "accuracy"
-    direction = "maximize"
+    direction = Direction.MAXIMIZE
     config: MemorizeConfig
 
     def build_vocab(self) -> list[str]:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor
 
+from workers._direction import Direction
 from workers._download import DATASETS, dataset_dir
 from workers._task import STREAM_TRAIN, Batch, Predict, Split, Task, TaskConfig, derive_rng, register_task
 
@@ -119,7 +120,7 @@ class MusicTask(Task):
     name = "music"
     config_class = MusicConfig
     primary_metric = "nll"
-    direction = "minimize"
+    direction = Direction.MINIMIZE
     input_kind = "frames"
     loss = "bce"
     config: MusicConfig

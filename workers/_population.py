@@ -67,12 +67,13 @@ from torch import Tensor
 
 from cells import CellGraph
 from cells._compile import dropout_mask
+from workers._direction import Direction
 from workers._evaluate import resolve_cell, resolve_task
 from workers._hparams import HyperParams
 from workers._model import count_parameters, hidden_size_for_budget, model_for
 from workers._population_model import PopulationModel, PopulationState
 from workers._population_optim import PopulationOptimizer
-from workers._results import Budget, TrialResult
+from workers._results import Budget, TrialResult, TrialStatus
 from workers._task import Batch, Task, TaskSpec
 from workers._train import resolve_device
 
@@ -365,10 +366,10 @@ def _failed(exc: Exception, task: Any, hparams: Any, started: float, device: str
     details = "".join(traceback.format_exception(exc, limit=-3)[:-1]).rstrip()
     dumped = hparams.model_dump() if isinstance(hparams, HyperParams) else hparams
     return TrialResult(
-        status="failed",
+        status=TrialStatus.FAILED,
         task=str(getattr(task, "name", task)),
         metric=resolved.primary_metric if resolved else "",
-        direction=resolved.direction if resolved else "minimize",
+        direction=resolved.direction if resolved else Direction.MINIMIZE,
         error=f"{type(exc).__name__}: {exc}\n{details}",
         seconds=time.perf_counter() - started,
         device=device,
@@ -517,7 +518,7 @@ class _PopulationRun:
         metrics["startup_seconds"] = self.startup
         metrics["population_size"] = self.size
         results[i] = TrialResult(
-            status=status,
+            status=TrialStatus(status),
             task=self.task.name,
             metric=self.task.primary_metric,
             direction=self.task.direction,

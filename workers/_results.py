@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-TrialStatus = Literal["ok", "diverged", "pruned", "failed", "interrupted"]
+from workers._direction import Direction
+
+
+class TrialStatus(StrEnum):
+    """How a trial ended (``running`` is the store's word for one that has not)."""
+
+    OK = "ok"
+    DIVERGED = "diverged"
+    PRUNED = "pruned"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    def __repr__(self) -> str:
+        # Reads as the string it is equal to, in doctests, logs and error messages.
+        return repr(self.value)
 
 
 class Budget(BaseModel):
@@ -39,7 +54,7 @@ class TrialResult(BaseModel):
     status: TrialStatus
     task: str
     metric: str
-    direction: Literal["maximize", "minimize"]
+    direction: Direction
     value: float | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     curve: list[tuple[int, float]] = Field(default_factory=list)

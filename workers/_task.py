@@ -28,6 +28,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor
 
+from cells import CellsearchError
+from workers._direction import Direction
+
 Split = Literal["valid", "test"]
 
 
@@ -71,7 +74,7 @@ class Task(ABC):
     name: ClassVar[str]
     config_class: ClassVar[type[TaskConfig]]
     primary_metric: ClassVar[str]
-    direction: ClassVar[Literal["maximize", "minimize"]]
+    direction: ClassVar[Direction]
     input_kind: ClassVar[Literal["tokens", "frames"]]
     loss: ClassVar[Literal["ce", "bce"]]
 
@@ -115,7 +118,7 @@ def register_task(cls: TaskType) -> TaskType:
 # --- building tasks by name -------------------------------------------------------------
 
 
-class TaskConfigError(ValueError):
+class TaskConfigError(CellsearchError, ValueError):
     """Settings a task refuses; the message names the task, the field and the reason."""
 
 

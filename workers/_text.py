@@ -31,6 +31,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor
 
+from workers._direction import Direction
 from workers._download import dataset_dir
 from workers._task import (
     STREAM_TRAIN,
@@ -145,7 +146,7 @@ class TextTask(Task):
     name = "text"
     config_class = TextConfig
     primary_metric = "perplexity"
-    direction = "minimize"
+    direction = Direction.MINIMIZE
     input_kind = "tokens"
     loss = "ce"
     config: TextConfig

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from workers._hparams import HyperParams
 from workers._model import RecurrentModel, State, count_parameters
-from workers._results import Budget, TrialResult
+from workers._results import Budget, TrialResult, TrialStatus
 from workers._task import Batch, Task
 
 Report = Callable[[int, float], bool]
@@ -166,7 +166,7 @@ def train(
     metrics["startup_seconds"] = startup
     metrics["train_seconds"] = time.perf_counter() - train_start - eval_seconds
     return TrialResult(
-        status=status,
+        status=TrialStatus(status),
         task=task.name,
         metric=task.primary_metric,
         direction=task.direction,

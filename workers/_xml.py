@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from workers._direction import Direction
 from workers._task import PAD, Example, Predict, SequenceTask, SequenceTaskConfig, Split, register_task
 
 MARKUP = "</>"
@@ -92,7 +93,7 @@ class XmlTask(SequenceTask):
     name = "xml"
     config_class = XmlConfig
     primary_metric = "accuracy"
-    direction = "maximize"
+    direction = Direction.MAXIMIZE
     config: XmlConfig
 
     def build_vocab(self) -> list[str]:

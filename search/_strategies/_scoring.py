@@ -12,9 +12,8 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Literal
 
-Direction = Literal["maximize", "minimize"]
+from workers import Direction
 
 
 def relative_value(value: float | None, baseline: float | None, direction: Direction) -> float | None:
@@ -28,22 +27,19 @@ def relative_value(value: float | None, baseline: float | None, direction: Direc
         return None
     if value is None:
         return 0.0
-    if direction == "maximize":
+    if Direction(direction) is Direction.MAXIMIZE:
         return value / baseline
     return baseline / value if value > 0 else None
 
 
 def better(a: float, b: float, direction: Direction) -> bool:
     """Whether metric value ``a`` beats ``b``."""
-    return a > b if direction == "maximize" else a < b
+    return Direction(direction).is_better(a, b)
 
 
 def best_of(values: Iterable[float | None], direction: Direction) -> float | None:
     """The best of the values that exist, or ``None``."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    return max(present) if direction == "maximize" else min(present)
+    return Direction(direction).best(values)
 
 
 def worst_task_score(relative: Mapping[str, float | None]) -> float | None:
