@@ -129,7 +129,7 @@ def test_task_registry_is_complete_whichever_module_loads_first(first: str, tmp_
     code = f"""
 import json, sys
 import {first}
-from workers._task import TASKS
+from workers._task_registry import TASKS
 print(json.dumps(sorted(TASKS)), file=sys.stderr)
 """
     _, names = run_python(code, cwd=tmp_path)

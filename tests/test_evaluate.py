@@ -29,7 +29,8 @@ from workers import (
 )
 from workers._evaluate import best_result, tune_cell
 from workers._hparams import SearchSpace
-from workers._task import TaskSpec, make_task
+from workers._task import TaskSpec
+from workers._task_registry import make_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MEMORIZE = TaskSpec(

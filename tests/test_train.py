@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from cells import build_layer, library
 from workers import Batch, Budget, HyperParams, Task, TaskConfig, evaluate_trial, model_for, train
-from workers._task import make_task
+from workers._task_registry import make_task
 from workers._train import masked_loss, validate
 
 CPU = torch.device("cpu")

@@ -44,7 +44,6 @@ if TYPE_CHECKING:
         rank_candidates,
     )
     from workers._task import (
-        TASKS,
         Batch,
         Example,
         SequenceTask,
@@ -53,11 +52,8 @@ if TYPE_CHECKING:
         TaskConfig,
         TaskConfigError,
         TaskSpec,
-        clear_task_cache,
-        make_task,
-        register_task,
-        task_config,
     )
+    from workers._task_registry import TASKS, clear_task_cache, make_task, register_task, task_config
     from workers._text import FileSlice, TextConfig, TextTask
     from workers._train import train
     from workers._xml import XmlConfig, XmlTask
@@ -94,7 +90,6 @@ __getattr__ = lazy_exports(
             "rank_candidates",
         ),
         "workers._task": (
-            "TASKS",
             "Batch",
             "Example",
             "SequenceTask",
@@ -103,11 +98,8 @@ __getattr__ = lazy_exports(
             "TaskConfig",
             "TaskConfigError",
             "TaskSpec",
-            "clear_task_cache",
-            "make_task",
-            "register_task",
-            "task_config",
         ),
+        "workers._task_registry": ("TASKS", "clear_task_cache", "make_task", "register_task", "task_config"),
         "workers._text": ("FileSlice", "TextConfig", "TextTask"),
         "workers._train": ("train",),
         "workers._xml": ("XmlConfig", "XmlTask"),

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from workers._direction import Direction
-from workers._task import PAD, Example, Predict, SequenceTask, SequenceTaskConfig, Split, register_task
+from workers._task import PAD, Example, Predict, SequenceTask, SequenceTaskConfig, Split
 
 DIGITS = "0123456789"
 END = "."
@@ -74,7 +74,6 @@ class ArithConfig(SequenceTaskConfig):
         return self
 
 
-@register_task
 class ArithTask(SequenceTask):
     """Compute sums and differences; metrics: ``char_accuracy`` on the answer, ``exact_match``."""
 

@@ -25,7 +25,8 @@ from workers._direction import Direction
 from workers._hparams import HyperParams, SearchSpace
 from workers._model import LayerFactory, model_for
 from workers._results import Budget, TrialResult, TrialStatus
-from workers._task import Task, TaskSpec, make_task
+from workers._task import Task, TaskSpec
+from workers._task_registry import make_task
 from workers._train import Report, resolve_device, train
 
 

@@ -21,7 +21,7 @@ import string
 from pydantic import Field, model_validator
 
 from workers._direction import Direction
-from workers._task import PAD, Example, SequenceTask, SequenceTaskConfig, register_task
+from workers._task import PAD, Example, SequenceTask, SequenceTaskConfig
 
 SYMBOLS = string.ascii_lowercase + string.ascii_uppercase + string.digits
 DELIMITER = "|"
@@ -44,7 +44,6 @@ class MemorizeConfig(SequenceTaskConfig):
         return self
 
 
-@register_task
 class MemorizeTask(SequenceTask):
     """Reproduce a random sequence of symbols; metric: accuracy on the reproduced symbols."""
 

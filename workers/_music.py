@@ -26,7 +26,7 @@ from torch import Tensor
 
 from workers._direction import Direction
 from workers._download import DATASETS, dataset_dir
-from workers._task import STREAM_TRAIN, Batch, Predict, Split, Task, TaskConfig, derive_rng, register_task
+from workers._task import STREAM_TRAIN, Batch, Predict, Split, Task, TaskConfig, derive_rng
 
 LOWEST_NOTE = 21
 KEYS = 88
@@ -113,7 +113,6 @@ Piece = tuple[int, int, int]
 """A training piece: sequence index, first frame, end frame."""
 
 
-@register_task
 class MusicTask(Task):
     """Predict the next piano-roll frame; metrics: ``nll`` per frame (primary), ``frame_accuracy``."""
 

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import random
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from cells import CellsearchError
@@ -67,8 +66,8 @@ class TaskConfig(BaseModel):
 class Task(ABC):
     """A task: training batches, fixed held-out splits and metrics.
 
-    Subclasses set the class variables, take their config in ``__init__`` and are
-    registered with :func:`register_task`.
+    Subclasses set the class variables and take their config in ``__init__``; the registry
+    (``workers._task_registry``) lists the built-in ones, :func:`workers.register_task` adds others.
     """
 
     name: ClassVar[str]
@@ -104,18 +103,7 @@ class Task(ABC):
         """All metrics of the task on a split; includes ``primary_metric``."""
 
 
-TASKS: dict[str, type[Task]] = {}
-
-TaskType = TypeVar("TaskType", bound=type[Task])
-
-
-def register_task(cls: TaskType) -> TaskType:
-    """Class decorator adding a task to the registry under ``cls.name``."""
-    TASKS[cls.name] = cls
-    return cls
-
-
-# --- building tasks by name -------------------------------------------------------------
+# --- naming a task in a job file ------------------------------------------------------
 
 
 class TaskConfigError(CellsearchError, ValueError):
@@ -134,61 +122,6 @@ class TaskSpec(BaseModel):
 
     name: str
     settings: dict[str, Any] = Field(default_factory=dict)
-
-
-def _resolve(spec: TaskSpec | str, settings: dict[str, Any]) -> tuple[type[Task], TaskConfig]:
-    name, merged = (
-        (spec.name, {**spec.settings, **settings}) if isinstance(spec, TaskSpec) else (spec, settings)
-    )
-    if name not in TASKS:
-        raise TaskConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
-    cls = TASKS[name]
-    try:
-        return cls, cls.config_class.model_validate(merged)
-    except ValidationError as error:
-        reasons = []
-        for item in error.errors():
-            where = ".".join(str(part) for part in item["loc"])
-            reason = item["msg"].removeprefix("Value error, ")
-            reasons.append(f"{where}: {reason}" if where else reason)
-        raise TaskConfigError(f"task {name!r}: " + "; ".join(reasons)) from None
-
-
-def task_config(spec: TaskSpec | str, /, **settings: Any) -> TaskConfig:
-    """Validate a task's settings without building its data (cheap; for checking job files).
-
-    Example:
-        >>> task_config("arith", max_digits=0)
-        Traceback (most recent call last):
-        ...
-        workers._task.TaskConfigError: task 'arith': max_digits: Input should be greater than or equal to 1
-    """
-    return _resolve(spec, settings)[1]
-
-
-_TASK_CACHE: dict[tuple[str, str], Task] = {}
-_TASK_CACHE_LOCK = threading.Lock()
-
-
-def make_task(spec: TaskSpec | str, /, **settings: Any) -> Task:
-    """Build a task from its name (or :class:`TaskSpec`) and settings, once per process.
-
-    Settings are validated by the task's ``config_class``; equal settings (defaults
-    included) return the same object, so a worker builds each data set once, not per trial.
-    Keyword settings override those of the spec.
-    """
-    cls, config = _resolve(spec, settings)
-    key = (cls.name, config.model_dump_json())
-    with _TASK_CACHE_LOCK:
-        if key not in _TASK_CACHE:
-            _TASK_CACHE[key] = cls(config)
-        return _TASK_CACHE[key]
-
-
-def clear_task_cache() -> None:
-    """Forget every task built by :func:`make_task` (frees their data)."""
-    with _TASK_CACHE_LOCK:
-        _TASK_CACHE.clear()
 
 
 # --- helpers shared by the token tasks --------------------------------------------------
@@ -409,8 +342,3 @@ class SequenceTask(Task):
 
     def evaluate(self, predict: Predict, split: Split, batch_size: int) -> dict[str, Any]:
         return token_metrics(predict, self._eval_batches_with_marks(split, batch_size))
-
-
-# The built-in tasks register themselves when imported. Loading them with the registry keeps
-# TASKS complete whichever module is imported first (the `workers` package loads lazily).
-from workers import _arith, _memorize, _music, _text, _xml  # noqa: E402, F401

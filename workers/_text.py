@@ -41,7 +41,6 @@ from workers._task import (
     Task,
     TaskConfig,
     derive_rng,
-    register_task,
     token_metrics,
 )
 
@@ -139,7 +138,6 @@ def batchify(ids: Tensor, batch_size: int) -> Tensor:
     return ids[: rows * batch_size].view(batch_size, rows).t().contiguous()
 
 
-@register_task
 class TextTask(Task):
     """Language modeling; metrics: perplexity (primary), nll, accuracy, and bpc at char level."""
 

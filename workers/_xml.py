@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from workers._direction import Direction
-from workers._task import PAD, Example, Predict, SequenceTask, SequenceTaskConfig, Split, register_task
+from workers._task import PAD, Example, Predict, SequenceTask, SequenceTaskConfig, Split
 
 MARKUP = "</>"
 END = "\n"
@@ -86,7 +86,6 @@ def closing_tag_positions(document: str) -> list[int]:
     return positions
 
 
-@register_task
 class XmlTask(SequenceTask):
     """Predict the next character of an XML document; metrics: accuracy, nll, closing_tag_accuracy."""
 

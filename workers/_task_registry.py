@@ -1,0 +1,94 @@
+"""The registry of tasks by name: the built-in five and any added with :func:`register_task`.
+
+It imports the task modules (they import only the interface in ``workers._task``), so the
+registry is complete whichever module a process loads first.
+
+Example:
+    >>> from workers import TASKS, make_task
+    >>> sorted(TASKS)
+    ['arith', 'memorize', 'music', 'text', 'xml']
+    >>> make_task("arith", valid_size=20, test_size=20) is make_task("arith", valid_size=20, test_size=20)
+    True
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from workers._arith import ArithTask
+from workers._memorize import MemorizeTask
+from workers._music import MusicTask
+from workers._task import Task, TaskConfig, TaskConfigError, TaskSpec
+from workers._text import TextTask
+from workers._xml import XmlTask
+
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (ArithTask, MemorizeTask, MusicTask, TextTask, XmlTask)
+}
+"""Task classes by name."""
+
+TaskType = TypeVar("TaskType", bound=type[Task])
+
+
+def register_task(cls: TaskType) -> TaskType:
+    """Class decorator adding a task to the registry under ``cls.name``."""
+    TASKS[cls.name] = cls
+    return cls
+
+
+def _resolve(spec: TaskSpec | str, settings: dict[str, Any]) -> tuple[type[Task], TaskConfig]:
+    name, merged = (
+        (spec.name, {**spec.settings, **settings}) if isinstance(spec, TaskSpec) else (spec, settings)
+    )
+    if name not in TASKS:
+        raise TaskConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    cls = TASKS[name]
+    try:
+        return cls, cls.config_class.model_validate(merged)
+    except ValidationError as error:
+        reasons = []
+        for item in error.errors():
+            where = ".".join(str(part) for part in item["loc"])
+            reason = item["msg"].removeprefix("Value error, ")
+            reasons.append(f"{where}: {reason}" if where else reason)
+        raise TaskConfigError(f"task {name!r}: " + "; ".join(reasons)) from None
+
+
+def task_config(spec: TaskSpec | str, /, **settings: Any) -> TaskConfig:
+    """Validate a task's settings without building its data (cheap; for checking job files).
+
+    Example:
+        >>> task_config("arith", max_digits=0)
+        Traceback (most recent call last):
+        ...
+        workers._task.TaskConfigError: task 'arith': max_digits: Input should be greater than or equal to 1
+    """
+    return _resolve(spec, settings)[1]
+
+
+_TASK_CACHE: dict[tuple[str, str], Task] = {}
+_TASK_CACHE_LOCK = threading.Lock()
+
+
+def make_task(spec: TaskSpec | str, /, **settings: Any) -> Task:
+    """Build a task from its name (or :class:`TaskSpec`) and settings, once per process.
+
+    Settings are validated by the task's ``config_class``; equal settings (defaults
+    included) return the same object, so a worker builds each data set once, not per trial.
+    Keyword settings override those of the spec.
+    """
+    cls, config = _resolve(spec, settings)
+    key = (cls.name, config.model_dump_json())
+    with _TASK_CACHE_LOCK:
+        if key not in _TASK_CACHE:
+            _TASK_CACHE[key] = cls(config)
+        return _TASK_CACHE[key]
+
+
+def clear_task_cache() -> None:
+    """Forget every task built by :func:`make_task` (frees their data)."""
+    with _TASK_CACHE_LOCK:
+        _TASK_CACHE.clear()
