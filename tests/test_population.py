@@ -92,6 +92,16 @@ def assert_same_result(member: TrialResult, alone: TrialResult) -> None:
     assert member.num_params == alone.num_params
     assert [s for s, _ in member.curve] == [s for s, _ in alone.curve]
     assert [v for _, v in member.curve] == pytest.approx([v for _, v in alone.curve], rel=1e-4, abs=1e-9)
+    # One run record fills both: the same fields and metrics (a member adds its population's size).
+    assert (member.task, member.metric, member.direction, member.hparams, member.error) == (
+        alone.task,
+        alone.metric,
+        alone.direction,
+        alone.hparams,
+        alone.error,
+    )
+    assert set(member.metrics) - {"population_size"} == set(alone.metrics)
+    assert member.metrics["hidden_size"] == alone.metrics["hidden_size"]
     if alone.value is None:
         assert member.value is None
         return

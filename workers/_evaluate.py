@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -21,10 +20,10 @@ import torch
 
 from cells import CellGraph
 from cells import library as cell_library
-from workers._direction import Direction
 from workers._hparams import HyperParams, SearchSpace
 from workers._model import LayerFactory, model_for
 from workers._results import Budget, TrialResult, TrialStatus
+from workers._run_record import error_text, failed_result
 from workers._task import Task, TaskSpec
 from workers._task_registry import make_task
 from workers._train import Report, resolve_device, train
@@ -63,40 +62,28 @@ def evaluate_trial(
     way the process stays fit for the next trial.
     """
     started = time.perf_counter()
-    task_name = str(getattr(task, "name", task))
-    metric, direction = "", Direction.MINIMIZE
-    dumped = hparams.model_dump() if isinstance(hparams, HyperParams) else hparams
+    named: Task | str = str(getattr(task, "name", task))
+    seen: HyperParams | dict[str, Any] = hparams
     device_name = "cpu"
     try:
         resolved_task = resolve_task(task)
-        task_name = resolved_task.name
-        metric, direction = resolved_task.primary_metric, resolved_task.direction
+        named = resolved_task
         hp = HyperParams.model_validate(hparams)
-        dumped = hp.model_dump()
+        seen = hp
         torch_device = resolve_device(device)
         device_name = str(torch_device)
         torch.manual_seed(hp.seed)
         model = model_for(resolved_task, resolve_cell(cell), hp, layer_factory)
         return train(model, resolved_task, hp, budget or Budget(), report, torch_device, started)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        details = "".join(traceback.format_exception(exc, limit=-3)[:-1]).rstrip()
+        error = error_text(exc)
     # Past the except block the traceback (and the tensors its frames hold) is gone; drop the
     # model too and hand cached CUDA memory back before the next trial (out-of-memory).
     model = None  # type: ignore[assignment]
     if device_name.startswith("cuda"):
         gc.collect()
         torch.cuda.empty_cache()
-    return TrialResult(
-        status=TrialStatus.FAILED,
-        task=task_name,
-        metric=metric,
-        direction=direction,
-        error=f"{error}\n{details}",
-        seconds=time.perf_counter() - started,
-        device=device_name,
-        hparams=dumped if isinstance(dumped, dict) else {},
-    )
+    return failed_result(error, named, seen, time.perf_counter() - started, device_name)
 
 
 def tune_cell(
@@ -141,9 +128,9 @@ def tune_cell(
             return trial.should_prune()
 
         result = evaluate_trial(graph, resolved, hparams, budget, report, device)
-        if result.status == "ok":
+        if result.status == TrialStatus.OK:
             study.tell(trial, result.value)
-        elif result.status == "pruned":
+        elif result.status == TrialStatus.PRUNED:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -155,8 +142,8 @@ def tune_cell(
 
 def best_result(results: list[TrialResult]) -> TrialResult | None:
     """The ``ok`` result with the best value (by the task's direction), or None."""
-    done = [r for r in results if r.status == "ok" and r.value is not None]
+    done = [r for r in results if r.status == TrialStatus.OK and r.value is not None]
     if not done:
         return None
-    sign = 1.0 if done[0].direction == "maximize" else -1.0
+    sign = done[0].direction.sign
     return max(done, key=lambda r: sign * (r.value or 0.0))

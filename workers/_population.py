@@ -29,18 +29,12 @@ each member's *share* of the device: a step that takes ``dt`` charges ``dt / P``
 ``max_seconds``. The device time spent is then what the trials would have spent one after
 another, and each member gets more steps than a lone trial (the speed-up of batching).
 
-Speed (``python benchmarks/population_speed.py``: 20 members of one shape on ``arith``, 30
-steps, against the same 20 trials one after another in the same process; a shared 2-core
-CPU, so expect noise): each layer runs as generated code with a hand-derived backward
-(:func:`~workers._population_layer.run_sequence`), and for token inputs without embedding
-dropout the embedding folds into the first layer's x-weights, so a member's step does half
-the matrix work of a lone trial (no x-product over all rows, no ``d_x``). Matrix products are
-then most of a step (about 60% for an LSTM at hidden 128), and a lone LSTM already runs on
-oneDNN's kernels, with faster products than the batched ones: that caps its population's
-gain near 2x at hidden 128 on CPU (measured 1.35x in single-thread CPU time); a GRU (whose
-lone path is the generated one) gains about 1.9x. Small models and cells without native
-kernels gain more.
-A GPU, where lone small trials are launch-bound, should gain more (not measured yet).
+Speed: each layer runs as generated batched code with a hand-derived backward, and for token
+inputs without embedding dropout the embedding folds into the first layer's x-weights, so a
+member's step does less matrix work than a lone trial (no x-product over all rows, no ``d_x``).
+Matrix products are then most of a step; a lone LSTM already runs on oneDNN's kernels, whose
+products beat the batched ones, which caps an LSTM population's gain on CPU, while small models
+and cells without native kernels gain more. ``python benchmarks/population_speed.py`` measures it.
 
 Example:
     >>> from workers import Budget, HyperParams, make_task
@@ -56,7 +50,6 @@ from __future__ import annotations
 import gc
 import math
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -67,13 +60,13 @@ from torch import Tensor
 
 from cells import CellGraph
 from cells._compile import dropout_mask
-from workers._direction import Direction
 from workers._evaluate import resolve_cell, resolve_task
 from workers._hparams import HyperParams
 from workers._model import count_parameters, hidden_size_for_budget, model_for
 from workers._population_model import PopulationModel, PopulationState
 from workers._population_optim import PopulationOptimizer
-from workers._results import Budget, TrialResult, TrialStatus
+from workers._results import Budget, TrialResult
+from workers._run_record import RunRecord, error_text, failed_result
 from workers._task import Batch, Task, TaskSpec
 from workers._train import resolve_device
 
@@ -362,19 +355,8 @@ def train_population(
 
 
 def _failed(exc: Exception, task: Any, hparams: Any, started: float, device: str) -> TrialResult:
-    resolved = task if isinstance(task, Task) else None
-    details = "".join(traceback.format_exception(exc, limit=-3)[:-1]).rstrip()
-    dumped = hparams.model_dump() if isinstance(hparams, HyperParams) else hparams
-    return TrialResult(
-        status=TrialStatus.FAILED,
-        task=str(getattr(task, "name", task)),
-        metric=resolved.primary_metric if resolved else "",
-        direction=resolved.direction if resolved else Direction.MINIMIZE,
-        error=f"{type(exc).__name__}: {exc}\n{details}",
-        seconds=time.perf_counter() - started,
-        device=device,
-        hparams=dumped if isinstance(dumped, dict) else {},
-    )
+    named = task if isinstance(task, Task) else str(getattr(task, "name", task))
+    return failed_result(error_text(exc), named, hparams, time.perf_counter() - started, device)
 
 
 class _PopulationRun:
@@ -398,6 +380,7 @@ class _PopulationRun:
             torch.manual_seed(hp.seed)  # as evaluate_trial: each member's weights from its own seed
             models.append(model_for(task, cell, hp))
         self.num_params = count_parameters(models[0])
+        self.hidden_size = models[0].hidden_size
         self.model = PopulationModel(models, task.input_kind).to(device)
         del models
         self.optimizer = PopulationOptimizer(
@@ -411,15 +394,15 @@ class _PopulationRun:
         for hp in hps:  # members with one data seed share one stream of batches
             if hp.seed not in self.streams:
                 self.streams[hp.seed] = task.train_batches(hp.batch_size, hp.seed)
-        self.curves: dict[int, list[tuple[int, float]]] = {i: [] for i in members}
-        self.best: dict[int, tuple[float, dict[str, Any], int]] = {}
-        self.better = (lambda a, b: a > b) if task.direction == "maximize" else (lambda a, b: a < b)
+        self.records = {i: RunRecord(task, hp) for i, hp in zip(members, hps, strict=True)}
         self.size = len(members)
+        self.share = 0.0  # device seconds charged to each member
+        self.eval_share = 0.0  # the part of it spent validating
 
     def train(self, started: float, results: list[TrialResult | None]) -> None:
         budget, task = self.budget, self.task
         state: PopulationState | None = None
-        step, share = 0, 0.0  # completed steps; device seconds charged to each member
+        step = 0  # completed steps
         self.startup = (time.perf_counter() - started) / self.size
         last = time.perf_counter()
         while self.members:
@@ -434,7 +417,8 @@ class _PopulationRun:
             kept = [k for k, ok in enumerate(finite) if ok]
             for k in range(len(finite)):
                 if not finite[k]:  # as a lone trial: stop before the update, at step n (1-based)
-                    self._record(results, self.members[k], "diverged", step, step + 1, share)
+                    self.records[self.members[k]].diverge(step + 1)
+                    self._finish(results, self.members[k], step)
             if not kept:  # every member diverged, and each has its result
                 self.members = []
                 break
@@ -447,40 +431,38 @@ class _PopulationRun:
             step += 1
 
             now = time.perf_counter()
-            share += (now - last) / len(finite)  # this step's device time, shared by its members
+            self.share += (now - last) / len(finite)  # this step's device time, shared by its members
             last = now
-            done = (budget.max_steps is not None and step >= budget.max_steps) or (
-                budget.max_seconds is not None and share >= budget.max_seconds
-            )
-            if step % budget.eval_every == 0 or done:
-                state = self._evaluate(results, step, share, state)
-                share += (time.perf_counter() - last) / max(len(self.members), 1)
+            done = budget.is_spent(step, self.share)
+            if budget.validates_after(step, done):
+                state = self._evaluate(results, step, state)
+                eval_share = (time.perf_counter() - last) / max(len(self.members), 1)
+                self.share += eval_share
+                self.eval_share += eval_share
                 last = time.perf_counter()
             if done:
                 break
         for i in self.members:
-            self._record(results, i, "ok", step, None, share)
+            self._finish(results, i, step)
 
     def _seed_used(self, seed: int) -> bool:
         return any(self.hp_of[i].seed == seed for i in self.members)
 
     def _evaluate(
-        self, results: list[TrialResult | None], step: int, share: float, state: PopulationState | None
+        self, results: list[TrialResult | None], step: int, state: PopulationState | None
     ) -> PopulationState | None:
         """Validate every member; record and drop the diverged and the pruned."""
         metrics_list = validate_population(self.model, self.task, self.budget.eval_batch_size)
         kept: list[int] = []
         for position, metrics in enumerate(metrics_list):
             i = self.members[position]
-            value = float(metrics[self.task.primary_metric])
-            if not math.isfinite(value):
-                self._record(results, i, "diverged", step, step, share)
+            value = self.records[i].evaluated(step, metrics)
+            if value is None:  # diverged
+                self._finish(results, i, step)
                 continue
-            self.curves[i].append((step, value))
-            if i not in self.best or self.better(value, self.best[i][0]):
-                self.best[i] = (value, metrics, step)
             if self.report is not None and self.report(i, step, value):
-                self._record(results, i, "pruned", step, None, share)
+                self.records[i].prune()
+                self._finish(results, i, step)
                 continue
             kept.append(position)
         if len(kept) < len(metrics_list):
@@ -500,35 +482,15 @@ class _PopulationRun:
         index = torch.tensor(positions, device=self.device)
         return [[s.index_select(0, index) for s in layer] for layer in state]
 
-    def _record(
-        self,
-        results: list[TrialResult | None],
-        i: int,
-        status: Literal["ok", "diverged", "pruned"],
-        step: int,
-        diverged_at: int | None,
-        share: float,
-    ) -> None:
-        """Member ``i``'s result, as :func:`workers._train.train` would report it."""
-        curve = self.curves[i]
-        best = self.best.get(i)
-        metrics: dict[str, Any] = {}
-        if best is not None:
-            metrics = {**best[1], "best_step": best[2], "final_value": curve[-1][1]}
-        metrics["startup_seconds"] = self.startup
-        metrics["population_size"] = self.size
-        results[i] = TrialResult(
-            status=TrialStatus(status),
-            task=self.task.name,
-            metric=self.task.primary_metric,
-            direction=self.task.direction,
-            value=None if best is None else best[0],
-            metrics=metrics,
-            curve=list(curve),
-            num_params=self.num_params,
+    def _finish(self, results: list[TrialResult | None], i: int, step: int) -> None:
+        """Member ``i``'s result after ``step`` steps, as :func:`workers._train.train` would report it."""
+        results[i] = self.records[i].result(
             steps=step,
-            seconds=self.startup + share,
+            seconds=self.startup + self.share,
+            num_params=self.num_params,
+            hidden_size=self.hidden_size,
+            startup_seconds=self.startup,
+            train_seconds=self.share - self.eval_share,
             device=str(self.device),
-            diverged_at_step=diverged_at,
-            hparams=self.hp_of[i].model_dump(),
+            population_size=self.size,
         )

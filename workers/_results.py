@@ -41,6 +41,21 @@ class Budget(BaseModel):
             raise ValueError("budget: set max_steps, max_seconds or both")
         return self
 
+    def is_spent(self, steps: int, seconds: float) -> bool:
+        """Whether ``steps`` training steps that took ``seconds`` use the budget up (either limit).
+
+        Example:
+            >>> Budget(max_steps=10, max_seconds=60).is_spent(10, 1.0), Budget(max_steps=10).is_spent(9, 1e9)
+            (True, False)
+        """
+        return (self.max_steps is not None and steps >= self.max_steps) or (
+            self.max_seconds is not None and seconds >= self.max_seconds
+        )
+
+    def validates_after(self, steps: int, spent: bool) -> bool:
+        """Whether the run validates after ``steps`` steps: every ``eval_every`` and at the end."""
+        return spent or steps % self.eval_every == 0
+
 
 class TrialResult(BaseModel):
     """The outcome of one training run of one cell on one task with one set of hyperparameters.

@@ -22,7 +22,8 @@ from torch import Tensor
 
 from workers._hparams import HyperParams
 from workers._model import RecurrentModel, State, count_parameters
-from workers._results import Budget, TrialResult, TrialStatus
+from workers._results import Budget, TrialResult
+from workers._run_record import RunRecord
 from workers._task import Batch, Task
 
 Report = Callable[[int, float], bool]
@@ -94,29 +95,23 @@ def train(
     The result's ``value`` is the best validation value of the primary metric, ``metrics`` the
     validation metrics of that evaluation plus ``best_step``, ``final_value``, ``hidden_size``,
     ``startup_seconds`` (from ``started`` to the first step) and ``train_seconds`` (the
-    training steps alone, validation excluded). ``steps`` counts completed
-    optimizer steps. A non-finite training loss at step n (1-based) stops the run as
-    ``diverged`` with ``diverged_at_step`` n, as does a non-finite validation value after
-    step n; ``report`` returning True stops it as ``pruned``. Seeds data order and dropout
-    from ``hparams.seed`` (the caller seeds the weights before building the model).
+    training steps alone, validation excluded); see :class:`~workers._run_record.RunRecord`.
+    ``steps`` counts completed optimizer steps. A non-finite training loss at step n
+    (1-based) stops the run as ``diverged`` with ``diverged_at_step`` n, as does a non-finite
+    validation value after step n; ``report`` returning True stops it as ``pruned``. Seeds
+    data order and dropout from ``hparams.seed`` (the caller seeds the weights before
+    building the model).
     """
     started = time.perf_counter() if started is None else started
     device = torch.device(device)
     torch.manual_seed(hparams.seed)
     model.to(device).train()
     params = list(model.parameters())
-    if hparams.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=hparams.learning_rate)
-    else:
-        optimizer = torch.optim.SGD(params, lr=hparams.learning_rate)
+    optimizer = _optimizer(params, hparams)
     batches = task.train_batches(hparams.batch_size, hparams.seed)
-    better = (lambda a, b: a > b) if task.direction == "maximize" else (lambda a, b: a < b)
+    record = RunRecord(task, hparams)
 
-    status: Literal["ok", "diverged", "pruned"] = "ok"
-    curve: list[tuple[int, float]] = []
-    best: tuple[float, dict[str, Any], int] | None = None  # value, metrics, step
     state: State | None = None
-    diverged_at: int | None = None
     step = 0
     startup = time.perf_counter() - started
     train_start = time.perf_counter()
@@ -129,7 +124,7 @@ def train(
         state = tuple(s.detach() for s in state)  # truncated BPTT: carry values, not graphs
         loss = masked_loss(logits, batch.targets, batch.mask, task.loss)
         if not math.isfinite(loss.item()):
-            status, diverged_at = "diverged", step + 1
+            record.diverge(step + 1)
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -138,45 +133,32 @@ def train(
         optimizer.step()
         step += 1
 
-        elapsed = time.perf_counter() - train_start
-        done = (budget.max_steps is not None and step >= budget.max_steps) or (
-            budget.max_seconds is not None and elapsed >= budget.max_seconds
-        )
-        if step % budget.eval_every == 0 or done:
+        done = budget.is_spent(step, time.perf_counter() - train_start)
+        if budget.validates_after(step, done):
             eval_start = time.perf_counter()
             metrics = validate(model, task, budget.eval_batch_size, device)
             eval_seconds += time.perf_counter() - eval_start
-            value = float(metrics[task.primary_metric])
-            if not math.isfinite(value):
-                status, diverged_at = "diverged", step
+            value = record.evaluated(step, metrics)
+            if value is None:  # diverged
                 break
-            curve.append((step, value))
-            if best is None or better(value, best[0]):
-                best = (value, metrics, step)
             if report is not None and report(step, value):
-                status = "pruned"
+                record.prune()
                 break
         if done:
             break
 
-    metrics = {}
-    if best is not None:
-        metrics = {**best[1], "best_step": best[2], "final_value": curve[-1][1]}
-    metrics["hidden_size"] = model.hidden_size  # the size param_budget chose, if it did
-    metrics["startup_seconds"] = startup
-    metrics["train_seconds"] = time.perf_counter() - train_start - eval_seconds
-    return TrialResult(
-        status=TrialStatus(status),
-        task=task.name,
-        metric=task.primary_metric,
-        direction=task.direction,
-        value=None if best is None else best[0],
-        metrics=metrics,
-        curve=curve,
-        num_params=count_parameters(model),
+    return record.result(
         steps=step,
         seconds=time.perf_counter() - started,
+        num_params=count_parameters(model),
+        hidden_size=model.hidden_size,
+        startup_seconds=startup,
+        train_seconds=time.perf_counter() - train_start - eval_seconds,
         device=str(device),
-        diverged_at_step=diverged_at,
-        hparams=hparams.model_dump(),
     )
+
+
+def _optimizer(params: list[torch.nn.Parameter], hparams: HyperParams) -> torch.optim.Optimizer:
+    if hparams.optimizer == "adam":
+        return torch.optim.Adam(params, lr=hparams.learning_rate)
+    return torch.optim.SGD(params, lr=hparams.learning_rate)
