@@ -102,15 +102,6 @@ def dataset_dir(name: str, env: Mapping[str, str] | None = None) -> Path:
     return default_data_dir(env) / name
 
 
-def sha256_of(path: Path) -> str:
-    """The hex SHA-256 digest of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_file(
     url: str,
     destination: Path,

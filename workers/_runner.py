@@ -6,9 +6,10 @@ Workers never open the database: a trial returns its :class:`TrialResult` (with
 which owns the Optuna studies.
 
 Example (in this process, with a stand-in for the training; Ray runs :func:`run_trial` the same way):
+    >>> from workers import Direction, TrialStatus
     >>> def instant(cell, task, hparams, budget, report, device):
-    ...     return TrialResult(status="ok", task=task.name, metric="accuracy", direction="maximize",
-    ...                        value=0.5, hparams=hparams)
+    ...     return TrialResult(status=TrialStatus.OK, task=task.name, metric="accuracy",
+    ...                        direction=Direction.MAXIMIZE, value=0.5, hparams=hparams)
     >>> request = TrialRequest(key="t1", cell=library_cell("gru"), task="memorize")
     >>> result = run_trial(request, evaluate=instant)
     >>> result.value, sorted(result.worker)
@@ -156,9 +157,11 @@ def run_population(
     with it instead of :func:`workers.train_population`.
 
     Example (in this process, with a stand-in for the training):
+        >>> from workers import Direction, TrialStatus
         >>> def instant(cell, task, hparams, budget, report, device):
-        ...     return TrialResult(status="ok", task=task.name, metric="accuracy", direction="maximize",
-        ...                        value=hparams["learning_rate"], hparams=hparams)
+        ...     return TrialResult(status=TrialStatus.OK, task=task.name, metric="accuracy",
+        ...                        direction=Direction.MAXIMIZE, value=hparams["learning_rate"],
+        ...                        hparams=hparams)
         >>> request = PopulationRequest(keys=["a", "b"], cell=library_cell("gru"), task="memorize",
         ...                             hparams=[{"learning_rate": 0.1}, {"learning_rate": 0.2}])
         >>> [r.value for r in run_population(request, evaluate=instant)]
