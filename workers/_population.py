@@ -396,6 +396,7 @@ class _PopulationRun:
                 self.streams[hp.seed] = task.train_batches(hp.batch_size, hp.seed)
         self.records = {i: RunRecord(task, hp) for i, hp in zip(members, hps, strict=True)}
         self.size = len(members)
+        self.startup = 0.0  # each member's share of the time before the first step
         self.share = 0.0  # device seconds charged to each member
         self.eval_share = 0.0  # the part of it spent validating
 
