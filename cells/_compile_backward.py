@@ -316,7 +316,8 @@ class _BackwardWriter:
             src = f"h_prev_{i}"
             body(f"g_s_{i} = {_grad(src)}" if src in self.defined else f"g_s_{i} = torch.zeros_like(g_s_{i})")
         if plan.x_per_step:
-            body(f"L_gx.append({_grad('x')})" if "x" in self.defined else "L_gx.append(torch.zeros_like(U_x[t]))")
+            g_x = _grad("x") if "x" in self.defined else "torch.zeros_like(U_x[t])"
+            body(f"L_gx.append({g_x})")
 
     # -- after the loop: the gradients batched over all steps --------------------------------
 
@@ -333,7 +334,10 @@ class _BackwardWriter:
         for j, src in enumerate(plan.weight_sources):
             product = plan.hoisted if src == "x" else _product_of(plan, src)
             assert product is not None
-            rows_src = "x.reshape(T * B, x.shape[2])" if src == "x" else f"{self.buffer_of(src)}.reshape(T * B, H)"
+            if src == "x":
+                rows_src = "x.reshape(T * B, x.shape[2])"
+            else:
+                rows_src = f"{self.buffer_of(src)}.reshape(T * B, H)"
             w(f"src_{j} = {rows_src}")
             w(f"dw_{j} = torch.empty_like(weights[{j}])")
             for run in product.runs:

@@ -17,8 +17,17 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from cells import CellGraph, CellGraphError, ReferenceLayer, build_layer, library
-from cells._compile import CellLayer, clear_compile_cache, compile_cache_info, match_graph
+from cells import (
+    CellGraph,
+    CellGraphError,
+    CellLayer,
+    ReferenceLayer,
+    build_layer,
+    clear_compile_cache,
+    compile_cache_info,
+    library,
+)
+from cells._compile_native import match_graph
 from cells._ops import BINARY_OPS, UNARY_OPS
 
 F64 = torch.float64

@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _population_oracle import hoist, run_layer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import workers._population as population_module
 from cells import CellGraph, build_layer, library, mutate, random_cell
+from cells._compile_population import hoist_all, run_sequence
 from workers import (
     Batch,
     Budget,
@@ -31,7 +33,6 @@ from workers import (
     population_size,
     train_population,
 )
-from workers._population_layer import hoist, hoist_all, run_layer, run_sequence
 from workers._population_optim import PopulationOptimizer
 
 BUDGET = Budget(max_steps=20, eval_every=5, eval_batch_size=16)

@@ -65,8 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cells import CellGraph
-from cells._compile import dropout_mask
+from cells import CellGraph, dropout_mask
 from workers._direction import Direction
 from workers._evaluate import resolve_cell, resolve_task
 from workers._hparams import HyperParams
