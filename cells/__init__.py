@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from cells._compile_cache import CompileCacheInfo, clear_compile_cache, compile_cache_info
     from cells._compile_population import PopulationLayer, build_population_layer
     from cells._dropout import dropout, dropout_mask
-    from cells._mutation import mutate, random_cell
+    from cells._mutation import mutate
+    from cells._random_cell import random_cell
     from cells._reference import ReferenceLayer
 
 # The layers import torch and the mutations NumPy: loaded on first use (PEP 562), so that
@@ -49,7 +50,8 @@ __getattr__ = lazy_exports(
         "cells._compile_cache": ("CompileCacheInfo", "clear_compile_cache", "compile_cache_info"),
         "cells._compile_population": ("PopulationLayer", "build_population_layer"),
         "cells._dropout": ("dropout", "dropout_mask"),
-        "cells._mutation": ("mutate", "random_cell"),
+        "cells._mutation": ("mutate",),
+        "cells._random_cell": ("random_cell",),
         "cells._reference": ("ReferenceLayer",),
     },
 )
