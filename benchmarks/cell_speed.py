@@ -41,8 +41,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cells import build_layer, library
-from cells._compile import clear_compile_cache
+from cells import build_layer, clear_compile_cache, library
 
 T, BATCH = 35, 32
 MEMORY_SIZES = {"hidden": 512, "steps": 70, "batch": 64, "layers": 2}

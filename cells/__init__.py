@@ -1,8 +1,9 @@
 """cells: the search space of recurrent cells.
 
 Graph model, op set, library of known cells, canonical hashing, mutation, random cells,
-compilation to PyTorch layers, rendering and NAS-Bench-NLP import. Imports no Ray,
-Optuna, SQL or MLflow, and torch only when a layer is built.
+compilation to PyTorch layers (lone, and batched for populations of same-shape members),
+rendering and NAS-Bench-NLP import. Imports no Ray, Optuna, SQL or MLflow, and torch only
+when a layer is built.
 
 Example:
     >>> import torch
@@ -32,14 +33,12 @@ from cells._ops import OPS, OpSpec
 from cells._render import render_svg, to_dot, to_equations, to_markdown
 
 if TYPE_CHECKING:
-    from cells._compile import (
-        CellLayer,
-        CompileCacheInfo,
-        build_layer,
-        clear_compile_cache,
-        compile_cache_info,
-    )
-    from cells._mutation import mutate, random_cell
+    from cells._compile import CellLayer, build_layer
+    from cells._compile_cache import CompileCacheInfo, clear_compile_cache, compile_cache_info
+    from cells._compile_population import PopulationLayer, build_population_layer
+    from cells._dropout import dropout, dropout_mask
+    from cells._mutation import mutate
+    from cells._random_cell import random_cell
     from cells._reference import ReferenceLayer
 
 # The layers import torch and the mutations NumPy: loaded on first use (PEP 562), so that
@@ -47,14 +46,12 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     globals(),
     {
-        "cells._compile": (
-            "CellLayer",
-            "CompileCacheInfo",
-            "build_layer",
-            "clear_compile_cache",
-            "compile_cache_info",
-        ),
-        "cells._mutation": ("mutate", "random_cell"),
+        "cells._compile": ("CellLayer", "build_layer"),
+        "cells._compile_cache": ("CompileCacheInfo", "clear_compile_cache", "compile_cache_info"),
+        "cells._compile_population": ("PopulationLayer", "build_population_layer"),
+        "cells._dropout": ("dropout", "dropout_mask"),
+        "cells._mutation": ("mutate",),
+        "cells._random_cell": ("random_cell",),
         "cells._reference": ("ReferenceLayer",),
     },
 )
@@ -69,12 +66,16 @@ __all__ = [
     "CompileCacheInfo",
     "Node",
     "OpSpec",
+    "PopulationLayer",
     "ReferenceLayer",
     "build_layer",
+    "build_population_layer",
     "canonical_form",
     "canonical_hash",
     "clear_compile_cache",
     "compile_cache_info",
+    "dropout",
+    "dropout_mask",
     "dump_nasbench_recipes",
     "from_nasbench_recipe",
     "lazy_exports",

@@ -31,41 +31,15 @@ How the time loop runs is the ``mode``:
     jobs where the first-call compile time is amortised. Compiled functions are cached per
     process (see below) and inductor keeps its own on-disk cache of generated kernels.
 
-Choosing the path (measured on a shared 2-core CPU, torch 2.13, forward + backward, T=35,
-batch 32, input = hidden; throughput relative to torch.nn.LSTM / torch.nn.GRU in the same
-process, from ``python benchmarks/cell_speed.py``; other jobs were running, so these move
-by several percent between runs):
+Choosing the path: ``python benchmarks/cell_speed.py`` measures each path's throughput
+against torch.nn.LSTM / torch.nn.GRU. ``"auto"`` never compiles: short CPU trials want the
+fused path, and ``"compile"`` is for long GPU trials, where the per-step kernel launches of
+the eager paths dominate and the trials of one cell share one compiled function.
 
-============  =============  =============  ============  ============
-hidden        lstm fused     gru fused      lstm auto     gru auto
-============  =============  =============  ============  ============
-128           0.73 (0.66)    1.18 (1.37)    0.96 (1.01)   1.16 (1.32)
-256           0.90 (0.78)    1.13 (1.14)    0.98 (1.00)   1.14 (1.13)
-512           0.95 (0.98)    1.12 (1.09)    0.98 (0.98)   1.13 (1.10)
-============  =============  =============  ============  ============
-
-First figure: single-thread CPU time (``--clock cpu``, steady under load); in brackets: wall
-clock with 2 threads in a quieter moment. A per-node Python cell reaches about 0.33 at
-hidden 256. What remains of the fused LSTM's gap is per-op dispatch and PyTorch's
-elementwise kernels (``tanh`` is slow); the matrix products themselves run as fast as
-oneDNN's, so the gap closes as hidden grows. A new cell builds in about 1-2 ms (analysis
-plus code generation; 0.5 ms from the cache); its first training step costs nothing extra.
-Peak memory of one training step (2 layers, hidden 512, T=70, batch 64) is 0.83x
-torch.nn.LSTM's (fused) and 0.86x torch.nn.GRU's.
-
-``torch.compile`` (inductor) of the unrolled sequence: first call 79 s (LSTM, hidden 256),
-then 0.77 against 0.84 for the fused path measured alongside (single-thread CPU time);
-compiling one step and looping in Python was 0.49 after 14 s (design notes 4.4) and
-``torch.jit.script`` (deprecated) 0.41. So ``"auto"`` never compiles: short CPU trials want
-the fused path, and ``"compile"`` is for long GPU trials, where the per-step kernel
-launches of the eager paths dominate and the trials of one cell share one compiled function.
-
-Caching: the analysis and generated code (a :class:`~cells._compile_codegen.Program`) are
-cached per process by the graph's structure (node names, tags and ``bias_init`` do not
-matter, node order does; see :func:`~cells._compile_plan.structure_key`), so the trials of
-one stored cell in a worker build their layers from one program; compiled
-(``mode="compile"``) functions are cached per structure, sizes, device, dtype and backend.
-:func:`compile_cache_info` reports hits and misses.
+Caching: the analysis and generated code are cached per process by the graph's structure
+(``cells/_compile_cache.py``); :func:`~cells.compile_cache_info` reports hits and misses.
+Native kernels: ``cells/_compile_native.py``; the batched layer of a population of
+same-shape members: ``cells/_compile_population.py``.
 
 Example:
     >>> import torch
@@ -80,133 +54,25 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import math
-import threading
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from cells import _library
-from cells._compile_codegen import Program, build_program
-from cells._compile_plan import build_plan, relabel, structure_key
+from cells._compile_cache import CACHE
+from cells._compile_codegen import Program
+from cells._compile_native import native_indices, native_kind
+from cells._compile_plan import relabel
+from cells._dropout import dropout
 from cells._graph import INPUT_X, CellGraph, CellGraphError
-from cells._ops import OPS
 
 Mode = Literal["auto", "native", "fused", "autograd", "compile"]
 MODES: tuple[str, ...] = ("auto", "native", "fused", "autograd", "compile")
-
-_PROGRAM_CACHE_SIZE = 1024
-
-
-class CompileCacheInfo(NamedTuple):
-    """Process-level cache statistics (like ``functools.lru_cache``'s ``cache_info``)."""
-
-    hits: int
-    misses: int
-    size: int
-    compiled_hits: int
-    compiled_misses: int
-    compiled_size: int
-
-
-class _Cache:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.programs: OrderedDict[str, Program] = OrderedDict()
-        self.compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
-        self.hits = self.misses = self.compiled_hits = self.compiled_misses = 0
-
-    def program(self, graph: CellGraph) -> Program:
-        key = structure_key(graph)
-        with self.lock:
-            program = self.programs.get(key)
-            if program is not None:
-                self.hits += 1
-                self.programs.move_to_end(key)
-                return program
-            self.misses += 1
-        program = build_program(build_plan(graph))
-        with self.lock:
-            self.programs[key] = program
-            while len(self.programs) > _PROGRAM_CACHE_SIZE:
-                self.programs.popitem(last=False)
-        return program
-
-    def compiled_sequence(self, program: Program, key: tuple[Any, ...], backend: str) -> Callable[..., Any]:
-        full_key = (program.plan.key, backend, *key)
-        with self.lock:
-            fn = self.compiled.get(full_key)
-            if fn is not None:
-                self.compiled_hits += 1
-                return fn
-            self.compiled_misses += 1
-            # torch.compile only wraps here; the compile itself happens on the first call.
-            fn = torch.compile(program.sequence, dynamic=False, backend=backend)
-            self.compiled[full_key] = fn
-            return fn
-
-
-_CACHE = _Cache()
-
-
-def compile_cache_info() -> CompileCacheInfo:
-    """Hits, misses and sizes of the process-level caches of generated and compiled code.
-
-    Example:
-        >>> from cells import build_layer, library
-        >>> before = compile_cache_info()
-        >>> _ = build_layer(library.get("tanh"), 4, 4, mode="fused")
-        >>> _ = build_layer(library.get("tanh"), 4, 4, mode="fused")
-        >>> compile_cache_info().hits - before.hits >= 1
-        True
-    """
-    c = _CACHE
-    with c.lock:
-        return CompileCacheInfo(
-            c.hits, c.misses, len(c.programs), c.compiled_hits, c.compiled_misses, len(c.compiled)
-        )
-
-
-def clear_compile_cache() -> None:
-    """Forget every cached program and compiled function and reset the statistics."""
-    with _CACHE.lock:
-        _CACHE.programs.clear()
-        _CACHE.compiled.clear()
-        _CACHE.hits = _CACHE.misses = _CACHE.compiled_hits = _CACHE.compiled_misses = 0
-
-
-def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
-    """Inverted dropout whose mask is drawn with ``bernoulli_`` on every device, as
-    ``F.dropout`` draws it on the CPU. On CUDA, ``F.dropout`` draws in a fused kernel whose
-    random stream a batched population (``workers.train_population``, one generator per
-    member) cannot reproduce; with this one, members get their lone trials' masks on GPUs too.
-
-    Example:
-        >>> _ = torch.manual_seed(0)
-        >>> x = torch.ones(2, 3)
-        >>> _ = torch.manual_seed(1); a = dropout(x, 0.5)
-        >>> _ = torch.manual_seed(1); b = torch.nn.functional.dropout(x, 0.5)
-        >>> torch.equal(a, b), set(a.flatten().tolist()) <= {0.0, 2.0}
-        (True, True)
-    """
-    if not training or p == 0:
-        return x
-    if p >= 1:
-        return torch.zeros_like(x)
-    return x * dropout_mask(x, p)
-
-
-def dropout_mask(like: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
-    """The scaled keep-mask of :func:`dropout` for a tensor shaped like ``like``:
-    ``bernoulli_(1 - p)`` divided by ``1 - p``, drawn from ``generator`` (default: the device's)."""
-    return torch.empty_like(like).bernoulli_(1 - p, generator=generator).div_(1 - p)
 
 
 def build_layer(
@@ -282,11 +148,11 @@ class CellLayer(nn.Module):
         self.num_states = graph.num_states
         self.dropout = float(dropout)
         self.compile_backend = compile_backend
-        self.program = _CACHE.program(graph)
+        self.program = CACHE.program(graph)
         plan = self.program.plan
         self._canonical = relabel(graph)
         self.mode: str = mode
-        self.native_kind = _native_kind(graph) if mode in ("auto", "native") else None
+        self.native_kind = native_kind(graph) if mode in ("auto", "native") else None
         """The library cell ("lstm", "gru") this cell is exactly, so PyTorch's kernels can run it."""
         if mode == "native" and self.native_kind is None:
             raise ValueError(
@@ -312,7 +178,7 @@ class CellLayer(nn.Module):
                     for layer in range(num_layers):
                         self._bias_view(layer, node.name).fill_(node.attrs["bias_init"])
         if self.native_kind is not None:
-            for name, index in _native_indices(self.native_kind, graph, plan, self._canonical, H).items():
+            for name, index in native_indices(self.native_kind, graph, plan, self._canonical, H).items():
                 self.register_buffer(name, index, persistent=False)
 
     # -- parameters by node ---------------------------------------------------------------
@@ -399,7 +265,7 @@ class CellLayer(nn.Module):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self.program = _CACHE.program(self.graph)
+        self.program = CACHE.program(self.graph)
 
     def extra_repr(self) -> str:
         return (
@@ -476,7 +342,7 @@ class CellLayer(nn.Module):
             return out, list(last)
         if path == "compile":
             key = (self.input_size, self.hidden_size, x.device.type, x.dtype)
-            compiled = _CACHE.compiled_sequence(program, key, self.compile_backend)
+            compiled = CACHE.compiled_sequence(program, key, self.compile_backend)
             out, last = compiled(x, init, weights, bias, diag)
             return out, list(last)
         tensors = [x, bias, diag, *init, *weights]
@@ -601,93 +467,3 @@ def _check_sizes(
             f"cell {graph.name!r} uses x outside linear nodes, so input_size ({input_size}) must "
             f"equal hidden_size ({hidden_size}); project the input first"
         )
-
-
-# -- native kernels for exact LSTM / GRU cells --------------------------------------------
-
-# Library node names of PyTorch's gate order: weight_ih rows, weight_hh rows, bias_ih blocks.
-_NATIVE_GATES = {
-    "lstm": (("i_lin", "f_lin", "g_lin", "o_lin"), ("i_lin", "f_lin", "g_lin", "o_lin")),
-    "gru": (("r_lin", "z_lin", "n_x"), ("r_lin", "z_lin", "n_h")),
-}
-
-
-def _native_kind(graph: CellGraph) -> str | None:
-    """The library cell ("lstm" or "gru") that ``graph`` is, up to names, order and bias_init."""
-    for kind in _NATIVE_GATES:
-        if match_graph(_library.get(kind), graph) is not None:
-            return kind
-    return None
-
-
-def _native_indices(
-    kind: str, graph: CellGraph, plan: Any, canonical: dict[str, str], H: int
-) -> dict[str, Tensor]:
-    mapping = match_graph(_library.get(kind), graph)
-    assert mapping is not None
-    x_rows, h_rows = _NATIVE_GATES[kind]
-
-    def rows(source: str, names: Sequence[str]) -> Tensor:
-        order = plan.weight_rows[plan.weight_sources.index(source)]
-        blocks = [order.index(canonical[mapping[n]]) for n in names]
-        return torch.cat([torch.arange(b * H, (b + 1) * H) for b in blocks])
-
-    def bias_blocks(names: Sequence[str]) -> Tensor:
-        blocks = [plan.linears.index(canonical[mapping[n]]) for n in names]
-        return torch.cat([torch.arange(b * H, (b + 1) * H) for b in blocks])
-
-    indices = {
-        "_native_x": rows(INPUT_X, x_rows),
-        "_native_h": rows("h_prev_0", h_rows),
-        "_native_b": bias_blocks(x_rows),
-    }
-    if kind == "gru":
-        indices["_native_bhn"] = bias_blocks(["n_h"])
-    return indices
-
-
-def match_graph(pattern: CellGraph, graph: CellGraph) -> dict[str, str] | None:
-    """Node correspondence pattern -> graph if the two cells compute the same function with
-    the same parameters (same ops, attributes other than ``bias_init``, operand order of
-    non-commutative ops), else None. Names, node order and tags are ignored.
-
-    Example:
-        >>> from cells import library
-        >>> match_graph(library.get("lstm"), library.get("lstm-b1"))["f_lin"]
-        'f_lin'
-        >>> match_graph(library.get("lstm"), library.get("gru")) is None
-        True
-    """
-    if pattern.num_states != graph.num_states or len(pattern.nodes) != len(graph.nodes):
-        return None
-    p_nodes, g_nodes = pattern.node_map, graph.node_map
-
-    def attrs(node: Any) -> dict[str, float]:
-        spec = OPS[node.op]
-        return {k: float(v) for k, v in node.attrs.items() if k != "bias_init" and spec.attrs[k].default != v}
-
-    def unify(p: str, g: str, mapping: dict[str, str]) -> dict[str, str] | None:
-        if p not in p_nodes or g not in g_nodes:
-            return mapping if p == g and p not in p_nodes and g not in g_nodes else None
-        if p in mapping:
-            return mapping if mapping[p] == g else None
-        if g in mapping.values():
-            return None
-        pn, gn = p_nodes[p], g_nodes[g]
-        if pn.op != gn.op or len(pn.inputs) != len(gn.inputs) or attrs(pn) != attrs(gn):
-            return None
-        candidates = itertools.permutations(gn.inputs) if OPS[pn.op].commutative else [gn.inputs]
-        for g_inputs in candidates:
-            trial: dict[str, str] | None = {**mapping, p: g}
-            for pi, gi in zip(pn.inputs, g_inputs, strict=True):
-                trial = unify(pi, gi, trial) if trial is not None else None
-            if trial is not None:
-                return trial
-        return None
-
-    mapping: dict[str, str] | None = {}
-    for po, go in zip(pattern.outputs, graph.outputs, strict=True):
-        mapping = unify(po, go, mapping) if mapping is not None else None
-    if mapping is None or len(mapping) != len(pattern.nodes):
-        return None
-    return mapping

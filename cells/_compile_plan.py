@@ -165,11 +165,7 @@ def build_plan(graph: CellGraph) -> Plan:
     outputs = tuple(names[o] for o in graph.outputs)
     order = {n.name: i for i, n in enumerate(nodes)}
 
-    alias: dict[str, str] = {}
-    for n in nodes:
-        if n.op == "identity":
-            alias[n.name] = alias.get(n.inputs[0], n.inputs[0])
-
+    alias = _aliases(nodes)
     uses: dict[str, int] = {}
     for n in nodes:
         for i in n.inputs:
@@ -196,8 +192,43 @@ def build_plan(graph: CellGraph) -> Plan:
     block_order = _layout(linears, act_key, stage)
     linear_names = tuple(n.name for n in block_order)
     lin_by_name = {n.name: n for n in linears}
+    sources, weight_rows, products = _fused_weights(block_order, order)
+    groups = _act_groups(block_order, act_key, stage, act_of)
+    grouped = {name for g in groups for name in g.nodes}
+    tasks = _schedule(nodes, lin_by_name, products, groups, grouped, graph.num_states)
+    x_per_step = INPUT_X in outputs or any(n.op != "linear" and INPUT_X in n.inputs for n in nodes)
+    return Plan(
+        key=structure_key(graph),
+        num_states=graph.num_states,
+        linears=linear_names,
+        linear_sources={n.name: n.inputs for n in linears},
+        weight_sources=tuple(sources),
+        weight_rows=weight_rows,
+        hoisted=products.get(INPUT_X),
+        tasks=tasks,
+        groups=tuple(groups),
+        diags=tuple(n.name for n in nodes if n.op == "diag"),
+        outputs=outputs,
+        needed=_needed(nodes, grouped, alias),
+        alias=alias,
+        x_per_step=x_per_step,
+    )
 
-    # Fused weights: one per source, x first, row blocks in block order.
+
+def _aliases(nodes: list[Node]) -> dict[str, str]:
+    """Identity nodes -> the value they pass on (through chains of identities)."""
+    alias: dict[str, str] = {}
+    for n in nodes:
+        if n.op == "identity":
+            alias[n.name] = alias.get(n.inputs[0], n.inputs[0])
+    return alias
+
+
+def _fused_weights(
+    block_order: list[Node], order: dict[str, int]
+) -> tuple[list[str], tuple[tuple[str, ...], ...], dict[str, Product]]:
+    """One fused weight per source (x first), row blocks in block order, and its product."""
+    linear_names = [n.name for n in block_order]
     sources: list[str] = []
     for lin in block_order:
         for s in lin.inputs:
@@ -209,8 +240,12 @@ def build_plan(graph: CellGraph) -> Plan:
         s: Product(s, j, _runs([linear_names.index(name) for name in weight_rows[j]]))
         for j, s in enumerate(sources)
     }
+    return sources, weight_rows, products
 
-    # Activation groups: consecutive blocks with the same op, in-place flag and stage.
+
+def _act_groups(block_order: list[Node], act_key, stage, act_of: dict[str, Node]) -> list[ActGroup]:  # type: ignore[no-untyped-def]
+    """Activation groups: consecutive blocks with the same op, in-place flag and stage."""
+    linear_names = tuple(n.name for n in block_order)
     groups: list[ActGroup] = []
     start = 0
     while start < len(block_order):
@@ -240,10 +275,11 @@ def build_plan(graph: CellGraph) -> Plan:
                 )
             )
         start = stop
-    grouped = {name for g in groups for name in g.nodes}
+    return groups
 
-    tasks = _schedule(nodes, lin_by_name, products, groups, grouped, graph.num_states)
 
+def _needed(nodes: list[Node], grouped: set[str], alias: dict[str, str]) -> frozenset[str]:
+    """The values the backward pass reads (operands of products, derivatives from outputs)."""
     needed: set[str] = set()
     for n in nodes:
         if n.op in ("mul", "blend"):
@@ -254,25 +290,40 @@ def build_plan(graph: CellGraph) -> Plan:
             needed.update(i for i in n.inputs if i != INPUT_X)
         elif n.op in SAVES_OUTPUT and n.name not in grouped:
             needed.add(n.name)
-    needed_resolved = frozenset(alias.get(v, v) for v in needed)
+    return frozenset(alias.get(v, v) for v in needed)
 
-    x_per_step = INPUT_X in outputs or any(n.op != "linear" and INPUT_X in n.inputs for n in nodes)
-    return Plan(
-        key=structure_key(graph),
-        num_states=graph.num_states,
-        linears=linear_names,
-        linear_sources={n.name: n.inputs for n in linears},
-        weight_sources=tuple(sources),
-        weight_rows=weight_rows,
-        hoisted=products.get(INPUT_X),
-        tasks=tasks,
-        groups=tuple(groups),
-        diags=tuple(n.name for n in nodes if n.op == "diag"),
-        outputs=outputs,
-        needed=needed_resolved,
-        alias=alias,
-        x_per_step=x_per_step,
-    )
+
+def fused_mul_adds(plan: Plan) -> dict[str, str]:
+    """Two-input mul nodes computed inside the add that is their only reader (as
+    ``torch.addcmul``) -> that add. A mul qualifies only when no other node, product or
+    state output reads it, the add reads it once, and its value need not live past the
+    step (the backward does not read it: it is neither needed nor stored in a buffer)."""
+    readers: dict[str, list[str]] = {}
+    for task in plan.tasks:
+        if isinstance(task, NodeStep):
+            for i in task.inputs:
+                readers.setdefault(i, []).append(task.name)
+        elif isinstance(task, Product):  # a product's source must exist as a value
+            readers.setdefault(task.source, []).append("<product>")
+    for o in plan.outputs:
+        readers.setdefault(o, []).append("<output>")
+    steps = {t.name: t for t in plan.tasks if isinstance(t, NodeStep)}
+    fused: dict[str, str] = {}
+    for add in steps.values():
+        if add.op != "add":
+            continue
+        for i in add.inputs:
+            mul = steps.get(i)
+            if (
+                mul is not None
+                and mul.op == "mul"
+                and len(mul.inputs) == 2
+                and readers.get(i) == [add.name]
+                and i not in plan.needed
+                and plan.home(i) is None
+            ):
+                fused[i] = add.name
+    return fused
 
 
 def _runs(blocks: Sequence[int]) -> tuple[Run, ...]:

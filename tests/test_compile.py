@@ -1,5 +1,6 @@
-"""Compiled cell layers: parity with torch.nn.LSTM / GRU, with hand-written equations and with
-the per-node ReferenceLayer (outputs, states and every gradient), caching, dropout, errors.
+"""Compiled cell layers: parity with the per-node ReferenceLayer (outputs, states and every
+gradient), parameters, caching, dropout, errors (torch.nn.LSTM / GRU parity:
+``test_compile_native.py``).
 
 Comparisons run in float64 so that 1e-5 is a statement about the maths, not about rounding.
 """
@@ -9,276 +10,31 @@ from __future__ import annotations
 import copy
 import io
 import math
-from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from _layer_checks import (
+    EAGER_MODES,
+    F64,
+    assert_matches_reference,
+    assert_same_run,
+    copy_weights,
+    cuda,
+    run_with_grads,
+)
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch import Tensor, nn
 
-from cells import CellGraph, CellGraphError, ReferenceLayer, build_layer, library
-from cells._compile import CellLayer, clear_compile_cache, compile_cache_info, match_graph
+from cells import (
+    CellGraph,
+    CellGraphError,
+    ReferenceLayer,
+    build_layer,
+    clear_compile_cache,
+    compile_cache_info,
+    library,
+)
 from cells._ops import BINARY_OPS, UNARY_OPS
-
-F64 = torch.float64
-TOL = 1e-5
-EAGER_MODES = ("fused", "autograd", "auto")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-def cuda(test: Any) -> Any:
-    """Marks a test as a GPU test (``pytest -m gpu`` selects it) that skips without CUDA."""
-    return pytest.mark.gpu(needs_cuda(test))
-
-
-def close(a: Tensor, b: Tensor, tol: float = TOL) -> bool:
-    return a.shape == b.shape and bool(torch.allclose(a, b, atol=tol, rtol=tol))
-
-
-def copy_weights(src: dict[str, Tensor], dst: dict[str, Tensor]) -> None:
-    assert src.keys() == dst.keys()
-    with torch.no_grad():
-        for name, value in src.items():
-            dst[name].copy_(value)
-
-
-def run_with_grads(
-    layer: nn.Module, x: Tensor, state: tuple[Tensor, ...] | None, seed: int = 0
-) -> tuple[Tensor, tuple[Tensor, ...], Tensor, list[Tensor]]:
-    """Output, final states, and gradients of a random linear loss on output and states
-    w.r.t. the input and the initial states."""
-    x = x.detach().clone().requires_grad_()
-    state = None if state is None else tuple(s.detach().clone().requires_grad_() for s in state)
-    out, final = layer(x, state)
-    gen = torch.Generator().manual_seed(seed)
-    loss = (out * torch.randn(out.shape, generator=gen, dtype=out.dtype).to(out.device)).sum()
-    for s in final:
-        loss = loss + (s * torch.randn(s.shape, generator=gen, dtype=s.dtype).to(s.device)).sum()
-    loss.backward()
-    # A state (or input) the cell never reads gets no gradient at all from the reference.
-    state_grads = [zero_if_none(s.grad, s) for s in state] if state is not None else []
-    return out.detach(), tuple(s.detach() for s in final), zero_if_none(x.grad, x), state_grads
-
-
-def zero_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if grad is None else grad
-
-
-def assert_same_run(a: tuple[Any, ...], b: tuple[Any, ...], tol: float = TOL) -> None:
-    out_a, final_a, gx_a, gs_a = a
-    out_b, final_b, gx_b, gs_b = b
-    assert close(out_a, out_b, tol), (out_a - out_b).abs().max()
-    assert len(final_a) == len(final_b)
-    for fa, fb in zip(final_a, final_b, strict=True):
-        assert close(fa, fb, tol), (fa - fb).abs().max()
-    assert close(gx_a, gx_b, tol), (gx_a - gx_b).abs().max()
-    for ga, gb in zip(gs_a, gs_b, strict=True):
-        assert close(ga, gb, tol), (ga - gb).abs().max()
-
-
-def reference_pair(
-    graph: CellGraph, input_size: int, hidden: int, layers: int, mode: str, device: str = "cpu"
-) -> tuple[ReferenceLayer, CellLayer]:
-    ref = ReferenceLayer(graph, input_size, hidden, layers).to(device, F64)
-    fast = build_layer(graph, input_size, hidden, layers, mode=mode).to(device, F64)  # type: ignore[arg-type]
-    for layer in range(layers):
-        copy_weights(ref.node_parameters(layer), fast.node_parameters(layer))
-    return ref, fast
-
-
-def assert_matches_reference(
-    graph: CellGraph,
-    mode: str,
-    *,
-    input_size: int = 5,
-    hidden: int = 5,
-    layers: int = 2,
-    steps: int = 6,
-    device: str = "cpu",
-    max_magnitude: float | None = None,
-) -> None:
-    ref, fast = reference_pair(graph, input_size, hidden, layers, mode, device)
-    torch.manual_seed(1)
-    x = torch.randn(steps, 3, input_size, dtype=F64, device=device)
-    state = tuple(torch.randn(layers, 3, hidden, dtype=F64, device=device) for _ in range(graph.num_states))
-    expected = run_with_grads(ref, x, state)
-    if max_magnitude is not None:
-        # Cells without squashing can blow up; two correct formulas then round differently.
-        values = [expected[0], *expected[1], expected[2], *expected[3]]
-        assume(all(bool(v.abs().max() < max_magnitude) for v in values))
-    assert_same_run(expected, run_with_grads(fast, x, state))
-    for layer in range(layers):
-        ref_grads = {k: zero_if_none(v.grad, v) for k, v in ref.node_parameters(layer).items()}
-        fast_grads = fast.node_gradients(layer)
-        assert ref_grads.keys() == fast_grads.keys()
-        for name, g in ref_grads.items():
-            assert close(g, fast_grads[name]), (graph.name, mode, layer, name)
-
-
-# -- parity with torch.nn.LSTM and torch.nn.GRU ------------------------------------------
-
-
-def lstm_from_torch(torch_lstm: nn.LSTM, layer: CellLayer) -> None:
-    """PyTorch's gate order is i, f, g, o; its two biases add up to one per gate."""
-    H = torch_lstm.hidden_size
-    for k in range(torch_lstm.num_layers):
-        w_ih, w_hh = getattr(torch_lstm, f"weight_ih_l{k}"), getattr(torch_lstm, f"weight_hh_l{k}")
-        bias = getattr(torch_lstm, f"bias_ih_l{k}") + getattr(torch_lstm, f"bias_hh_l{k}")
-        weights: dict[str, Tensor] = {}
-        for gate, node in enumerate(("i_lin", "f_lin", "g_lin", "o_lin")):
-            rows = slice(gate * H, (gate + 1) * H)
-            weights[f"{node}.weight.x"] = w_ih[rows]
-            weights[f"{node}.weight.h_prev_0"] = w_hh[rows]
-            weights[f"{node}.bias"] = bias[rows]
-        copy_weights(weights, layer.node_parameters(k))
-
-
-def gru_from_torch(torch_gru: nn.GRU, layer: CellLayer) -> None:
-    """PyTorch's gate order is r, z, n; the n gate keeps b_in (our n_x) and b_hn (our n_h) apart."""
-    H = torch_gru.hidden_size
-    for k in range(torch_gru.num_layers):
-        w_ih, w_hh = getattr(torch_gru, f"weight_ih_l{k}"), getattr(torch_gru, f"weight_hh_l{k}")
-        b_ih, b_hh = getattr(torch_gru, f"bias_ih_l{k}"), getattr(torch_gru, f"bias_hh_l{k}")
-        r, z, n = (slice(g * H, (g + 1) * H) for g in range(3))
-        weights = {
-            "r_lin.weight.x": w_ih[r],
-            "r_lin.weight.h_prev_0": w_hh[r],
-            "r_lin.bias": b_ih[r] + b_hh[r],
-            "z_lin.weight.x": w_ih[z],
-            "z_lin.weight.h_prev_0": w_hh[z],
-            "z_lin.bias": b_ih[z] + b_hh[z],
-            "n_x.weight.x": w_ih[n],
-            "n_x.bias": b_ih[n],
-            "n_h.weight.h_prev_0": w_hh[n],
-            "n_h.bias": b_hh[n],
-        }
-        copy_weights(weights, layer.node_parameters(k))
-
-
-def torch_weight_grads_lstm(torch_lstm: nn.LSTM, k: int) -> dict[str, Tensor]:
-    H = torch_lstm.hidden_size
-    g_ih, g_hh = getattr(torch_lstm, f"weight_ih_l{k}").grad, getattr(torch_lstm, f"weight_hh_l{k}").grad
-    g_b = getattr(torch_lstm, f"bias_ih_l{k}").grad  # equals bias_hh's gradient
-    grads = {}
-    for gate, node in enumerate(("i_lin", "f_lin", "g_lin", "o_lin")):
-        rows = slice(gate * H, (gate + 1) * H)
-        grads[f"{node}.weight.x"] = g_ih[rows]
-        grads[f"{node}.weight.h_prev_0"] = g_hh[rows]
-        grads[f"{node}.bias"] = g_b[rows]
-    return grads
-
-
-@pytest.mark.parametrize("mode", ["fused", "auto"])
-@pytest.mark.parametrize("with_state", [False, True])
-def test_lstm_matches_torch_lstm(mode: str, with_state: bool) -> None:
-    torch.manual_seed(0)
-    ref = nn.LSTM(4, 6, num_layers=2).to(F64)
-    layer = build_layer(library.get("lstm"), 4, 6, num_layers=2, mode=mode).to(F64)  # type: ignore[arg-type]
-    lstm_from_torch(ref, layer)
-    x = torch.randn(7, 3, 4, dtype=F64)
-    state = (torch.randn(2, 3, 6, dtype=F64), torch.randn(2, 3, 6, dtype=F64)) if with_state else None
-
-    def torch_run(m: nn.Module, x: Tensor, s: Any) -> Any:
-        out, (h, c) = m(x, s)
-        return out, (h, c)
-
-    class Adapter(nn.Module):
-        def forward(self, x: Tensor, s: Any) -> Any:
-            return torch_run(ref, x, s)
-
-    assert_same_run(run_with_grads(Adapter(), x, state), run_with_grads(layer, x, state))
-    for k in range(2):
-        expected = torch_weight_grads_lstm(ref, k)
-        got = layer.node_gradients(k)
-        assert expected.keys() == got.keys()
-        for name in expected:
-            assert close(expected[name], got[name]), name
-
-
-@pytest.mark.parametrize("mode", ["fused", "native"])
-@pytest.mark.parametrize("with_state", [False, True])
-def test_gru_matches_torch_gru(mode: str, with_state: bool) -> None:
-    torch.manual_seed(0)
-    ref = nn.GRU(4, 6, num_layers=2).to(F64)
-    layer = build_layer(library.get("gru"), 4, 6, num_layers=2, mode=mode).to(F64)  # type: ignore[arg-type]
-    gru_from_torch(ref, layer)
-    x = torch.randn(7, 3, 4, dtype=F64)
-    state = (torch.randn(2, 3, 6, dtype=F64),) if with_state else None
-
-    class Adapter(nn.Module):
-        def forward(self, x: Tensor, s: Any) -> Any:
-            out, h = ref(x, None if s is None else s[0])
-            return out, (h,)
-
-    assert_same_run(run_with_grads(Adapter(), x, state), run_with_grads(layer, x, state))
-    H = 6
-    for k in range(2):
-        g_ih, g_hh = getattr(ref, f"weight_ih_l{k}").grad, getattr(ref, f"weight_hh_l{k}").grad
-        g_bih, g_bhh = getattr(ref, f"bias_ih_l{k}").grad, getattr(ref, f"bias_hh_l{k}").grad
-        got = layer.node_gradients(k)
-        n = slice(2 * H, 3 * H)
-        assert close(got["z_lin.weight.h_prev_0"], g_hh[H : 2 * H])
-        assert close(got["r_lin.bias"], g_bih[:H])
-        assert close(got["n_x.weight.x"], g_ih[n])
-        assert close(got["n_h.weight.h_prev_0"], g_hh[n])
-        assert close(got["n_x.bias"], g_bih[n])
-        assert close(got["n_h.bias"], g_bhh[n])
-
-
-def test_auto_mode_takes_native_kernels_only_for_exact_lstm_and_gru() -> None:
-    assert build_layer(library.get("lstm"), 3, 3).path("cpu") == "native"
-    assert build_layer(library.get("lstm-b1"), 3, 3).path("cpu") == "native"  # bias_init is only an init
-    gru = build_layer(library.get("gru"), 3, 3)
-    assert (gru.native_kind, gru.path("cpu"), gru.path("cuda")) == ("gru", "fused", "native")
-    for name in ("gru-cho", "cifg", "lstm-peephole", "tanh"):
-        layer = build_layer(library.get(name), 3, 3)
-        assert layer.native_kind is None and layer.path("cuda") == "fused"
-    assert build_layer(library.get("lstm"), 3, 3, mode="fused").path("cpu") == "fused"
-    with pytest.raises(ValueError, match="not an LSTM or GRU"):
-        build_layer(library.get("gru-cho"), 3, 3, mode="native")
-
-
-def test_match_graph_ignores_names_order_and_operand_order_of_commutative_ops() -> None:
-    lstm = library.get("lstm")
-    data = lstm.model_dump()
-    renamed = {n["name"]: f"node_{i}" for i, n in enumerate(reversed(data["nodes"]))}
-    nodes = []
-    for n in reversed(data["nodes"]):
-        inputs = [renamed.get(i, i) for i in n["inputs"]]
-        if n["op"] in ("mul", "add", "linear"):
-            inputs.reverse()
-        nodes.append({**n, "name": renamed[n["name"]], "inputs": inputs})
-    shuffled = CellGraph.parse({**data, "nodes": nodes, "outputs": [renamed[o] for o in data["outputs"]]})
-    mapping = match_graph(lstm, shuffled)
-    assert mapping is not None and mapping["f_lin"] == renamed["f_lin"]
-    assert build_layer(shuffled, 3, 4).native_kind == "lstm"
-    # Swapping the roles of two gates changes the function: no match.
-    swapped = lstm.model_dump()
-    for n in swapped["nodes"]:
-        if n["name"] == "h_new":
-            n["inputs"] = ["i", "c_act"]
-    assert match_graph(lstm, CellGraph.parse(swapped)) is None
-
-
-def test_gru_cho_matches_its_equations() -> None:
-    torch.manual_seed(0)
-    H = 5
-    layer = build_layer(library.get("gru-cho"), 4, H).to(F64)
-    p = {k: v.detach() for k, v in layer.node_parameters(0).items()}
-    x = torch.randn(6, 2, 4, dtype=F64)
-    h = torch.randn(2, H, dtype=F64)
-    out, (h_last,) = layer(x, (h.unsqueeze(0),))
-    outs = []
-    for t in range(x.shape[0]):
-        r = torch.sigmoid(x[t] @ p["r_lin.weight.x"].T + h @ p["r_lin.weight.h_prev_0"].T + p["r_lin.bias"])
-        z = torch.sigmoid(x[t] @ p["z_lin.weight.x"].T + h @ p["z_lin.weight.h_prev_0"].T + p["z_lin.bias"])
-        n = torch.tanh(x[t] @ p["n_lin.weight.x"].T + (r * h) @ p["n_lin.weight.rh"].T + p["n_lin.bias"])
-        h = (1 - z) * n + z * h
-        outs.append(h)
-    assert close(out, torch.stack(outs))
-    assert close(h_last[0], h)
-
 
 # -- every library cell and hand-made graphs against the reference -------------------------
 

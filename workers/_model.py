@@ -18,8 +18,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor, nn
 
-from cells import CellGraph, build_layer
-from cells._compile import dropout
+from cells import CellGraph, build_layer, dropout
 from workers._hparams import HyperParams
 from workers._task import Task
 
@@ -48,7 +47,7 @@ def torch_lstm_factory(input_size: int, hidden_size: int, num_layers: int, dropo
 
 
 class _Dropout(nn.Dropout):
-    """``nn.Dropout`` drawing its mask as on the CPU on every device (see ``cells._compile.dropout``)."""
+    """``nn.Dropout`` drawing its mask as on the CPU on every device (see :func:`cells.dropout`)."""
 
     def forward(self, x: Tensor) -> Tensor:
         return dropout(x, self.p, self.training)

@@ -58,8 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cells import CellGraph
-from cells._compile import dropout_mask
+from cells import CellGraph, dropout_mask
 from workers._evaluate import resolve_cell, resolve_task
 from workers._hparams import HyperParams
 from workers._model import count_parameters, hidden_size_for_budget, model_for
@@ -177,7 +176,7 @@ class _MemberDropout:
             if p == 0:
                 masks.append(x.new_ones(T, B, H))
                 continue
-            # The lone trial's mask (cells._compile.dropout) from this member's generator.
+            # The lone trial's mask (cells.dropout) from this member's generator.
             noise = dropout_mask(x[m, :T_m], p, generator)
             if T_m < T:
                 noise = torch.cat([noise, x.new_ones(T - T_m, B, H)])

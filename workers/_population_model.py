@@ -33,9 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cells._compile import CellLayer
+from cells import CellLayer, build_population_layer
 from workers._model import RecurrentModel
-from workers._population_layer import hoist_all, hoist_tokens, run_layer, run_sequence
 
 Dropout = Callable[[Tensor], Tensor]
 """Applied at each dropout site in order (embedding, between layers, before the decoder)."""
@@ -62,7 +61,8 @@ class PopulationModel:
         if len(shapes) != 1:
             raise ValueError("models: members differ in shape (layers, hidden size or cell)")
         self.input_kind = input_kind
-        self.plan = first.rnn.program.plan
+        self.layer = build_population_layer(first.rnn.graph)
+        """The batched code of every layer (all layers share one cell and shape)."""
         self.num_layers = first.num_layers
         self.hidden_size = first.hidden_size
         self.num_states = first.rnn.num_states
@@ -71,9 +71,6 @@ class PopulationModel:
             for name, _ in first.named_parameters()
         }
         self.training = True
-        self.fused = True
-        """Run the layers through generated code (:func:`run_sequence`); False: through autograd
-        (:func:`run_layer`, the reference the tests compare against)."""
 
     @property
     def size(self) -> int:
@@ -104,14 +101,10 @@ class PopulationModel:
         self.parameters = {n: p.detach().to(device).requires_grad_() for n, p in self.parameters.items()}
         return self
 
-    def member_parameters(self, member: int) -> dict[str, Tensor]:
-        """Member ``member``'s parameters, named like its :class:`RecurrentModel`'s."""
-        return {name: p[member] for name, p in self.parameters.items()}
-
     def _layer(self, layer: int) -> tuple[list[Tensor], Tensor, Tensor | None]:
         p = self.parameters
         prefix = f"rnn.layers.{layer}"
-        weights = [p[f"{prefix}.weights.{j}"] for j in range(len(self.plan.weight_sources))]
+        weights = [p[f"{prefix}.weights.{j}"] for j in range(self.layer.num_weights)]
         return weights, p[f"{prefix}.bias"], p.get(f"{prefix}.diag")
 
     def forward(
@@ -134,12 +127,13 @@ class PopulationModel:
             V = table.shape[1]
             offsets = torch.arange(P, device=inputs.device).view(P, 1, 1) * V
             ids = (inputs.unsqueeze(0) if shared else inputs) + offsets  # member m reads rows m*V..
-            if dropout is None and self.plan.hoisted is not None and V < T * B:
+            if dropout is None and self.layer.hoists_x and V < T * B:
                 # No dropout on the embedding: the x-products of V table rows per member, gathered
                 # by token, instead of T*B rows' products.
                 weights, bias, _ = self._layer(0)
-                folded = hoist_tokens(self.plan, table, ids, weights, bias)
-            x = F.embedding(ids, table.reshape(P * V, H)) if folded is None or self.plan.x_per_step else None
+                folded = self.layer.hoist_tokens(table, ids, weights, bias)
+            needs_x = folded is None or self.layer.reads_x_per_step
+            x = F.embedding(ids, table.reshape(P * V, H)) if needs_x else None
         else:
             frames = inputs.unsqueeze(0).expand(P, *inputs.shape) if shared else inputs
             rows = frames.reshape(P, T * B, frames.shape[-1])
@@ -158,13 +152,9 @@ class PopulationModel:
                 pre = folded
             else:
                 assert x is not None
-                pre = hoist_all(self.plan, x, weights, bias)
-            if self.fused:
-                x_step = x if self.plan.x_per_step else None
-                x, last = run_sequence(self.plan, pre, x_step, state[layer], weights, diag, lengths)
-            else:
-                steps = None if pre is None else pre.unbind(0)
-                x, last = run_layer(self.plan, steps, x, state[layer], weights, bias, diag, lengths)
+                pre = self.layer.hoist(x, weights, bias)
+            x_step = x if self.layer.reads_x_per_step else None
+            x, last = self.layer.run(pre, x_step, state[layer], weights, diag, lengths)
             finals.append(last)
         assert x is not None
         if dropout is not None:
