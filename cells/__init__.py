@@ -32,6 +32,7 @@ from cells._ops import OPS, OpSpec
 from cells._render import render_svg, to_dot, to_equations, to_markdown
 
 if TYPE_CHECKING:
+    from cells._cli_failure import cli_failure
     from cells._compile import (
         CellLayer,
         CompileCacheInfo,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     globals(),
     {
+        "cells._cli_failure": ("cli_failure",),
         "cells._compile": (
             "CellLayer",
             "CompileCacheInfo",
@@ -74,6 +76,7 @@ __all__ = [
     "canonical_form",
     "canonical_hash",
     "clear_compile_cache",
+    "cli_failure",
     "compile_cache_info",
     "dump_nasbench_recipes",
     "from_nasbench_recipe",

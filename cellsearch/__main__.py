@@ -1,0 +1,5 @@
+"""``python -m cellsearch``: the ``cellsearch`` command without the installed script."""
+
+from cellsearch._cli import main
+
+main()
