@@ -47,8 +47,7 @@ def download_command(
     try:
         paths = download_dataset(name, directory, url_base=url_base, force=force, verify=verify)
     except DownloadError as error:
-        Console(stderr=True).print(f"[red]error:[/red] {error}", highlight=False)
-        raise typer.Exit(1) from None
+        raise cli_failure(str(error)) from None
     for path in paths:
         typer.echo(str(path))
 
