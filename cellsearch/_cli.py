@@ -5,6 +5,13 @@ others' (``cells`` cannot see the workers that ``cells eval`` needs, ``search`` 
 MLflow tracker of ``dashboards``); here they are put together. Heavy packages (torch, Ray,
 MLflow, Optuna) are imported only inside the commands that use them, so reading commands and
 ``--help`` start quickly.
+
+Example:
+    >>> from typer.main import get_command
+    >>> sorted(get_command(app).commands)
+    ['cells', 'dashboard', 'data', 'db', 'launch', 'report', 'results', 'resume', 'status']
+    >>> "eval" in get_command(app).commands["cells"].commands
+    True
 """
 
 from __future__ import annotations
