@@ -208,7 +208,7 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 5) -> float:
 
 
 def cli_seconds(
-    args: list[str], db_url: str, repeats: int = 3, code: str = "from search._cli import main; main()"
+    args: list[str], db_url: str, repeats: int = 3, code: str = "from cellsearch._cli import main; main()"
 ) -> float:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     times = []

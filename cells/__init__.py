@@ -33,6 +33,7 @@ from cells._ops import OPS, OpSpec
 from cells._render import render_svg, to_dot, to_equations, to_markdown
 
 if TYPE_CHECKING:
+    from cells._cli_failure import cli_failure
     from cells._compile import CellLayer, build_layer
     from cells._compile_cache import CompileCacheInfo, clear_compile_cache, compile_cache_info
     from cells._compile_population import PopulationLayer, build_population_layer
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     globals(),
     {
+        "cells._cli_failure": ("cli_failure",),
         "cells._compile": ("CellLayer", "build_layer"),
         "cells._compile_cache": ("CompileCacheInfo", "clear_compile_cache", "compile_cache_info"),
         "cells._compile_population": ("PopulationLayer", "build_population_layer"),
@@ -73,6 +75,7 @@ __all__ = [
     "canonical_form",
     "canonical_hash",
     "clear_compile_cache",
+    "cli_failure",
     "compile_cache_info",
     "dropout",
     "dropout_mask",

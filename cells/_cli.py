@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cells import _library as library
+from cells._cli_failure import cli_failure
 from cells._graph import INPUT_X, CellGraph, CellGraphError
 from cells._hash import canonical_hash
 from cells._nasbench import load_nasbench_recipes, write_atomic
@@ -59,11 +60,6 @@ def parameter_count(graph: CellGraph, input_size: int, hidden_size: int) -> int:
         elif node.op == "diag":
             total += hidden_size
     return total
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 @cells_app.command("list")
@@ -117,7 +113,7 @@ def show_cell(
     try:
         graph = library.resolve(cell)
     except CellGraphError as exc:
-        raise _fail(str(exc)) from None
+        raise cli_failure(str(exc)) from None
     if format == ShowFormat.text:
         header = f"{graph.name}: {graph.description}" if graph.description else graph.name
         typer.echo(header)
@@ -148,25 +144,27 @@ def import_cells(
     Every cell is validated before anything is written: an invalid file writes nothing.
     """
     if source not in IMPORT_FORMATS:
-        raise _fail(f"--from: unsupported format {source!r} (supported: {', '.join(IMPORT_FORMATS)})", 2)
+        supported = ", ".join(IMPORT_FORMATS)
+        raise cli_failure(f"--from: unsupported format {source!r} (supported: {supported})", 2)
     try:
         graphs = load_nasbench_recipes(file)
     except CellGraphError as exc:
-        raise _fail(str(exc)) from None
+        raise cli_failure(str(exc)) from None
     if not graphs:
-        raise _fail(f"{file}: no recipes to import")
+        raise cli_failure(f"{file}: no recipes to import")
     if out_dir.exists() and not out_dir.is_dir():
-        raise _fail(f"--output: {out_dir} exists and is not a directory")
+        raise cli_failure(f"--output: {out_dir} exists and is not a directory")
     targets = [out_dir / f"{g.name}.json" for g in graphs]
     existing = [t for t in targets if t.exists()]
     if existing and not force:
-        raise _fail(f"{existing[0]} already exists ({len(existing)} of {len(targets)} files); use --force")
+        counts = f"{len(existing)} of {len(targets)} files"
+        raise cli_failure(f"{existing[0]} already exists ({counts}); use --force")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for graph, target in zip(graphs, targets, strict=True):
             write_atomic(target, graph.to_json() + "\n")
     except OSError as exc:
-        raise _fail(f"--output: cannot write to {out_dir}: {exc.strerror or exc}") from None
+        raise cli_failure(f"--output: cannot write to {out_dir}: {exc.strerror or exc}") from None
 
     hashes = [canonical_hash(g) for g in graphs]
     first_of = {canonical_hash(library.get(name)): f"library {name}" for name in library.names()}

@@ -1,7 +1,8 @@
 """dashboards: MLflow tracking, results queries, reports and plots.
 
 Reads the results database that ``search`` writes (never the other way round: ``search``
-does not import this package at module import time).
+does not import this package; the ``cellsearch`` command hands MLflow tracking to the jobs it
+launches).
 
 Example:
     >>> from dashboards import ensure_views, top_architectures

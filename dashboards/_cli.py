@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cells import cli_failure
 from search._settings import resolve_settings
 
 if TYPE_CHECKING:
@@ -59,11 +60,6 @@ JobOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 @contextmanager
 def _open(db: str | None) -> Iterator[ResultStore]:
     """The results database, read-only in spirit (views are added if missing); errors exit 1."""
@@ -74,13 +70,13 @@ def _open(db: str | None) -> Iterator[ResultStore]:
     try:
         store = ResultStore.open(url, upgrade=False, create=False)
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise cli_failure(str(exc)) from None
     with store:
         ensure_views(store.engine)
         try:
             yield store
         except (StoreError, ValueError) as exc:
-            raise _fail(f"{exc} in {store.url}") from None
+            raise cli_failure(f"{exc} in {store.url}") from None
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -105,7 +101,7 @@ def results_top(
     from dashboards._queries import job_tasks, top_architectures
 
     if all_jobs and job is not None:
-        raise _fail("give --job or --all-jobs, not both", code=2)
+        raise cli_failure("give --job or --all-jobs, not both", code=2)
     with _open(db) as store:
         rows = top_architectures(store, job, task=task, limit=n, all_jobs=all_jobs)
         tasks: list[str] = []
@@ -165,13 +161,13 @@ def results_export(
     try:
         export_format(output)
     except ExportError as exc:
-        raise _fail(str(exc), code=2) from None
+        raise cli_failure(str(exc), code=2) from None
     with _open(db) as store:
         job_id = resolve_job(store, job)
         try:
             count = export_job(store, job_id, output)
         except (ExportError, OSError) as exc:
-            raise _fail(str(exc)) from None
+            raise cli_failure(str(exc)) from None
     typer.echo(f"wrote {count} architectures of job {job_id} to {output}")
 
 
@@ -203,7 +199,7 @@ def results_sync_mlflow(
     try:
         logged = tracker.sync(job_id)
     except Exception as exc:
-        raise _fail(f"could not log to MLflow at {settings.mlflow_uri}: {exc}") from None
+        raise cli_failure(f"could not log to MLflow at {settings.mlflow_uri}: {exc}") from None
     typer.echo(f"job {job_id}: {logged} architecture runs logged to {settings.mlflow_uri}")
 
 
@@ -226,7 +222,7 @@ def dashboard(
     try:
         code = serve(uri, host=host, port=port, echo=typer.echo)
     except DashboardError as exc:
-        raise _fail(str(exc)) from None
+        raise cli_failure(str(exc)) from None
     raise typer.Exit(code)
 
 
@@ -247,7 +243,7 @@ def report(
         try:
             write_report(store, job, output, top=top)
         except OSError as exc:
-            raise _fail(f"cannot write {output}: {exc}") from None
+            raise cli_failure(f"cannot write {output}: {exc}") from None
     typer.echo(f"wrote the report of job {job} to {output}")
 
 

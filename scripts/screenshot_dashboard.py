@@ -106,7 +106,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-c",
-                "from search._cli import main; main()",
+                "from cellsearch._cli import main; main()",
                 "dashboard",
                 "--mlflow",
                 args.mlflow,

@@ -1,4 +1,5 @@
-"""search: job specs, strategies, the driver loop (Ray + Optuna), the results database and the CLI.
+"""search: job specs, strategies, the driver loop (Ray + Optuna), the results database, and the
+commands that launch and follow jobs (mounted by the ``cellsearch`` command).
 
 Example:
     >>> from search import resolve_settings

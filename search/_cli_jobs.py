@@ -8,6 +8,7 @@ file is invalid (nothing was written), 130 it was interrupted with Ctrl-C (resum
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cells import cli_failure
 from search._jobspec import JobError, JobSpec, check_db_url, load_job
 from search._progress import ProgressDisplay, ProgressFeed
 from search._settings import Settings, resolve_settings
@@ -49,67 +51,76 @@ RayOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+JobTracker = Callable[[Settings, ProgressFeed], AbstractContextManager[object]]
+"""Follows a running job (for example in MLflow) by reading its progress feed; entered around the
+run. The command line's composition root supplies it, so that this package depends on no tracker."""
 
 
-def launch(
-    job_file: Annotated[Path, typer.Argument(help="The job file (YAML).", dir_okay=False)],
-    db: DbOption = None,
-    mlflow: MlflowOption = None,
-    ray_address: RayOption = None,
-    no_mlflow: NoMlflowOption = False,
-) -> None:
-    """Launch a job: validate it, run it on Ray, show progress, print the best architectures."""
-    try:
-        spec = load_job(job_file)
-        settings = resolve_settings(
-            db_url=db or spec.db_url, mlflow_uri=mlflow or spec.mlflow_uri, ray_address=ray_address
-        )
-        check_db_url(settings.db_url)
-    except JobError as exc:
-        raise _fail(f"invalid job: {exc}", EXIT_INVALID) from None
-    _run(spec, settings, job_id=None, track=not no_mlflow)
+class _JobCommands:
+    """``launch`` and ``resume``, each job followed by ``track`` unless ``--no-mlflow`` is given."""
+
+    def __init__(self, track: JobTracker | None) -> None:
+        self._track = track
+
+    def launch(
+        self,
+        job_file: Annotated[Path, typer.Argument(help="The job file (YAML).", dir_okay=False)],
+        db: DbOption = None,
+        mlflow: MlflowOption = None,
+        ray_address: RayOption = None,
+        no_mlflow: NoMlflowOption = False,
+    ) -> None:
+        """Launch a job: validate it, run it on Ray, show progress, print the best architectures."""
+        try:
+            spec = load_job(job_file)
+            settings = resolve_settings(
+                db_url=db or spec.db_url, mlflow_uri=mlflow or spec.mlflow_uri, ray_address=ray_address
+            )
+            check_db_url(settings.db_url)
+        except JobError as exc:
+            raise cli_failure(f"invalid job: {exc}", EXIT_INVALID) from None
+        _run(spec, settings, job_id=None, tracker=None if no_mlflow else self._track)
+
+    def resume(
+        self,
+        job_id: Annotated[int, typer.Argument(help="The job to continue.", min=1)],
+        db: DbOption = None,
+        mlflow: MlflowOption = None,
+        ray_address: RayOption = None,
+        no_mlflow: NoMlflowOption = False,
+    ) -> None:
+        """Continue a job that was interrupted or crashed; finished trials are kept, not run again.
+        A job that another process is still running is refused."""
+        from search._store import ResultStore, StoreError  # SQLAlchemy and Alembic: not for --help
+
+        settings = resolve_settings(db_url=db, mlflow_uri=mlflow, ray_address=ray_address)
+        try:
+            with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
+                spec = store.load_job_spec(job_id)
+        except (StoreError, JobError) as exc:
+            raise cli_failure(str(exc)) from None
+        _run(spec, settings, job_id=job_id, tracker=None if no_mlflow else self._track)
 
 
-def resume(
-    job_id: Annotated[int, typer.Argument(help="The job to continue.", min=1)],
-    db: DbOption = None,
-    mlflow: MlflowOption = None,
-    ray_address: RayOption = None,
-    no_mlflow: NoMlflowOption = False,
-) -> None:
-    """Continue a job that was interrupted or crashed; finished trials are kept, not run again.
-    A job that another process is still running is refused."""
-    from search._store import ResultStore, StoreError  # SQLAlchemy and Alembic: not for --help
-
-    settings = resolve_settings(db_url=db, mlflow_uri=mlflow, ray_address=ray_address)
-    try:
-        with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
-            spec = store.load_job_spec(job_id)
-    except (StoreError, JobError) as exc:
-        raise _fail(str(exc)) from None
-    _run(spec, settings, job_id=job_id, track=not no_mlflow)
+def register(app: typer.Typer, track: JobTracker | None = None) -> None:
+    """Add ``launch`` and ``resume`` to the root app; ``track`` follows each job they run."""
+    commands = _JobCommands(track)
+    app.command("launch")(commands.launch)
+    app.command("resume")(commands.resume)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``launch`` and ``resume`` to the root app."""
-    app.command("launch")(launch)
-    app.command("resume")(resume)
-
-
-def _run(spec: JobSpec, settings: Settings, job_id: int | None, track: bool = True) -> None:
+def _run(spec: JobSpec, settings: Settings, job_id: int | None, tracker: JobTracker | None) -> None:
     from search._driver import JobStateError, run_job  # Ray and Optuna load only for these commands
     from search._store import ResultStore, StoreError
 
     console = Console()
     feed = ProgressFeed(job_name=spec.name)
     try:
-        with ProgressDisplay(feed, console=Console(stderr=True)), _tracking(settings, feed, track):
+        tracking = nullcontext() if tracker is None else tracker(settings, feed)
+        with ProgressDisplay(feed, console=Console(stderr=True)), tracking:
             job_id = run_job(spec, settings, job_id=job_id, resume=job_id is not None, progress=feed)
     except (StoreError, JobStateError) as exc:
-        raise _fail(str(exc)) from None
+        raise cli_failure(str(exc)) from None
     with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
         state = store.get_job(job_id).state
         _print_top(console, store, job_id, spec)
@@ -117,18 +128,8 @@ def _run(spec: JobSpec, settings: Settings, job_id: int | None, track: bool = Tr
         console.print(f"job {job_id} interrupted; continue it with: cellsearch resume {job_id}")
         raise typer.Exit(EXIT_INTERRUPTED)
     if state != "finished":
-        raise _fail(f"job {job_id} ended {state}")
+        raise cli_failure(f"job {job_id} ended {state}")
     console.print(f"job {job_id} finished")
-
-
-def _tracking(settings: Settings, feed: ProgressFeed, track: bool) -> AbstractContextManager[object]:
-    """MLflow tracking of the job off the driver's hot path (it reads the same progress feed
-    as the display, so the two never disagree)."""
-    if not track:
-        return nullcontext()
-    from dashboards import track_job  # MLflow loads only when a job is tracked
-
-    return track_job(settings, feed)
 
 
 def _print_top(console: Console, store: ResultStore, job_id: int, spec: JobSpec) -> None:

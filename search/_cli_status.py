@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cells import cli_failure as _fail
 from search._settings import resolve_settings
 
 if TYPE_CHECKING:
@@ -29,11 +30,6 @@ LEADERBOARD_ROWS = 5
 class StatusFormat(StrEnum):
     table = "table"
     json = "json"
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 DbOption = Annotated[

@@ -84,7 +84,7 @@ def shell_commands(markdown: str) -> list[str]:
 def _cellsearch() -> Any:
     import typer
 
-    from search._cli import app
+    from cellsearch._cli import app
 
     return typer.main.get_command(app)
 

@@ -299,7 +299,7 @@ def wait_for_http(url: str, timeout: float = 120.0, process: subprocess.Popen[An
 
 def cellsearch_command(*args: str) -> list[str]:
     """The ``cellsearch`` program, run with this interpreter (so the tests need no PATH)."""
-    return [sys.executable, "-c", "from search._cli import main; main()", *args]
+    return [sys.executable, "-c", "from cellsearch._cli import main; main()", *args]
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from cells import CellGraph, canonical_hash, library
 from cells._cli import parameter_count
 from cells._nasbench import load_nasbench_recipes
 from cells._reference import ReferenceLayer
-from search._cli import app
+from cellsearch._cli import app
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RECIPES = DATA / "nasbench-nlp" / "recipes_example.json"

@@ -11,11 +11,11 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from workers._cli import register_cell_commands
+from workers._cli import eval_cell
 
 # The command on a group of its own, as ``cellsearch cells`` mounts it.
 cells_group = typer.Typer()
-register_cell_commands(cells_group)
+cells_group.command("eval")(eval_cell)
 app = typer.Typer()
 app.add_typer(cells_group, name="cells")
 
@@ -122,7 +122,7 @@ def test_all_trials_failing_exits_nonzero(tmp_path: Path) -> None:
 
 
 def test_the_cellsearch_app_mounts_the_command() -> None:
-    from search._cli import app as cellsearch
+    from cellsearch._cli import app as cellsearch
 
     result = CliRunner().invoke(cellsearch, ["cells", "eval", "--help"])
     assert result.exit_code == 0 and "--budget-seconds" in result.stdout

@@ -25,7 +25,7 @@ HEAVY = ("torch", "ray", "mlflow", "optuna")
 # Runs the command line in-process, then reports the exit code and which heavy packages loaded.
 RUN_CLI = """
 import json, sys
-from search._cli import app
+from cellsearch._cli import app
 try:
     app(sys.argv[1:], prog_name="cellsearch")
     code = 0
@@ -61,7 +61,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Synthetic:
 
 def test_importing_the_cli_loads_no_heavy_package(tmp_path: Path) -> None:
     code = f"""
-import json, sys, search._cli
+import json, sys, cellsearch._cli
 print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)), file=sys.stderr)
 """
     _, heavy = run_python(code, cwd=tmp_path)

@@ -267,7 +267,7 @@ def test_service_commands_are_accepted_by_the_real_programs(services: dict[str, 
             checked[name] = check_command(_command(service))
     assert checked == {"mlflow": "mlflow server", "ray-head": "ray start", "ray-worker": "ray start"}
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["cellsearch"] == "search._cli:main"
+    assert scripts["cellsearch"] == "cellsearch._cli:main"
 
 
 def test_commands_in_the_cluster_guide_name_real_services_and_subcommands(

@@ -115,7 +115,7 @@ def _kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> 
 def _cellsearch(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-c", "from search._cli import main; main()", *args],
+            [sys.executable, "-c", "from cellsearch._cli import main; main()", *args],
             cwd=cwd,
             env=env,
             stdout=out,

@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from _dashboard_data import REPO, RealJob, real_job, subprocess_env
 from typer.testing import CliRunner
 
+from cellsearch._cli import app
 from dashboards import runs_of
-from search._cli import app
 
 sys.path.insert(0, str(REPO / "scripts"))
 from screenshot_dashboard import browser_command, find_browser

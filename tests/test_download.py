@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from search._cli import app
+from cellsearch._cli import app
 from workers import DATASETS, DownloadError, MusicTask, download_dataset, download_file, make_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

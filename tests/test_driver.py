@@ -121,7 +121,7 @@ def test_the_display_shows_the_numbers_trackers_read() -> None:
 def test_launch_refuses_a_bad_job_naming_every_field_and_writes_nothing(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from search._cli import app
+    from cellsearch._cli import app
 
     job = tmp_path / "bad.yaml"
     job.write_text(
@@ -139,7 +139,7 @@ def test_launch_refuses_a_bad_job_naming_every_field_and_writes_nothing(tmp_path
 def test_resume_refuses_unknown_and_finished_jobs(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from search._cli import app
+    from cellsearch._cli import app
 
     url = _sqlite(tmp_path)
     with ResultStore.open(url) as store:

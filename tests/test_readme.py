@@ -19,6 +19,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -58,8 +59,12 @@ CLEAN_ENV = {
 
 
 def _readme_command(command: str) -> list[str]:
+    """The command as the README shows it; ``cellsearch`` runs as ``python -m cellsearch`` with
+    this interpreter (the script's own entry point), so the checkout under test is what runs,
+    whichever version of the script is installed."""
     assert command in shell_commands(README.read_text()), f"the README no longer shows `{command}`"
-    return shlex.split(command)
+    argv = shlex.split(command)
+    return [sys.executable, "-m", "cellsearch", *argv[1:]] if argv[0] == "cellsearch" else argv
 
 
 def _run(argv: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -11,8 +11,8 @@ import pytest
 from _dashboard_data import RealJob, Synthetic, build_synthetic, real_job
 from typer.testing import CliRunner
 
+from cellsearch._cli import app
 from dashboards._report import render_report
-from search._cli import app
 from search._store import ResultStore
 
 

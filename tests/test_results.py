@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from cellsearch._cli import app
 from dashboards import (
     UnknownArchitectureError,
     UnknownTaskError,
@@ -29,7 +30,6 @@ from dashboards import (
     export_job,
     top_architectures,
 )
-from search._cli import app
 from search._store import ResultStore, UnknownJobError
 
 runner = CliRunner()

@@ -25,9 +25,9 @@ from _dashboard_data import REAL_JOB_YAML, RealJob, build_synthetic, free_port, 
 from typer.testing import CliRunner
 
 from cells import CellGraph, canonical_hash, to_markdown
+from cellsearch._cli import app
 from dashboards import Tracker, runs_of
 from dashboards._tracking import flatten_params
-from search._cli import app
 from search._jobspec import JobSpec
 from search._store import ResultStore
 
