@@ -40,9 +40,9 @@ sys.path.insert(0, str(REPO))
 
 from cells import library, to_equations  # noqa: E402
 from dashboards import describe_architecture, ensure_views, top_architectures  # noqa: E402
-from search._db import Architecture, Evaluation, JobArchitecture, Trial  # noqa: E402
+from search import ResultStore  # noqa: E402
 from search._jobspec import JobSpec  # noqa: E402
-from search._store import ResultStore  # noqa: E402
+from search._schema import Architecture, Evaluation, JobArchitecture, Trial  # noqa: E402
 
 TARGET_SECONDS = 0.5
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"

@@ -5,7 +5,7 @@ does not import this package at module import time).
 
 Example:
     >>> from dashboards import ensure_views, top_architectures
-    >>> from search._store import ResultStore
+    >>> from search import ResultStore
     >>> store = ResultStore.open("sqlite://")
     >>> ensure_views(store.engine)
     ['leaderboard', 'architecture_tasks', 'trial_summary']

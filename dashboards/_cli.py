@@ -24,7 +24,7 @@ from rich.table import Table
 from search._settings import resolve_settings
 
 if TYPE_CHECKING:
-    from search._store import ResultStore
+    from search import ResultStore
 
 results_app = typer.Typer(
     help="Query the results: leaderboards, one architecture, exports.", no_args_is_help=True
@@ -68,7 +68,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def _open(db: str | None) -> Iterator[ResultStore]:
     """The results database, read-only in spirit (views are added if missing); errors exit 1."""
     from dashboards._views import ensure_views
-    from search._store import ResultStore, StoreError
+    from search import ResultStore, StoreError
 
     url = resolve_settings(db_url=db).db_url
     try:

@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cells import library
+from search import ResultStore
 from search._cli import app
 from search._jobspec import JobSpec
 from search._settings import ENV_DB_URL
-from search._store import ResultStore
 from workers import TrialResult
 
 runner = CliRunner()

@@ -12,8 +12,8 @@ from _dashboard_data import RealJob, Synthetic, build_synthetic, real_job
 from typer.testing import CliRunner
 
 from dashboards._report import render_report
+from search import ResultStore
 from search._cli import app
-from search._store import ResultStore
 
 
 class Page(HTMLParser):

@@ -29,8 +29,8 @@ from dashboards import (
     export_job,
     top_architectures,
 )
+from search import ResultStore, UnknownJobError
 from search._cli import app
-from search._store import ResultStore, UnknownJobError
 
 runner = CliRunner()
 

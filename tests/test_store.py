@@ -19,17 +19,17 @@ import sqlalchemy as sa
 from _postgres import postgres_database
 
 from cells import CellGraph, library
-from search import _migrate
-from search._db import TABLES, VERSION_TABLE, Base
-from search._jobspec import JobSpec
-from search._store import (
+from search import (
     DatabaseRevisionError,
     NoDatabaseError,
     ResultStore,
     StoreError,
     UnknownJobError,
+    _schema,
     make_engine,
 )
+from search._jobspec import JobSpec
+from search._schema import TABLES, VERSION_TABLE, Base
 from workers import TrialResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +101,7 @@ def table_names(url: str) -> set[str]:
 
 def test_fresh_database_gets_the_schema_at_head(db_url: str) -> None:
     with ResultStore.open(db_url) as store, store.engine.connect() as conn:
-        assert _migrate.current_revision(conn) == _migrate.head_revision() == "0001_initial"
+        assert _schema.current_revision(conn) == _schema.head_revision() == "0001_initial"
     assert set(TABLES) | {"cs_alembic_version"} <= table_names(db_url)
 
 
@@ -143,7 +143,7 @@ def test_optuna_shares_the_database(db_url: str) -> None:
 def test_schema_built_elsewhere_and_stamped_is_accepted(db_url: str) -> None:
     engine = make_engine(db_url)
     Base.metadata.create_all(engine)
-    _migrate.stamp(engine, "head")
+    _schema.stamp(engine, "head")
     engine.dispose()
     with ResultStore.open(db_url, upgrade=False) as store:
         assert store.create_job(job_spec()) == 1
@@ -152,7 +152,7 @@ def test_schema_built_elsewhere_and_stamped_is_accepted(db_url: str) -> None:
 def _migrations_with_a_second_revision(tmp_path: Path) -> Path:
     """A copy of the packaged migrations plus a revision 0002 that adds a column."""
     folder = tmp_path / "migrations"
-    shutil.copytree(_migrate.MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(_schema.MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "versions" / "0002_notes.py").write_text(
         textwrap.dedent(
             '''
@@ -192,7 +192,7 @@ def test_older_revision_is_refused_or_upgraded(db_url: str, tmp_path: Path) -> N
     with ResultStore.open(db_url, migrations=newer) as store:
         assert store.get_job(job_id).name == "job"  # the data survived the upgrade
         with store.engine.connect() as conn:
-            assert _migrate.current_revision(conn) == "0002_notes"
+            assert _schema.current_revision(conn) == "0002_notes"
             assert "notes" in {c["name"] for c in sa.inspect(conn).get_columns("cs_jobs")}
     # Now the packaged code (head 0001) meets a newer database: refused, naming both revisions.
     with pytest.raises(DatabaseRevisionError, match=r"revision '0002_notes', unknown to this cellsearch"):
@@ -551,7 +551,7 @@ WRITER = """
 import sys
 from cells import library
 from search._jobspec import JobSpec
-from search._store import ResultStore
+from search import ResultStore
 from workers import TrialResult
 
 store = ResultStore.open(sys.argv[1])
