@@ -21,7 +21,7 @@ Example:
     >>> arch_id, created = store.add_architecture(library.get("gru"), job_id=job_id, library_name="gru")
     >>> evaluation = store.get_or_create_evaluation(job_id, arch_id, spec.tasks[0])
     >>> trial_id = store.start_trial(evaluation.id, hparams={"learning_rate": 0.01})
-    >>> from workers import TrialResult
+    >>> from workers import TrialResult, TrialStatus
     >>> result = TrialResult(status="ok", task="memorize", metric="accuracy",
     ...                      direction="maximize", value=0.95)
     >>> store.finish_trial(trial_id, result).best_value
@@ -53,6 +53,7 @@ from search._schema import (
     EVALUATION_STATES,
     JOB_STATES,
     TERMINAL_JOB_STATES,
+    TRIAL_RUNNING,
     Architecture,
     Evaluation,
     EvaluationStatus,
@@ -457,7 +458,7 @@ class ResultStore(StoreReader):
         trial_id: int,
         error: str,
         *,
-        status: Literal[TrialStatus.FAILED, TrialStatus.INTERRUPTED] = TrialStatus.FAILED,
+        status: Literal["failed", "interrupted"] = "failed",
     ) -> EvaluationRecord:
         """Record a trial that produced no :class:`TrialResult` (its worker died, Ray gave up)."""
         with self.engine.begin() as conn:
@@ -469,8 +470,8 @@ class ResultStore(StoreReader):
         with self._transaction() as s:
             result = s.execute(
                 update(Trial)
-                .where(Trial.job_id == job_id, Trial.status == "running")
-                .values(status="interrupted", finished_at=utcnow())
+                .where(Trial.job_id == job_id, Trial.status == TRIAL_RUNNING)
+                .values(status=TrialStatus.INTERRUPTED, finished_at=utcnow())
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
 

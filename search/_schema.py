@@ -60,7 +60,9 @@ TABLE_PREFIX = "cs_"
 VERSION_TABLE = "cs_alembic_version"
 
 JOB_STATES = ("created", "running", "stopped", "finished", "failed", "interrupted")
-TRIAL_STATES = ("running", "ok", "diverged", "pruned", "failed", "interrupted")
+TRIAL_RUNNING = "running"
+"""The status of a trial that has not ended (the store's word; no ``TrialStatus`` has it)."""
+TRIAL_STATES = (TRIAL_RUNNING, "ok", "diverged", "pruned", "failed", "interrupted")
 EVALUATION_STATES = ("pending", "running", "done", "filtered-out")
 TERMINAL_JOB_STATES = frozenset({"stopped", "finished", "failed", "interrupted"})
 

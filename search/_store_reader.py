@@ -34,7 +34,7 @@ from search._records import (
     aware_utc,
     record,
 )
-from search._schema import Architecture, Evaluation, Job, JobArchitecture, Trial
+from search._schema import TRIAL_RUNNING, Architecture, Evaluation, Job, JobArchitecture, Trial
 from search._store_errors import StoreError, UnknownJobError
 from workers import TrialStatus
 
@@ -216,7 +216,7 @@ class StoreReader:
                 architectures=ArchitectureCounts(*(int(c or 0) for c in counts)),
                 trials=TrialCounts(
                     completed=statuses.get(TrialStatus.OK, 0),
-                    running=statuses.get("running", 0),
+                    running=statuses.get(TRIAL_RUNNING, 0),
                     pruned=statuses.get(TrialStatus.PRUNED, 0),
                     failed=statuses.get(TrialStatus.FAILED, 0),
                     diverged=statuses.get(TrialStatus.DIVERGED, 0),

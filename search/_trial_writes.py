@@ -17,12 +17,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, bindparam, select
 
 from search._records import EvaluationRecord, record
-from search._schema import Base
+from search._schema import TRIAL_RUNNING, Base
 from search._store_errors import StoreError
 from workers import Direction, TrialResult, TrialStatus
-
-RUNNING = "running"
-"""The status of a trial that has not ended (the store's word; no :class:`TrialStatus` has it)."""
 
 _COUNTERS: dict[str, str] = {
     TrialStatus.OK: "trials_completed",
@@ -92,7 +89,7 @@ def insert_running(
             "study_name": study_name,
             "optuna_trial_number": number,
             "hparams": json_safe(hp),
-            "status": RUNNING,
+            "status": TRIAL_RUNNING,
             "attempt": attempt,
             "started_at": now,
         }
@@ -171,7 +168,7 @@ def _unfinished(row: Any, trial_id: int) -> Any:
     """``row`` (a trial's id, status, evaluation id and hparams) if the trial may be finished."""
     if row is None:
         raise StoreError(f"unknown trial {trial_id}")
-    if row.status not in (RUNNING, TrialStatus.INTERRUPTED):
+    if row.status not in (TRIAL_RUNNING, TrialStatus.INTERRUPTED):
         raise StoreError(f"trial {trial_id} is already finished ({row.status})")
     return row
 
