@@ -26,12 +26,12 @@ from sqlalchemy.orm import Session, aliased
 from search._leaderboard import (
     EVALUATION_COLUMNS,
     TaskResult,
-    finite,
     job_tasks,
     parameter_count,
     task_result,
 )
 from search._ranking import ranked_ahead
+from search._records import finite
 from search._schema import Architecture, Evaluation, Job, JobArchitecture, Trial
 from search._store_errors import UnknownArchitectureError
 from search._store_reader import StoreReader

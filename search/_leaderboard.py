@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +39,7 @@ from sqlalchemy import and_, case, or_, select
 from sqlalchemy.orm import Session
 
 from search._ranking import by_score
+from search._records import finite
 from search._schema import Architecture, Evaluation, JobArchitecture
 from search._store_errors import UnknownJobError, UnknownTaskError
 from search._store_reader import StoreReader
@@ -374,7 +374,3 @@ def _task_results(
     for ev in conn.execute(query.order_by(e.id)).all():
         out.setdefault((ev.job_id, ev.architecture_id), {})[ev.task_label] = task_result(ev)
     return out
-
-
-def finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -177,6 +178,11 @@ class JobSummary:
             if self.best_arch_id is None
             else {"arch_id": self.best_arch_id, "score": self.best_score},
         }
+
+
+def finite(value: float | None) -> float | None:
+    """``value``, or ``None`` where it is missing, NaN or infinite (JSON has no such numbers)."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, select
 
-from search._records import EvaluationRecord, record
+from search._records import EvaluationRecord, finite, record
 from search._schema import TRIAL_RUNNING, Base
 from search._store_errors import StoreError
 from workers import Direction, TrialResult, TrialStatus
@@ -179,7 +179,7 @@ def _finished_values(result: TrialResult, now: datetime) -> dict[str, Any]:
     pid = worker.get("pid")
     return {
         "status": result.status,
-        "value": _finite_or_none(result.value),
+        "value": finite(result.value),
         "metrics": json_safe(result.metrics),
         "curve": json_safe([list(point) for point in result.curve]),
         "num_params": result.num_params,
@@ -192,10 +192,6 @@ def _finished_values(result: TrialResult, now: datetime) -> dict[str, Any]:
         "worker_pid": int(pid) if isinstance(pid, int | str) and str(pid).isdigit() else None,
         "finished_at": now,
     }
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 def _str_or_none(value: Any) -> str | None:
