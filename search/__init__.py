@@ -81,7 +81,6 @@ __getattr__ = lazy_exports(
             "TaskResult",
             "job_architectures",
             "job_tasks",
-    "leaderboard_rank_sql",
             "parameter_count",
             "resolve_job",
             "top_architectures",
