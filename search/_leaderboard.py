@@ -181,7 +181,8 @@ def top_architectures(
     task's relative score (then its best value). ``task`` is a task's label or name as
     in the job file; an unknown one raises :class:`UnknownTaskError` naming the known
     ones. ``all_jobs`` ranks every job's architectures together (a cell scored in two
-    jobs appears twice).
+    jobs appears twice). Equal scores (or task results) go to the lower architecture id:
+    the one tie rule, :mod:`search._ranking`.
     """
     if limit < 1:
         raise ValueError(f"limit: must be at least 1, got {limit}")
