@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from cells import library
+from search import ResultStore
 from search._jobspec import JobSpec
-from search._store import ResultStore
 from workers import TrialResult
 
 

@@ -30,11 +30,11 @@ from typing import Any
 
 import ray
 
+from search import ResultStore
 from search._driver import run_job
 from search._jobspec import JobSpec
 from search._progress import ProgressFeed
 from search._settings import resolve_settings
-from search._store import ResultStore
 from workers import TrialResult
 
 ARCHITECTURES = 10_000

@@ -40,9 +40,9 @@ sys.path.insert(0, str(REPO))
 
 from cells import library, to_equations  # noqa: E402
 from dashboards import describe_architecture, ensure_views, top_architectures  # noqa: E402
-from search._db import Architecture, Evaluation, JobArchitecture, Trial  # noqa: E402
+from search import ResultStore  # noqa: E402
 from search._jobspec import JobSpec  # noqa: E402
-from search._store import ResultStore  # noqa: E402
+from search._schema import Architecture, Evaluation, JobArchitecture, Trial  # noqa: E402
 
 TARGET_SECONDS = 0.5
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -66,19 +66,80 @@ def fill(store: ResultStore, architectures: int, trials_total: int, seed: int = 
     spec = JobSpec.from_dict(JOB)
     job_id = store.create_job(spec)
     store.set_job_state(job_id, "finished")
+    now = datetime.now(UTC)
+    first_id = _next_id(store, Architecture.id)
+    arch_rows = _architecture_rows(rng, job_id, first_id, architectures, now)
+    passing = set(rng.sample(range(architectures), k=max(1, architectures // 10)))
+    per_pass = max(1, (trials_total - 3 * architectures) // (3 * len(passing)))
+    eval_id, trial_id = _next_id(store, Evaluation.id), _next_id(store, Trial.id)
+    evaluations: list[dict[str, Any]] = []
+    trials: list[dict[str, Any]] = []
+    member_rows = []
+    for i in range(architectures):
+        tasks = spec.tasks if i in passing else spec.tasks[:1]
+        relatives = []
+        for task in tasks:
+            n = 3 if task.role == "filter" else per_pass
+            values = [rng.random() for _ in range(n)]
+            relative = None if task.role == "filter" else rng.uniform(0.5, 1.2)
+            if relative is not None:
+                relatives.append(relative)
+            evaluations.append(
+                _evaluation_row(eval_id, job_id, first_id + i, task, values, relative, trial_id, now)
+            )
+            trials += _trial_rows(trial_id, eval_id, job_id, first_id + i, task.name, values, now)
+            trial_id += n
+            eval_id += 1
+        member_rows.append(
+            dict(
+                job_id=job_id,
+                architecture_id=first_id + i,
+                generation=0,
+                score=min(relatives) if relatives else None,
+                filter_passed=i in passing,
+                evaluated=i in passing,
+                listed=False,
+                duplicate=False,
+                proposed_at=now,
+            )
+        )
+    _insert(
+        store,
+        [
+            (Architecture, arch_rows),
+            (JobArchitecture, member_rows),
+            (Evaluation, evaluations),
+            (Trial, trials),
+        ],
+    )
+    return {
+        "job_id": job_id,
+        "deep_arch": first_id + architectures - 1,
+        "passing_arch": first_id + min(passing),
+        "trials": len(trials),
+    }
+
+
+def _next_id(store: ResultStore, column: Any) -> int:
+    with store.engine.connect() as conn:
+        return 1 + (conn.execute(sa.select(sa.func.max(column))).scalar() or 0)
+
+
+def _architecture_rows(
+    rng: random.Random, job_id: int, first_id: int, architectures: int, now: datetime
+) -> list[dict[str, Any]]:
+    """Library cells in turn, each but the first three a child of one of the 50 before it."""
     graphs = [library.get(n) for n in ("gru", "lstm", "tanh", "mut1", "mut2", "mut3", "cifg")]
     shapes = [
         (g.model_dump(mode="json"), to_equations(g), g.num_states, len(g.nodes), dict(g.op_counts()))
         for g in graphs
     ]
-    now = datetime.now(UTC)
-    arch_rows, member_rows = [], []
-    first_id = 1 + (store.engine.connect().execute(sa.select(sa.func.max(Architecture.id))).scalar() or 0)
+    rows = []
     for i in range(architectures):
         arch_id = first_id + i
         graph, equations, states, nodes, ops = shapes[i % len(shapes)]
         parent = None if i < 3 else first_id + rng.randrange(max(0, i - 50), i)
-        arch_rows.append(
+        rows.append(
             dict(
                 id=arch_id,
                 canonical_hash=f"{arch_id:016x}",
@@ -96,105 +157,81 @@ def fill(store: ResultStore, architectures: int, trials_total: int, seed: int = 
                 created_at=now,
             )
         )
-    passing = set(rng.sample(range(architectures), k=max(1, architectures // 10)))
-    evaluations, trials = [], []
-    per_pass = max(1, (trials_total - 3 * architectures) // (3 * len(passing)))
-    eval_id = 1 + (store.engine.connect().execute(sa.select(sa.func.max(Evaluation.id))).scalar() or 0)
-    trial_id = 1 + (store.engine.connect().execute(sa.select(sa.func.max(Trial.id))).scalar() or 0)
-    for i in range(architectures):
-        arch_id = first_id + i
-        tasks = spec.tasks if i in passing else spec.tasks[:1]
-        relatives = []
-        for task in tasks:
-            n = 3 if task.role == "filter" else per_pass
-            values = [rng.random() for _ in range(n)]
-            best = max(values) if task.direction == "maximize" else min(values)
-            relative = None if task.role == "filter" else rng.uniform(0.5, 1.2)
-            if relative is not None:
-                relatives.append(relative)
-            evaluations.append(
-                dict(
-                    id=eval_id,
-                    job_id=job_id,
-                    architecture_id=arch_id,
-                    task=task.name,
-                    task_label=task.id,
-                    task_key=task.key,
-                    task_settings={},
-                    metric=task.metric,
-                    direction=task.direction,
-                    status="done",
-                    best_value=best,
-                    relative_score=relative,
-                    best_trial_id=trial_id,
-                    trials_completed=n,
-                    trials_pruned=0,
-                    trials_failed=0,
-                    trials_diverged=0,
-                    reused_from_id=None,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            for k, value in enumerate(values):
-                trials.append(
-                    dict(
-                        id=trial_id + k,
-                        job_id=job_id,
-                        architecture_id=arch_id,
-                        evaluation_id=eval_id,
-                        task=task.name,
-                        study_name=None,
-                        optuna_trial_number=k,
-                        hparams={"learning_rate": value / 100, "hidden_size": 128},
-                        status="ok",
-                        value=value,
-                        metrics=None,
-                        curve=None,
-                        num_params=10_000,
-                        steps=100,
-                        seconds=1.0,
-                        device="cpu",
-                        worker_node=None,
-                        worker_host=None,
-                        worker_pid=None,
-                        error=None,
-                        attempt=1,
-                        started_at=now - timedelta(seconds=1),
-                        finished_at=now,
-                    )
-                )
-            trial_id += n
-            eval_id += 1
-        member_rows.append(
-            dict(
-                job_id=job_id,
-                architecture_id=arch_id,
-                generation=0,
-                score=min(relatives) if relatives else None,
-                filter_passed=i in passing,
-                evaluated=i in passing,
-                listed=False,
-                duplicate=False,
-                proposed_at=now,
-            )
+    return rows
+
+
+def _evaluation_row(
+    eval_id: int,
+    job_id: int,
+    arch_id: int,
+    task: Any,
+    values: list[float],
+    relative: float | None,
+    best_trial_id: int,
+    now: datetime,
+) -> dict[str, Any]:
+    return dict(
+        id=eval_id,
+        job_id=job_id,
+        architecture_id=arch_id,
+        task=task.name,
+        task_label=task.id,
+        task_key=task.key,
+        task_settings={},
+        metric=task.metric,
+        direction=task.direction,
+        status="done",
+        best_value=max(values) if task.direction == "maximize" else min(values),
+        relative_score=relative,
+        best_trial_id=best_trial_id,
+        trials_completed=len(values),
+        trials_pruned=0,
+        trials_failed=0,
+        trials_diverged=0,
+        reused_from_id=None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _trial_rows(
+    first_id: int, eval_id: int, job_id: int, arch_id: int, task: str, values: list[float], now: datetime
+) -> list[dict[str, Any]]:
+    return [
+        dict(
+            id=first_id + k,
+            job_id=job_id,
+            architecture_id=arch_id,
+            evaluation_id=eval_id,
+            task=task,
+            study_name=None,
+            optuna_trial_number=k,
+            hparams={"learning_rate": value / 100, "hidden_size": 128},
+            status="ok",
+            value=value,
+            metrics=None,
+            curve=None,
+            num_params=10_000,
+            steps=100,
+            seconds=1.0,
+            device="cpu",
+            worker_node=None,
+            worker_host=None,
+            worker_pid=None,
+            error=None,
+            attempt=1,
+            started_at=now - timedelta(seconds=1),
+            finished_at=now,
         )
+        for k, value in enumerate(values)
+    ]
+
+
+def _insert(store: ResultStore, tables: list[tuple[Any, list[dict[str, Any]]]]) -> None:
     with store.engine.begin() as conn:
-        for table, rows in (
-            (Architecture, arch_rows),
-            (JobArchitecture, member_rows),
-            (Evaluation, evaluations),
-            (Trial, trials),
-        ):
+        for table, rows in tables:
             for start in range(0, len(rows), 5000):
                 conn.execute(sa.insert(table), rows[start : start + 5000])
-    deepest = first_id + architectures - 1
-    return {
-        "job_id": job_id,
-        "deep_arch": deepest,
-        "passing_arch": first_id + min(passing),
-        "trials": len(trials),
-    }
 
 
 def median_seconds(fn: Callable[[], Any], repeats: int = 5) -> float:

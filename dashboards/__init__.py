@@ -6,7 +6,7 @@ launches).
 
 Example:
     >>> from dashboards import ensure_views, top_architectures
-    >>> from search._store import ResultStore
+    >>> from search import ResultStore
     >>> store = ResultStore.open("sqlite://")
     >>> ensure_views(store.engine)
     ['leaderboard', 'architecture_tasks', 'trial_summary']

@@ -25,7 +25,7 @@ from cells import cli_failure
 from search._settings import resolve_settings
 
 if TYPE_CHECKING:
-    from search._store import ResultStore
+    from search import ResultStore
 
 results_app = typer.Typer(
     help="Query the results: leaderboards, one architecture, exports.", no_args_is_help=True
@@ -64,7 +64,7 @@ JobOption = Annotated[
 def _open(db: str | None) -> Iterator[ResultStore]:
     """The results database, read-only in spirit (views are added if missing); errors exit 1."""
     from dashboards._views import ensure_views
-    from search._store import ResultStore, StoreError
+    from search import ResultStore, StoreError
 
     url = resolve_settings(db_url=db).db_url
     try:

@@ -10,7 +10,7 @@ a file and a failed export leaves an earlier file intact.
 Example:
     >>> import tempfile, pathlib
     >>> from search._jobspec import JobSpec
-    >>> from search._store import ResultStore
+    >>> from search import ResultStore
     >>> from cells import library
     >>> store = ResultStore.open("sqlite://")
     >>> job_id = store.create_job(JobSpec.from_yaml_text(
@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cells import CellsearchError
-from dashboards._queries import RankedArchitecture, job_architectures, job_tasks
-from search._store import ResultStore
+from search import RankedArchitecture, StoreReader, job_architectures, job_tasks
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl"}
 """File extension -> export format."""
@@ -75,7 +74,7 @@ def export_format(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
-def export_job(store: ResultStore, job_id: int, path: str | Path) -> int:
+def export_job(store: StoreReader, job_id: int, path: str | Path) -> int:
     """Write every architecture of the job (scored ones best first) to ``path``; returns the row count."""
     fmt = export_format(path)
     architectures = job_architectures(store, job_id)

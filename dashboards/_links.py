@@ -7,7 +7,7 @@ continues the same runs instead of starting new ones. One job may be logged to s
 stores; ``tracking_uri`` tells them apart.
 
 Example:
-    >>> from search._store import ResultStore
+    >>> from search import ResultStore
     >>> store = ResultStore.open("sqlite://")
     >>> ensure_links_table(store.engine)
     >>> record_run(store.engine, "sqlite:///m.db", job_id=1, arch_id=None, experiment_id="1", run_id="abc")

@@ -1,241 +1,74 @@
-"""Read-only queries over the results database: leaderboards, one architecture in depth, exports.
+"""Read-only queries over the results database, as ``cellsearch results`` uses them.
 
-Every query runs through SQLAlchemy with bound parameters (a task name or any other
-filter value is data, never SQL) and reads a bounded number of rows per call, so
-:func:`top_architectures` and :func:`describe_architecture` stay fast at the paper's
-scale (10,000 architectures, 230,000 trials); see ``benchmarks/results_query.py``.
+The queries themselves are ``search``'s public read functions (the leaderboard, a job's
+architectures, an architecture's history), re-exported here; this module adds what only
+the dashboards know: the MLflow runs an architecture was logged to.
 
 Example:
-    >>> from search._jobspec import JobSpec
-    >>> from search._store import ResultStore
+    >>> from search import JobSpec, ResultStore
     >>> from cells import library
-    >>> from workers import TrialResult
-    >>> spec = JobSpec.from_yaml_text(
-    ...     "name: demo\\nstrategy: {kind: fixed, cells: [gru]}\\ntasks: [{name: memorize}]")
     >>> store = ResultStore.open("sqlite://")
-    >>> job_id = store.create_job(spec)
+    >>> job_id = store.create_job(JobSpec.from_yaml_text(
+    ...     "name: demo\\nstrategy: {kind: fixed, cells: [gru]}\\ntasks: [{name: memorize}]"))
     >>> arch_id, _ = store.add_architecture(library.get("gru"), job_id=job_id, library_name="gru")
-    >>> evaluation = store.get_or_create_evaluation(job_id, arch_id, spec.tasks[0])
-    >>> trial_id = store.start_trial(evaluation.id, hparams={"learning_rate": 0.01})
-    >>> _ = store.finish_trial(trial_id, TrialResult(
-    ...     status="ok", task="memorize", metric="accuracy", direction="maximize", value=0.9))
-    >>> store.set_evaluation(evaluation.id, status="done", relative_score=1.0)
-    >>> store.update_job_architecture(job_id, arch_id, score=1.0, evaluated=True)
-    >>> [top] = top_architectures(store, job_id)
-    >>> top.to_dict()["per_task"]
-    {'memorize': {'metric': 'accuracy', 'value': 0.9, 'relative': 1.0, 'trials': 1, 'status': 'done'}}
-    >>> describe_architecture(store, arch_id).lineage[0].library_name
-    'gru'
+    >>> details = describe_architecture(store, arch_id)
+    >>> details.lineage[0].library_name, details.runs
+    ('gru', [])
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal_column, or_, select
-from sqlalchemy.orm import Session, aliased
-
 from dashboards._links import RunLink, runs_of
-from search._db import Architecture, Evaluation, Job, JobArchitecture, Trial
-from search._store import ResultStore, StoreError, UnknownJobError
+from search import (
+    ArchitectureHistory,
+    JobMembership,
+    LineageStep,
+    RankedArchitecture,
+    StoreReader,
+    TaskDetail,
+    TaskResult,
+    UnknownArchitectureError,
+    UnknownTaskError,
+    architecture_history,
+    job_architectures,
+    job_tasks,
+    parameter_count,
+    resolve_job,
+    top_architectures,
+)
 
-PARAMETER_COUNT_HIDDEN = 128
-"""Hidden (and input) size at which :func:`parameter_count` counts a cell's parameters."""
-
-
-class UnknownTaskError(StoreError, KeyError):
-    """The job has no task by that name or label."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown task"
-
-
-class UnknownArchitectureError(StoreError, KeyError):
-    """No architecture with that id."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown architecture"
-
-
-# -- records ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    """An architecture's result on one task of a job (an evaluation)."""
-
-    task: str
-    """The task entry's id in the job: its label, else the task name."""
-    task_name: str
-    metric: str
-    direction: str
-    status: str
-    value: float | None
-    """The best value of the task's metric over the trials (``None``: no trial finished)."""
-    relative: float | None
-    """``value`` relative to the best baseline (above 1 beats it), ``None`` until known."""
-    trials: int
-    """Trials that ended (ok, pruned, failed or diverged)."""
-    best_trial_id: int | None = None
-    reused_from_id: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "value": _finite(self.value),
-            "relative": _finite(self.relative),
-            "trials": self.trials,
-            "status": self.status,
-        }
+__all__ = [
+    "ArchitectureDetails",
+    "JobMembership",
+    "LineageStep",
+    "RankedArchitecture",
+    "TaskDetail",
+    "TaskResult",
+    "UnknownArchitectureError",
+    "UnknownTaskError",
+    "describe_architecture",
+    "job_architectures",
+    "job_tasks",
+    "parameter_count",
+    "resolve_job",
+    "top_architectures",
+]
 
 
 @dataclass(frozen=True)
-class RankedArchitecture:
-    """One row of a leaderboard."""
+class ArchitectureDetails(ArchitectureHistory):
+    """Everything ``cellsearch results show`` prints about one architecture: its history and
+    the MLflow runs it was logged to."""
 
-    rank: int
-    job_id: int
-    arch_id: int
-    score: float | None
-    library_name: str | None
-    parent_id: int | None
-    mutation: str | None
-    generation: int
-    canonical_hash: str
-    num_states: int
-    num_nodes: int
-    parameter_count: int
-    equations: str
-    per_task: dict[str, TaskResult] = field(default_factory=dict)
-    graph: dict[str, Any] = field(default_factory=dict, repr=False)
-    """The cell's JSON (left out of :meth:`to_dict`)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (what ``cellsearch results top --format json`` prints, one per row)."""
-        return {
-            "rank": self.rank,
-            "job_id": self.job_id,
-            "arch_id": self.arch_id,
-            "score": _finite(self.score),
-            "library_name": self.library_name,
-            "parent_id": self.parent_id,
-            "mutation": self.mutation,
-            "generation": self.generation,
-            "canonical_hash": self.canonical_hash,
-            "num_states": self.num_states,
-            "num_nodes": self.num_nodes,
-            "parameter_count": self.parameter_count,
-            "equations": self.equations,
-            "per_task": {name: result.to_dict() for name, result in self.per_task.items()},
-        }
-
-
-@dataclass(frozen=True)
-class LineageStep:
-    """An ancestor of an architecture (the first step is the architecture itself)."""
-
-    arch_id: int
-    library_name: str | None
-    mutation: str | None
-    """How this architecture was made from the next step (``None``: a seed cell)."""
-    generation: int
-    canonical_hash: str
-
-
-@dataclass(frozen=True)
-class TaskDetail:
-    """A :class:`TaskResult` with its best trial's hyperparameters."""
-
-    result: TaskResult
-    best_hparams: dict[str, Any] | None
-    best_trial_params: int | None
-    """The trained model's parameter count in the best trial."""
-    best_trial_seconds: float | None
-
-
-@dataclass(frozen=True)
-class JobMembership:
-    """How one job saw an architecture."""
-
-    job_id: int
-    job_name: str
-    score: float | None
-    rank: int | None
-    generation: int
-    listed: bool
-    filter_passed: bool | None
-    evaluated: bool
-    duplicate: bool
-    tasks: list[TaskDetail]
-
-
-@dataclass(frozen=True)
-class ArchitectureDetails:
-    """Everything ``cellsearch results show`` prints about one architecture."""
-
-    arch_id: int
-    canonical_hash: str
-    library_name: str | None
-    graph: dict[str, Any]
-    equations: str
-    num_states: int
-    num_nodes: int
-    op_counts: dict[str, int]
-    parameter_count: int
-    first_job_id: int | None
-    lineage: list[LineageStep]
-    jobs: list[JobMembership]
-    runs: list[RunLink]
+    runs: list[RunLink] = field(default_factory=list)
 
     def to_dict(self, dashboard: str | None = None) -> dict[str, Any]:
+        """JSON-ready; a run's link points at ``dashboard`` when its store is not a server."""
         return {
-            "arch_id": self.arch_id,
-            "canonical_hash": self.canonical_hash,
-            "library_name": self.library_name,
-            "equations": self.equations,
-            "num_states": self.num_states,
-            "num_nodes": self.num_nodes,
-            "op_counts": self.op_counts,
-            "parameter_count": self.parameter_count,
-            "first_job_id": self.first_job_id,
-            "graph": self.graph,
-            "lineage": [
-                {
-                    "arch_id": s.arch_id,
-                    "library_name": s.library_name,
-                    "mutation": s.mutation,
-                    "generation": s.generation,
-                    "canonical_hash": s.canonical_hash,
-                }
-                for s in self.lineage
-            ],
-            "jobs": [
-                {
-                    "job_id": j.job_id,
-                    "job_name": j.job_name,
-                    "score": _finite(j.score),
-                    "rank": j.rank,
-                    "generation": j.generation,
-                    "listed": j.listed,
-                    "filter_passed": j.filter_passed,
-                    "evaluated": j.evaluated,
-                    "duplicate": j.duplicate,
-                    "per_task": {
-                        t.result.task: {
-                            **t.result.to_dict(),
-                            "best_hparams": t.best_hparams,
-                            "best_trial_id": t.result.best_trial_id,
-                            "best_trial_params": t.best_trial_params,
-                            "best_trial_seconds": t.best_trial_seconds,
-                        }
-                        for t in j.tasks
-                    },
-                }
-                for j in self.jobs
-            ],
+            **super().to_dict(),
             "mlflow_runs": [
                 {
                     "job_id": r.job_id,
@@ -249,367 +82,10 @@ class ArchitectureDetails:
         }
 
 
-# -- queries ---------------------------------------------------------------------------------
-
-
-def resolve_job(store: ResultStore, job_id: int | None) -> int:
-    """``job_id``, checked to exist; the latest job when ``None``."""
-    if job_id is None:
-        latest = store.latest_job_id()
-        if latest is None:
-            raise UnknownJobError(f"no jobs in {store.url} yet (start one with `cellsearch launch JOB.yaml`)")
-        return latest
-    store.get_job(job_id)  # raises UnknownJobError
-    return job_id
-
-
-def job_tasks(store: ResultStore, job_id: int) -> list[str]:
-    """The task ids (labels, else names) of a job, in the job's order."""
-    spec = store.get_job(job_id).spec
-    return [str(t.get("label") or t["name"]) for t in spec.get("tasks", [])]
-
-
-_LEADERBOARD_COLUMNS = (
-    JobArchitecture.job_id,
-    JobArchitecture.score,
-    JobArchitecture.generation,
-    Architecture.id,
-    Architecture.library_name,
-    Architecture.parent_id,
-    Architecture.mutation,
-    Architecture.canonical_hash,
-    Architecture.num_states,
-    Architecture.num_nodes,
-    Architecture.equations,
-    Architecture.graph,
-)
-"""What a leaderboard row reads: the job's view of a cell joined with the cell (see :func:`_ranked`)."""
-
-
-def top_architectures(
-    store: ResultStore,
-    job_id: int | None = None,
-    *,
-    task: str | None = None,
-    limit: int = 10,
-    all_jobs: bool = False,
-) -> list[RankedArchitecture]:
-    """The best architectures of a job (default: the latest), best first.
-
-    Ranked by overall score (the worst task's relative score), or with ``task`` by that
-    task's relative score (then its best value). ``task`` is a task's label or name as
-    in the job file; an unknown one raises :class:`UnknownTaskError` naming the known
-    ones. ``all_jobs`` ranks every job's architectures together (a cell scored in two
-    jobs appears twice).
-    """
-    if limit < 1:
-        raise ValueError(f"limit: must be at least 1, got {limit}")
-    ja, a = JobArchitecture, Architecture
-    if all_jobs:
-        if task is not None:
-            raise ValueError("task: give a job to rank by one task (not with all jobs)")
-        query = (
-            select(*_LEADERBOARD_COLUMNS)
-            .join(a, a.id == ja.architecture_id)
-            .where(ja.score.is_not(None))
-            .order_by(ja.score.desc(), ja.job_id, ja.architecture_id)
-        )
-    else:
-        job_id = resolve_job(store, job_id)
-        if task is None:
-            query = (
-                select(*_LEADERBOARD_COLUMNS)
-                .join(a, a.id == ja.architecture_id)
-                .where(ja.job_id == job_id, ja.score.is_not(None))
-                .order_by(ja.score.desc(), ja.architecture_id)
-            )
-        else:
-            label, direction = _resolve_task(store, job_id, task)
-            e = Evaluation
-            value_order = e.best_value.desc() if direction == "maximize" else e.best_value.asc()
-            query = (
-                select(*_LEADERBOARD_COLUMNS)
-                .select_from(e)
-                .join(ja, and_(ja.job_id == e.job_id, ja.architecture_id == e.architecture_id))
-                .join(a, a.id == e.architecture_id)
-                .where(e.job_id == job_id, e.task_label == label, e.best_value.is_not(None))
-                .order_by(
-                    case((e.relative_score.is_(None), 1), else_=0),
-                    e.relative_score.desc(),
-                    value_order,
-                    e.architecture_id,
-                )
-            )
-    with Session(store.engine) as conn:
-        rows = conn.execute(query.limit(limit)).all()
-        per_task = _task_results(conn, [(r.job_id, r.id) for r in rows])
-    return [_ranked(rank, r, per_task) for rank, r in enumerate(rows, start=1)]
-
-
-def _ranked(rank: int, r: Any, per_task: dict[tuple[int, int], dict[str, TaskResult]]) -> RankedArchitecture:
-    """A leaderboard row (job architecture joined with its architecture) as a record."""
-    return RankedArchitecture(
-        rank=rank,
-        job_id=r.job_id,
-        arch_id=r.id,
-        score=r.score,
-        library_name=r.library_name,
-        parent_id=r.parent_id,
-        mutation=r.mutation,
-        generation=r.generation,
-        canonical_hash=r.canonical_hash,
-        num_states=r.num_states,
-        num_nodes=r.num_nodes,
-        parameter_count=parameter_count(r.graph),
-        equations=r.equations,
-        per_task=per_task.get((r.job_id, r.id), {}),
-        graph=r.graph,
-    )
-
-
-def job_architectures(store: ResultStore, job_id: int) -> list[RankedArchitecture]:
-    """Every architecture of a job with its per-task results: scored ones ranked (best
-    first), then the unscored ones (filtered out, unfinished; ``rank`` 0) by id."""
-    job_id = resolve_job(store, job_id)
-    ja, a = JobArchitecture, Architecture
-    query = (
-        select(*_LEADERBOARD_COLUMNS)
-        .join(a, a.id == ja.architecture_id)
-        .where(ja.job_id == job_id)
-        .order_by(case((ja.score.is_(None), 1), else_=0), ja.score.desc(), ja.architecture_id)
-    )
-    with Session(store.engine) as conn:
-        rows = conn.execute(query).all()
-        per_task = _task_results(conn, None, job_id=job_id)
-    out = []
-    rank = 0
-    for r in rows:
-        if r.score is not None:
-            rank += 1
-        out.append(_ranked(rank if r.score is not None else 0, r, per_task))
-    return out
-
-
-def describe_architecture(store: ResultStore, arch_id: int, job_id: int | None = None) -> ArchitectureDetails:
+def describe_architecture(store: StoreReader, arch_id: int, job_id: int | None = None) -> ArchitectureDetails:
     """One architecture: its graph and equations, its lineage back to a seed cell, its
     results (with the best trial's hyperparameters) in every job that evaluated it (or
     only in ``job_id``) and its MLflow runs."""
-    engine = store.engine
-    with Session(engine) as conn:
-        record = conn.get(Architecture, arch_id)
-        if record is None:
-            raise UnknownArchitectureError(f"unknown architecture {arch_id}")
-        lineage = _lineage(conn, arch_id)
-        ja, j = JobArchitecture, Job
-        membership_query = (
-            select(ja, j.name)
-            .join(j, j.id == ja.job_id)
-            .where(ja.architecture_id == arch_id)
-            .order_by(ja.job_id)
-        )
-        if job_id is not None:
-            store.get_job(job_id)
-            membership_query = membership_query.where(ja.job_id == job_id)
-        memberships = conn.execute(membership_query).all()
-        evaluations = conn.execute(
-            select(*_EVALUATION_COLUMNS).where(Evaluation.architecture_id == arch_id).order_by(Evaluation.id)
-        ).all()
-        best_ids = [ev.best_trial_id for ev in evaluations if ev.best_trial_id]
-        best_trials = {
-            t.id: t
-            for t in conn.execute(
-                select(Trial.id, Trial.hparams, Trial.num_params, Trial.seconds).where(Trial.id.in_(best_ids))
-            ).all()
-        }
-        jobs = []
-        for row in memberships:
-            member = row.JobArchitecture
-            rank = None
-            if member.score is not None:
-                better = conn.execute(
-                    select(func.count()).where(
-                        ja.job_id == member.job_id,
-                        ja.score.is_not(None),
-                        (ja.score > member.score)
-                        | (and_(ja.score == member.score, ja.architecture_id < arch_id)),
-                    )
-                ).scalar_one()
-                rank = int(better) + 1
-            details = []
-            for ev in evaluations:
-                if ev.job_id != member.job_id:
-                    continue
-                best = best_trials.get(ev.best_trial_id) if ev.best_trial_id else None
-                details.append(
-                    TaskDetail(
-                        result=_task_result(ev),
-                        best_hparams=None if best is None else best.hparams,
-                        best_trial_params=None if best is None else best.num_params,
-                        best_trial_seconds=None if best is None else best.seconds,
-                    )
-                )
-            jobs.append(
-                JobMembership(
-                    job_id=member.job_id,
-                    job_name=row.name,
-                    score=member.score,
-                    rank=rank,
-                    generation=member.generation,
-                    listed=bool(member.listed),
-                    filter_passed=member.filter_passed,
-                    evaluated=bool(member.evaluated),
-                    duplicate=bool(member.duplicate),
-                    tasks=_in_job_order(store, member.job_id, details),
-                )
-            )
-    runs = runs_of(engine, arch_id=arch_id, job_id=job_id)
-    return ArchitectureDetails(
-        arch_id=record.id,
-        canonical_hash=record.canonical_hash,
-        library_name=record.library_name,
-        graph=record.graph,
-        equations=record.equations,
-        num_states=record.num_states,
-        num_nodes=record.num_nodes,
-        op_counts=dict(record.op_counts),
-        parameter_count=parameter_count(record.graph),
-        first_job_id=record.first_job_id,
-        lineage=lineage,
-        jobs=jobs,
-        runs=runs,
-    )
-
-
-def parameter_count(graph: dict[str, Any], hidden_size: int = PARAMETER_COUNT_HIDDEN) -> int:
-    """Parameters of one layer of the cell with input and hidden size ``hidden_size``: a
-    weight matrix per input of every ``linear`` plus its bias, a vector per ``diag``.
-
-    A property of the architecture alone (a trial's model adds embeddings, more layers
-    and its own sizes), so cells compare on it.
-
-    Example:
-        >>> from cells import library
-        >>> parameter_count(library.get("lstm").model_dump(mode="json"), hidden_size=8)
-        544
-    """
-    total = 0
-    for node in graph.get("nodes", []):
-        if node["op"] == "linear":
-            total += len(node["inputs"]) * hidden_size * hidden_size + hidden_size
-        elif node["op"] == "diag":
-            total += hidden_size
-    return total
-
-
-# -- internals -------------------------------------------------------------------------------
-
-
-def _resolve_task(store: ResultStore, job_id: int, task: str) -> tuple[str, str]:
-    """The label and metric direction of the job's task named ``task`` (a label or a task name)."""
-    spec = store.get_job(job_id).spec
-    entries = [(str(t.get("label") or t["name"]), str(t["name"])) for t in spec.get("tasks", [])]
-    labels = [label for label, name in entries if label == task] or [
-        label for label, name in entries if name == task
-    ]
-    known = ", ".join(label for label, _ in entries) or "none"
-    if not labels:
-        raise UnknownTaskError(f"job {job_id} has no task {task!r} (its tasks: {known})")
-    if len(labels) > 1:
-        raise UnknownTaskError(f"task {task!r} is ambiguous in job {job_id}: give one of {', '.join(labels)}")
-    label = labels[0]
-    with Session(store.engine) as conn:
-        direction = conn.execute(
-            select(Evaluation.direction)
-            .where(Evaluation.job_id == job_id, Evaluation.task_label == label)
-            .limit(1)
-        ).scalar()
-    return label, direction or "maximize"
-
-
-_EVALUATION_COLUMNS = (
-    Evaluation.id,
-    Evaluation.job_id,
-    Evaluation.architecture_id,
-    Evaluation.task_label,
-    Evaluation.task,
-    Evaluation.metric,
-    Evaluation.direction,
-    Evaluation.status,
-    Evaluation.best_value,
-    Evaluation.relative_score,
-    Evaluation.trials_completed,
-    Evaluation.trials_pruned,
-    Evaluation.trials_failed,
-    Evaluation.trials_diverged,
-    Evaluation.best_trial_id,
-    Evaluation.reused_from_id,
-)
-"""Plain columns, not ORM objects: a leaderboard reads thousands of evaluations."""
-
-
-def _task_result(ev: Any) -> TaskResult:
-    return TaskResult(
-        task=ev.task_label,
-        task_name=ev.task,
-        metric=ev.metric,
-        direction=ev.direction,
-        status=ev.status,
-        value=ev.best_value,
-        relative=ev.relative_score,
-        trials=ev.trials_completed + ev.trials_pruned + ev.trials_failed + ev.trials_diverged,
-        best_trial_id=ev.best_trial_id,
-        reused_from_id=ev.reused_from_id,
-    )
-
-
-def _task_results(
-    conn: Session, pairs: Sequence[tuple[int, int]] | None, *, job_id: int | None = None
-) -> dict[tuple[int, int], dict[str, TaskResult]]:
-    """Per-task results keyed by (job, architecture): of the given pairs, or of a whole job."""
-    e = Evaluation
-    query = select(*_EVALUATION_COLUMNS)
-    if pairs is not None:
-        if not pairs:
-            return {}
-        by_job: dict[int, list[int]] = {}
-        for job, arch in pairs:
-            by_job.setdefault(job, []).append(arch)
-        clauses = [and_(e.job_id == job, e.architecture_id.in_(archs)) for job, archs in by_job.items()]
-        query = query.where(or_(*clauses))
-    else:
-        query = query.where(e.job_id == job_id)
-    out: dict[tuple[int, int], dict[str, TaskResult]] = {}
-    for ev in conn.execute(query.order_by(e.id)).all():
-        out.setdefault((ev.job_id, ev.architecture_id), {})[ev.task_label] = _task_result(ev)
-    return out
-
-
-def _lineage(conn: Session, arch_id: int) -> list[LineageStep]:
-    """The architecture and its ancestors (parent first after it), by one recursive query."""
-    a = Architecture
-    chain = (
-        select(a.id, a.parent_id, literal_column("0").label("depth"))
-        .where(a.id == arch_id)
-        .cte("chain", recursive=True)
-    )
-    parent = aliased(a)
-    chain = chain.union_all(
-        select(parent.id, parent.parent_id, (chain.c.depth + 1).label("depth"))
-        .join(chain, parent.id == chain.c.parent_id)
-        .where(chain.c.depth < 10_000)  # a guard; parents are always older, so there is no cycle
-    )
-    rows = conn.execute(
-        select(a.id, a.library_name, a.mutation, a.generation, a.canonical_hash)
-        .join(chain, chain.c.id == a.id)
-        .order_by(chain.c.depth)
-    ).all()
-    return [LineageStep(r.id, r.library_name, r.mutation, r.generation, r.canonical_hash) for r in rows]
-
-
-def _in_job_order(store: ResultStore, job_id: int, details: Iterable[TaskDetail]) -> list[TaskDetail]:
-    order = {name: i for i, name in enumerate(job_tasks(store, job_id))}
-    return sorted(details, key=lambda d: (order.get(d.result.task, len(order)), d.result.task))
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
+    history = architecture_history(store, arch_id, job_id)
+    runs = runs_of(store.engine, arch_id=arch_id, job_id=job_id)
+    return ArchitectureDetails(**vars(history), runs=runs)

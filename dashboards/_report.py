@@ -11,7 +11,7 @@ equations and diagrams. Every plot is followed by its numbers in a collapsed tab
 Example:
     >>> import tempfile, pathlib
     >>> from search._jobspec import JobSpec
-    >>> from search._store import ResultStore
+    >>> from search import ResultStore
     >>> store = ResultStore.open("sqlite://")
     >>> job_id = store.create_job(JobSpec.from_yaml_text(
     ...     "name: demo\\nstrategy: {kind: fixed, cells: [gru]}\\ntasks: [{name: memorize}]"))
@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboards._export import _atomic
-from dashboards._queries import RankedArchitecture, job_architectures, job_tasks
-from search._store import ResultStore
+from search import RankedArchitecture, StoreReader, job_architectures, job_tasks
 
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -59,7 +58,7 @@ class _Point:
     """Position in the order the job proposed its architectures."""
 
 
-def write_report(store: ResultStore, job_id: int, path: str | Path, *, top: int = 5) -> None:
+def write_report(store: StoreReader, job_id: int, path: str | Path, *, top: int = 5) -> None:
     """Write the report of job ``job_id`` to ``path`` (atomically; see the module docstring)."""
     text = render_report(store, job_id, top=top)
 
@@ -69,7 +68,7 @@ def write_report(store: ResultStore, job_id: int, path: str | Path, *, top: int 
     _atomic(Path(path), write)
 
 
-def render_report(store: ResultStore, job_id: int, *, top: int = 5) -> str:
+def render_report(store: StoreReader, job_id: int, *, top: int = 5) -> str:
     """The report as HTML text."""
     job = store.get_job(job_id)
     spec = job.spec

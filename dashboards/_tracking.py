@@ -45,9 +45,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from sqlalchemy import Engine, or_, select
 
-from search._db import JobArchitecture
+from search import ResultStore, use_fast_sqlite_commits
+from search._schema import JobArchitecture
 from search._settings import Settings
-from search._store import ResultStore, use_fast_sqlite_commits
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

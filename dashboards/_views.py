@@ -7,13 +7,14 @@ kept out of the Alembic history on purpose: a view holds no data, so recreating 
 always safe, and the ``search`` package (which owns the migrations) does not have to know
 about the dashboards. See ``docs/querying.md`` for what each column means.
 
-- ``leaderboard``: one row per scored architecture of a job, ``rank`` 1 the best.
+- ``leaderboard``: one row per scored architecture of a job, ``rank`` 1 the best, ranked
+  as ``cellsearch results top`` ranks them (ties: :mod:`search._ranking`).
 - ``architecture_tasks``: one row per job, architecture and task: best value, relative score, trials.
 - ``trial_summary``: one row per job, architecture and task, aggregated from the trials
   themselves (counts by status, best and mean value, seconds trained).
 
 Example:
-    >>> from search._store import ResultStore
+    >>> from search import ResultStore
     >>> store = ResultStore.open("sqlite://")
     >>> ensure_views(store.engine)
     ['leaderboard', 'architecture_tasks', 'trial_summary']
@@ -27,6 +28,8 @@ import logging
 
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
+
+from search import leaderboard_rank_sql
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +95,11 @@ TRIAL_SUMMARY_COLUMNS = (
 VIEWS: dict[str, tuple[tuple[str, ...], str]] = {
     "leaderboard": (
         LEADERBOARD_COLUMNS,
-        """
+        f"""
 SELECT
     ja.job_id,
     j.name AS job_name,
-    ROW_NUMBER() OVER (PARTITION BY ja.job_id ORDER BY ja.score DESC, ja.architecture_id) AS rank,
+    {leaderboard_rank_sql("ja")} AS rank,
     a.id AS arch_id,
     a.library_name,
     ja.score,
@@ -185,7 +188,7 @@ def ensure_views(engine: Engine) -> list[str]:
 
     A view is replaced when its columns differ from this version's. The database must
     hold the cellsearch schema already (open it with
-    :meth:`search._store.ResultStore.open` first). A database the caller may not write to
+    :meth:`search.ResultStore.open` first). A database the caller may not write to
     (a read-only PostgreSQL role) is left as it is, with a warning.
     """
     try:

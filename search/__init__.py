@@ -14,18 +14,40 @@ from typing import TYPE_CHECKING
 from cells import lazy_exports
 
 if TYPE_CHECKING:
-    from search._driver import JobStateError, run_job
-    from search._jobspec import JobError, JobSpec, check_db_url, load_job, task_key
-    from search._progress import ProgressDisplay, ProgressFeed
-    from search._settings import Settings, resolve_settings
-    from search._store import (
-        DatabaseRevisionError,
-        JobSummary,
-        NoDatabaseError,
-        ResultStore,
-        StoreError,
-        UnknownJobError,
+    from search._architecture_history import (
+        ArchitectureHistory,
+        JobMembership,
+        LineageStep,
+        TaskDetail,
+        architecture_history,
     )
+    from search._driver import JobStateError, run_job
+    from search._engine import is_sqlite, make_engine, sqlite_file, use_fast_sqlite_commits
+    from search._jobspec import JobError, JobSpec, check_db_url, load_job, task_key
+    from search._leaderboard import (
+        RankedArchitecture,
+        TaskResult,
+        job_architectures,
+        job_tasks,
+        parameter_count,
+        resolve_job,
+        top_architectures,
+    )
+    from search._progress import ProgressDisplay, ProgressFeed
+    from search._ranking import leaderboard_rank_sql
+    from search._records import JobSummary
+    from search._result_store import ResultStore
+    from search._schema import upgrade_database
+    from search._settings import Settings, resolve_settings
+    from search._store_errors import (
+        DatabaseRevisionError,
+        NoDatabaseError,
+        StoreError,
+        UnknownArchitectureError,
+        UnknownJobError,
+        UnknownTaskError,
+    )
+    from search._store_reader import StoreReader
     from search._strategies import (
         Candidate,
         FixedCells,
@@ -47,14 +69,36 @@ __getattr__ = lazy_exports(
         "search._jobspec": ("JobError", "JobSpec", "check_db_url", "load_job", "task_key"),
         "search._progress": ("ProgressDisplay", "ProgressFeed"),
         "search._settings": ("Settings", "resolve_settings"),
-        "search._store": (
-            "DatabaseRevisionError",
-            "JobSummary",
-            "NoDatabaseError",
-            "ResultStore",
-            "StoreError",
-            "UnknownJobError",
+        "search._architecture_history": (
+            "ArchitectureHistory",
+            "JobMembership",
+            "LineageStep",
+            "TaskDetail",
+            "architecture_history",
         ),
+        "search._engine": ("is_sqlite", "make_engine", "sqlite_file", "use_fast_sqlite_commits"),
+        "search._leaderboard": (
+            "RankedArchitecture",
+            "TaskResult",
+            "job_architectures",
+            "job_tasks",
+            "parameter_count",
+            "resolve_job",
+            "top_architectures",
+        ),
+        "search._ranking": ("leaderboard_rank_sql",),
+        "search._records": ("JobSummary",),
+        "search._result_store": ("ResultStore",),
+        "search._schema": ("upgrade_database",),
+        "search._store_errors": (
+            "DatabaseRevisionError",
+            "NoDatabaseError",
+            "StoreError",
+            "UnknownArchitectureError",
+            "UnknownJobError",
+            "UnknownTaskError",
+        ),
+        "search._store_reader": ("StoreReader",),
         "search._strategies": (
             "Candidate",
             "FixedCells",
@@ -71,30 +115,51 @@ __getattr__ = lazy_exports(
 
 
 __all__ = [
+    "ArchitectureHistory",
     "Candidate",
     "DatabaseRevisionError",
     "FixedCells",
     "JobError",
+    "JobMembership",
     "JobSpec",
     "JobStateError",
     "JobSummary",
     "JozefowiczSearch",
+    "LineageStep",
     "NoDatabaseError",
     "Outcome",
     "ProgressDisplay",
     "ProgressFeed",
     "RandomSearch",
+    "RankedArchitecture",
     "Refine",
     "RegularizedEvolution",
     "ResultStore",
     "Settings",
     "StoreError",
+    "StoreReader",
     "Strategy",
+    "TaskDetail",
+    "TaskResult",
+    "UnknownArchitectureError",
     "UnknownJobError",
+    "UnknownTaskError",
+    "architecture_history",
     "check_db_url",
+    "is_sqlite",
+    "job_architectures",
+    "job_tasks",
+    "leaderboard_rank_sql",
     "load_job",
+    "make_engine",
     "make_strategy",
+    "parameter_count",
+    "resolve_job",
     "resolve_settings",
     "run_job",
+    "sqlite_file",
     "task_key",
+    "top_architectures",
+    "upgrade_database",
+    "use_fast_sqlite_commits",
 ]

@@ -23,7 +23,8 @@ from search._progress import ProgressDisplay, ProgressFeed
 from search._settings import Settings, resolve_settings
 
 if TYPE_CHECKING:
-    from search._store import ResultStore
+    from search._leaderboard import RankedArchitecture
+    from search._result_store import ResultStore
 
 TOP_ROWS = 10
 EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 1, 2, 130
@@ -91,7 +92,8 @@ class _JobCommands:
     ) -> None:
         """Continue a job that was interrupted or crashed; finished trials are kept, not run again.
         A job that another process is still running is refused."""
-        from search._store import ResultStore, StoreError  # SQLAlchemy and Alembic: not for --help
+        from search._result_store import ResultStore  # SQLAlchemy and Alembic: not for --help
+        from search._store_errors import StoreError
 
         settings = resolve_settings(db_url=db, mlflow_uri=mlflow, ray_address=ray_address)
         try:
@@ -111,7 +113,8 @@ def register(app: typer.Typer, track: JobTracker | None = None) -> None:
 
 def _run(spec: JobSpec, settings: Settings, job_id: int | None, tracker: JobTracker | None) -> None:
     from search._driver import JobStateError, run_job  # Ray and Optuna load only for these commands
-    from search._store import ResultStore, StoreError
+    from search._result_store import ResultStore
+    from search._store_errors import StoreError
 
     console = Console()
     feed = ProgressFeed(job_name=spec.name)
@@ -140,27 +143,25 @@ def _print_top(console: Console, store: ResultStore, job_id: int, spec: JobSpec)
         console.print(f"job {job_id}: no architecture scored yet")
         return
     labels = [t.id for t in spec.tasks if t.role != "filter"]
-    relative: dict[int, dict[str, float | None]] = {
-        entry.architecture_id: {
-            e.task_label: e.relative_score for e in store.evaluations(job_id, arch_id=entry.architecture_id)
-        }
-        for entry in leaders
-    }
     table = Table(title=f"job {job_id}: top architectures (score = worst task relative to the best baseline)")
     for column in ("rank", "arch", "score", "cell"):
         table.add_column(column, justify="left" if column == "cell" else "right")
     for label in labels:
         table.add_column(label, justify="right")
     for entry in leaders:
-        arch = store.get_architecture(entry.architecture_id)
-        cell = arch.library_name or _short(arch.mutation) or arch.canonical_hash
-        row = [str(entry.rank), str(entry.architecture_id), _number(entry.score), cell]
-        row += [_number(relative[entry.architecture_id].get(label)) for label in labels]
+        cell = entry.library_name or _short(entry.mutation) or entry.canonical_hash
+        row = [str(entry.rank), str(entry.arch_id), _number(entry.score), cell]
+        row += [_number(_relative(entry, label)) for label in labels]
         table.add_row(*row)
     console.print(table)
-    best = store.get_architecture(leaders[0].architecture_id)
+    best = leaders[0]
     if best.equations:
-        console.print(f"best architecture {best.id}:\n{best.equations}")
+        console.print(f"best architecture {best.arch_id}:\n{best.equations}")
+
+
+def _relative(entry: RankedArchitecture, label: str) -> float | None:
+    result = entry.per_task.get(label)
+    return None if result is None else result.relative
 
 
 def _number(value: float | None) -> str:

@@ -19,7 +19,8 @@ from cells import cli_failure as _fail
 from search._settings import resolve_settings
 
 if TYPE_CHECKING:
-    from search._store import JobSummary, LeaderboardEntry
+    from search._leaderboard import RankedArchitecture
+    from search._records import JobSummary
 
 db_app = typer.Typer(help="Manage the results database.", no_args_is_help=True)
 
@@ -47,7 +48,8 @@ def status(
     all_jobs: Annotated[bool, typer.Option("--all", help="Every job (a list), oldest first.")] = False,
 ) -> None:
     """Show a job's progress: architectures, trials by status and the best architecture so far."""
-    from search._store import ResultStore, StoreError  # SQLAlchemy and Alembic: not for --help
+    from search._result_store import ResultStore  # SQLAlchemy and Alembic: not for --help
+    from search._store_errors import StoreError
 
     url = resolve_settings(db_url=db).db_url
     try:
@@ -78,7 +80,8 @@ def status(
 
 def db_upgrade(db: DbOption = None) -> None:
     """Create the results schema, or migrate it to this version of cellsearch."""
-    from search._store import StoreError, upgrade_database
+    from search._schema import upgrade_database
+    from search._store_errors import StoreError
 
     url = resolve_settings(db_url=db).db_url
     try:
@@ -107,7 +110,7 @@ def _score(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
-def _print_job(summary: JobSummary, leaders: list[LeaderboardEntry]) -> None:
+def _print_job(summary: JobSummary, leaders: list[RankedArchitecture]) -> None:
     data: dict[str, Any] = summary.to_dict()
     stages, trials = data["architecture_stages"], data["trials"]
     table = Table(title=f"job {summary.job_id}: {summary.name}", show_header=False, title_justify="left")
@@ -140,7 +143,7 @@ def _print_job(summary: JobSummary, leaders: list[LeaderboardEntry]) -> None:
         for e in leaders:
             board.add_row(
                 str(e.rank),
-                str(e.architecture_id),
+                str(e.arch_id),
                 e.library_name or e.canonical_hash,
                 _score(e.score),
                 str(e.generation),

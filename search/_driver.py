@@ -5,7 +5,7 @@
 (:class:`~search._strategies.Stages`), asks each (architecture, task) study for
 hyperparameters (ask-and-tell, :mod:`search._tuning`), relays intermediate values to the
 pruner through a Ray actor, and records every trial through the
-:class:`~search._store.ResultStore` as it starts and ends (one transaction each, so a
+:class:`~search._result_store.ResultStore` as it starts and ends (one transaction each, so a
 killed driver loses no finished work). It is the only writer of the database.
 
 Trials of one (architecture, task) that share a shape (layers, hidden size, batch size,
@@ -45,8 +45,9 @@ from cells import CellGraph
 from search._joblock import JobStateError, hold_job
 from search._jobspec import JobSpec, TaskEntry
 from search._progress import ProgressFeed
+from search._records import EvaluationRecord
+from search._result_store import ResultStore
 from search._settings import Settings
-from search._store import EvaluationRecord, ResultStore
 from search._strategies import (
     Candidate,
     Outcome,

@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from cells import CellsearchError
+from search._engine import sqlite_file
 
 # The first key of PostgreSQL's two-key advisory locks ("cell"): keeps ours apart from
 # other applications' locks on the same server.
@@ -61,8 +62,8 @@ def hold_job(engine: Engine, job_id: int) -> Iterator[None]:
                 )
                 conn.commit()
         return
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+    database = sqlite_file(engine.url)
+    if database is None:  # in memory: no other process can see it
         yield
         return
     with open(Path(f"{database}-cellsearch.lock"), "a+b") as handle:

@@ -48,7 +48,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Engine, bindparam, insert, update
 from sqlalchemy.engine import make_url
 
-from search._store import use_fast_sqlite_commits
+from search._engine import use_fast_sqlite_commits
 from workers import Direction, TrialStatus
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from cells import library
+from search import ResultStore
 from search._jobspec import JobSpec
-from search._store import ResultStore
 from workers import TrialResult
 
 REPO = Path(__file__).resolve().parents[1]

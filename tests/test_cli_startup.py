@@ -18,7 +18,7 @@ import pytest
 from _dashboard_data import Synthetic, build_synthetic
 
 from dashboards import describe_architecture, top_architectures
-from search._store import ResultStore
+from search import ResultStore
 
 HEAVY = ("torch", "ray", "mlflow", "optuna")
 

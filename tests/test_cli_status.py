@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from cells import library
 from cellsearch._cli import app
+from search import ResultStore
 from search._jobspec import JobSpec
 from search._settings import ENV_DB_URL
-from search._store import ResultStore
 from workers import TrialResult
 
 runner = CliRunner()

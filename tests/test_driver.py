@@ -16,10 +16,10 @@ import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from search import ResultStore
 from search._jobspec import JobSpec
 from search._progress import ProgressFeed
 from search._settings import resolve_settings
-from search._store import ResultStore
 from search._tuning import StudyBook
 
 SPACE = {"learning_rate": FloatDistribution(1e-4, 1e-1, log=True), "num_layers": IntDistribution(1, 4)}

@@ -11,10 +11,10 @@ import optuna
 import pytest
 import sqlalchemy as sa
 
+from search import ResultStore
 from search._jobspec import JobSpec
 from search._progress import ProgressFeed
 from search._settings import resolve_settings
-from search._store import ResultStore
 
 MEMORIZE = {"min_length": 3, "max_length": 5, "symbols": 4, "valid_size": 32, "test_size": 32}
 ARITH = {"max_digits": 2, "valid_size": 32, "test_size": 32}

@@ -13,9 +13,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search import ResultStore
 from search._jobspec import JobSpec
 from search._settings import resolve_settings
-from search._store import ResultStore
 
 MEMORIZE = {"min_length": 3, "max_length": 5, "symbols": 4, "valid_size": 32, "test_size": 32}
 STATES = {"ok": TrialState.COMPLETE, "pruned": TrialState.PRUNED}

@@ -125,9 +125,9 @@ def test_evolution_screens_only_the_mutants_after_the_first_population() -> None
 def test_a_job_records_the_dropped_mutants_as_filtered_out_untrained(
     ray_instance: None, tmp_path: Path
 ) -> None:
+    from search import ResultStore
     from search._driver import run_job
     from search._settings import resolve_settings
-    from search._store import ResultStore
 
     url = f"sqlite:///{tmp_path / 'results.db'}"
     spec = _spec({"kind": "jozefowicz", "p_refine": 0.0}, seed_cells=[], budget={"max_architectures": 2})

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cellsearch._cli import app
 from dashboards._report import render_report
-from search._store import ResultStore
+from search import ResultStore
 
 
 class Page(HTMLParser):

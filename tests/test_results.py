@@ -30,7 +30,7 @@ from dashboards import (
     export_job,
     top_architectures,
 )
-from search._store import ResultStore, UnknownJobError
+from search import ResultStore, UnknownJobError
 
 runner = CliRunner()
 

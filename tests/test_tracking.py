@@ -28,8 +28,8 @@ from cells import CellGraph, canonical_hash, to_markdown
 from cellsearch._cli import app
 from dashboards import Tracker, runs_of
 from dashboards._tracking import flatten_params
+from search import ResultStore
 from search._jobspec import JobSpec
-from search._store import ResultStore
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402

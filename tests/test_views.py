@@ -15,7 +15,7 @@ from _postgres import postgres_database
 
 from dashboards import VIEW_NAMES, ensure_views, top_architectures
 from dashboards._links import ensure_links_table, record_run
-from search._store import ResultStore
+from search import ResultStore
 
 DOC = REPO / "docs" / "querying.md"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from search._db import TABLE_PREFIX, VERSION_TABLE, Base
+from search._schema import TABLE_PREFIX, VERSION_TABLE, Base
 from search._settings import resolve_settings
 
 
@@ -31,7 +31,7 @@ def _configure_and_run(connection: object) -> None:
 
 
 connection = context.config.attributes.get("connection")
-if connection is not None:  # run from the package (search._migrate) on its own connection
+if connection is not None:  # run from the package (search._schema) on its own connection
     _configure_and_run(connection)
 elif context.is_offline_mode():
     context.configure(

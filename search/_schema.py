@@ -1,4 +1,5 @@
-"""The results database schema (SQLAlchemy 2 ORM).
+"""The results database schema: its tables (SQLAlchemy 2 ORM), their migrations (Alembic) and
+the check that a database is at the revision this code expects.
 
 Every table is prefixed ``cs_`` and the migration history lives in
 ``cs_alembic_version``, so Optuna's RDB storage (its own ``studies``, ``trials``, ...
@@ -10,21 +11,36 @@ an architecture: score, generation, filter and list state), ``cs_evaluations`` (
 job, architecture and task key: the best value so far and trial counts) and
 ``cs_trials`` (one per training run).
 
+The Alembic scripts ship inside the package (``search/migrations``, configured by
+``search/alembic.ini``), so an installed ``cellsearch`` upgrades a database without a
+checkout.
+
 Example (plain SQL over the results, best architectures of job 1):
     SELECT a.id, a.library_name, ja.score FROM cs_job_architectures ja
     JOIN cs_architectures a ON a.id = ja.architecture_id
     WHERE ja.job_id = 1 ORDER BY ja.score DESC LIMIT 10;
+
+Example (the revision this code expects):
+    >>> head_revision()
+    '0001_initial'
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     JSON,
     Boolean,
+    Connection,
     DateTime,
+    Engine,
     Float,
     ForeignKey,
     Index,
@@ -32,15 +48,26 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    inspect,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from search._engine import database_error_reason, make_engine
+from search._store_errors import DatabaseRevisionError, NoDatabaseError, StoreError
 
 TABLE_PREFIX = "cs_"
 VERSION_TABLE = "cs_alembic_version"
 
 JOB_STATES = ("created", "running", "stopped", "finished", "failed", "interrupted")
-TRIAL_STATES = ("running", "ok", "diverged", "pruned", "failed", "interrupted")
+TRIAL_RUNNING = "running"
+"""The status of a trial that has not ended (the store's word; no ``TrialStatus`` has it)."""
+TRIAL_STATES = (TRIAL_RUNNING, "ok", "diverged", "pruned", "failed", "interrupted")
 EVALUATION_STATES = ("pending", "running", "done", "filtered-out")
+TERMINAL_JOB_STATES = frozenset({"stopped", "finished", "failed", "interrupted"})
+
+JobState = Literal["created", "running", "stopped", "finished", "failed", "interrupted"]
+EvaluationStatus = Literal["pending", "running", "done", "filtered-out"]
 
 
 def utcnow() -> datetime:
@@ -182,3 +209,112 @@ class Trial(Base):
 
 TABLES: tuple[str, ...] = tuple(Base.metadata.tables)
 """Names of the tables this package owns (all start with ``cs_``)."""
+
+
+# -- migrations -----------------------------------------------------------------------------
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+ALEMBIC_INI = _PACKAGE_DIR / "alembic.ini"
+MIGRATIONS_DIR = _PACKAGE_DIR / "migrations"
+
+
+def alembic_config(migrations: str | Path | None = None) -> Config:
+    """The packaged Alembic configuration; ``migrations`` points at another script folder (tests)."""
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(migrations or MIGRATIONS_DIR))
+    return config
+
+
+def head_revision(migrations: str | Path | None = None) -> str:
+    """The revision this code expects."""
+    head = ScriptDirectory.from_config(alembic_config(migrations)).get_current_head()
+    assert head is not None, "the migration history is empty"
+    return head
+
+
+def known_revisions(migrations: str | Path | None = None) -> set[str]:
+    """Every revision in this code's history."""
+    script = ScriptDirectory.from_config(alembic_config(migrations))
+    return {rev.revision for rev in script.walk_revisions()}
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision stamped in the database, ``None`` when it has never been migrated."""
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def existing_tables(connection: Connection) -> list[str]:
+    """Tables of this package found in the database (whether stamped or not)."""
+    names = set(inspect(connection).get_table_names())
+    return [t for t in TABLES if t in names]
+
+
+def migrate(engine: Engine, revision: str = "head", migrations: str | Path | None = None) -> None:
+    """Migrate the database to ``revision`` in one transaction (all or nothing where DDL is transactional)."""
+    config = alembic_config(migrations)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def stamp(engine: Engine, revision: str, migrations: str | Path | None = None) -> None:
+    """Record ``revision`` without running migrations (for a schema built by other means)."""
+    config = alembic_config(migrations)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.stamp(config, revision)
+
+
+# -- the revision check ----------------------------------------------------------------------
+
+
+def ensure_schema(
+    engine: Engine, *, upgrade: bool = True, create: bool = True, migrations: str | Path | None = None
+) -> str:
+    """Check (and create or upgrade, as allowed) the schema; returns the revision now in place."""
+    shown = engine.url.render_as_string(hide_password=True)
+    head = head_revision(migrations)
+    try:
+        with engine.connect() as conn:
+            revision = current_revision(conn)
+            ours = existing_tables(conn)
+    except OperationalError as exc:
+        raise StoreError(f"cannot open the results database {shown}: {database_error_reason(exc)}") from None
+    if revision is None:
+        if ours:
+            raise DatabaseRevisionError(
+                f"{shown} has tables named like cellsearch's ({', '.join(ours)}) but no schema "
+                f"revision in cs_alembic_version: not a cellsearch database; refusing to touch it"
+            )
+        if not create:
+            raise NoDatabaseError(f"no cellsearch results in {shown}")
+        migrate(engine, head, migrations)
+        return head
+    if revision == head:
+        return head
+    if revision not in known_revisions(migrations):
+        raise DatabaseRevisionError(
+            f"{shown} is at schema revision {revision!r}, unknown to this cellsearch (expects {head!r}): "
+            f"it was written by a newer cellsearch; upgrade cellsearch to read it"
+        )
+    if not upgrade:
+        raise DatabaseRevisionError(
+            f"database at revision {revision}, code expects {head}: run `cellsearch db upgrade`"
+        )
+    migrate(engine, head, migrations)
+    return head
+
+
+def upgrade_database(url: str, *, migrations: str | Path | None = None) -> tuple[str | None, str]:
+    """Create or upgrade the schema at ``url``; returns ``(revision before, revision after)``."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            before = current_revision(conn)
+        after = ensure_schema(engine, upgrade=True, create=True, migrations=migrations)
+        return before, after
+    except OperationalError as exc:
+        raise StoreError(f"cannot open the results database: {database_error_reason(exc)}") from None
+    finally:
+        engine.dispose()

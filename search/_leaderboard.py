@@ -1,0 +1,377 @@
+"""The leaderboard: a job's architectures ranked, with their result on every task.
+
+:func:`top_architectures` is the one leaderboard query: ``cellsearch status``, the table
+``cellsearch launch`` prints, ``cellsearch results top`` and the exports and reports read
+it (the ``leaderboard`` SQL view ranks by the same rule, see :mod:`search._ranking`).
+Every query runs through SQLAlchemy with bound parameters (a task name or any other
+filter value is data, never SQL) and reads a bounded number of rows per call, so it stays
+fast at the paper's scale (10,000 architectures, 230,000 trials; see
+``benchmarks/results_query.py``).
+
+Example:
+    >>> from search._jobspec import JobSpec
+    >>> from search._result_store import ResultStore
+    >>> from cells import library
+    >>> from workers import TrialResult
+    >>> spec = JobSpec.from_yaml_text(
+    ...     "name: demo\\nstrategy: {kind: fixed, cells: [gru]}\\ntasks: [{name: memorize}]")
+    >>> store = ResultStore.open("sqlite://")
+    >>> job_id = store.create_job(spec)
+    >>> arch_id, _ = store.add_architecture(library.get("gru"), job_id=job_id, library_name="gru")
+    >>> evaluation = store.get_or_create_evaluation(job_id, arch_id, spec.tasks[0])
+    >>> trial_id = store.start_trial(evaluation.id, hparams={"learning_rate": 0.01})
+    >>> _ = store.finish_trial(trial_id, TrialResult(
+    ...     status="ok", task="memorize", metric="accuracy", direction="maximize", value=0.9))
+    >>> store.set_evaluation(evaluation.id, status="done", relative_score=1.0)
+    >>> store.update_job_architecture(job_id, arch_id, score=1.0, evaluated=True)
+    >>> [top] = top_architectures(store, job_id)
+    >>> top.to_dict()["per_task"]
+    {'memorize': {'metric': 'accuracy', 'value': 0.9, 'relative': 1.0, 'trials': 1, 'status': 'done'}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, case, or_, select
+from sqlalchemy.orm import Session
+
+from search._ranking import by_score
+from search._records import finite
+from search._schema import Architecture, Evaluation, JobArchitecture
+from search._store_errors import UnknownJobError, UnknownTaskError
+from search._store_reader import StoreReader
+from workers import Direction
+
+PARAMETER_COUNT_HIDDEN = 128
+"""Hidden (and input) size at which :func:`parameter_count` counts a cell's parameters."""
+
+
+# -- records ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """An architecture's result on one task of a job (an evaluation)."""
+
+    task: str
+    """The task entry's id in the job: its label, else the task name."""
+    task_name: str
+    metric: str
+    direction: str
+    status: str
+    value: float | None
+    """The best value of the task's metric over the trials (``None``: no trial finished)."""
+    relative: float | None
+    """``value`` relative to the best baseline (above 1 beats it), ``None`` until known."""
+    trials: int
+    """Trials that ended (ok, pruned, failed or diverged)."""
+    best_trial_id: int | None = None
+    reused_from_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "value": finite(self.value),
+            "relative": finite(self.relative),
+            "trials": self.trials,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class RankedArchitecture:
+    """One row of a leaderboard (see :mod:`search._ranking` for its order)."""
+
+    rank: int
+    job_id: int
+    arch_id: int
+    score: float | None
+    library_name: str | None
+    parent_id: int | None
+    mutation: str | None
+    generation: int
+    canonical_hash: str
+    num_states: int
+    num_nodes: int
+    parameter_count: int
+    equations: str
+    per_task: dict[str, TaskResult] = field(default_factory=dict)
+    graph: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The cell's JSON (left out of :meth:`to_dict`)."""
+    listed: bool = False
+    """On the strategy's list in this job (the top-K list, or the living population)."""
+
+    @property
+    def architecture_id(self) -> int:
+        """``arch_id``, by the name the store's records give it."""
+        return self.arch_id
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (what ``cellsearch results top --format json`` prints, one per row)."""
+        return {
+            "rank": self.rank,
+            "job_id": self.job_id,
+            "arch_id": self.arch_id,
+            "score": finite(self.score),
+            "library_name": self.library_name,
+            "parent_id": self.parent_id,
+            "mutation": self.mutation,
+            "generation": self.generation,
+            "canonical_hash": self.canonical_hash,
+            "num_states": self.num_states,
+            "num_nodes": self.num_nodes,
+            "parameter_count": self.parameter_count,
+            "equations": self.equations,
+            "per_task": {name: result.to_dict() for name, result in self.per_task.items()},
+        }
+
+
+# -- queries ---------------------------------------------------------------------------------
+
+
+def resolve_job(store: StoreReader, job_id: int | None) -> int:
+    """``job_id``, checked to exist; the latest job when ``None``."""
+    if job_id is None:
+        latest = store.latest_job_id()
+        if latest is None:
+            raise UnknownJobError(f"no jobs in {store.url} yet (start one with `cellsearch launch JOB.yaml`)")
+        return latest
+    store.get_job(job_id)  # raises UnknownJobError
+    return job_id
+
+
+def job_tasks(store: StoreReader, job_id: int) -> list[str]:
+    """The task ids (labels, else names) of a job, in the job's order."""
+    spec = store.get_job(job_id).spec
+    return [str(t.get("label") or t["name"]) for t in spec.get("tasks", [])]
+
+
+_LEADERBOARD_COLUMNS = (
+    JobArchitecture.job_id,
+    JobArchitecture.score,
+    JobArchitecture.generation,
+    JobArchitecture.listed,
+    Architecture.id,
+    Architecture.library_name,
+    Architecture.parent_id,
+    Architecture.mutation,
+    Architecture.canonical_hash,
+    Architecture.num_states,
+    Architecture.num_nodes,
+    Architecture.equations,
+    Architecture.graph,
+)
+"""What a leaderboard row reads: the job's view of a cell joined with the cell (see :func:`_ranked`)."""
+
+
+def top_architectures(
+    store: StoreReader,
+    job_id: int | None = None,
+    *,
+    task: str | None = None,
+    limit: int = 10,
+    all_jobs: bool = False,
+) -> list[RankedArchitecture]:
+    """The best architectures of a job (default: the latest), best first.
+
+    Ranked by overall score (the worst task's relative score), or with ``task`` by that
+    task's relative score (then its best value). ``task`` is a task's label or name as
+    in the job file; an unknown one raises :class:`UnknownTaskError` naming the known
+    ones. ``all_jobs`` ranks every job's architectures together (a cell scored in two
+    jobs appears twice). Equal scores (or task results) go to the lower architecture id:
+    the one tie rule, :mod:`search._ranking`.
+    """
+    if limit < 1:
+        raise ValueError(f"limit: must be at least 1, got {limit}")
+    ja, a = JobArchitecture, Architecture
+    if all_jobs:
+        if task is not None:
+            raise ValueError("task: give a job to rank by one task (not with all jobs)")
+        query = (
+            select(*_LEADERBOARD_COLUMNS)
+            .join(a, a.id == ja.architecture_id)
+            .where(ja.score.is_not(None))
+            .order_by(*by_score(ja, across_jobs=True))
+        )
+    else:
+        job_id = resolve_job(store, job_id)
+        if task is None:
+            query = (
+                select(*_LEADERBOARD_COLUMNS)
+                .join(a, a.id == ja.architecture_id)
+                .where(ja.job_id == job_id, ja.score.is_not(None))
+                .order_by(*by_score(ja))
+            )
+        else:
+            label, direction = _resolve_task(store, job_id, task)
+            e = Evaluation
+            value_order = e.best_value.desc() if direction is Direction.MAXIMIZE else e.best_value.asc()
+            query = (
+                select(*_LEADERBOARD_COLUMNS)
+                .select_from(e)
+                .join(ja, and_(ja.job_id == e.job_id, ja.architecture_id == e.architecture_id))
+                .join(a, a.id == e.architecture_id)
+                .where(e.job_id == job_id, e.task_label == label, e.best_value.is_not(None))
+                .order_by(
+                    case((e.relative_score.is_(None), 1), else_=0),
+                    e.relative_score.desc(),
+                    value_order,
+                    e.architecture_id,
+                )
+            )
+    with Session(store.engine) as conn:
+        rows = conn.execute(query.limit(limit)).all()
+        per_task = _task_results(conn, [(r.job_id, r.id) for r in rows])
+    return [_ranked(rank, r, per_task) for rank, r in enumerate(rows, start=1)]
+
+
+def _ranked(rank: int, r: Any, per_task: dict[tuple[int, int], dict[str, TaskResult]]) -> RankedArchitecture:
+    """A leaderboard row (job architecture joined with its architecture) as a record."""
+    return RankedArchitecture(
+        rank=rank,
+        job_id=r.job_id,
+        arch_id=r.id,
+        score=r.score,
+        library_name=r.library_name,
+        parent_id=r.parent_id,
+        mutation=r.mutation,
+        generation=r.generation,
+        canonical_hash=r.canonical_hash,
+        num_states=r.num_states,
+        num_nodes=r.num_nodes,
+        parameter_count=parameter_count(r.graph),
+        equations=r.equations,
+        per_task=per_task.get((r.job_id, r.id), {}),
+        graph=r.graph,
+        listed=bool(r.listed),
+    )
+
+
+def job_architectures(store: StoreReader, job_id: int) -> list[RankedArchitecture]:
+    """Every architecture of a job with its per-task results: scored ones ranked (best
+    first), then the unscored ones (filtered out, unfinished; ``rank`` 0) by id."""
+    job_id = resolve_job(store, job_id)
+    ja, a = JobArchitecture, Architecture
+    query = (
+        select(*_LEADERBOARD_COLUMNS)
+        .join(a, a.id == ja.architecture_id)
+        .where(ja.job_id == job_id)
+        .order_by(case((ja.score.is_(None), 1), else_=0), *by_score(ja))
+    )
+    with Session(store.engine) as conn:
+        rows = conn.execute(query).all()
+        per_task = _task_results(conn, None, job_id=job_id)
+    out = []
+    rank = 0
+    for r in rows:
+        if r.score is not None:
+            rank += 1
+        out.append(_ranked(rank if r.score is not None else 0, r, per_task))
+    return out
+
+
+def parameter_count(graph: dict[str, Any], hidden_size: int = PARAMETER_COUNT_HIDDEN) -> int:
+    """Parameters of one layer of the cell with input and hidden size ``hidden_size``: a
+    weight matrix per input of every ``linear`` plus its bias, a vector per ``diag``.
+
+    A property of the architecture alone (a trial's model adds embeddings, more layers
+    and its own sizes), so cells compare on it.
+
+    Example:
+        >>> from cells import library
+        >>> parameter_count(library.get("lstm").model_dump(mode="json"), hidden_size=8)
+        544
+    """
+    total = 0
+    for node in graph.get("nodes", []):
+        if node["op"] == "linear":
+            total += len(node["inputs"]) * hidden_size * hidden_size + hidden_size
+        elif node["op"] == "diag":
+            total += hidden_size
+    return total
+
+
+# -- internals ------------------------------------------------------------------------------
+
+
+def _resolve_task(store: StoreReader, job_id: int, task: str) -> tuple[str, Direction]:
+    """The label and metric direction of the job's task named ``task`` (a label or a task name)."""
+    spec = store.get_job(job_id).spec
+    entries = [(str(t.get("label") or t["name"]), str(t["name"])) for t in spec.get("tasks", [])]
+    labels = [label for label, name in entries if label == task] or [
+        label for label, name in entries if name == task
+    ]
+    known = ", ".join(label for label, _ in entries) or "none"
+    if not labels:
+        raise UnknownTaskError(f"job {job_id} has no task {task!r} (its tasks: {known})")
+    if len(labels) > 1:
+        raise UnknownTaskError(f"task {task!r} is ambiguous in job {job_id}: give one of {', '.join(labels)}")
+    label = labels[0]
+    with Session(store.engine) as conn:
+        direction = conn.execute(
+            select(Evaluation.direction)
+            .where(Evaluation.job_id == job_id, Evaluation.task_label == label)
+            .limit(1)
+        ).scalar()
+    return label, Direction(direction or Direction.MAXIMIZE)
+
+
+EVALUATION_COLUMNS = (
+    Evaluation.id,
+    Evaluation.job_id,
+    Evaluation.architecture_id,
+    Evaluation.task_label,
+    Evaluation.task,
+    Evaluation.metric,
+    Evaluation.direction,
+    Evaluation.status,
+    Evaluation.best_value,
+    Evaluation.relative_score,
+    Evaluation.trials_completed,
+    Evaluation.trials_pruned,
+    Evaluation.trials_failed,
+    Evaluation.trials_diverged,
+    Evaluation.best_trial_id,
+    Evaluation.reused_from_id,
+)
+"""Plain columns, not ORM objects: a leaderboard reads thousands of evaluations."""
+
+
+def task_result(ev: Any) -> TaskResult:
+    return TaskResult(
+        task=ev.task_label,
+        task_name=ev.task,
+        metric=ev.metric,
+        direction=ev.direction,
+        status=ev.status,
+        value=ev.best_value,
+        relative=ev.relative_score,
+        trials=ev.trials_completed + ev.trials_pruned + ev.trials_failed + ev.trials_diverged,
+        best_trial_id=ev.best_trial_id,
+        reused_from_id=ev.reused_from_id,
+    )
+
+
+def _task_results(
+    conn: Session, pairs: Sequence[tuple[int, int]] | None, *, job_id: int | None = None
+) -> dict[tuple[int, int], dict[str, TaskResult]]:
+    """Per-task results keyed by (job, architecture): of the given pairs, or of a whole job."""
+    e = Evaluation
+    query = select(*EVALUATION_COLUMNS)
+    if pairs is not None:
+        if not pairs:
+            return {}
+        by_job: dict[int, list[int]] = {}
+        for job, arch in pairs:
+            by_job.setdefault(job, []).append(arch)
+        clauses = [and_(e.job_id == job, e.architecture_id.in_(archs)) for job, archs in by_job.items()]
+        query = query.where(or_(*clauses))
+    else:
+        query = query.where(e.job_id == job_id)
+    out: dict[tuple[int, int], dict[str, TaskResult]] = {}
+    for ev in conn.execute(query.order_by(e.id)).all():
+        out.setdefault((ev.job_id, ev.architecture_id), {})[ev.task_label] = task_result(ev)
+    return out
