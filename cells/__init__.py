@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cells import _library as library
-from cells._errors import CellsearchError
+from cells._errors import CellsearchError, ValidationProblem, join_problems, validation_problems
 from cells._graph import CellGraph, CellGraphError, Node
 from cells._hash import canonical_form, canonical_hash
 from cells._lazy import lazy_exports
@@ -70,6 +70,7 @@ __all__ = [
     "Node",
     "OpSpec",
     "ReferenceLayer",
+    "ValidationProblem",
     "build_layer",
     "canonical_form",
     "canonical_hash",
@@ -77,6 +78,7 @@ __all__ = [
     "compile_cache_info",
     "dump_nasbench_recipes",
     "from_nasbench_recipe",
+    "join_problems",
     "lazy_exports",
     "library",
     "load_nasbench_recipes",
@@ -87,4 +89,5 @@ __all__ = [
     "to_equations",
     "to_markdown",
     "to_nasbench_recipe",
+    "validation_problems",
 ]
