@@ -14,9 +14,10 @@ Example:
     >>> import os, tempfile
     >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "results.db")
     >>> book = StudyBook(url, sampler="random", pruner="none", seed=0)
-    >>> study = book.study("job1-arch1-memorize", "maximize", {"lr": FloatDistribution(0.1, 1.0)})
+    >>> from workers import Direction, TrialStatus
+    >>> study = book.study("job1-arch1-memorize", Direction.MAXIMIZE, {"lr": FloatDistribution(0.1, 1.0)})
     >>> trial = study.ask()
-    >>> study.tell(trial.number, "ok", 0.5)
+    >>> study.tell(trial.number, TrialStatus.OK, 0.5)
     >>> import optuna
     >>> loaded = optuna.load_study(study_name="job1-arch1-memorize", storage=url)
     >>> [t.state.name for t in loaded.trials], loaded.best_value
@@ -43,12 +44,12 @@ from workers import Direction, TrialStatus
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-_STATES: dict[str, TrialState] = {
-    "ok": TrialState.COMPLETE,
-    "pruned": TrialState.PRUNED,
-    "diverged": TrialState.FAIL,
-    "failed": TrialState.FAIL,
-    "interrupted": TrialState.FAIL,
+_STATES: dict[TrialStatus, TrialState] = {
+    TrialStatus.OK: TrialState.COMPLETE,
+    TrialStatus.PRUNED: TrialState.PRUNED,
+    TrialStatus.DIVERGED: TrialState.FAIL,
+    TrialStatus.FAILED: TrialState.FAIL,
+    TrialStatus.INTERRUPTED: TrialState.FAIL,
 }
 
 
