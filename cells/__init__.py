@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cells import _library as library
-from cells._errors import CellsearchError
+from cells._errors import CellsearchError, ValidationProblem, join_problems, validation_problems
 from cells._graph import CellGraph, CellGraphError, Node
 from cells._hash import canonical_form, canonical_hash
 from cells._lazy import lazy_exports
@@ -70,6 +70,7 @@ __all__ = [
     "OpSpec",
     "PopulationLayer",
     "ReferenceLayer",
+    "ValidationProblem",
     "build_layer",
     "build_population_layer",
     "canonical_form",
@@ -81,6 +82,7 @@ __all__ = [
     "dropout_mask",
     "dump_nasbench_recipes",
     "from_nasbench_recipe",
+    "join_problems",
     "lazy_exports",
     "library",
     "load_nasbench_recipes",
@@ -91,4 +93,5 @@ __all__ = [
     "to_equations",
     "to_markdown",
     "to_nasbench_recipe",
+    "validation_problems",
 ]

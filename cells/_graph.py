@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cells._errors import CellsearchError
+from cells._errors import CellsearchError, ValidationProblem, join_problems, validation_problems
 from cells._ops import MAX_STATES, OPS
 
 INPUT_X = "x"
@@ -183,16 +183,16 @@ class CellGraph(BaseModel):
 
 
 def _format_validation_error(exc: ValidationError, data: Any = None) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        # "nodes.3.inputs" -> "node 'f_lin' (nodes.3).inputs", so the message names the node.
-        node_name = _node_name_at(data, err["loc"])
-        if node_name is not None:
-            loc = f"node {node_name!r} (nodes.{err['loc'][1]})" + loc.removeprefix(f"nodes.{err['loc'][1]}")
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
+    return join_problems((_where(problem, data), problem.message) for problem in validation_problems(exc))
+
+
+def _where(problem: ValidationProblem, data: Any) -> str:
+    """``nodes.3.inputs`` -> ``node 'f_lin' (nodes.3).inputs``, so the message names the node."""
+    node_name = _node_name_at(data, problem.loc)
+    if node_name is None:
+        return problem.path
+    index = problem.loc[1]
+    return f"node {node_name!r} (nodes.{index})" + problem.path.removeprefix(f"nodes.{index}")
 
 
 def _node_name_at(data: Any, loc: tuple[int | str, ...]) -> str | None:

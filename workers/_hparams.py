@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from cells import CellsearchError
+from cells import CellsearchError, join_problems, validation_problems
 
 DEFAULT_HIDDEN_SIZE = 64
 
@@ -276,7 +276,6 @@ class SearchSpace(BaseModel):
 def _format_errors(exc: ValidationError, what: str = "search space") -> str:
     """``search space: field 'x': reason``, one clause per field (not per union branch)."""
     by_field: dict[str, str] = {}
-    for error in exc.errors():
-        field = f"field {error['loc'][0]!r}: " if error["loc"] else ""
-        by_field.setdefault(field, error["msg"].removeprefix("Value error, "))
-    return "; ".join(f"{what}: {field}{message}" for field, message in by_field.items())
+    for problem in validation_problems(exc):
+        by_field.setdefault(f"field {problem.loc[0]!r}: " if problem.loc else "", problem.message)
+    return join_problems((what, field + message) for field, message in by_field.items())

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from cells import join_problems, validation_problems
 from workers._arith import ArithTask
 from workers._memorize import MemorizeTask
 from workers._music import MusicTask
@@ -49,12 +50,8 @@ def _resolve(spec: TaskSpec | str, settings: dict[str, Any]) -> tuple[type[Task]
     try:
         return cls, cls.config_class.model_validate(merged)
     except ValidationError as error:
-        reasons = []
-        for item in error.errors():
-            where = ".".join(str(part) for part in item["loc"])
-            reason = item["msg"].removeprefix("Value error, ")
-            reasons.append(f"{where}: {reason}" if where else reason)
-        raise TaskConfigError(f"task {name!r}: " + "; ".join(reasons)) from None
+        reasons = join_problems((problem.path, problem.message) for problem in validation_problems(error))
+        raise TaskConfigError(f"task {name!r}: {reasons}") from None
 
 
 def task_config(spec: TaskSpec | str, /, **settings: Any) -> TaskConfig:

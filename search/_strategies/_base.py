@@ -1,6 +1,8 @@
 """The strategy interface: a strategy proposes architectures and observes their scores.
 
-A strategy is pure logic (no Ray, no database): the driver asks it for the next
+A strategy is pure logic (no Ray, no database), built from its section of the job file
+(its :attr:`Strategy.config_class`, e.g. ``strategy: {kind: jozefowicz, top_k: 10}``): the
+driver asks it for the next
 :class:`Candidate` (a new cell to evaluate) or :class:`Refine` (more hyperparameter
 trials for a known one), evaluates it, and tells it the :class:`Outcome`. Its whole state
 is JSON (:meth:`Strategy.state_dict`), saved by the driver so a resumed job proposes
@@ -12,11 +14,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
 from cells import CellGraph, canonical_hash
+from search._job_model import StrictModel
 
 Origin = Literal["baseline", "seed", "mutation", "random", "fixed"]
 
@@ -28,7 +31,7 @@ _MAX_PROPOSAL_TRIES = 50
 class Candidate:
     """A new architecture to evaluate.
 
-    ``gated``: goes through the task stages with their thresholds (design.md 2); baselines
+    ``gated``: goes through the task stages with their thresholds; baselines
     and fixed cells are evaluated on every task regardless. ``parent_hash``: the cell it was
     mutated from; its best hyperparameters become the child's first trial.
     """
@@ -93,14 +96,27 @@ class Prefilter:
     reason: str = "pre-filter"
 
 
+class BaseStrategyConfig(StrictModel):
+    """A strategy's section of the job file; each strategy's own model adds its settings.
+
+    ``kind`` (a ``Literal`` in each subclass) names the strategy and tells the members of
+    the job file's strategy union apart.
+    """
+
+    kind: str
+
+
 class Strategy(ABC):
     """Base class: the seen set (dedup by canonical hash), the seed cells, the random state.
 
-    Subclasses implement :meth:`_propose` and :meth:`_observe`, and extend
-    :meth:`state_dict` / :meth:`load_state_dict` with their own fields.
+    Subclasses set :attr:`kind` and :attr:`config_class`, implement :meth:`_propose` and
+    :meth:`_observe`, and extend :meth:`state_dict` / :meth:`load_state_dict` with their own
+    fields. Keyword settings of a subclass's constructor are the fields of its config, with
+    its defaults (see :meth:`_settings`).
     """
 
     kind: ClassVar[str]
+    config_class: ClassVar[type[BaseStrategyConfig]]
 
     def __init__(
         self,
@@ -120,6 +136,22 @@ class Strategy(ABC):
         """Proposed (or registered) and not yet observed: hash -> entry (see :func:`entry`)."""
         self.duplicates = 0
         """Drawn cells that were already known (cost no training)."""
+
+    @classmethod
+    def from_config(
+        cls,
+        config: BaseStrategyConfig,
+        seed_cells: Sequence[tuple[str | None, CellGraph]] = (),
+        seed: int = 0,
+        prefilter: Prefilter | None = None,
+    ) -> Self:
+        """The strategy a job's ``strategy`` section describes."""
+        return cls(seed_cells, seed, prefilter, **config.model_dump(exclude={"kind"}))
+
+    @classmethod
+    def _settings(cls, settings: dict[str, Any]) -> Any:
+        """Keyword settings validated into the strategy's config (its defaults filled in)."""
+        return cls.config_class.model_validate({"kind": cls.kind, **settings})
 
     # -- the interface -------------------------------------------------------------------
 

@@ -3,12 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from cells import CellGraph, mutate, random_cell
-from search._strategies._base import Candidate, Outcome, Prefilter, Proposal, Strategy, graph_of
+from search._job_errors import field_error
+from search._strategies._base import (
+    BaseStrategyConfig,
+    Candidate,
+    Outcome,
+    Prefilter,
+    Proposal,
+    Strategy,
+    graph_of,
+)
+
+
+class RegularizedEvolutionConfig(BaseStrategyConfig):
+    """Aging evolution (Real et al. 2019): tournament of ``sample_size`` out of the newest
+    ``population_size`` architectures, the winner is mutated, the oldest dies."""
+
+    kind: Literal["regularized_evolution"]
+    population_size: int = Field(default=100, ge=2)
+    sample_size: int = Field(default=25, ge=1)
+    mutation_p: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _sample_fits(self) -> RegularizedEvolutionConfig:
+        if self.sample_size > self.population_size:
+            raise field_error("sample_size", "is larger than population_size")
+        return self
 
 
 class RegularizedEvolution(Strategy):
@@ -28,20 +54,17 @@ class RegularizedEvolution(Strategy):
     """
 
     kind = "regularized_evolution"
+    config_class = RegularizedEvolutionConfig
 
     def __init__(
         self,
         seed_cells: Sequence[tuple[str | None, CellGraph]] = (),
-        population_size: int = 100,
-        sample_size: int = 25,
-        mutation_p: float | None = None,
         seed: int = 0,
         prefilter: Prefilter | None = None,
+        **settings: Any,
     ) -> None:
         super().__init__(seed_cells, seed, prefilter)
-        self.population_size = population_size
-        self.sample_size = sample_size
-        self.mutation_p = mutation_p
+        self.config: RegularizedEvolutionConfig = self._settings(settings)
         self._population: list[dict[str, Any]] = []
         """Oldest first."""
         self._initial = 0
@@ -62,10 +85,10 @@ class RegularizedEvolution(Strategy):
         return proposal
 
     def _next_seed(self) -> Candidate | None:
-        return super()._next_seed() if self._initial < self.population_size else None
+        return super()._next_seed() if self._initial < self.config.population_size else None
 
     def _propose(self) -> Proposal | None:
-        if self._initial < self.population_size:
+        if self._initial < self.config.population_size:
             candidate: Candidate | None = self._first_new(
                 lambda: Candidate.of(random_cell(self._rng), "random")
             )
@@ -75,13 +98,13 @@ class RegularizedEvolution(Strategy):
             return screened
         if not self._population:
             return None
-        size = min(self.sample_size, len(self._population))
+        size = min(self.config.sample_size, len(self._population))
         picks = self._rng.choice(len(self._population), size=size, replace=False)
         parent = max((self._population[int(i)] for i in picks), key=_fitness)
         parent_graph = graph_of(parent)
 
         def draw() -> Candidate:
-            child, description = mutate(parent_graph, self._rng, p=self.mutation_p)
+            child, description = mutate(parent_graph, self._rng, p=self.config.mutation_p)
             return Candidate.of(
                 child,
                 "mutation",
@@ -96,7 +119,7 @@ class RegularizedEvolution(Strategy):
         if proposed is None:  # a refinement: evolution never asks for one
             return
         self._population.append({**proposed, "score": outcome.score})
-        del self._population[: max(0, len(self._population) - self.population_size)]
+        del self._population[: max(0, len(self._population) - self.config.population_size)]
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "population": self._population, "initial": self._initial}

@@ -1,12 +1,15 @@
-"""The search of Jozefowicz, Zaremba & Sutskever (2015), as design.md 2 describes it."""
+"""The search of Jozefowicz, Zaremba & Sutskever (2015): a top-K list refined and mutated."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from cells import CellGraph, mutate
 from search._strategies._base import (
+    BaseStrategyConfig,
     Candidate,
     Outcome,
     Prefilter,
@@ -16,6 +19,21 @@ from search._strategies._base import (
     entry,
     graph_of,
 )
+
+
+class JozefowiczConfig(BaseStrategyConfig):
+    """The paper's search: a list of the best ``top_k`` architectures, seeded with the known
+    cells; each step refines a listed architecture (probability ``p_refine``: more
+    hyperparameter trials) or mutates one into a new candidate."""
+
+    kind: Literal["jozefowicz"]
+    top_k: int = Field(default=100, ge=1)
+    p_refine: float = Field(default=0.2, ge=0, le=1)
+    """Probability that a step spends more trials on a listed architecture instead of mutating."""
+    refine_trials: int = Field(default=5, ge=1)
+    """Extra hyperparameter trials per search task when an architecture is refined."""
+    mutation_p: float | None = Field(default=None, gt=0, le=1)
+    """Per-node replacement probability of a mutation; ``None`` draws it afresh per mutation."""
 
 
 class JozefowiczSearch(Strategy):
@@ -39,22 +57,17 @@ class JozefowiczSearch(Strategy):
     """
 
     kind = "jozefowicz"
+    config_class = JozefowiczConfig
 
     def __init__(
         self,
         seed_cells: Sequence[tuple[str | None, CellGraph]] = (),
-        top_k: int = 100,
-        p_refine: float = 0.2,
-        refine_trials: int = 5,
-        mutation_p: float | None = None,
         seed: int = 0,
         prefilter: Prefilter | None = None,
+        **settings: Any,
     ) -> None:
         super().__init__(seed_cells, seed, prefilter)
-        self.top_k = top_k
-        self.p_refine = p_refine
-        self.refine_trials = refine_trials
-        self.mutation_p = mutation_p
+        self.config: JozefowiczConfig = self._settings(settings)
         self._listed: list[dict[str, Any]] = []
         """Entries sorted best first; unscored seeds (score ``None``) at the end."""
         self._refining: set[str] = set()
@@ -77,10 +90,10 @@ class JozefowiczSearch(Strategy):
             if e["score"] is not None and not e["baseline"] and e["hash"] not in self._refining
         ]
         # The draw happens even when nothing is refinable so the random stream stays aligned.
-        if self._rng.random() < self.p_refine and refinable:
+        if self._rng.random() < self.config.p_refine and refinable:
             chosen = refinable[int(self._rng.integers(len(refinable)))]
             self._refining.add(chosen["hash"])
-            return Refine(chosen["hash"], self.refine_trials)
+            return Refine(chosen["hash"], self.config.refine_trials)
         screened = self._take_screened()
         if screened is not None:
             return screened
@@ -90,7 +103,7 @@ class JozefowiczSearch(Strategy):
         parent_graph = graph_of(parent)
 
         def draw() -> Candidate:
-            child, description = mutate(parent_graph, self._rng, p=self.mutation_p)
+            child, description = mutate(parent_graph, self._rng, p=self.config.mutation_p)
             return Candidate.of(
                 child,
                 "mutation",
@@ -120,7 +133,7 @@ class JozefowiczSearch(Strategy):
     def _truncate(self) -> None:
         scored = sorted((e for e in self._listed if e["score"] is not None), key=lambda e: -e["score"])
         waiting = [e for e in self._listed if e["score"] is None]
-        self._listed = scored[: self.top_k] + waiting
+        self._listed = scored[: self.config.top_k] + waiting
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "listed": self._listed, "refining": sorted(self._refining)}

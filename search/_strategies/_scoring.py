@@ -1,9 +1,9 @@
-"""Scores relative to the best baseline (design.md 2): above 1 beats the baseline.
+"""Scores relative to the best baseline: above 1 beats the baseline.
 
 Example:
-    >>> relative_value(0.9, 0.6, "maximize")  # accuracy 0.9 against a baseline's 0.6
+    >>> relative_value(0.9, 0.6, Direction.MAXIMIZE)  # accuracy 0.9 against a baseline's 0.6
     1.5
-    >>> relative_value(120.0, 100.0, "minimize")  # perplexity 120 against 100
+    >>> relative_value(120.0, 100.0, Direction.MINIMIZE)  # perplexity 120 against 100
     0.8333333333333334
     >>> worst_task_score({"arith": 1.2, "xml": 0.9})
     0.9

@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, Self
+
+from pydantic import Field, ValidationInfo, field_validator
 
 from cells import CellGraph, random_cell
-from cells._mutation import DEFAULT_MAX_NODES
-from search._strategies._base import Candidate, Outcome, Proposal, Strategy
+from search._cell_entries import check_cells, resolve_cell_entry
+from search._strategies._base import BaseStrategyConfig, Candidate, Outcome, Prefilter, Proposal, Strategy
+
+
+class RandomConfig(BaseStrategyConfig):
+    """Random cells: ``num_states`` states (``None``: drawn per cell, 1-3), up to ``max_nodes`` nodes."""
+
+    kind: Literal["random"]
+    num_states: int | None = Field(default=None, ge=1, le=3)
+    max_nodes: int = Field(default=12, ge=1, le=64)
+
+
+class FixedConfig(BaseStrategyConfig):
+    """No search: evaluate exactly ``cells`` (library names or cell JSON files) on every task."""
+
+    kind: Literal["fixed"]
+    cells: list[str] = Field(min_length=1)
+
+    @field_validator("cells", mode="after")
+    @classmethod
+    def _cells_exist(cls, cells: list[str], info: ValidationInfo) -> list[str]:
+        return check_cells(cells, (info.context or {}).get("base_dir"))
 
 
 class RandomSearch(Strategy):
@@ -21,21 +43,21 @@ class RandomSearch(Strategy):
     """
 
     kind = "random"
+    config_class = RandomConfig
 
     def __init__(
         self,
         seed_cells: Sequence[tuple[str | None, CellGraph]] = (),
-        num_states: int | None = None,
-        max_nodes: int = DEFAULT_MAX_NODES,
         seed: int = 0,
+        prefilter: Prefilter | None = None,
+        **settings: Any,
     ) -> None:
-        super().__init__(seed_cells, seed)
-        self.num_states = num_states
-        self.max_nodes = max_nodes
+        super().__init__(seed_cells, seed)  # random cells are never screened: ``prefilter`` is unused
+        self.config: RandomConfig = self._settings(settings)
 
     def _propose(self) -> Proposal | None:
         def draw() -> Candidate:
-            cell = random_cell(self._rng, num_states=self.num_states, max_nodes=self.max_nodes)
+            cell = random_cell(self._rng, num_states=self.config.num_states, max_nodes=self.config.max_nodes)
             return Candidate.of(cell, "random")
 
         return self._first_new(draw)  # type: ignore[no-any-return]
@@ -55,10 +77,23 @@ class FixedCells(Strategy):
     """
 
     kind = "fixed"
+    config_class = FixedConfig
 
     def __init__(self, cells: Sequence[tuple[str | None, CellGraph]], seed: int = 0) -> None:
         super().__init__((), seed)
         self._cells = list(cells)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: BaseStrategyConfig,
+        seed_cells: Sequence[tuple[str | None, CellGraph]] = (),
+        seed: int = 0,
+        prefilter: Prefilter | None = None,
+    ) -> Self:
+        """The job's ``cells``, resolved (its seed cells and pre-filter do not apply)."""
+        assert isinstance(config, FixedConfig)
+        return cls([resolve_cell_entry(cell) for cell in config.cells], seed=seed)
 
     def _propose(self) -> Proposal | None:
         while self._cells:

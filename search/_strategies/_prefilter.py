@@ -1,0 +1,98 @@
+"""A job's ``prefilter`` section: screen mutants at zero cost before they train.
+
+The section holds :class:`workers.PrefilterConfig` fields (which proxy, how much to drop,
+the scoring model) plus ``enabled`` (default true once the section is there) and ``batch``
+(mutants scored together; the worst ``floor(fraction * batch)`` of each batch are dropped).
+Cells are scored on the job's first task (the filter task in the paper's pipeline), on the CPU.
+
+Example:
+    >>> section = PrefilterSection.model_validate({"proxy": "snip", "fraction": 0.25, "batch": 4})
+    >>> section.enabled, section.batch, section.config.proxy, section.config.fraction
+    (True, 4, 'snip', 0.25)
+    >>> section.model_dump()
+    {'enabled': True, 'batch': 4, 'proxy': 'snip', 'fraction': 0.25}
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from cells import CellGraph
+from search._job_errors import nested_error
+from search._job_model import StrictModel
+from search._strategies._base import Prefilter
+
+if TYPE_CHECKING:
+    from search._jobspec import JobSpec
+    from workers import PrefilterConfig
+
+PREFILTER_BATCH = 8
+"""Mutants screened at once by a job's pre-filter unless its ``prefilter.batch`` says otherwise."""
+
+
+class PrefilterSection(StrictModel):
+    """The ``prefilter`` section of a job; the screen's own settings are :attr:`config`.
+
+    Those settings are checked against :class:`workers.PrefilterConfig` when the section is
+    validated (loading it with torch, which only a job that screens needs), and kept as
+    given, so the stored job reads back the same.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    enabled: bool = True
+    batch: int = Field(default=PREFILTER_BATCH, ge=2)
+    _config: PrefilterConfig = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _valid_config(self) -> PrefilterSection:
+        from workers import PrefilterConfig
+
+        try:
+            self._config = PrefilterConfig.model_validate(self.model_extra or {})
+        except ValidationError as exc:
+            raise nested_error(exc, PrefilterConfig) from None
+        return self
+
+    @property
+    def config(self) -> PrefilterConfig:
+        """The screen's validated settings (defaults filled in)."""
+        return self._config
+
+
+def make_prefilter(spec: JobSpec) -> Prefilter | None:
+    """The zero-cost screen of a job's ``prefilter`` section (``None``: off, the default)."""
+    section = spec.prefilter
+    if section is None or not section.enabled:
+        return None
+    from workers import TaskSpec
+
+    config, first = section.config, spec.tasks[0]
+    task_spec = TaskSpec(name=first.name, settings=first.settings)
+    resolved: list[Any] = []  # the task is built once, on first use (it may load data)
+
+    def keep(graphs: list[CellGraph]) -> list[bool]:
+        from workers import drop_worst
+        from workers._evaluate import resolve_task
+
+        if not resolved:
+            resolved.append(resolve_task(task_spec))
+        kept = drop_worst(
+            graphs,
+            config.fraction,
+            resolved[0],
+            proxy=config.proxy,
+            hidden_size=config.hidden_size,
+            batches=config.batches,
+            seed=config.seed,
+            batch_size=config.batch_size,
+            device="cpu",
+        )
+        kept_ids = {id(g) for g in kept}
+        return [id(g) in kept_ids for g in graphs]
+
+    worst = f"the worst {config.fraction:g} of a batch of {section.batch}"
+    reason = f"pre-filter: {config.proxy} score in {worst}"
+    return Prefilter(keep=keep, batch=section.batch, reason=reason)
