@@ -36,7 +36,7 @@ import signal
 import threading
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from search._book import ArchitectureBook
 from search._book_resume import restore_book
@@ -49,7 +49,9 @@ from search._settings import Settings
 from search._store import ResultStore
 from search._strategies import make_prefilter, make_strategy
 from search._tuning import StudyBook
-from workers._runner import Evaluate
+
+if TYPE_CHECKING:
+    from workers._runner import Evaluate
 
 __all__ = ["MAX_RETRIES", "JobStateError", "run_job"]
 
