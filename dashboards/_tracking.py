@@ -1,6 +1,11 @@
 """MLflow tracking of jobs: a parent run per job, a nested run per finished architecture.
 
-The :class:`Tracker` never holds up the search. The driver (or a progress feed it
+The :class:`Tracker` is one observer of the driver: it follows the job's progress feed
+(:meth:`Tracker.follow`, the feed's events), so ``search`` never imports it; whoever composes
+the command wires the two (:func:`track_job`). What gets logged is built in
+:mod:`dashboards._tracking_payload`; :class:`~dashboards._tracking_writer.MlflowWriter` logs it.
+
+The tracker never holds up the search. The driver (or a progress feed it
 follows) only puts small records on a queue; a background thread reads the details from
 the results database and logs them with ``MlflowClient.log_batch``. When the MLflow store
 is unreachable the thread warns once, keeps the queue, retries with backoff and catches
