@@ -3,9 +3,9 @@
 Each stored architecture of the job goes through the live path: it becomes a
 :class:`~search._strategies.Candidate` again and is added with
 :meth:`ArchitectureBook.add <search._book.ArchitectureBook.add>`; its stored evaluations set
-its stages' progress; then the baselines' bests are learnt and every architecture whose stages
-are over is scored (:meth:`ArchitectureBook.finalize <search._book.ArchitectureBook.finalize>`)
-unless the strategy was told before the stop.
+its stages' progress (as a reused evaluation does); then the book settles
+(:meth:`ArchitectureBook.settle <search._book.ArchitectureBook.settle>`) as after any trial:
+what is over retires and is scored, unless the strategy was told before the stop.
 """
 
 from __future__ import annotations
@@ -103,20 +103,16 @@ def _restore_progress(
 
 
 def _settle_restored(book: ArchitectureBook) -> None:
-    """Learn the baselines' bests, then retire what is over: scored now if the strategy was not
-    told before the stop, only counted for the display if it was."""
+    """Learn the baselines' bests from the stored progress, mark what the strategy was told
+    before the stop as scored (counted for the display only), then settle as the live loop
+    does: what is over retires, and what the strategy was not told is scored now."""
     for cell_hash in book.baseline_hashes:  # baselines first: the yardstick of every gate
         if cell_hash in book.archs:
             for task in book.spec.tasks:
                 book.update_baseline_best(book.archs[cell_hash], task)
-    for arch in list(book.archs.values()):
+    for arch in book.archs.values():
         arch.stages.update(book.baseline_best)
-        if arch.stages.status == "running":
-            continue
-        book.active.pop(arch.hash, None)
-        # Told before the stop: nothing to do. Not told (stopped in between): tell now.
-        arch.finalized = not book.strategy.awaiting(arch.hash)
-        if not arch.finalized and (book.baselines_complete() or arch.stages.status == "filtered"):
-            book.finalize(arch)
-        elif arch.finalized:
+        if arch.stages.status != "running" and not book.strategy.awaiting(arch.hash):
+            arch.finalized = True
             book.report_done(arch, None)
+    book.settle()

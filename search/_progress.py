@@ -31,12 +31,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from workers import TrialStatus
+
 if TYPE_CHECKING:
     from search._store import TrialCounts
 
 Subscriber = Callable[[str, dict[str, Any]], None]
 """Called with an event name and its data: ``trial_started`` (key, worker: pid, host, node),
 ``trial_finished`` (key, status), ``architecture`` (arch_id, outcome), ``best`` (arch_id, score)."""
+
+_COUNTED = frozenset({TrialStatus.OK, TrialStatus.DIVERGED, TrialStatus.PRUNED, TrialStatus.FAILED})
+"""Trial statuses that end a trial for good (``interrupted`` runs again)."""
 
 
 @dataclass
@@ -135,12 +140,12 @@ class ProgressFeed:
             self.workers.pop(key, None)
             if retried:
                 self.trials_retried += 1
-            elif status in ("ok", "diverged", "pruned", "failed"):
+            elif status in _COUNTED:
                 self.trials_done += 1
-                self.trials_pruned += status == "pruned"
-                self.trials_failed += status == "failed"
-                self.trials_diverged += status == "diverged"
-            elif status == "interrupted":
+                self.trials_pruned += status == TrialStatus.PRUNED
+                self.trials_failed += status == TrialStatus.FAILED
+                self.trials_diverged += status == TrialStatus.DIVERGED
+            elif status == TrialStatus.INTERRUPTED:
                 self.trials_interrupted += 1
         self.emit("trial_finished", key=key, status=status, retried=retried)
 
