@@ -77,13 +77,17 @@ def job_spec(architectures: int, population: str | int, in_flight: int) -> JobSp
     )
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="share of the 10,000 architectures")
     parser.add_argument("--population", default="auto", help="auto, off or a size")
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--no-mlflow", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     architectures = max(1, round(ARCHITECTURES * args.scale))
     population: str | int = int(args.population) if args.population.isdigit() else args.population
     spec = job_spec(architectures, population, args.in_flight)

@@ -1,8 +1,11 @@
-"""Job progress: one feed of counts the driver updates, read by the live display (and MLflow).
+"""Job progress: one feed of the driver's events, counted for the live display (and MLflow).
 
-The driver writes every count to a :class:`ProgressFeed` as things happen; the terminal
-display (:class:`ProgressDisplay`) and any tracker read the same feed (:meth:`ProgressFeed.metrics`)
-so they never disagree. Subscribers get every event as it happens (``feed.subscribe``).
+The driver's parts (the architecture book, the trial scheduler, the loop) report every event
+to a :class:`ProgressFeed` by calling its event methods (``trial_finished``,
+``architecture_done``, ...), never by writing its counts. The terminal display
+(:class:`ProgressDisplay`) and any tracker read the same counts (:meth:`ProgressFeed.metrics`)
+so they never disagree. Observers (the MLflow tracker is one) get the events as they happen
+(``feed.subscribe``, or ``run_job(observers=...)``).
 
 Example:
     >>> feed = ProgressFeed(job_id=1, job_name="demo")
@@ -21,16 +24,24 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from workers import TrialStatus
+
+if TYPE_CHECKING:
+    from search._records import TrialCounts
+
 Subscriber = Callable[[str, dict[str, Any]], None]
 """Called with an event name and its data: ``trial_started`` (key, worker: pid, host, node),
 ``trial_finished`` (key, status), ``architecture`` (arch_id, outcome), ``best`` (arch_id, score)."""
+
+_COUNTED = frozenset({TrialStatus.OK, TrialStatus.DIVERGED, TrialStatus.PRUNED, TrialStatus.FAILED})
+"""Trial statuses that end a trial for good (``interrupted`` runs again)."""
 
 
 @dataclass
@@ -69,7 +80,7 @@ class ProgressFeed:
     _subscribers: list[Subscriber] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    # -- written by the driver -----------------------------------------------------------
+    # -- the driver's events ------------------------------------------------------------
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -77,6 +88,41 @@ class ProgressFeed:
     def emit(self, event: str, **data: Any) -> None:
         for subscriber in list(self._subscribers):
             subscriber(event, data)
+
+    def job_opened(self, job_id: int, job_name: str) -> None:
+        """The driver runs job ``job_id`` (a tracker following the feed opens its run now)."""
+        self.job_id, self.job_name = job_id, job_name
+
+    def state_changed(self, state: str) -> None:
+        """The job's state: ``running``, ``interrupting``, ``interrupted``, ``finished``, ``failed``."""
+        self.state = state
+
+    def resumed(self, elapsed_before: float, proposed: int, trials: TrialCounts) -> None:
+        """A resumed job's counts so far, from the store: its clock, proposals and trials."""
+        with self._lock:
+            self.elapsed_before = elapsed_before
+            self.architectures_proposed = proposed
+            self.trials_done = trials.completed + trials.pruned + trials.failed + trials.diverged
+            self.trials_pruned, self.trials_failed = trials.pruned, trials.failed
+            self.trials_diverged = trials.diverged
+
+    def trials_interrupted_on_resume(self, count: int) -> None:
+        """Trials a stopped or crashed run left running, recorded interrupted by the resume."""
+        with self._lock:
+            self.trials_interrupted += count
+
+    def architecture_proposed(self) -> None:
+        with self._lock:
+            self.architectures_proposed += 1
+
+    def duplicates_skipped(self, total: int) -> None:
+        """The strategy's count of proposals it skipped as already seen."""
+        with self._lock:
+            self.duplicates = total
+
+    def evaluation_reused(self) -> None:
+        with self._lock:
+            self.evaluations_reused += 1
 
     def trial_submitted(self, key: str) -> None:
         with self._lock:
@@ -94,12 +140,12 @@ class ProgressFeed:
             self.workers.pop(key, None)
             if retried:
                 self.trials_retried += 1
-            elif status in ("ok", "diverged", "pruned", "failed"):
+            elif status in _COUNTED:
                 self.trials_done += 1
-                self.trials_pruned += status == "pruned"
-                self.trials_failed += status == "failed"
-                self.trials_diverged += status == "diverged"
-            elif status == "interrupted":
+                self.trials_pruned += status == TrialStatus.PRUNED
+                self.trials_failed += status == TrialStatus.FAILED
+                self.trials_diverged += status == TrialStatus.DIVERGED
+            elif status == TrialStatus.INTERRUPTED:
                 self.trials_interrupted += 1
         self.emit("trial_finished", key=key, status=status, retried=retried)
 

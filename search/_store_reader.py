@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine, case, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cells import CellGraph, canonical_hash
@@ -111,6 +111,21 @@ class StoreReader:
         with self._sessions() as s:
             rows = s.scalars(query.order_by(JobArchitecture.proposed_at, JobArchitecture.architecture_id))
             return [record(JobArchitectureRecord, r) for r in rows]
+
+    def settled_scores(self, job_id: int) -> list[tuple[int, float | None]]:
+        """``(architecture id, score)`` of a job's architectures that are settled (evaluated,
+        filtered out or scored), in the order they were proposed: what a tracker logs."""
+        ja = JobArchitecture
+        query = (
+            select(ja.architecture_id, ja.score)
+            .where(
+                ja.job_id == job_id,
+                or_(ja.evaluated.is_(True), ja.filter_passed.is_(False), ja.score.is_not(None)),
+            )
+            .order_by(ja.proposed_at, ja.architecture_id)
+        )
+        with self.engine.connect() as conn:
+            return [(arch_id, score) for arch_id, score in conn.execute(query).all()]
 
     # -- evaluations and trials ----------------------------------------------------------
 

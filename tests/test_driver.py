@@ -118,6 +118,70 @@ def test_the_display_shows_the_numbers_trackers_read() -> None:
     assert "arch 2  score 1.2500  gru" in text and "h' = tanh(W x + U h + b)" in text
 
 
+def test_stage_queries_change_nothing() -> None:
+    from search._jobspec import TaskEntry
+    from search._strategies import Stages
+
+    tasks = [TaskEntry(name="memorize", role="filter", threshold=0.5), TaskEntry(name="arith")]
+    stages = Stages(tasks, {"memorize": 1, "arith": 1}, gated=True)
+    stages.started("memorize")
+    stages.finished("memorize", 0.1)
+    assert stages.wanted({}) == [] and stages.status == "running"  # asked twice, same answer
+    assert stages.wanted({}) == [] and stages.status == "running"
+    stages.update({})
+    assert stages.status == "filtered" and stages.stopped_at == "memorize"
+
+
+def test_the_job_budget_counts_trials_and_architectures_and_stops() -> None:
+    from search._job_budget import JobBudget
+    from search._jobspec import SearchBudget
+
+    budget = JobBudget(SearchBudget(max_trials=4, max_architectures=1, max_seconds=3600), elapsed_before=10)
+    assert budget.trials_left() == 4 and budget.may_propose() and budget.elapsed() >= 10
+    budget.count_trials(3)
+    budget.count_proposal()
+    assert budget.trials_left() == 1 and not budget.may_propose()  # one architecture at most
+    budget.check_time()
+    assert budget.stop_reason is None
+    budget.interrupt("SIGTERM")
+    assert budget.interrupted and budget.stop_signal == "SIGTERM" and budget.trials_left() == 0
+
+
+def test_the_architecture_book_walks_a_job_without_ray(tmp_path: Path) -> None:
+    """The book alone (no scheduler): trials reported by hand settle, score and finish the job."""
+    from search._book import ArchitectureBook
+    from search._job_budget import JobBudget
+    from search._strategies import make_strategy
+
+    url = _sqlite(tmp_path)
+    spec = _spec()
+    feed = ProgressFeed()
+    with ResultStore.open(url) as store:
+        job_id = store.create_job(spec)
+        budget = JobBudget(spec.budget)
+        studies = StudyBook(url, sampler=spec.sampler, pruner=spec.pruner, seed=spec.seed)
+        book = ArchitectureBook(spec, job_id, store, studies, make_strategy(spec), budget, feed)
+        book.start()
+        for value in (0.6, 0.3):  # the baseline (gru), then the fixed cell (tanh)
+            if book.next_launch() is None:
+                assert book.may_propose(max_in_flight=2)
+                book.propose()
+            launch = book.next_launch()
+            assert launch is not None and book.next_launch() == launch  # a query: asked twice, same
+            arch, task, wanted = launch
+            assert wanted == 1
+            book.trial_started(arch, task)
+            book.trial_ended(arch, task, value)
+            book.settle()
+        studies.close()
+        assert book.baseline_best == {"memorize": 0.6}
+        assert not book.active and not book.has_work(max_in_flight=2)
+        assert feed.architectures_proposed == 1 and feed.architectures_evaluated == 1
+        assert feed.best_score == 1.0  # the baseline, scored against itself
+        [member] = [m for m in store.job_architectures(job_id) if m.architecture_id == arch.id]
+        assert member.score == pytest.approx(0.5) and member.evaluated  # half the baseline's best
+
+
 def test_launch_refuses_a_bad_job_naming_every_field_and_writes_nothing(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

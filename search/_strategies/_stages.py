@@ -1,10 +1,11 @@
-"""Where one architecture stands in a job's task stages (design.md 2), as pure logic.
+"""Where one architecture stands in a job's task stages, as pure logic.
 
 Tasks run in the job's order. A gated candidate finishes one task's trials before the
 next starts: a ``filter`` task must reach its absolute threshold, a ``search`` task its
 threshold relative to the best baseline; otherwise it stops there. An ungated cell (a
-baseline, a fixed cell) runs every task at once. The driver launches what
-:meth:`Stages.advance` asks for and reports each finished trial back.
+baseline, a fixed cell) runs every task at once. The driver applies the gates
+(:meth:`Stages.update`), launches what :meth:`Stages.wanted` asks for (a query: it changes
+nothing) and reports each finished trial back.
 
 Example:
     >>> from search._jobspec import TaskEntry
@@ -67,9 +68,24 @@ class Stages:
         """The task whose gate stopped the architecture."""
 
     def advance(self, baselines: Mapping[str, float | None]) -> list[tuple[str, int]]:
-        """Update the status and return ``(task id, trials to launch)`` pairs."""
+        """Update the status (:meth:`update`) and return what to launch (:meth:`wanted`)."""
+        self.update(baselines)
+        return self.wanted(baselines)
+
+    def update(self, baselines: Mapping[str, float | None]) -> None:
+        """Apply the gates the finished trials decide: ``filtered``, ``stopped`` or ``done``."""
+        self.status, self.stopped_at, _ = self._walk(baselines)
+
+    def wanted(self, baselines: Mapping[str, float | None]) -> list[tuple[str, int]]:
+        """``(task id, trials to launch)`` pairs; a query: the status does not change."""
+        return self._walk(baselines)[2]
+
+    def _walk(
+        self, baselines: Mapping[str, float | None]
+    ) -> tuple[StageStatus, str | None, list[tuple[str, int]]]:
+        """The status, the stopping task and the launches the current progress implies."""
         if self.status in ("filtered", "stopped"):
-            return []
+            return self.status, self.stopped_at, []
         launch = []
         for task in self.tasks:
             progress = self.progress[task.id]
@@ -78,16 +94,15 @@ class Stages:
             if not self.gated:
                 continue
             if not progress.complete:
-                return launch
+                return self.status, self.stopped_at, launch
             verdict = self._gate(task, progress.best, baselines)
             if verdict == "wait":
-                return launch
+                return self.status, self.stopped_at, launch
             if verdict != "pass":
-                self.status, self.stopped_at = verdict, task.id
-                return []
+                return verdict, task.id, []
         if all(p.complete for p in self.progress.values()):
-            self.status = "done"
-        return launch
+            return "done", self.stopped_at, launch
+        return self.status, self.stopped_at, launch
 
     def started(self, task: str) -> None:
         self.progress[task].running += 1

@@ -1,0 +1,131 @@
+"""What MLflow tracking logs: a finished architecture's run (params, metrics, tags, artifacts)
+and a job spec as flat parameters, cut to MLflow's limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from search import ResultStore
+
+logger = logging.getLogger(__name__)
+
+MAX_PARAM_LENGTH = 6000
+"""MLflow's limit on a parameter's value (longer values are cut, with a marker)."""
+MAX_KEY_LENGTH = 250
+
+
+def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[str, Any] | None:
+    """The run of a finished architecture of a job: run name, params, metrics, tags and
+    artifacts (file name -> text); ``None`` when it is not part of the job or not finished."""
+    from cells import CellGraph, render_svg, to_dot, to_markdown
+    from dashboards._queries import describe_architecture, job_tasks
+
+    member = store.job_architecture(job_id, arch_id)
+    if member is None or not (member.evaluated or member.filter_passed is False or member.score is not None):
+        return None
+    details = describe_architecture(store, arch_id, job_id=job_id)
+    parent = details.lineage[1] if len(details.lineage) > 1 else None
+    [membership] = details.jobs
+    params: dict[str, str] = {
+        "arch_id": str(arch_id),
+        "canonical_hash": details.canonical_hash,
+        "parent_id": str(parent.arch_id) if parent else "",
+        "parent_hash": parent.canonical_hash if parent else "",
+        "mutation": details.lineage[0].mutation or "",
+        "generation": str(membership.generation),
+        "num_states": str(details.num_states),
+        "num_nodes": str(details.num_nodes),
+        "parameter_count": str(details.parameter_count),
+        "library_name": details.library_name or "",
+        **{f"ops.{op}": str(count) for op, count in sorted(details.op_counts.items())},
+    }
+    metrics: dict[str, float] = {}
+    if membership.score is not None:
+        metrics["score"] = float(membership.score)
+    for task in membership.tasks:
+        result = task.result
+        key = metric_key(result.task)
+        if result.value is not None:
+            metrics[f"{key}.best"] = float(result.value)
+        if result.relative is not None:
+            metrics[f"{key}.relative"] = float(result.relative)
+        metrics[f"{key}.trials"] = float(result.trials)
+    evaluated_tasks = {t.result.task for t in membership.tasks if t.result.status == "done"}
+    if membership.filter_passed is False:
+        outcome = "filtered"
+    elif set(job_tasks(store, job_id)) <= evaluated_tasks:
+        outcome = "evaluated"
+    else:
+        outcome = "stopped"  # at a search task's threshold: the later tasks never ran
+    tags = {
+        "cellsearch.arch_id": str(arch_id),
+        "cellsearch.outcome": outcome,
+        "cellsearch.library_name": details.library_name or "",
+        "cellsearch.listed": str(membership.listed).lower(),
+    }
+    graph = CellGraph.parse(details.graph)
+    artifacts = {
+        "cell.json": graph.model_dump_json(indent=2),
+        "equations.md": to_markdown(graph),
+        "cell.dot": to_dot(graph),
+    }
+    try:
+        svg = render_svg(graph)
+    except (RuntimeError, OSError) as exc:  # a Graphviz failure costs the picture, not the run
+        logger.info("no diagram for architecture %s: %s", arch_id, exc)
+        svg = None
+    if svg is not None:
+        artifacts["cell.svg"] = svg
+    name = f"arch-{arch_id}" + (f"-{details.library_name}" if details.library_name else "")
+    return {
+        "run_name": name,
+        "params": {_truncate(k, MAX_KEY_LENGTH): _truncate(v, MAX_PARAM_LENGTH) for k, v in params.items()},
+        "metrics": metrics,
+        "tags": tags,
+        "artifacts": artifacts,
+        "score": membership.score,
+    }
+
+
+def flatten_params(data: Any, prefix: str = "") -> dict[str, str]:
+    """A nested mapping as MLflow parameters: dotted keys (list items by index), values as
+    text cut to MLflow's limits.
+
+    Example:
+        >>> flatten_params({"strategy": {"kind": "fixed", "cells": ["gru", "lstm"]}, "seed": 0})
+        {'strategy.kind': 'fixed', 'strategy.cells.0': 'gru', 'strategy.cells.1': 'lstm', 'seed': '0'}
+    """
+    out: dict[str, str] = {}
+    if isinstance(data, Mapping):
+        items: Any = data.items()
+    elif isinstance(data, list | tuple):
+        items = enumerate(data)
+    else:
+        return {_truncate(prefix or "value", MAX_KEY_LENGTH): _truncate(_text(data), MAX_PARAM_LENGTH)}
+    for key, value in items:
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping | list | tuple) and value:
+            out.update(flatten_params(value, name))
+        else:
+            out[_truncate(name, MAX_KEY_LENGTH)] = _truncate(_text(value), MAX_PARAM_LENGTH)
+    return out
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Mapping | list | tuple):
+        return "{}" if isinstance(value, Mapping) else "[]"
+    return str(value)
+
+
+def _truncate(text: str, limit: int) -> str:
+    marker = "...[cut]"
+    return text if len(text) <= limit else text[: limit - len(marker)] + marker
+
+
+def metric_key(name: str) -> str:
+    """MLflow allows letters, digits and ``_ - . / :`` and spaces in keys."""
+    return "".join(c if c.isalnum() or c in "_-./: " else "_" for c in name)[:MAX_KEY_LENGTH]
