@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     )
     from search._driver import JobStateError, run_job
     from search._engine import is_sqlite, make_engine, sqlite_file, use_fast_sqlite_commits
+    from search._job_strategy import make_strategy
     from search._jobspec import JobError, JobSpec, check_db_url, load_job, task_key
     from search._leaderboard import (
         RankedArchitecture,
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
         Refine,
         RegularizedEvolution,
         Strategy,
-        make_strategy,
     )
 
 # Loaded on first use (PEP 562): the driver imports Ray and Optuna, the store SQLAlchemy and
@@ -108,8 +108,8 @@ __getattr__ = lazy_exports(
             "Refine",
             "RegularizedEvolution",
             "Strategy",
-            "make_strategy",
         ),
+        "search._job_strategy": ("make_strategy",),
     },
 )
 

@@ -41,17 +41,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from search._book import ArchitectureBook
 from search._book_resume import restore_book
 from search._job_budget import JobBudget
+from search._job_strategy import make_strategy
 from search._joblock import JobStateError, hold_job
 from search._jobspec import JobSpec
 from search._progress import ProgressFeed, Subscriber
 from search._result_store import ResultStore
 from search._scheduler import MAX_RETRIES, TrialScheduler, ray_session
 from search._settings import Settings
-from search._strategies import make_strategy
 from search._tuning import StudyBook
 
 if TYPE_CHECKING:
-    from workers._runner import Evaluate
+    from workers import Evaluate
 
 __all__ = ["MAX_RETRIES", "JobStateError", "run_job"]
 

@@ -46,7 +46,7 @@ def task_key(
         >>> task_key("arith", {}, Budget()) == task_key("arith", {}, Budget(), {"hidden_size": 256})
         False
     """
-    from workers._hparams import SearchSpace  # Optuna: loaded only by what computes keys
+    from workers import SearchSpace  # Optuna: loaded only by what computes keys
 
     task_class = workers.TASKS.get(name)
     if task_class is not None:
@@ -146,7 +146,7 @@ class TaskEntry(StrictModel):
 def check_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
     """Each override is checked alone (so every bad one is named), then all together."""
     try:
-        from workers._hparams import SearchSpace
+        from workers import SearchSpace
     except ImportError:  # the hyperparameter space is not part of this build yet
         return hparams
     known = list(SearchSpace.model_fields)

@@ -181,7 +181,7 @@ class JobSpec(StrictModel):
 
     def search_space(self, task: TaskEntry | None = None) -> Any:
         """The ``workers.SearchSpace`` of a task: the defaults, the job's and the task's overrides."""
-        from workers._hparams import SearchSpace
+        from workers import SearchSpace
 
         space = SearchSpace().with_overrides(self.hparams)
         return space.with_overrides(task.hparams) if task is not None and task.hparams else space

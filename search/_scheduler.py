@@ -27,13 +27,15 @@ from search._jobspec import JobSpec, TaskEntry
 from search._progress import ProgressFeed
 from search._result_store import ResultStore
 from search._tuning import TunedStudy
-from workers import TrialResult, TrialStatus
-from workers._population import plan_populations, population_size
-from workers._runner import (
+from workers import (
     Evaluate,
     PopulationRequest,
     TrialRequest,
+    TrialResult,
+    TrialStatus,
+    plan_populations,
     population_runner,
+    population_size,
     start_relay,
     trial_runner,
 )

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 
-from workers._download import DEFAULT_DATA_DIR, ENV_DATA_DIR  # the workers read the data folder
+from workers import DEFAULT_DATA_DIR, ENV_DATA_DIR  # the workers read the data folder
 
 ENV_DB_URL = "CELLSEARCH_DB_URL"
 ENV_MLFLOW_URI = "MLFLOW_TRACKING_URI"

@@ -151,7 +151,7 @@ def test_the_architecture_book_walks_a_job_without_ray(tmp_path: Path) -> None:
     """The book alone (no scheduler): trials reported by hand settle, score and finish the job."""
     from search._book import ArchitectureBook
     from search._job_budget import JobBudget
-    from search._strategies import make_strategy
+    from search._job_strategy import make_strategy
 
     url = _sqlite(tmp_path)
     spec = _spec()

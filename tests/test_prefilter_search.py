@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from search._job_strategy import make_prefilter, make_strategy
 from search._jobspec import JobSpec
-from search._strategies import Candidate, Outcome, make_prefilter, make_strategy
+from search._strategies import Candidate, Outcome
 from workers import make_task
 from workers._prefilter import rank_candidates
 

@@ -11,12 +11,19 @@ from typing import TYPE_CHECKING
 
 from cells import lazy_exports
 from workers._direction import Direction
-from workers._download import DATASETS, DownloadError, download_dataset, download_file
+from workers._download import (
+    DATASETS,
+    DEFAULT_DATA_DIR,
+    ENV_DATA_DIR,
+    DownloadError,
+    download_dataset,
+    download_file,
+)
 from workers._results import Budget, TrialResult, TrialStatus
 
 if TYPE_CHECKING:
     from workers._arith import ArithConfig, ArithTask
-    from workers._evaluate import evaluate_trial
+    from workers._evaluate import evaluate_trial, resolve_task
     from workers._hparams import HyperParams, Range, SearchSpace, SearchSpaceError
     from workers._memorize import MemorizeConfig, MemorizeTask
     from workers._model import (
@@ -43,6 +50,14 @@ if TYPE_CHECKING:
         prefilter_score,
         rank_candidates,
     )
+    from workers._runner import (
+        Evaluate,
+        PopulationRequest,
+        TrialRequest,
+        population_runner,
+        start_relay,
+        trial_runner,
+    )
     from workers._task import (
         Batch,
         Example,
@@ -62,7 +77,15 @@ __getattr__ = lazy_exports(
     globals(),
     {
         "workers._arith": ("ArithConfig", "ArithTask"),
-        "workers._evaluate": ("evaluate_trial",),
+        "workers._evaluate": ("evaluate_trial", "resolve_task"),
+        "workers._runner": (
+            "Evaluate",
+            "PopulationRequest",
+            "TrialRequest",
+            "population_runner",
+            "start_relay",
+            "trial_runner",
+        ),
         "workers._hparams": ("HyperParams", "Range", "SearchSpace", "SearchSpaceError"),
         "workers._memorize": ("MemorizeConfig", "MemorizeTask"),
         "workers._model": (
@@ -109,6 +132,8 @@ __getattr__ = lazy_exports(
 
 __all__ = [
     "DATASETS",
+    "DEFAULT_DATA_DIR",
+    "ENV_DATA_DIR",
     "PROXIES",
     "TASKS",
     "ArithConfig",
@@ -117,6 +142,7 @@ __all__ = [
     "Budget",
     "Direction",
     "DownloadError",
+    "Evaluate",
     "Example",
     "FileSlice",
     "HyperParams",
@@ -125,6 +151,7 @@ __all__ = [
     "MemorizeTask",
     "MusicConfig",
     "MusicTask",
+    "PopulationRequest",
     "PopulationSetting",
     "PrefilterConfig",
     "Proxy",
@@ -140,6 +167,7 @@ __all__ = [
     "TaskSpec",
     "TextConfig",
     "TextTask",
+    "TrialRequest",
     "TrialResult",
     "TrialStatus",
     "XmlConfig",
@@ -156,13 +184,17 @@ __all__ = [
     "model_for",
     "piano_roll",
     "plan_populations",
+    "population_runner",
     "population_size",
     "prefilter_score",
     "rank_candidates",
     "register_task",
+    "resolve_task",
     "set_forget_bias",
+    "start_relay",
     "task_config",
     "torch_lstm_factory",
     "train",
     "train_population",
+    "trial_runner",
 ]

@@ -8,16 +8,13 @@ Example:
     ... tasks: [{name: memorize}]
     ... budget: {max_architectures: 20}
     ... ''')
-    >>> strategy = make_strategy(spec)
+    >>> strategy = RegularizedEvolution.from_config(spec.strategy, spec.seed_graphs, spec.seed, None)
     >>> strategy.kind, strategy.config.population_size, strategy.ask().library_name
     ('regularized_evolution', 10, 'lstm')
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from cells import lazy_exports
 from search._strategies._base import (
     BaseStrategyConfig,
     Candidate,
@@ -29,18 +26,11 @@ from search._strategies._base import (
 )
 from search._strategies._evolution import RegularizedEvolution, RegularizedEvolutionConfig
 from search._strategies._jozefowicz import JozefowiczConfig, JozefowiczSearch
-from search._strategies._prefilter import PREFILTER_BATCH, PrefilterSection, make_prefilter
-from search._strategies._registry import STRATEGIES, STRATEGY_KINDS, StrategyConfig, make_strategy
+from search._strategies._prefilter import PREFILTER_BATCH, PrefilterSection
+from search._strategies._registry import STRATEGIES, STRATEGY_KINDS, StrategyConfig
 from search._strategies._scoring import best_of, relative_value, worst_task_score
 from search._strategies._simple import FixedCells, FixedConfig, RandomConfig, RandomSearch
-
-if TYPE_CHECKING:
-    from search._strategies._stages import Stages, TaskProgress
-
-# The stages read the job's task entries: loaded on first use, so that the job spec (which
-# imports the strategies' configs from here) can be imported first.
-__getattr__ = lazy_exports(globals(), {"search._strategies._stages": ("Stages", "TaskProgress")})
-
+from search._strategies._stages import Stages, TaskProgress
 
 __all__ = [
     "PREFILTER_BATCH",
@@ -66,8 +56,6 @@ __all__ = [
     "StrategyConfig",
     "TaskProgress",
     "best_of",
-    "make_prefilter",
-    "make_strategy",
     "relative_value",
     "worst_task_score",
 ]

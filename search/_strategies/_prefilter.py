@@ -15,17 +15,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from cells import CellGraph
 from search._job_errors import nested_error
 from search._job_model import StrictModel
-from search._strategies._base import Prefilter
 
 if TYPE_CHECKING:
-    from search._jobspec import JobSpec
     from workers import PrefilterConfig
 
 PREFILTER_BATCH = 8
@@ -60,39 +57,3 @@ class PrefilterSection(StrictModel):
     def config(self) -> PrefilterConfig:
         """The screen's validated settings (defaults filled in)."""
         return self._config
-
-
-def make_prefilter(spec: JobSpec) -> Prefilter | None:
-    """The zero-cost screen of a job's ``prefilter`` section (``None``: off, the default)."""
-    section = spec.prefilter
-    if section is None or not section.enabled:
-        return None
-    from workers import TaskSpec
-
-    config, first = section.config, spec.tasks[0]
-    task_spec = TaskSpec(name=first.name, settings=first.settings)
-    resolved: list[Any] = []  # the task is built once, on first use (it may load data)
-
-    def keep(graphs: list[CellGraph]) -> list[bool]:
-        from workers import drop_worst
-        from workers._evaluate import resolve_task
-
-        if not resolved:
-            resolved.append(resolve_task(task_spec))
-        kept = drop_worst(
-            graphs,
-            config.fraction,
-            resolved[0],
-            proxy=config.proxy,
-            hidden_size=config.hidden_size,
-            batches=config.batches,
-            seed=config.seed,
-            batch_size=config.batch_size,
-            device="cpu",
-        )
-        kept_ids = {id(g) for g in kept}
-        return [id(g) in kept_ids for g in graphs]
-
-    worst = f"the worst {config.fraction:g} of a batch of {section.batch}"
-    reason = f"pre-filter: {config.proxy} score in {worst}"
-    return Prefilter(keep=keep, batch=section.batch, reason=reason)

@@ -2,7 +2,7 @@
 
 A new strategy is a :class:`~search._strategies._base.Strategy` subclass with its own config
 model, listed in :data:`STRATEGIES`; the job file then accepts ``strategy: {kind: ...}`` with
-its settings, and :func:`make_strategy` builds it.
+its settings, and :func:`search._job_strategy.make_strategy` builds it.
 
 Example:
     >>> STRATEGY_KINDS
@@ -21,11 +21,7 @@ from pydantic import Field
 from search._strategies._base import BaseStrategyConfig, Strategy
 from search._strategies._evolution import RegularizedEvolution
 from search._strategies._jozefowicz import JozefowiczSearch
-from search._strategies._prefilter import make_prefilter
 from search._strategies._simple import FixedCells, RandomSearch
-
-if TYPE_CHECKING:
-    from search._jobspec import JobSpec
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.kind: cls for cls in (JozefowiczSearch, RegularizedEvolution, RandomSearch, FixedCells)
@@ -42,9 +38,3 @@ else:
         Field(discriminator="kind"),
     ]
 """A job's ``strategy`` section: the config of one of :data:`STRATEGIES`, told apart by ``kind``."""
-
-
-def make_strategy(spec: JobSpec) -> Strategy:
-    """The strategy a job asks for, seeded with the job's seed cells and seed."""
-    strategy_class = STRATEGIES[spec.strategy.kind]
-    return strategy_class.from_config(spec.strategy, spec.seed_graphs, spec.seed, make_prefilter(spec))

@@ -8,7 +8,7 @@ baseline, a fixed cell) runs every task at once. The driver applies the gates
 nothing) and reports each finished trial back.
 
 Example:
-    >>> from search._jobspec import TaskEntry
+    >>> from search._job_tasks import TaskEntry
     >>> tasks = [TaskEntry(name="memorize", role="filter", threshold=0.5), TaskEntry(name="arith")]
     >>> stages = Stages(tasks, {"memorize": 2, "arith": 3}, gated=True)
     >>> stages.advance({})
@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from search._jobspec import TaskEntry
+from search._job_tasks import TaskEntry
 from search._strategies._scoring import best_of, relative_value, worst_task_score
 
 StageStatus = Literal["running", "filtered", "stopped", "done"]
