@@ -1,4 +1,4 @@
-"""The library of known cells (design.md 4.2), shipped as JSON graphs in ``cells/library``.
+"""The library of known cells, shipped as JSON graphs in ``cells/library``.
 
 Example:
     >>> from cells import library

@@ -25,7 +25,7 @@ LIBRARY_NAMES = (
     "mut3",
     "tanh",
 )
-"""design.md 4.2: these names are part of the CLI contract."""
+"""The library's names are part of the CLI contract."""
 
 
 def tanh_rnn(**changes: Any) -> dict[str, Any]:
