@@ -1,11 +1,17 @@
-"""Fixtures shared by the end-to-end tests: a local Ray instance and a fresh PostgreSQL database."""
+"""Fixtures shared by the tests: a local Ray instance, a fresh PostgreSQL database, and the
+databases the store's tests run on (a SQLite file, a fresh PostgreSQL schema)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from _postgres import postgres_database
+
+from search import ResultStore
 
 
 @pytest.fixture(scope="module")
@@ -24,3 +30,33 @@ def fresh_postgres_url() -> Iterator[str]:
     """A new PostgreSQL database for one test, dropped afterwards."""
     with postgres_database() as url:
         yield url
+
+
+# -- databases -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this module, dropped afterwards."""
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an empty database: a SQLite file, or a fresh schema in the PostgreSQL test database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'results.db'}"
+    database = request.getfixturevalue("pg_database")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(database)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    engine.dispose()
+    return f"{database}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[ResultStore]:
+    with ResultStore.open(db_url) as opened:
+        yield opened

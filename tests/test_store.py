@@ -9,9 +9,6 @@ from _store_data import job_spec, result
 from cells import CellGraph, library
 from search import ResultStore, StoreError, UnknownJobError
 
-pytest_plugins = ("_store_databases",)  # the db_url and store fixtures
-
-
 # -- jobs ------------------------------------------------------------------------------------
 
 

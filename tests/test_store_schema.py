@@ -19,8 +19,6 @@ from _store_data import REPO, job_spec, table_names
 from search import DatabaseRevisionError, NoDatabaseError, ResultStore, _schema, make_engine
 from search._schema import TABLES, VERSION_TABLE, Base
 
-pytest_plugins = ("_store_databases",)  # the db_url fixture
-
 # -- schema and migrations -------------------------------------------------------------------
 
 
