@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from cells import library, to_equations  # noqa: E402
 from dashboards import describe_architecture, ensure_views, top_architectures  # noqa: E402
-from search import ResultStore  # noqa: E402
+from search import EvaluationStatus, JobState, ResultStore  # noqa: E402
 from search._jobspec import JobSpec  # noqa: E402
 from search._schema import Architecture, Evaluation, JobArchitecture, Trial  # noqa: E402
 
@@ -65,7 +65,7 @@ def fill(store: ResultStore, architectures: int, trials_total: int, seed: int = 
     rng = random.Random(seed)
     spec = JobSpec.from_dict(JOB)
     job_id = store.create_job(spec)
-    store.set_job_state(job_id, "finished")
+    store.set_job_state(job_id, JobState.FINISHED)
     now = datetime.now(UTC)
     first_id = _next_id(store, Architecture.id)
     arch_rows = _architecture_rows(rng, job_id, first_id, architectures, now)
@@ -180,7 +180,7 @@ def _evaluation_row(
         task_settings={},
         metric=task.metric,
         direction=task.direction,
-        status="done",
+        status=EvaluationStatus.DONE,
         best_value=max(values) if task.direction == "maximize" else min(values),
         relative_score=relative,
         best_trial_id=best_trial_id,
@@ -319,7 +319,7 @@ def tracking_cost(architectures: int = 100) -> None:
                         status="ok", task="memorize", metric="accuracy", direction="maximize", value=0.5
                     ),
                 )
-                store.set_evaluation(evaluation.id, status="done", relative_score=1.0)
+                store.set_evaluation(evaluation.id, status=EvaluationStatus.DONE, relative_score=1.0)
                 store.update_job_architecture(job_id, arch_id, score=1.0, evaluated=True)
                 ids.append(arch_id)
 

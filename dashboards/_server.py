@@ -22,10 +22,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 
 from cells import CellsearchError
 from dashboards._links import is_server_uri
+from dashboards._tracking_ops import artifacts_folder
 
 STARTUP_TIMEOUT = 180.0
 """Seconds to wait for the UI to answer (a first start creates the MLflow tables)."""
@@ -39,7 +39,7 @@ def server_command(tracking_uri: str, *, host: str, port: int, workers: int = 1)
     """The ``mlflow server`` command line for a store."""
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri]
     command += ["--host", host, "--port", str(port), "--workers", str(workers)]
-    artifacts = _artifacts_folder(tracking_uri)
+    artifacts = artifacts_folder(tracking_uri)
     if artifacts is not None:
         command += ["--artifacts-destination", artifacts.as_uri()]
     return command
@@ -66,7 +66,7 @@ def serve(
         echo(f"the tracking store is an MLflow server; its UI is at {tracking_uri.rstrip('/')}")
         return 0
     _check_port_free(host, port)
-    artifacts = _artifacts_folder(tracking_uri)
+    artifacts = artifacts_folder(tracking_uri)
     if artifacts is not None:
         artifacts.mkdir(parents=True, exist_ok=True)
     url = dashboard_url(host, port)
@@ -79,13 +79,6 @@ def serve(
         return 0
     finally:
         _stop(process)
-
-
-def _artifacts_folder(tracking_uri: str) -> Path | None:
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix) or tracking_uri[len(prefix) :] in ("", ":memory:"):
-        return None
-    return Path(tracking_uri[len(prefix) :]).resolve().parent / "mlartifacts"
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -6,14 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from search import JobState, sqlite_file
+
 PARAMS_PER_BATCH = 100
 METRICS_PER_BATCH = 1000
 
-JOB_RUN_STATUS = {
-    "finished": "FINISHED",
-    "failed": "FAILED",
-    "interrupted": "KILLED",
-    "stopped": "KILLED",
+JOB_RUN_STATUS: dict[str, str] = {
+    JobState.FINISHED: "FINISHED",
+    JobState.FAILED: "FAILED",
+    JobState.INTERRUPTED: "KILLED",
+    JobState.STOPPED: "KILLED",
 }
 """Job state -> MLflow run status (a job still ``running`` when the tracker closes: FAILED)."""
 
@@ -77,13 +79,14 @@ def merge_progress(ops: list[Operation]) -> list[ProgressSample]:
 def artifact_location(tracking_uri: str) -> str | None:
     """Artifacts of a SQLite store go in ``mlartifacts`` beside the file (MLflow's default,
     ``./mlruns``, would depend on the working directory); a server decides for itself."""
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
-        return None
-    path = tracking_uri[len(prefix) :]
-    if not path or path == ":memory:":
-        return None
-    return (Path(path).resolve().parent / "mlartifacts").as_uri()
+    folder = artifacts_folder(tracking_uri)
+    return None if folder is None else folder.as_uri()
+
+
+def artifacts_folder(tracking_uri: str) -> Path | None:
+    """The ``mlartifacts`` folder beside a SQLite store's file; ``None`` for any other store."""
+    database = sqlite_file(tracking_uri)
+    return None if database is None else Path(database).resolve().parent / "mlartifacts"
 
 
 def is_transient(exc: BaseException) -> bool:

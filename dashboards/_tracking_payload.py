@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from search import ResultStore
+from search import EvaluationStatus, ResultStore
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
         if result.relative is not None:
             metrics[f"{key}.relative"] = float(result.relative)
         metrics[f"{key}.trials"] = float(result.trials)
-    evaluated_tasks = {t.result.task for t in membership.tasks if t.result.status == "done"}
+    evaluated_tasks = {t.result.task for t in membership.tasks if t.result.status == EvaluationStatus.DONE}
     if membership.filter_passed is False:
         outcome = "filtered"
     elif set(job_tasks(store, job_id)) <= evaluated_tasks:

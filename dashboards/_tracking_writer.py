@@ -31,7 +31,7 @@ from dashboards._tracking_ops import (
     is_transient,
 )
 from dashboards._tracking_payload import architecture_payload, flatten_params, metric_key
-from search import ResultStore, use_fast_sqlite_commits
+from search import JobState, ResultStore, use_fast_sqlite_commits
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -133,7 +133,7 @@ class MlflowWriter:
         if self.job_run_id is not None:
             run = client.get_run(self.job_run_id)  # raises (dropped) if someone deleted it
             self._experiment_id = run.info.experiment_id
-            if job.state == "running" and run.info.status != "RUNNING":
+            if job.state == JobState.RUNNING and run.info.status != "RUNNING":
                 client.update_run(self.job_run_id, status="RUNNING")  # a resumed job
             return
         self._experiment_id = self._experiment_for(self.experiment or job.name)

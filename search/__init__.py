@@ -22,7 +22,7 @@ if TYPE_CHECKING:
         architecture_history,
     )
     from search._driver import JobStateError, run_job
-    from search._engine import is_sqlite, make_engine, sqlite_file, use_fast_sqlite_commits
+    from search._engine import is_sqlite, is_sqlite_uri, make_engine, sqlite_file, use_fast_sqlite_commits
     from search._job_strategy import make_strategy
     from search._jobspec import JobError, JobSpec, check_db_url, load_job, task_key
     from search._leaderboard import (
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from search._result_store import ResultStore
     from search._schema import upgrade_database
     from search._settings import Settings, resolve_settings
+    from search._states import EvaluationStatus, JobState
     from search._store_errors import (
         DatabaseRevisionError,
         NoDatabaseError,
@@ -69,6 +70,7 @@ __getattr__ = lazy_exports(
         "search._jobspec": ("JobError", "JobSpec", "check_db_url", "load_job", "task_key"),
         "search._progress": ("ProgressDisplay", "ProgressFeed"),
         "search._settings": ("Settings", "resolve_settings"),
+        "search._states": ("EvaluationStatus", "JobState"),
         "search._architecture_history": (
             "ArchitectureHistory",
             "JobMembership",
@@ -76,7 +78,13 @@ __getattr__ = lazy_exports(
             "TaskDetail",
             "architecture_history",
         ),
-        "search._engine": ("is_sqlite", "make_engine", "sqlite_file", "use_fast_sqlite_commits"),
+        "search._engine": (
+            "is_sqlite",
+            "is_sqlite_uri",
+            "make_engine",
+            "sqlite_file",
+            "use_fast_sqlite_commits",
+        ),
         "search._leaderboard": (
             "RankedArchitecture",
             "TaskResult",
@@ -118,10 +126,12 @@ __all__ = [
     "ArchitectureHistory",
     "Candidate",
     "DatabaseRevisionError",
+    "EvaluationStatus",
     "FixedCells",
     "JobError",
     "JobMembership",
     "JobSpec",
+    "JobState",
     "JobStateError",
     "JobSummary",
     "JozefowiczSearch",
@@ -147,6 +157,7 @@ __all__ = [
     "architecture_history",
     "check_db_url",
     "is_sqlite",
+    "is_sqlite_uri",
     "job_architectures",
     "job_tasks",
     "leaderboard_rank_sql",

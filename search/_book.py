@@ -26,12 +26,13 @@ from search._jobspec import JobSpec, TaskEntry
 from search._progress import ProgressFeed
 from search._records import EvaluationRecord
 from search._result_store import ResultStore
-from search._strategies import Candidate, Outcome, Refine, Stages, Strategy, best_of
+from search._states import EvaluationStatus
+from search._strategies import Candidate, Outcome, Refine, Stages, StageStatus, Strategy, best_of
 from search._tuning import StudyBook, TunedStudy, study_name
 
 logger = logging.getLogger(__name__)
 
-OUTCOMES = {"done": "evaluated", "filtered": "filtered", "stopped": "stopped"}
+OUTCOMES = {StageStatus.DONE: "evaluated", StageStatus.FILTERED: "filtered", StageStatus.STOPPED: "stopped"}
 """Stage status of a retired architecture -> the outcome the display and trackers count."""
 
 
@@ -281,7 +282,7 @@ class ArchitectureBook:
             for arch in list(self.active.values()):
                 arch.stages.update(self.baseline_best)
                 changed |= self._record_stages(arch)
-                if arch.stages.status != "running" and not arch.stages.running:
+                if arch.stages.status != StageStatus.RUNNING and not arch.stages.running:
                     self._retire(arch)
                     changed = True
 
@@ -296,8 +297,9 @@ class ArchitectureBook:
                 continue
             evaluation_id = arch.evaluations.get(task.id)
             if evaluation_id is not None:
-                filtered = stages.status == "filtered" and stages.stopped_at == task.id
-                self.store.set_evaluation(evaluation_id, status="filtered-out" if filtered else "done")
+                filtered = stages.status == StageStatus.FILTERED and stages.stopped_at == task.id
+                status = EvaluationStatus.FILTERED_OUT if filtered else EvaluationStatus.DONE
+                self.store.set_evaluation(evaluation_id, status=status)
             arch.recorded.add(task.id)
             self.update_baseline_best(arch, task)
         filters = [t for t in self.spec.tasks if t.role == "filter"]
@@ -332,7 +334,7 @@ class ArchitectureBook:
         arch.cell_data = {}  # rebuilt if it is refined; thousands of retired cells stay small
         for task in self.spec.tasks:
             self.studies.forget(study_name(self.job_id, arch.id, task.key, task.id))
-        if self.baselines_complete() or arch.stages.status == "filtered":
+        if self.baselines_complete() or arch.stages.status == StageStatus.FILTERED:
             self.finalize(arch)
 
     def finalize(self, arch: Architecture) -> None:
@@ -345,10 +347,9 @@ class ArchitectureBook:
         for task_name, value in relative.items():
             if task_name in arch.evaluations:
                 self.store.set_evaluation(arch.evaluations[task_name], relative_score=value)
-        score = stages.score(self.baseline_best) if stages.status != "filtered" else None
-        self.store.update_job_architecture(
-            self.job_id, arch.id, score=score, evaluated=stages.status in ("done", "stopped")
-        )
+        score = stages.score(self.baseline_best) if stages.status != StageStatus.FILTERED else None
+        evaluated = stages.status in (StageStatus.DONE, StageStatus.STOPPED)
+        self.store.update_job_architecture(self.job_id, arch.id, score=score, evaluated=evaluated)
         if arch.hash not in self.refined:
             self.report_done(arch, score)
         if score is not None and (self.feed.best_score is None or score > self.feed.best_score):
@@ -367,7 +368,7 @@ class ArchitectureBook:
             self.strategy.tell(Outcome(cell_hash, None, False))
         else:
             stages = arch.stages
-            score = stages.score(self.baseline_best) if stages.status != "filtered" else None
+            score = stages.score(self.baseline_best) if stages.status != StageStatus.FILTERED else None
             self.strategy.tell(Outcome(arch.hash, score, stages.complete, baseline=arch.baseline))
         self.strategy_idle = False
         listed = [self.archs[h].id for h in self.strategy.listed() if h in self.archs]

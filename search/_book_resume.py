@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from search._records import EvaluationRecord
-from search._strategies import Candidate
+from search._states import SETTLED_EVALUATIONS
+from search._strategies import Candidate, StageStatus
 
 if TYPE_CHECKING:
     from search._book import Architecture, ArchitectureBook
@@ -98,7 +99,7 @@ def _restore_progress(
                 progress.target = max(progress.target, book.spec.trials_for(task) + extra)
     for evaluation in evaluations:
         task = by_id.get(evaluation.task_label)
-        if task is not None and evaluation.status in ("done", "filtered-out"):
+        if task is not None and evaluation.status in SETTLED_EVALUATIONS:
             arch.recorded.add(task.id)
 
 
@@ -112,7 +113,7 @@ def _settle_restored(book: ArchitectureBook) -> None:
                 book.update_baseline_best(book.archs[cell_hash], task)
     for arch in book.archs.values():
         arch.stages.update(book.baseline_best)
-        if arch.stages.status != "running" and not book.strategy.awaiting(arch.hash):
+        if arch.stages.status != StageStatus.RUNNING and not book.strategy.awaiting(arch.hash):
             arch.finalized = True
             book.report_done(arch, None)
     book.settle()

@@ -21,6 +21,7 @@ from cells import cli_failure
 from search._jobspec import JobError, JobSpec, check_db_url, load_job
 from search._progress import ProgressDisplay, ProgressFeed
 from search._settings import Settings, resolve_settings
+from search._states import JobState
 
 if TYPE_CHECKING:
     from search._leaderboard import RankedArchitecture
@@ -127,10 +128,10 @@ def _run(spec: JobSpec, settings: Settings, job_id: int | None, tracker: JobTrac
     with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
         state = store.get_job(job_id).state
         _print_top(console, store, job_id, spec)
-    if state == "interrupted":
+    if state == JobState.INTERRUPTED:
         console.print(f"job {job_id} interrupted; continue it with: cellsearch resume {job_id}")
         raise typer.Exit(EXIT_INTERRUPTED)
-    if state != "finished":
+    if state != JobState.FINISHED:
         raise cli_failure(f"job {job_id} ended {state}")
     console.print(f"job {job_id} finished")
 

@@ -36,7 +36,7 @@ import signal
 import threading
 from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from search._book import ArchitectureBook
 from search._book_resume import restore_book
@@ -48,6 +48,7 @@ from search._progress import ProgressFeed, Subscriber
 from search._result_store import ResultStore
 from search._scheduler import MAX_RETRIES, TrialScheduler, ray_session
 from search._settings import Settings
+from search._states import JobState
 from search._tuning import StudyBook
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def run_job(
                 raise ValueError("resume needs a job id")
             # The lock first: a live driver of this job refuses us before anything is touched.
             with hold_job(store.engine, job_id):
-                if store.get_job(job_id).state == "finished":
+                if store.get_job(job_id).state == JobState.FINISHED:
                     raise JobStateError(f"job {job_id} is already finished; nothing to resume")
                 spec = spec or store.load_job_spec(job_id)
                 with ray_session(settings.ray_address):
@@ -130,12 +131,12 @@ def _drive(
                 restore_book(book)
             else:
                 book.start()
-            store.set_job_state(job_id, "running")
-            feed.state_changed("running")
+            store.set_job_state(job_id, JobState.RUNNING)
+            feed.state_changed(JobState.RUNNING)
             _loop(book, scheduler, budget)
-            end: Literal["finished", "interrupted"] = "finished"
+            end = JobState.FINISHED
             if budget.interrupted:
-                end = "interrupted"
+                end = JobState.INTERRUPTED
                 feed.state_changed("interrupting")
                 scheduler.cancel_all(f"interrupted by the user ({budget.stop_signal})")
             book.save()
@@ -143,7 +144,7 @@ def _drive(
             feed.state_changed(end)
         except BaseException as exc:
             _abandon(job_id, store, studies, scheduler, f"driver error: {type(exc).__name__}: {exc}")
-            feed.state_changed("failed")
+            feed.state_changed(JobState.FAILED)
             raise
         finally:
             _restore_signals(previous_handlers)
@@ -182,7 +183,7 @@ def _abandon(
         scheduler.cancel_all(reason=None)
         store.mark_running_trials_interrupted(job_id)
         studies.abandon_open()
-        store.set_job_state(job_id, "failed", error=error)
+        store.set_job_state(job_id, JobState.FAILED, error=error)
     except Exception:  # the database itself may be what failed; the original error wins
         logger.exception("could not record the failure of job %s", job_id)
 

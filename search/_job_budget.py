@@ -17,13 +17,22 @@ Example:
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 
 from search._jobspec import SearchBudget
 
-INTERRUPTED = "interrupted"
-"""The stop reason of Ctrl-C or SIGTERM: leave at once."""
-OUT_OF_TIME = "time"
-"""The stop reason of ``max_seconds``: start nothing new, let the running trials finish."""
+
+class StopReason(StrEnum):
+    """Why a job stops before its budget of trials is spent."""
+
+    INTERRUPTED = "interrupted"
+    """Ctrl-C or SIGTERM: leave at once."""
+    OUT_OF_TIME = "time"
+    """``max_seconds`` have passed: start nothing new, let the running trials finish."""
+
+    def __repr__(self) -> str:
+        # Reads as the string it is equal to, in doctests, logs and error messages.
+        return repr(self.value)
 
 
 class JobBudget:
@@ -35,7 +44,7 @@ class JobBudget:
         """Trials started that count against ``max_trials`` (a retry does not count again)."""
         self.proposed = 0
         """Architectures the strategy proposed (baselines excluded)."""
-        self.stop_reason: str | None = None
+        self.stop_reason: StopReason | None = None
         self.stop_signal = "SIGINT"
         self.elapsed_before = elapsed_before
         self._clock_start = time.monotonic()
@@ -45,18 +54,18 @@ class JobBudget:
         return self.elapsed_before + time.monotonic() - self._clock_start
 
     def check_time(self) -> None:
-        """Stop (``OUT_OF_TIME``) once ``max_seconds`` have passed."""
+        """Stop (``StopReason.OUT_OF_TIME``) once ``max_seconds`` have passed."""
         limit = self.limits.max_seconds
         if limit is not None and self.stop_reason is None and self.elapsed() >= limit:
-            self.stop_reason = OUT_OF_TIME
+            self.stop_reason = StopReason.OUT_OF_TIME
 
     def interrupt(self, signal_name: str) -> None:
         """A stop signal arrived: the loop leaves at once."""
-        self.stop_reason, self.stop_signal = INTERRUPTED, signal_name
+        self.stop_reason, self.stop_signal = StopReason.INTERRUPTED, signal_name
 
     @property
     def interrupted(self) -> bool:
-        return self.stop_reason == INTERRUPTED
+        return self.stop_reason is StopReason.INTERRUPTED
 
     def trials_left(self) -> float:
         """Trials that may still start (infinite without ``max_trials``; none once stopping)."""

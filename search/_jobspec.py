@@ -233,14 +233,16 @@ def check_db_url(url: str, field: str = "db_url") -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+    from search._engine import is_sqlite, is_sqlite_uri, sqlite_file
+
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise JobError([f"{field}: not a database URL: {url!r} ({exc})"]) from None
     shown = parsed.render_as_string(hide_password=True)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:") or database.startswith("file:"):
+    if is_sqlite(parsed):
+        database = sqlite_file(parsed)
+        if database is None or is_sqlite_uri(database):
             return
         folder = os.path.dirname(database) or "."
         if os.path.exists(database):

@@ -31,6 +31,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from search._states import JobState
 from workers import TrialStatus
 
 if TYPE_CHECKING:
@@ -94,7 +95,8 @@ class ProgressFeed:
         self.job_id, self.job_name = job_id, job_name
 
     def state_changed(self, state: str) -> None:
-        """The job's state: ``running``, ``interrupting``, ``interrupted``, ``finished``, ``failed``."""
+        """The job's state: a :class:`JobState` (``running``, ``interrupted``, ``finished``,
+        ``failed``), or ``interrupting`` while the driver cancels what runs after a stop signal."""
         self.state = state
 
     def resumed(self, elapsed_before: float, proposed: int, trials: TrialCounts) -> None:
@@ -231,7 +233,7 @@ def render(feed: ProgressFeed) -> RenderableType:
     parts: list[RenderableType] = [title, table]
     if feed.best_equations:
         parts.append(Text(feed.best_equations, style="dim"))
-    if feed.state == "running" and feed.job_id is not None:
+    if feed.state == JobState.RUNNING and feed.job_id is not None:
         parts.append(
             Text(f"Ctrl-C stops cleanly; continue with: cellsearch resume {feed.job_id}", style="dim")
         )

@@ -36,7 +36,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
@@ -50,23 +50,22 @@ from search._jobspec import JobSpec, TaskEntry
 from search._leaderboard import RankedArchitecture, top_architectures
 from search._records import EvaluationRecord, record
 from search._schema import (
-    EVALUATION_STATES,
-    JOB_STATES,
-    TERMINAL_JOB_STATES,
     TRIAL_RUNNING,
     Architecture,
     Evaluation,
-    EvaluationStatus,
     Job,
     JobArchitecture,
-    JobState,
     Trial,
     ensure_schema,
     utcnow,
 )
+from search._states import TERMINAL_JOB_STATES, EvaluationStatus, JobState
 from search._store_errors import NoDatabaseError, StoreError, UnknownJobError
 from search._store_reader import StoreReader
 from workers import TrialResult, TrialStatus
+
+_JOB_STATES = tuple(JobState)
+_EVALUATION_STATES = tuple(EvaluationStatus)
 
 
 class _Unset:
@@ -141,7 +140,7 @@ class ResultStore(StoreReader):
             job = Job(
                 name=spec.name,
                 spec=spec.to_dict(),
-                state="created",
+                state=JobState.CREATED,
                 code_version=code_version if code_version is not None else package_code_version(),
             )
             s.add(job)
@@ -151,14 +150,14 @@ class ResultStore(StoreReader):
     def set_job_state(self, job_id: int, state: JobState, *, error: str | None = None) -> None:
         """Move a job to ``state``; ``running`` stamps the start (first time), the terminal
         states (stopped, finished, failed, interrupted) the end; ``error`` is kept for ``failed``."""
-        if state not in JOB_STATES:
-            raise ValueError(f"state: expected one of {', '.join(JOB_STATES)}, got {state!r}")
+        if state not in _JOB_STATES:
+            raise ValueError(f"state: expected one of {', '.join(_JOB_STATES)}, got {state!r}")
         with self._transaction() as s:
             job = self._job(s, job_id)
             now = utcnow()
             job.state = state
             job.error = error
-            if state == "running":
+            if state == JobState.RUNNING:
                 job.started_at = job.started_at or now
                 job.finished_at = None
             elif state in TERMINAL_JOB_STATES:
@@ -309,7 +308,7 @@ class ResultStore(StoreReader):
                             },
                             metric=task.metric,
                             direction=task.direction,
-                            status="pending",
+                            status=EvaluationStatus.PENDING,
                         )
                         s.add(row)
                         s.flush()
@@ -328,8 +327,8 @@ class ResultStore(StoreReader):
         """Set an evaluation's stage status and/or its score relative to the best baseline."""
         values: dict[str, Any] = {"updated_at": utcnow()}
         if status is not UNSET:
-            if status not in EVALUATION_STATES:
-                raise ValueError(f"status: expected one of {', '.join(EVALUATION_STATES)}, got {status!r}")
+            if status not in _EVALUATION_STATES:
+                raise ValueError(f"status: expected one of {', '.join(_EVALUATION_STATES)}, got {status!r}")
             values["status"] = status
             self._running_evaluations.discard(evaluation_id)
         if relative_score is not UNSET:
@@ -458,9 +457,10 @@ class ResultStore(StoreReader):
         trial_id: int,
         error: str,
         *,
-        status: Literal["failed", "interrupted"] = "failed",
+        status: TrialStatus = TrialStatus.FAILED,
     ) -> EvaluationRecord:
-        """Record a trial that produced no :class:`TrialResult` (its worker died, Ray gave up)."""
+        """Record a trial that produced no :class:`TrialResult` (its worker died, Ray gave up):
+        ``failed`` counts it as finished, ``interrupted`` leaves it to run again."""
         with self.engine.begin() as conn:
             return _trial_writes.fail(conn, trial_id, error, status, utcnow())
 

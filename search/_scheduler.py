@@ -283,7 +283,7 @@ class TrialScheduler:
         first = members[0]
         for running in members:
             error = f"attempt {running.attempt}: {reason}"
-            self.store.fail_trial(running.trial_id, error, status=TrialStatus.INTERRUPTED)  # type: ignore[arg-type]
+            self.store.fail_trial(running.trial_id, error, status=TrialStatus.INTERRUPTED)
             self.book.trial_ended(first.arch, first.task, None, counted=False)
             self.feed.trial_finished(running.key, TrialStatus.INTERRUPTED, retried=True)
         trials = [(m.number, m.hparams) for m in members]
@@ -304,8 +304,7 @@ class TrialScheduler:
 
     def _end(self, running: _Running, status: TrialStatus, error: str) -> None:
         """A trial that produced no result: ``failed`` counts as finished, ``interrupted`` runs again."""
-        # The store's signature spells these two statuses as literals: the enum's values are them.
-        self.store.fail_trial(running.trial_id, error, status=status)  # type: ignore[arg-type]
+        self.store.fail_trial(running.trial_id, error, status=status)
         running.study.tell(running.number, status, None)
         self.book.trial_ended(running.arch, running.task, None, counted=status == TrialStatus.FAILED)
         self.feed.trial_finished(running.key, status)

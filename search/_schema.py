@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from alembic import command
 from alembic.config import Config
@@ -54,20 +54,14 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from search._engine import database_error_reason, make_engine
+from search._states import EvaluationStatus, JobState
 from search._store_errors import DatabaseRevisionError, NoDatabaseError, StoreError
 
 TABLE_PREFIX = "cs_"
 VERSION_TABLE = "cs_alembic_version"
 
-JOB_STATES = ("created", "running", "stopped", "finished", "failed", "interrupted")
 TRIAL_RUNNING = "running"
 """The status of a trial that has not ended (the store's word; no ``TrialStatus`` has it)."""
-TRIAL_STATES = (TRIAL_RUNNING, "ok", "diverged", "pruned", "failed", "interrupted")
-EVALUATION_STATES = ("pending", "running", "done", "filtered-out")
-TERMINAL_JOB_STATES = frozenset({"stopped", "finished", "failed", "interrupted"})
-
-JobState = Literal["created", "running", "stopped", "finished", "failed", "interrupted"]
-EvaluationStatus = Literal["pending", "running", "done", "filtered-out"]
 
 
 def utcnow() -> datetime:
@@ -88,7 +82,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     spec: Mapped[dict[str, Any]]
-    state: Mapped[str] = mapped_column(String(20), default="created")
+    state: Mapped[str] = mapped_column(String(20), default=JobState.CREATED.value)
     error: Mapped[str | None] = mapped_column(Text)
     code_version: Mapped[str] = mapped_column(String(200), default="")
     strategy_state: Mapped[dict[str, Any] | None]
@@ -159,7 +153,7 @@ class Evaluation(Base):
     task_settings: Mapped[dict[str, Any]]
     metric: Mapped[str] = mapped_column(String(100))
     direction: Mapped[str] = mapped_column(String(10))
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[str] = mapped_column(String(20), default=EvaluationStatus.PENDING.value)
     best_value: Mapped[float | None] = mapped_column(Float)
     relative_score: Mapped[float | None] = mapped_column(Float)
     best_trial_id: Mapped[int | None]
@@ -190,7 +184,7 @@ class Trial(Base):
     study_name: Mapped[str | None] = mapped_column(String(300))
     optuna_trial_number: Mapped[int | None]
     hparams: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(20), default="running")
+    status: Mapped[str] = mapped_column(String(20), default=TRIAL_RUNNING)
     value: Mapped[float | None] = mapped_column(Float)
     metrics: Mapped[dict[str, Any] | None]
     curve: Mapped[list[Any] | None]

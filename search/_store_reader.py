@@ -35,6 +35,7 @@ from search._records import (
     record,
 )
 from search._schema import TRIAL_RUNNING, Architecture, Evaluation, Job, JobArchitecture, Trial
+from search._states import SETTLED_EVALUATIONS
 from search._store_errors import StoreError, UnknownJobError
 from workers import TrialStatus
 
@@ -156,7 +157,7 @@ class StoreReader:
         query = select(Evaluation).where(
             Evaluation.architecture_id == arch_id,
             Evaluation.task_key == task_key,
-            Evaluation.status.in_(("done", "filtered-out")),
+            Evaluation.status.in_(SETTLED_EVALUATIONS),
         )
         if exclude_job_id is not None:
             query = query.where(Evaluation.job_id != exclude_job_id)

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, select
 
 from search._records import EvaluationRecord, finite, record
 from search._schema import TRIAL_RUNNING, Base
+from search._states import EvaluationStatus
 from search._store_errors import StoreError
 from workers import Direction, TrialResult, TrialStatus
 
@@ -38,8 +39,8 @@ _SELECT_TRIALS = select(_TRIALS.c.id, _TRIALS.c.status, _TRIALS.c.evaluation_id,
 )
 _START_EVALUATION = (
     _EVALUATIONS.update()
-    .where(_EVALUATIONS.c.id == bindparam("_id"), _EVALUATIONS.c.status == "pending")
-    .values(status="running")
+    .where(_EVALUATIONS.c.id == bindparam("_id"), _EVALUATIONS.c.status == EvaluationStatus.PENDING)
+    .values(status=EvaluationStatus.RUNNING)
 )
 _SELECT_BEST = select(_EVALUATIONS.c.best_value, _EVALUATIONS.c.direction).where(
     _EVALUATIONS.c.id == bindparam("_id")
@@ -123,7 +124,7 @@ def finish(
     return [evaluations[f.evaluation_id] for f in finished]
 
 
-def fail(conn: Connection, trial_id: int, error: str, status: str, now: datetime) -> EvaluationRecord:
+def fail(conn: Connection, trial_id: int, error: str, status: TrialStatus, now: datetime) -> EvaluationRecord:
     """Record a trial that produced no result with ``status`` and ``error``; count it."""
     row = _unfinished(conn.execute(_SELECT_TRIALS, {"ids": [trial_id]}).first(), trial_id)
     conn.execute(_UPDATE_TRIAL, {"_id": trial_id, "status": status, "error": error, "finished_at": now})

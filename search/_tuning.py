@@ -36,9 +36,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
-from sqlalchemy.engine import make_url
 
-from search._engine import use_fast_sqlite_commits
+from search._engine import SQLITE_LOCK_TIMEOUT_SECONDS, is_sqlite, sqlite_file, use_fast_sqlite_commits
 from search._optuna_storage import BatchedRDBStorage
 from workers import Direction, TrialStatus
 
@@ -85,11 +84,12 @@ def make_pruner(kind: Literal["none", "median", "hyperband"]) -> optuna.pruners.
 def open_storage(url: str) -> BatchedRDBStorage:
     """Optuna's storage on the results database; SQLite gets the results store's settings
     (WAL, ``synchronous=NORMAL``, a long lock timeout) so the two engines share the file well."""
-    parsed = make_url(url)
-    sqlite = parsed.get_backend_name() == "sqlite"
-    engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
+    sqlite = is_sqlite(url)
+    engine_kwargs: dict[str, Any] = (
+        {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_SECONDS}} if sqlite else {"pool_pre_ping": True}
+    )
     backend = RDBStorage(url, engine_kwargs=engine_kwargs)
-    if sqlite and parsed.database not in (None, "", ":memory:"):
+    if sqlite_file(url) is not None:
         use_fast_sqlite_commits(backend.engine)
     return BatchedRDBStorage(backend)
 

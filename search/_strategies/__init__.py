@@ -30,7 +30,7 @@ from search._strategies._prefilter import PREFILTER_BATCH, PrefilterSection
 from search._strategies._registry import STRATEGIES, STRATEGY_KINDS, StrategyConfig
 from search._strategies._scoring import best_of, relative_value, worst_task_score
 from search._strategies._simple import FixedCells, FixedConfig, RandomConfig, RandomSearch
-from search._strategies._stages import Stages, TaskProgress
+from search._strategies._stages import Stages, StageStatus, TaskProgress
 
 __all__ = [
     "PREFILTER_BATCH",
@@ -51,6 +51,7 @@ __all__ = [
     "Refine",
     "RegularizedEvolution",
     "RegularizedEvolutionConfig",
+    "StageStatus",
     "Stages",
     "Strategy",
     "StrategyConfig",

@@ -23,12 +23,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 from search._job_tasks import TaskEntry
 from search._strategies._scoring import best_of, relative_value, worst_task_score
 
-StageStatus = Literal["running", "filtered", "stopped", "done"]
+
+class StageStatus(StrEnum):
+    """Where an architecture stands in its stages: still ``running``, stopped by a filter task
+    (``filtered``) or a search task's threshold (``stopped``), or through every stage (``done``)."""
+
+    RUNNING = "running"
+    FILTERED = "filtered"
+    STOPPED = "stopped"
+    DONE = "done"
+
+    def __repr__(self) -> str:
+        # Reads as the string it is equal to, in doctests, logs and error messages.
+        return repr(self.value)
 
 
 @dataclass
@@ -63,7 +76,7 @@ class Stages:
         self.tasks = list(tasks)
         self.gated = gated
         self.progress = {t.id: TaskProgress(target=trials[t.id]) for t in self.tasks}
-        self.status: StageStatus = "running"
+        self.status = StageStatus.RUNNING
         self.stopped_at: str | None = None
         """The task whose gate stopped the architecture."""
 
@@ -84,7 +97,7 @@ class Stages:
         self, baselines: Mapping[str, float | None]
     ) -> tuple[StageStatus, str | None, list[tuple[str, int]]]:
         """The status, the stopping task and the launches the current progress implies."""
-        if self.status in ("filtered", "stopped"):
+        if self.status in (StageStatus.FILTERED, StageStatus.STOPPED):
             return self.status, self.stopped_at, []
         launch = []
         for task in self.tasks:
@@ -98,10 +111,10 @@ class Stages:
             verdict = self._gate(task, progress.best, baselines)
             if verdict == "wait":
                 return self.status, self.stopped_at, launch
-            if verdict != "pass":
+            if isinstance(verdict, StageStatus):  # the gate stopped it here
                 return verdict, task.id, []
         if all(p.complete for p in self.progress.values()):
-            return "done", self.stopped_at, launch
+            return StageStatus.DONE, self.stopped_at, launch
         return self.status, self.stopped_at, launch
 
     def started(self, task: str) -> None:
@@ -127,8 +140,8 @@ class Stages:
         tasks = [t.id for t in self.tasks if t.role == "search" and self.progress[t.id].complete]
         for name in tasks:
             self.progress[name].target += trials
-        if tasks and self.status == "done":
-            self.status = "running"
+        if tasks and self.status is StageStatus.DONE:
+            self.status = StageStatus.RUNNING
         return bool(tasks)
 
     @property
@@ -138,7 +151,7 @@ class Stages:
     @property
     def complete(self) -> bool:
         """Every stage meant for the architecture is done (no filter or threshold stopped it)."""
-        return self.status == "done"
+        return self.status is StageStatus.DONE
 
     def relative(self, baselines: Mapping[str, float | None]) -> dict[str, float | None]:
         """Relative value on each finished search or report-only task whose baseline is known."""
@@ -155,16 +168,17 @@ class Stages:
 
     def _gate(
         self, task: TaskEntry, best: float | None, baselines: Mapping[str, float | None]
-    ) -> Literal["pass", "wait", "filtered", "stopped"]:
+    ) -> Literal["pass", "wait"] | StageStatus:
+        """``pass`` on to the next task, ``wait`` for the baseline, or the status it stops at."""
         if task.role == "filter":
-            return "pass" if task.passes_filter(best) else "filtered"
+            return "pass" if task.passes_filter(best) else StageStatus.FILTERED
         if task.role != "search" or task.threshold is None:
             return "pass"
         if task.id not in baselines:
             return "wait"
         relative = relative_value(best, baselines[task.id], task.direction)
         # Without a usable baseline there is no yardstick: let the candidate go on.
-        return "pass" if relative is None or relative >= task.threshold else "stopped"
+        return "pass" if relative is None or relative >= task.threshold else StageStatus.STOPPED
 
     def _task(self, name: str) -> TaskEntry:
         return next(t for t in self.tasks if t.id == name)
