@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cells import cli_failure
-from search._settings import resolve_settings
+from search import resolve_settings
 
 if TYPE_CHECKING:
     from search import ResultStore

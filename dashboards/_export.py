@@ -9,7 +9,7 @@ a file and a failed export leaves an earlier file intact.
 
 Example:
     >>> import tempfile, pathlib
-    >>> from search._jobspec import JobSpec
+    >>> from search import JobSpec
     >>> from search import ResultStore
     >>> from cells import library
     >>> store = ResultStore.open("sqlite://")

@@ -10,7 +10,7 @@ equations and diagrams. Every plot is followed by its numbers in a collapsed tab
 
 Example:
     >>> import tempfile, pathlib
-    >>> from search._jobspec import JobSpec
+    >>> from search import JobSpec
     >>> from search import ResultStore
     >>> store = ResultStore.open("sqlite://")
     >>> job_id = store.create_job(JobSpec.from_yaml_text(

@@ -57,10 +57,10 @@ from dashboards._tracking_ops import (
 )
 from dashboards._tracking_payload import architecture_payload, flatten_params
 from dashboards._tracking_writer import MlflowWriter
-from search._settings import Settings
+from search import Settings
 
 if TYPE_CHECKING:
-    from search._progress import ProgressFeed
+    from search import ProgressFeed
 
 __all__ = ["Tracker", "architecture_payload", "flatten_params", "track_job"]
 

@@ -169,6 +169,9 @@ RULES = {
         "search", private_of=("cells", "workers")
     ),
     "dashboards reads the store: it imports no workers": Rule("dashboards", ("workers", "cellsearch")),
+    "dashboards uses cells and search through their public names": Rule(
+        "dashboards", private_of=("cells", "search")
+    ),
 }
 
 
