@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from collections.abc import Container, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,31 +47,24 @@ from typing import Any
 from optuna import distributions
 from optuna._typing import JSONSerializable
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages._rdb import models
 from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Connection, bindparam, delete, insert, update
+from sqlalchemy import Connection, delete, insert
 
-_TRIALS = models.TrialModel.__table__
-_PARAMS = models.TrialParamModel.__table__
-_VALUES = models.TrialValueModel.__table__
-_INTERMEDIATE = models.TrialIntermediateValueModel.__table__
-
-_INSERT_TRIAL = insert(_TRIALS).returning(_TRIALS.c.trial_id)
-_SET_STATE = (
-    update(_TRIALS)
-    .where(_TRIALS.c.trial_id == bindparam("_id"))
-    .values(
-        state=bindparam("_state"),
-        datetime_start=bindparam("_start"),
-        datetime_complete=bindparam("_complete"),
-    )
-)
-_SET_INTERMEDIATE = (
-    update(_INTERMEDIATE)
-    .where(_INTERMEDIATE.c.trial_id == bindparam("_id"), _INTERMEDIATE.c.step == bindparam("_step"))
-    .values(intermediate_value=bindparam("_value"), intermediate_value_type=bindparam("_type"))
+from search._optuna_rows import (
+    INSERT_TRIAL,
+    INTERMEDIATE,
+    PARAMS,
+    SET_INTERMEDIATE,
+    SET_STATE,
+    SYSTEM_ATTRS,
+    USER_ATTRS,
+    VALUES,
+    PendingRows,
+    intermediate_row,
+    param_row,
+    value_rows,
 )
 
 
@@ -80,17 +74,6 @@ class _MirroredStudy:
     trials: list[FrozenTrial]
     """By number; a changed trial is replaced, never changed in place (lists handed out stay valid)."""
     distributions: dict[str, distributions.BaseDistribution] = field(default_factory=dict)
-
-
-@dataclass
-class _PendingRows:
-    """Rows of one transaction, written together when it ends."""
-
-    params: list[dict[str, Any]] = field(default_factory=list)
-    values: list[dict[str, Any]] = field(default_factory=list)
-    intermediate: list[dict[str, Any]] = field(default_factory=list)
-    states: dict[int, dict[str, Any]] = field(default_factory=dict)
-    """Trial id -> its latest state row."""
 
 
 class BatchedRDBStorage(BaseStorage):
@@ -108,7 +91,7 @@ class BatchedRDBStorage(BaseStorage):
         """Trial id -> (study id, number), for mirrored trials."""
         self._lock = threading.RLock()
         self._connection: Connection | None = None
-        self._pending = _PendingRows()
+        self._pending = PendingRows()
 
     @property
     def backend(self) -> RDBStorage:
@@ -165,7 +148,7 @@ class BatchedRDBStorage(BaseStorage):
         if connection is not None:
             connection.rollback()
             connection.close()
-        self._pending = _PendingRows()
+        self._pending = PendingRows()
         self._forget_mirrors()  # they hold writes that never reached the database
 
     def _forget_mirrors(self) -> None:
@@ -187,14 +170,14 @@ class BatchedRDBStorage(BaseStorage):
         self._commit()
 
     def _write_pending(self, connection: Connection) -> None:
-        pending, self._pending = self._pending, _PendingRows()
-        for table, rows in ((_PARAMS, pending.params), (_VALUES, pending.values)):
+        pending, self._pending = self._pending, PendingRows()
+        for table, rows in ((PARAMS, pending.params), (VALUES, pending.values)):
             if rows:
                 connection.execute(insert(table), rows)
         if pending.intermediate:
-            connection.execute(insert(_INTERMEDIATE), pending.intermediate)
+            connection.execute(insert(INTERMEDIATE), pending.intermediate)
         if pending.states:
-            connection.execute(_SET_STATE, list(pending.states.values()))
+            connection.execute(SET_STATE, list(pending.states.values()))
 
     @contextmanager
     def _backend_call(self) -> Iterator[None]:
@@ -259,15 +242,12 @@ class BatchedRDBStorage(BaseStorage):
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         with self._lock:
             study = self._study(study_id)
-            if template_trial is not None:  # a trial given whole (enqueued, added): rare
-                with self._backend_call():
-                    trial_id = self._backend.create_new_trial(study_id, template_trial)
-                self._add(study_id, study, self._backend.get_trial(trial_id))
-                return trial_id
+            if template_trial is not None:  # a trial given whole (enqueued, added)
+                return self._create_from_template(study_id, study, template_trial)
             number, now = len(study.trials), datetime.now()
             row = {"number": number, "study_id": study_id, "state": TrialState.RUNNING, "datetime_start": now}
             with self._writing() as connection:
-                trial_id = int(connection.execute(_INSERT_TRIAL, row).scalar_one())
+                trial_id = int(connection.execute(INSERT_TRIAL, row).scalar_one())
             trial = FrozenTrial(
                 number=number,
                 state=TrialState.RUNNING,
@@ -284,6 +264,49 @@ class BatchedRDBStorage(BaseStorage):
             self._add(study_id, study, trial)
             return trial_id
 
+    def _create_from_template(self, study_id: int, study: _MirroredStudy, template: FrozenTrial) -> int:
+        """A trial given whole, written as the RDB storage writes it (one row per value, param,
+        attribute and intermediate value) in the open transaction."""
+        for name, distribution in template.distributions.items():
+            previous = study.distributions.get(name)
+            if previous is not None:
+                distributions.check_distribution_compatibility(previous, distribution)
+        number = len(study.trials)
+        row = {
+            "number": number,
+            "study_id": study_id,
+            "state": template.state,
+            "datetime_start": template.datetime_start,
+            "datetime_complete": template.datetime_complete,
+        }
+        with self._writing() as connection:
+            trial_id = int(connection.execute(INSERT_TRIAL, row).scalar_one())
+            for table, attrs in ((USER_ATTRS, template.user_attrs), (SYSTEM_ATTRS, template.system_attrs)):
+                if attrs:
+                    rows = [
+                        {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                        for k, v in attrs.items()
+                    ]
+                    connection.execute(insert(table), rows)
+        self._pending.values += value_rows(trial_id, template.values or [])
+        self._pending.params += [
+            param_row(
+                trial_id,
+                name,
+                template.distributions[name].to_internal_repr(value),
+                template.distributions[name],
+            )
+            for name, value in template.params.items()
+        ]
+        self._pending.intermediate += [
+            intermediate_row(trial_id, step, value) for step, value in template.intermediate_values.items()
+        ]
+        trial = copy.deepcopy(template)
+        trial.number, trial._trial_id = number, trial_id
+        self._add(study_id, study, trial)
+        self._flush_unless_batched()
+        return trial_id
+
     def set_trial_param(
         self,
         trial_id: int,
@@ -297,14 +320,7 @@ class BatchedRDBStorage(BaseStorage):
             if previous is not None:
                 distributions.check_distribution_compatibility(previous, distribution)
             study.distributions[param_name] = distribution
-            self._pending.params.append(
-                {
-                    "trial_id": trial_id,
-                    "param_name": param_name,
-                    "param_value": param_value_internal,
-                    "distribution_json": distributions.distribution_to_json(distribution),
-                }
-            )
+            self._pending.params.append(param_row(trial_id, param_name, param_value_internal, distribution))
             trial.params = {**trial.params, param_name: distribution.to_external_repr(param_value_internal)}
             trial.distributions = {**trial.distributions, param_name: distribution}
             self._replace(trial_id, trial)
@@ -321,12 +337,8 @@ class BatchedRDBStorage(BaseStorage):
                 if trial.values is not None:  # set before: replaced
                     self._pending.values = [r for r in self._pending.values if r["trial_id"] != trial_id]
                     with self._writing() as connection:
-                        connection.execute(delete(_VALUES).where(_VALUES.c.trial_id == trial_id))
-                for objective, value in enumerate(values):
-                    stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-                    self._pending.values.append(
-                        {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
-                    )
+                        connection.execute(delete(VALUES).where(VALUES.c.trial_id == trial_id))
+                self._pending.values += value_rows(trial_id, values)
                 trial.values = list(values)
             trial.state = state
             if state == TrialState.RUNNING:
@@ -346,15 +358,7 @@ class BatchedRDBStorage(BaseStorage):
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
         with self._lock:
             _, trial = self._updatable(trial_id)
-            stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(
-                intermediate_value
-            )
-            row = {
-                "trial_id": trial_id,
-                "step": step,
-                "intermediate_value": stored,
-                "intermediate_value_type": kind,
-            }
+            row = intermediate_row(trial_id, step, intermediate_value)
             waiting = [
                 i
                 for i, r in enumerate(self._pending.intermediate)
@@ -365,7 +369,13 @@ class BatchedRDBStorage(BaseStorage):
             elif step in trial.intermediate_values:
                 with self._writing() as connection:
                     connection.execute(
-                        _SET_INTERMEDIATE, {"_id": trial_id, "_step": step, "_value": stored, "_type": kind}
+                        SET_INTERMEDIATE,
+                        {
+                            "_id": trial_id,
+                            "_step": step,
+                            "_value": row["intermediate_value"],
+                            "_type": row["intermediate_value_type"],
+                        },
                     )
             else:
                 self._pending.intermediate.append(row)
