@@ -31,6 +31,7 @@ from cells._nasbench import (
 )
 from cells._ops import OPS, OpSpec
 from cells._render import render_svg, to_dot, to_equations, to_markdown
+from cells._text_enum import TextEnum
 
 if TYPE_CHECKING:
     from cells._cli_failure import cli_failure
@@ -70,6 +71,7 @@ __all__ = [
     "OpSpec",
     "PopulationLayer",
     "ReferenceLayer",
+    "TextEnum",
     "ValidationProblem",
     "build_layer",
     "build_population_layer",

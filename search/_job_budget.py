@@ -17,22 +17,18 @@ Example:
 from __future__ import annotations
 
 import time
-from enum import StrEnum
 
+from cells import TextEnum
 from search._jobspec import SearchBudget
 
 
-class StopReason(StrEnum):
+class StopReason(TextEnum):
     """Why a job stops before its budget of trials is spent."""
 
     INTERRUPTED = "interrupted"
     """Ctrl-C or SIGTERM: leave at once."""
     OUT_OF_TIME = "time"
     """``max_seconds`` have passed: start nothing new, let the running trials finish."""
-
-    def __repr__(self) -> str:
-        # Reads as the string it is equal to, in doctests, logs and error messages.
-        return repr(self.value)
 
 
 class JobBudget:

@@ -14,10 +14,10 @@ Example:
 
 from __future__ import annotations
 
-from enum import StrEnum
+from cells import TextEnum
 
 
-class JobState(StrEnum):
+class JobState(TextEnum):
     """Where a job is: ``created`` (never run), ``running``, or one of the terminal states."""
 
     CREATED = "created"
@@ -27,12 +27,8 @@ class JobState(StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
 
-    def __repr__(self) -> str:
-        # Reads as the string it is equal to, in doctests, logs and error messages.
-        return repr(self.value)
 
-
-class EvaluationStatus(StrEnum):
+class EvaluationStatus(TextEnum):
     """Where one architecture's evaluation on one task is: not started, training, or settled
     (``done``, or ``filtered-out`` by a stage threshold)."""
 
@@ -40,10 +36,6 @@ class EvaluationStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FILTERED_OUT = "filtered-out"
-
-    def __repr__(self) -> str:
-        # Reads as the string it is equal to, in doctests, logs and error messages.
-        return repr(self.value)
 
 
 TERMINAL_JOB_STATES = frozenset({JobState.STOPPED, JobState.FINISHED, JobState.FAILED, JobState.INTERRUPTED})

@@ -14,6 +14,21 @@ from _postgres import postgres_database
 from search import ResultStore
 
 
+@pytest.fixture
+def float64_one_thread() -> Iterator[None]:
+    """Float64 by default and one thread, for exact comparisons of layers and populations.
+    One thread: the suite shares two cores with other processes (OpenMP spin-waits would make it
+    slow, not wrong)."""
+    import torch
+
+    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    yield
+    torch.set_default_dtype(dtype)
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def ray_instance() -> Iterator[None]:
     """One small local Ray instance per test module (starting Ray costs seconds)."""

@@ -36,16 +36,7 @@ from workers._population_optim import PopulationOptimizer
 BUDGET = Budget(max_steps=20, eval_every=5, eval_batch_size=16)
 
 
-@pytest.fixture(autouse=True)
-def _float64_one_thread() -> Iterator[None]:
-    # One thread: the suite shares two cores with other processes (OpenMP spin-waits would
-    # make it slow, not wrong).
-    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    yield
-    torch.set_default_dtype(dtype)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("float64_one_thread")
 
 
 @pytest.fixture(scope="module")

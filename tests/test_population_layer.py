@@ -8,8 +8,6 @@ The comparisons run in float64, as the population equivalence tests do.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -20,17 +18,7 @@ from hypothesis import strategies as st
 from cells import CellGraph, build_layer, library, mutate, random_cell
 from cells._compile_population import hoist_all, run_sequence
 
-
-@pytest.fixture(autouse=True)
-def _float64_one_thread() -> Iterator[None]:
-    # One thread: the suite shares two cores with other processes (OpenMP spin-waits would
-    # make it slow, not wrong).
-    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    yield
-    torch.set_default_dtype(dtype)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("float64_one_thread")
 
 
 def _random_or_mutant(rng: np.random.Generator, mutant: bool) -> CellGraph:

@@ -13,18 +13,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import StrEnum
+
+from cells import TextEnum
 
 
-class Direction(StrEnum):
+class Direction(TextEnum):
     """The direction of a metric; its values are Optuna's study directions."""
 
     MAXIMIZE = "maximize"
     MINIMIZE = "minimize"
-
-    def __repr__(self) -> str:
-        # Reads as the string it is equal to, in doctests, logs and error messages.
-        return repr(self.value)
 
     def is_better(self, value: float, than: float) -> bool:
         """Whether ``value`` strictly beats ``than`` (a tie is not better)."""

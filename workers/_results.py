@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cells import TextEnum
 from workers._direction import Direction
 
 
-class TrialStatus(StrEnum):
+class TrialStatus(TextEnum):
     """How a trial ended (``running`` is the store's word for one that has not)."""
 
     OK = "ok"
@@ -18,10 +18,6 @@ class TrialStatus(StrEnum):
     PRUNED = "pruned"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
-
-    def __repr__(self) -> str:
-        # Reads as the string it is equal to, in doctests, logs and error messages.
-        return repr(self.value)
 
 
 class Budget(BaseModel):

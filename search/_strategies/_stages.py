@@ -23,14 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Literal
 
+from cells import TextEnum
 from search._job_tasks import TaskEntry
 from search._strategies._scoring import best_of, relative_value, worst_task_score
 
 
-class StageStatus(StrEnum):
+class StageStatus(TextEnum):
     """Where an architecture stands in its stages: still ``running``, stopped by a filter task
     (``filtered``) or a search task's threshold (``stopped``), or through every stage (``done``)."""
 
@@ -38,10 +38,6 @@ class StageStatus(StrEnum):
     FILTERED = "filtered"
     STOPPED = "stopped"
     DONE = "done"
-
-    def __repr__(self) -> str:
-        # Reads as the string it is equal to, in doctests, logs and error messages.
-        return repr(self.value)
 
 
 @dataclass
