@@ -53,7 +53,6 @@ from dashboards._tracking_ops import (
     Sweep,
     Transient,
     first_line,
-    merge_progress,
 )
 from dashboards._tracking_payload import architecture_payload, flatten_params
 from dashboards._tracking_writer import MlflowWriter
@@ -147,11 +146,7 @@ class Tracker:
         architectures finished so far)."""
         values = {k: float(v) for k, v in metrics.items()}
         if step is None:
-            step = int(
-                values.get("architectures_evaluated", 0)
-                + values.get("architectures_filtered", 0)
-                + values.get("architectures_stopped", 0)
-            )
+            step = _architectures_finished(values)
         self._put(ProgressSample(values, step, int(time.time() * 1000)))
 
     def on_architecture_done(self, arch_id: int) -> None:
@@ -243,12 +238,13 @@ class Tracker:
                 if not self._queue:
                     continue
                 op = self._queue[0]
-                ops: list[Operation] = self._take_progress_run() if isinstance(op, ProgressSample) else [op]
+                # A run of progress samples goes as one log_batch.
+                batch: Operation | list[ProgressSample] = (
+                    self._take_progress_run() if isinstance(op, ProgressSample) else op
+                )
+                ops: list[Operation] = list(batch) if isinstance(batch, list) else [batch]
             try:
-                if isinstance(op, ProgressSample):
-                    self._writer.apply(merge_progress(ops))  # one log_batch for the whole run of samples
-                else:
-                    self._writer.apply(op)
+                self._writer.apply(batch)
             except Transient as exc:
                 self._outage(exc.__cause__ or exc)
                 with self._cond:  # the operations stay at the head of the queue for the retry
@@ -273,10 +269,10 @@ class Tracker:
                 self._outage_since = None
             backoff = self.retry_initial
 
-    def _take_progress_run(self) -> list[Operation]:
+    def _take_progress_run(self) -> list[ProgressSample]:
         """Consecutive progress samples at the head of the queue (left there until logged),
         as many as one ``log_batch`` takes."""
-        ops: list[Operation] = []
+        ops: list[ProgressSample] = []
         for op in self._queue:
             if not isinstance(op, ProgressSample) or (
                 ops and (len(ops) + 1) * len(op.metrics) > METRICS_PER_BATCH
@@ -299,12 +295,8 @@ class Tracker:
         if now - self._last_sample >= self.progress_interval:
             self._last_sample = now
             metrics = feed.metrics()
-            step = int(
-                metrics.get("architectures_evaluated", 0)
-                + metrics.get("architectures_filtered", 0)
-                + metrics.get("architectures_stopped", 0)
-            )
-            self._queue.append(ProgressSample(metrics, step, int(time.time() * 1000)))
+            sample = ProgressSample(metrics, _architectures_finished(metrics), int(time.time() * 1000))
+            self._queue.append(sample)
             if not any(isinstance(op, Sweep) for op in self._queue):
                 self._queue.append(Sweep())
 
@@ -334,3 +326,12 @@ def track_job(settings: Settings, feed: ProgressFeed, **options: Any) -> Iterato
             tracker.close()
         except Exception:  # tracking must never turn a finished job into an error
             logger.exception("closing the MLflow tracker failed")
+
+
+def _architectures_finished(metrics: Mapping[str, float]) -> int:
+    """The step of a progress sample: architectures finished so far, whatever their outcome."""
+    return int(
+        metrics.get("architectures_evaluated", 0)
+        + metrics.get("architectures_filtered", 0)
+        + metrics.get("architectures_stopped", 0)
+    )

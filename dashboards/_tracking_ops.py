@@ -72,10 +72,6 @@ class JobEnd:
 Operation = JobStart | ProgressSample | ArchitectureDone | Sweep | JobEnd
 
 
-def merge_progress(ops: list[Operation]) -> list[ProgressSample]:
-    return [op for op in ops if isinstance(op, ProgressSample)]
-
-
 def artifact_location(tracking_uri: str) -> str | None:
     """Artifacts of a SQLite store go in ``mlartifacts`` beside the file (MLflow's default,
     ``./mlruns``, would depend on the working directory); a server decides for itself."""

@@ -47,8 +47,6 @@ class Architecture:
     baseline: bool
     stages: Stages
     parent_hash: str | None = None
-    reuse: bool = False
-    """Known before this job: its evaluations may be copied from earlier jobs."""
     evaluations: dict[str, int] = field(default_factory=dict)
     """Task name -> evaluation id in this job."""
     recorded: set[str] = field(default_factory=set)
@@ -133,7 +131,7 @@ class ArchitectureBook:
         its stages."""
         if candidate.hash in self.archs:
             return self.archs[candidate.hash]
-        reuse = False
+        reuse = False  # known before this job: its evaluations may be copied from earlier jobs
         if arch_id is None:
             arch_id, created = self._store_candidate(candidate)
             if not created:
@@ -148,7 +146,6 @@ class ArchitectureBook:
             baseline=candidate.origin == "baseline",
             stages=Stages(self.spec.tasks, trials, gated=candidate.gated),
             parent_hash=candidate.parent_hash,
-            reuse=reuse,
             cell_data=candidate.graph.model_dump(mode="json"),
         )
         self.archs[arch.hash] = arch

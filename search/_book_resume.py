@@ -39,7 +39,7 @@ def restore_book(book: ArchitectureBook) -> None:
     for evaluation in store.evaluations(job_id):
         evaluations.setdefault(evaluation.architecture_id, []).append(evaluation)
     summary = store.job_summary(job_id).trials
-    book.budget.trials_counted = summary.completed + summary.pruned + summary.failed + summary.diverged
+    book.budget.trials_counted = summary.finished
     hashes = {arch_id: r.canonical_hash for arch_id, r in records.items()}
     for member in members:
         record = records[member.architecture_id]
@@ -58,7 +58,7 @@ def restore_book(book: ArchitectureBook) -> None:
 
 def _readd(book: ArchitectureBook, record: Any, generation: int, parent_hash: str | None) -> Architecture:
     """Add a stored architecture to the book as the live path adds a proposal."""
-    is_baseline = record.canonical_hash in set(book.baseline_hashes)
+    is_baseline = record.canonical_hash in book.baseline_hashes
     candidate = Candidate(
         graph=record.cell(),
         hash=record.canonical_hash,
@@ -89,7 +89,6 @@ def _restore_progress(
         arch.evaluations[task.id] = evaluation.id
         arch.stages.restore(task.id, evaluation.trials_finished, evaluation.best_value)
     if earlier_job:  # known from an earlier job: reuse what it has
-        arch.reuse = True
         book.reuse_evaluations(arch)
     extra = book.refined.get(arch.hash, 0)
     if extra:

@@ -104,7 +104,7 @@ class ProgressFeed:
         with self._lock:
             self.elapsed_before = elapsed_before
             self.architectures_proposed = proposed
-            self.trials_done = trials.completed + trials.pruned + trials.failed + trials.diverged
+            self.trials_done = trials.finished
             self.trials_pruned, self.trials_failed = trials.pruned, trials.failed
             self.trials_diverged = trials.diverged
 

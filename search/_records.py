@@ -136,6 +136,11 @@ class TrialCounts:
     def total(self) -> int:
         return self.completed + self.running + self.pruned + self.failed + self.diverged + self.interrupted
 
+    @property
+    def finished(self) -> int:
+        """Trials that ended (ok, pruned, failed or diverged); interrupted ones are not counted."""
+        return self.completed + self.pruned + self.failed + self.diverged
+
 
 @dataclass(frozen=True)
 class ArchitectureCounts:

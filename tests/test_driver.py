@@ -34,12 +34,9 @@ def _sqlite(tmp_path: Path, name: str = "results.db") -> str:
 # -- tuning: the write-through studies (no Ray) ----------------------------------------------
 
 
-@pytest.mark.parametrize("direct_writes", [True, False], ids=["table-writer", "optuna-public-calls"])
-def test_studies_written_through_read_back_as_optuna_studies(tmp_path: Path, direct_writes: bool) -> None:
+def test_studies_written_through_read_back_as_optuna_studies(tmp_path: Path) -> None:
     url = _sqlite(tmp_path)
     book = StudyBook(url, sampler="random", pruner="median", seed=1)
-    if not direct_writes:  # what an Optuna with other table definitions gets
-        book.writer = None
     study = book.study("job1-arch1-memorize", "maximize", SPACE)
     assert study.enqueue({"learning_rate": 0.01, "num_layers": 2, "dropout": 0.3})  # dropout: not in space
     asked = [study.ask(), *study.ask_many(3)]  # one alone, three as a population

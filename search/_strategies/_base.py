@@ -14,12 +14,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Self
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from cells import CellGraph, canonical_hash
 from search._job_model import StrictModel
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Origin = Literal["baseline", "seed", "mutation", "random", "fixed"]
 
@@ -130,6 +131,8 @@ class Strategy(ABC):
         """Mutants the pre-filter kept, proposed before any new one is drawn."""
         self._prefiltered: list[Candidate] = []
         """Mutants the pre-filter dropped, until the driver takes them."""
+        import numpy as np  # NumPy loads with the first strategy, not with every job-file check
+
         self._rng = np.random.default_rng(seed)
         self._seen: set[str] = set()
         self._pending: dict[str, dict[str, Any]] = {}
@@ -311,6 +314,8 @@ def rng_state(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def rng_from_state(state: dict[str, Any]) -> np.random.Generator:
+    import numpy as np
+
     restored = _str_to_ints(state)
     generator = np.random.default_rng()
     if restored["bit_generator"] != type(generator.bit_generator).__name__:

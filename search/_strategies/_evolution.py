@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field, model_validator
 
-from cells import CellGraph, mutate, random_cell
+import cells  # mutate and random_cell load NumPy: looked up when first called
+from cells import CellGraph
 from search._job_errors import field_error
 from search._strategies._base import (
     BaseStrategyConfig,
@@ -90,7 +91,7 @@ class RegularizedEvolution(Strategy):
     def _propose(self) -> Proposal | None:
         if self._initial < self.config.population_size:
             candidate: Candidate | None = self._first_new(
-                lambda: Candidate.of(random_cell(self._rng), "random")
+                lambda: Candidate.of(cells.random_cell(self._rng), "random")
             )
             return candidate
         screened = self._take_screened()
@@ -104,7 +105,7 @@ class RegularizedEvolution(Strategy):
         parent_graph = graph_of(parent)
 
         def draw() -> Candidate:
-            child, description = mutate(parent_graph, self._rng, p=self.config.mutation_p)
+            child, description = cells.mutate(parent_graph, self._rng, p=self.config.mutation_p)
             return Candidate.of(
                 child,
                 "mutation",
@@ -131,4 +132,4 @@ class RegularizedEvolution(Strategy):
 
 
 def _fitness(member: dict[str, Any]) -> float:
-    return float(member["score"]) if member["score"] is not None else -np.inf
+    return float(member["score"]) if member["score"] is not None else -math.inf

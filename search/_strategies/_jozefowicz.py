@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from cells import CellGraph, mutate
+import cells  # mutate and random_cell load NumPy: looked up when first called
+from cells import CellGraph
 from search._strategies._base import (
     BaseStrategyConfig,
     Candidate,
@@ -103,7 +104,7 @@ class JozefowiczSearch(Strategy):
         parent_graph = graph_of(parent)
 
         def draw() -> Candidate:
-            child, description = mutate(parent_graph, self._rng, p=self.config.mutation_p)
+            child, description = cells.mutate(parent_graph, self._rng, p=self.config.mutation_p)
             return Candidate.of(
                 child,
                 "mutation",

@@ -7,7 +7,8 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from cells import CellGraph, random_cell
+import cells  # mutate and random_cell load NumPy: looked up when first called
+from cells import CellGraph
 from search._cell_entries import check_cells, resolve_cell_entry
 from search._strategies._base import BaseStrategyConfig, Candidate, Outcome, Prefilter, Proposal, Strategy
 
@@ -57,7 +58,8 @@ class RandomSearch(Strategy):
 
     def _propose(self) -> Proposal | None:
         def draw() -> Candidate:
-            cell = random_cell(self._rng, num_states=self.config.num_states, max_nodes=self.config.max_nodes)
+            config = self.config
+            cell = cells.random_cell(self._rng, num_states=config.num_states, max_nodes=config.max_nodes)
             return Candidate.of(cell, "random")
 
         return self._first_new(draw)  # type: ignore[no-any-return]
