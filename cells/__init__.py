@@ -31,7 +31,10 @@ from cells._nasbench import (
 )
 from cells._ops import OPS, OpSpec
 from cells._render import render_svg, to_dot, to_equations, to_markdown
+from cells._plain_text import control_character_problem
+from cells._strict_json import MAX_JSON_DEPTH, StrictJSONError, load_strict_json
 from cells._text_enum import TextEnum
+from cells._user_files import UserFileError, read_text_file
 
 if TYPE_CHECKING:
     from cells._cli_failure import cli_failure
@@ -67,11 +70,14 @@ __all__ = [
     "CellLayer",
     "CellsearchError",
     "CompileCacheInfo",
+    "MAX_JSON_DEPTH",
     "Node",
     "OpSpec",
     "PopulationLayer",
     "ReferenceLayer",
+    "StrictJSONError",
     "TextEnum",
+    "UserFileError",
     "ValidationProblem",
     "build_layer",
     "build_population_layer",
@@ -80,6 +86,7 @@ __all__ = [
     "clear_compile_cache",
     "cli_failure",
     "compile_cache_info",
+    "control_character_problem",
     "dropout",
     "dropout_mask",
     "dump_nasbench_recipes",
@@ -88,8 +95,10 @@ __all__ = [
     "lazy_exports",
     "library",
     "load_nasbench_recipes",
+    "load_strict_json",
     "mutate",
     "random_cell",
+    "read_text_file",
     "render_svg",
     "to_dot",
     "to_equations",
