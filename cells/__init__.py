@@ -30,8 +30,8 @@ from cells._nasbench import (
     to_nasbench_recipe,
 )
 from cells._ops import OPS, OpSpec
-from cells._render import render_svg, to_dot, to_equations, to_markdown
 from cells._plain_text import control_character_problem
+from cells._render import render_svg, to_dot, to_equations, to_markdown
 from cells._strict_json import MAX_JSON_DEPTH, StrictJSONError, load_strict_json
 from cells._text_enum import TextEnum
 from cells._user_files import UserFileError, read_text_file
@@ -64,13 +64,13 @@ __getattr__ = lazy_exports(
 
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "OPS",
     "CellGraph",
     "CellGraphError",
     "CellLayer",
     "CellsearchError",
     "CompileCacheInfo",
-    "MAX_JSON_DEPTH",
     "Node",
     "OpSpec",
     "PopulationLayer",
