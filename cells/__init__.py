@@ -37,7 +37,7 @@ from cells._text_enum import TextEnum
 from cells._user_files import UserFileError, read_text_file
 
 if TYPE_CHECKING:
-    from cells._cli_failure import cli_failure
+    from cells._cli_failure import OneLineErrors, cli_failure
     from cells._compile import CellLayer, build_layer
     from cells._compile_cache import CompileCacheInfo, clear_compile_cache, compile_cache_info
     from cells._compile_population import PopulationLayer, build_population_layer
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     globals(),
     {
-        "cells._cli_failure": ("cli_failure",),
+        "cells._cli_failure": ("OneLineErrors", "cli_failure"),
         "cells._compile": ("CellLayer", "build_layer"),
         "cells._compile_cache": ("CompileCacheInfo", "clear_compile_cache", "compile_cache_info"),
         "cells._compile_population": ("PopulationLayer", "build_population_layer"),
@@ -72,6 +72,7 @@ __all__ = [
     "CellsearchError",
     "CompileCacheInfo",
     "Node",
+    "OneLineErrors",
     "OpSpec",
     "PopulationLayer",
     "ReferenceLayer",

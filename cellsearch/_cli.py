@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from cells import OneLineErrors
 from cells._cli import cells_app
 from dashboards import _cli as dashboards_cli
 from search import _cli_jobs, _cli_status
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from search import ProgressFeed, Settings
 
 app = typer.Typer(
+    cls=OneLineErrors,
     help="cellsearch: distributed architecture search for recurrent cells.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cells import lazy_exports
+from search._ids import ID_MAX
 
 if TYPE_CHECKING:
     from search._architecture_history import (
@@ -21,10 +22,11 @@ if TYPE_CHECKING:
         TaskDetail,
         architecture_history,
     )
+    from search._cluster_fit import ClusterFitError
     from search._driver import JobStateError, run_job
     from search._engine import is_sqlite, is_sqlite_uri, make_engine, sqlite_file, use_fast_sqlite_commits
     from search._job_strategy import make_strategy
-    from search._jobspec import JobError, JobSpec, check_db_url, load_job, task_key
+    from search._jobspec import JobError, JobSpec, task_key
     from search._leaderboard import (
         RankedArchitecture,
         TaskResult,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
         resolve_job,
         top_architectures,
     )
+    from search._preflight import check_db_url, load_job
     from search._progress import ProgressDisplay, ProgressFeed
     from search._ranking import leaderboard_rank_sql
     from search._records import JobSummary
@@ -67,7 +70,9 @@ __getattr__ = lazy_exports(
     globals(),
     {
         "search._driver": ("JobStateError", "run_job"),
-        "search._jobspec": ("JobError", "JobSpec", "check_db_url", "load_job", "task_key"),
+        "search._jobspec": ("JobError", "JobSpec", "task_key"),
+        "search._cluster_fit": ("ClusterFitError",),
+        "search._preflight": ("check_db_url", "load_job"),
         "search._progress": ("ProgressDisplay", "ProgressFeed"),
         "search._settings": ("Settings", "resolve_settings"),
         "search._states": ("EvaluationStatus", "JobState"),
@@ -123,8 +128,10 @@ __getattr__ = lazy_exports(
 
 
 __all__ = [
+    "ID_MAX",
     "ArchitectureHistory",
     "Candidate",
+    "ClusterFitError",
     "DatabaseRevisionError",
     "EvaluationStatus",
     "FixedCells",

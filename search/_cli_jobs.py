@@ -1,13 +1,16 @@
 """``cellsearch launch`` and ``cellsearch resume``: run a job with a live progress display.
 
-Exit codes: 0 the job finished, 1 it failed (or the database could not be used), 2 the job
-file is invalid (nothing was written), 130 it was interrupted with Ctrl-C (resume it with
-``cellsearch resume JOB_ID``).
+Exit codes: 0 the job finished; 1 it failed, or nothing was scored (the reason is printed), or
+the database or the cluster could not be used (no node can run a trial); 2 the job file, the
+database URL or the MLflow URI is invalid; 130 it was interrupted with Ctrl-C (resume it with
+``cellsearch resume JOB_ID``). Whenever the exit code is 1 or 2 before the job starts, nothing
+was written.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -17,10 +20,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cells import cli_failure
-from search._jobspec import JobError, JobSpec, check_db_url, load_job
+from cells import CellsearchError, cli_failure
+from search._ids import ID_MAX
+from search._jobspec import JobError, JobSpec
+from search._preflight import check_db_url, load_job
 from search._progress import ProgressDisplay, ProgressFeed
-from search._settings import Settings, resolve_settings
+from search._settings import ENV_DB_URL, ENV_MLFLOW_URI, Settings, resolve_settings
 from search._states import JobState
 
 if TYPE_CHECKING:
@@ -57,12 +62,17 @@ JobTracker = Callable[[Settings, ProgressFeed], AbstractContextManager[object]]
 """Follows a running job (for example in MLflow) by reading its progress feed; entered around the
 run. The command line's composition root supplies it, so that this package depends on no tracker."""
 
+TrackingCheck = Callable[[str], None]
+"""Checks, writing nothing, that the tracker can use the store at a URI; raises a
+:class:`cells.CellsearchError` saying why not. Supplied with the tracker."""
+
 
 class _JobCommands:
     """``launch`` and ``resume``, each job followed by ``track`` unless ``--no-mlflow`` is given."""
 
-    def __init__(self, track: JobTracker | None) -> None:
+    def __init__(self, track: JobTracker | None, check_tracking: TrackingCheck | None) -> None:
         self._track = track
+        self._check_tracking = check_tracking
 
     def launch(
         self,
@@ -78,14 +88,19 @@ class _JobCommands:
             settings = resolve_settings(
                 db_url=db or spec.db_url, mlflow_uri=mlflow or spec.mlflow_uri, ray_address=ray_address
             )
-            check_db_url(settings.db_url)
+            check_db_url(settings.db_url, field=_source("--db", db, "db_url", spec.db_url, ENV_DB_URL))
         except JobError as exc:
             raise cli_failure(f"invalid job: {exc}", EXIT_INVALID) from None
-        _run(spec, settings, job_id=None, tracker=None if no_mlflow else self._track)
+        tracker = None if no_mlflow else self._track
+        if tracker is not None:
+            self._preflight_tracking(
+                settings, _source("--mlflow", mlflow, "mlflow_uri", spec.mlflow_uri, ENV_MLFLOW_URI)
+            )
+        _run(spec, settings, job_id=None, tracker=tracker)
 
     def resume(
         self,
-        job_id: Annotated[int, typer.Argument(help="The job to continue.", min=1)],
+        job_id: Annotated[int, typer.Argument(help="The job to continue.", min=1, max=ID_MAX)],
         db: DbOption = None,
         mlflow: MlflowOption = None,
         ray_address: RayOption = None,
@@ -102,17 +117,44 @@ class _JobCommands:
                 spec = store.load_job_spec(job_id)
         except (StoreError, JobError) as exc:
             raise cli_failure(str(exc)) from None
-        _run(spec, settings, job_id=job_id, tracker=None if no_mlflow else self._track)
+        tracker = None if no_mlflow else self._track
+        if tracker is not None:
+            self._preflight_tracking(
+                settings, _source("--mlflow", mlflow, "mlflow_uri", None, ENV_MLFLOW_URI)
+            )
+        _run(spec, settings, job_id=job_id, tracker=tracker)
+
+    def _preflight_tracking(self, settings: Settings, field: str) -> None:
+        if self._check_tracking is None:
+            return
+        try:
+            self._check_tracking(settings.mlflow_uri)
+        except CellsearchError as exc:
+            raise cli_failure(f"{field}: {exc} (or run with --no-mlflow)", EXIT_INVALID) from None
 
 
-def register(app: typer.Typer, track: JobTracker | None = None) -> None:
-    """Add ``launch`` and ``resume`` to the root app; ``track`` follows each job they run."""
-    commands = _JobCommands(track)
+def register(
+    app: typer.Typer, track: JobTracker | None = None, check_tracking: TrackingCheck | None = None
+) -> None:
+    """Add ``launch`` and ``resume`` to the root app; ``track`` follows each job they run, once
+    ``check_tracking`` has accepted its store."""
+    commands = _JobCommands(track, check_tracking)
     app.command("launch")(commands.launch)
     app.command("resume")(commands.resume)
 
 
+def _source(option: str, given: str | None, field: str, in_job: str | None, env: str) -> str:
+    """Where a location came from, to name it in a message: the option, the job's field, the
+    environment variable, or the default."""
+    if given:
+        return option
+    if in_job:
+        return field
+    return env if os.environ.get(env) else f"{field} (the default)"
+
+
 def _run(spec: JobSpec, settings: Settings, job_id: int | None, tracker: JobTracker | None) -> None:
+    from search._cluster_fit import ClusterFitError
     from search._driver import JobStateError, run_job  # Ray and Optuna load only for these commands
     from search._result_store import ResultStore
     from search._store_errors import StoreError
@@ -123,16 +165,18 @@ def _run(spec: JobSpec, settings: Settings, job_id: int | None, tracker: JobTrac
         tracking = nullcontext() if tracker is None else tracker(settings, feed)
         with ProgressDisplay(feed, console=Console(stderr=True)), tracking:
             job_id = run_job(spec, settings, job_id=job_id, resume=job_id is not None, progress=feed)
-    except (StoreError, JobStateError) as exc:
+    except (StoreError, JobStateError, ClusterFitError) as exc:
         raise cli_failure(str(exc)) from None
     with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
-        state = store.get_job(job_id).state
+        job = store.get_job(job_id)
+        state, error = job.state, job.error
         _print_top(console, store, job_id, spec)
     if state == JobState.INTERRUPTED:
         console.print(f"job {job_id} interrupted; continue it with: cellsearch resume {job_id}")
         raise typer.Exit(EXIT_INTERRUPTED)
     if state != JobState.FINISHED:
-        raise cli_failure(f"job {job_id} ended {state}")
+        reason = f": {error}" if error else ""
+        raise cli_failure(f"job {job_id} ended {state}{reason}")
     console.print(f"job {job_id} finished")
 
 

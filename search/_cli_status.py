@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cells import cli_failure as _fail
+from search._ids import ID_MAX
 from search._settings import resolve_settings
 
 if TYPE_CHECKING:
@@ -40,7 +41,9 @@ DbOption = Annotated[
 
 
 def status(
-    job_id: Annotated[int | None, typer.Argument(help="The job; default: the latest one.", min=1)] = None,
+    job_id: Annotated[
+        int | None, typer.Argument(help="The job; default: the latest one.", min=1, max=ID_MAX)
+    ] = None,
     db: DbOption = None,
     format: Annotated[
         StatusFormat, typer.Option("--format", "-f", help="table or json.")
@@ -120,6 +123,8 @@ def _print_job(summary: JobSummary, leaders: list[RankedArchitecture]) -> None:
     table.add_row("created", data["created_at"] or "-")
     table.add_row("started", data["started_at"] or "-")
     table.add_row("finished", data["finished_at"] or "-")
+    if summary.error:
+        table.add_row("error", summary.error)
     table.add_row(
         "architectures",
         f"{stages['proposed']} proposed, {stages['passed_filter']} passed the filter, "

@@ -40,7 +40,9 @@ from typing import TYPE_CHECKING, Any
 
 from search._book import ArchitectureBook
 from search._book_resume import restore_book
-from search._job_budget import JobBudget
+from search._cluster_fit import check_cluster_fit
+from search._job_budget import JobBudget, StopReason
+from search._job_outcome import job_unscored_reason
 from search._job_strategy import make_strategy
 from search._joblock import JobStateError, hold_job
 from search._jobspec import JobSpec
@@ -80,29 +82,48 @@ def run_job(
     (Ctrl-C) or ``failed``. Resuming a finished job, or one that another process is running,
     raises :class:`JobStateError`.
     """
-    store = ResultStore.open(settings.db_url)
     feed = progress or ProgressFeed()
     for observer in observers:
         feed.subscribe(observer)
-    try:
-        if resume:
-            if job_id is None:
-                raise ValueError("resume needs a job id")
-            # The lock first: a live driver of this job refuses us before anything is touched.
-            with hold_job(store.engine, job_id):
-                if store.get_job(job_id).state == JobState.FINISHED:
-                    raise JobStateError(f"job {job_id} is already finished; nothing to resume")
-                spec = spec or store.load_job_spec(job_id)
-                with ray_session(settings.ray_address):
-                    _drive(spec, job_id, store, settings.db_url, feed, evaluate, max_retries, resume=True)
-            return job_id
-        if spec is None:
-            raise ValueError("launch needs a job spec")
-        with ray_session(settings.ray_address):  # first: a cluster that cannot be joined records no job
+    if resume:
+        if job_id is None:
+            raise ValueError("resume needs a job id")
+        _resume(job_id, spec, settings, feed, evaluate, max_retries)
+        return job_id
+    if spec is None:
+        raise ValueError("launch needs a job spec")
+    # Ray first, and the cluster checked: a cluster that cannot be joined, or on which no node can
+    # run a trial, records no job (and creates no schema).
+    with ray_session(settings.ray_address):
+        check_cluster_fit(spec.resources)
+        store = ResultStore.open(settings.db_url)
+        try:
             job_id = store.create_job(spec)
             with hold_job(store.engine, job_id):
                 _drive(spec, job_id, store, settings.db_url, feed, evaluate, max_retries, resume=False)
-        return job_id
+        finally:
+            store.close()
+    return job_id
+
+
+def _resume(
+    job_id: int,
+    spec: JobSpec | None,
+    settings: Settings,
+    feed: ProgressFeed,
+    evaluate: Evaluate | None,
+    max_retries: int,
+) -> None:
+    store = ResultStore.open(settings.db_url, create=False)
+    try:
+        # The lock first: a live driver of this job refuses us before anything is touched.
+        with hold_job(store.engine, job_id):
+            if store.get_job(job_id).state == JobState.FINISHED:
+                raise JobStateError(f"job {job_id} is already finished; nothing to resume")
+            spec = spec or store.load_job_spec(job_id)
+            with ray_session(settings.ray_address):
+                check_cluster_fit(spec.resources)
+                _drive(spec, job_id, store, settings.db_url, feed, evaluate, max_retries, resume=True)
     finally:
         store.close()
 
@@ -134,13 +155,12 @@ def _drive(
             store.set_job_state(job_id, JobState.RUNNING)
             feed.state_changed(JobState.RUNNING)
             _loop(book, scheduler, budget)
-            end = JobState.FINISHED
             if budget.interrupted:
-                end = JobState.INTERRUPTED
                 feed.state_changed("interrupting")
                 scheduler.cancel_all(f"interrupted by the user ({budget.stop_signal})")
             book.save()
-            store.set_job_state(job_id, end)
+            end, error = _ending(spec, job_id, store, budget)
+            store.set_job_state(job_id, end, error=error)
             feed.state_changed(end)
         except BaseException as exc:
             _abandon(job_id, store, studies, scheduler, f"driver error: {type(exc).__name__}: {exc}")
@@ -173,6 +193,17 @@ def _loop(book: ArchitectureBook, scheduler: TrialScheduler, budget: JobBudget) 
             break
         scheduler.wait()
     book.settle()
+
+
+def _ending(spec: JobSpec, job_id: int, store: ResultStore, budget: JobBudget) -> tuple[JobState, str | None]:
+    """How a job that left its loop ends: interrupted, failed (the cluster was lost, or nothing was
+    scored: there is no result to rank, and the error says why) or finished."""
+    if budget.interrupted:
+        return JobState.INTERRUPTED, None
+    if budget.stop_reason is StopReason.CLUSTER_LOST:
+        return JobState.FAILED, budget.stop_detail
+    unscored = job_unscored_reason(store, spec, job_id)
+    return (JobState.FAILED, unscored) if unscored else (JobState.FINISHED, None)
 
 
 def _abandon(

@@ -29,6 +29,8 @@ class StopReason(TextEnum):
     """Ctrl-C or SIGTERM: leave at once."""
     OUT_OF_TIME = "time"
     """``max_seconds`` have passed: start nothing new, let the running trials finish."""
+    CLUSTER_LOST = "cluster"
+    """No node of the cluster can run a trial any more: start nothing new; the job fails."""
 
 
 class JobBudget:
@@ -42,6 +44,8 @@ class JobBudget:
         """Architectures the strategy proposed (baselines excluded)."""
         self.stop_reason: StopReason | None = None
         self.stop_signal = "SIGINT"
+        self.stop_detail: str | None = None
+        """Why, in words, for a stop the job fails with (:attr:`StopReason.CLUSTER_LOST`)."""
         self.elapsed_before = elapsed_before
         self._clock_start = time.monotonic()
 
@@ -58,6 +62,10 @@ class JobBudget:
     def interrupt(self, signal_name: str) -> None:
         """A stop signal arrived: the loop leaves at once."""
         self.stop_reason, self.stop_signal = StopReason.INTERRUPTED, signal_name
+
+    def lose_cluster(self, reason: str) -> None:
+        """No node can run the job's trials any more: start nothing new, and fail the job."""
+        self.stop_reason, self.stop_detail = StopReason.CLUSTER_LOST, reason
 
     @property
     def interrupted(self) -> bool:

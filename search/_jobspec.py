@@ -54,8 +54,6 @@ __all__ = [
     "StrategyConfig",
     "TaskEntry",
     "TaskRole",
-    "check_db_url",
-    "load_job",
     "task_key",
 ]
 
@@ -195,81 +193,6 @@ class JobSpec(StrictModel):
     def baseline_graphs(self) -> list[tuple[str | None, CellGraph]]:
         """``(library name or None, graph)`` of each baseline cell."""
         return [resolve_cell_entry(entry) for entry in self.baselines]
-
-
-def load_job(path: str | Path) -> JobSpec:
-    """Read and validate a job file; raises :class:`JobError` naming every bad field.
-
-    Example:
-        >>> load_job("nope.yaml")
-        Traceback (most recent call last):
-        ...
-        search._job_errors.JobError: nope.yaml: (file): cannot read the job file: No such file or directory
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise JobError([f"(file): cannot read the job file: {exc.strerror or exc}"], str(path)) from None
-    return JobSpec.from_yaml_text(text, source=str(path), base_dir=path.resolve().parent)
-
-
-def check_db_url(url: str, field: str = "db_url") -> None:
-    """Check that the results database at ``url`` can be reached, writing nothing.
-
-    A SQLite file that does not exist yet passes if its folder exists and is writable (it
-    is not created here); other databases are connected to once. Raises :class:`JobError`
-    naming ``field``.
-
-    Example:
-        >>> check_db_url("sqlite:///no/dir/x.db")
-        Traceback (most recent call last):
-        ...
-        search._job_errors.JobError: db_url: cannot use sqlite:///no/dir/x.db: folder 'no/dir' does not exist
-    """
-    import os
-
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
-    from search._engine import is_sqlite, is_sqlite_uri, sqlite_file
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise JobError([f"{field}: not a database URL: {url!r} ({exc})"]) from None
-    shown = parsed.render_as_string(hide_password=True)
-    if is_sqlite(parsed):
-        database = sqlite_file(parsed)
-        if database is None or is_sqlite_uri(database):
-            return
-        folder = os.path.dirname(database) or "."
-        if os.path.exists(database):
-            problem = None if os.access(database, os.R_OK | os.W_OK) else "the file is not writable"
-        elif not os.path.isdir(folder):
-            problem = f"folder {folder!r} does not exist"
-        else:
-            problem = None if os.access(folder, os.W_OK) else f"folder {folder!r} is not writable"
-        if problem:
-            raise JobError([f"{field}: cannot use {shown}: {problem}"])
-        return
-    try:
-        engine = sa.create_engine(url, connect_args=_connect_timeout(parsed.get_backend_name()))
-    except (ArgumentError, ImportError, SQLAlchemyError) as exc:
-        raise JobError([f"{field}: cannot use {shown}: {exc}"]) from None
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise JobError([f"{field}: cannot connect to {shown}: {reason}"]) from None
-    finally:
-        engine.dispose()
-
-
-def _connect_timeout(backend: str) -> dict[str, Any]:
-    return {"connect_timeout": 5} if backend == "postgresql" else {}
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

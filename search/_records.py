@@ -165,6 +165,8 @@ class JobSummary:
     trials: TrialCounts = field(default_factory=TrialCounts)
     best_arch_id: int | None = None
     best_score: float | None = None
+    error: str | None = None
+    """Why the job failed (e.g. nothing was scored, and why); ``None`` otherwise."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``architectures`` is the number proposed, the stages are under
@@ -176,6 +178,7 @@ class JobSummary:
             "created_at": _iso(self.created_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
+            "error": self.error,
             "architectures": self.architectures.proposed,
             "architecture_stages": asdict(self.architectures),
             "trials": {**asdict(self.trials), "total": self.trials.total},

@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,7 +44,7 @@ from sqlalchemy.orm import Session
 from cells import CellGraph, canonical_hash
 from search import _trial_writes
 from search._code_version import package_code_version
-from search._engine import is_sqlite_uri, make_engine, sqlite_file
+from search._engine import make_engine
 from search._jobspec import JobSpec, TaskEntry
 from search._leaderboard import RankedArchitecture, top_architectures
 from search._records import EvaluationRecord, record
@@ -60,7 +59,8 @@ from search._schema import (
     utcnow,
 )
 from search._states import TERMINAL_JOB_STATES, EvaluationStatus, JobState
-from search._store_errors import NoDatabaseError, StoreError, UnknownJobError
+from search._store_errors import StoreError, UnknownJobError
+from search._store_probe import check_results_url
 from search._store_reader import StoreReader
 from workers import TrialResult, TrialStatus
 
@@ -112,7 +112,7 @@ class ResultStore(StoreReader):
         (:class:`NoDatabaseError`). ``migrations`` points at another script folder (tests).
         """
         if not create:
-            _require_sqlite_file(url)
+            check_results_url(url)  # before the engine: its pragmas write
         engine = make_engine(url)
         try:
             ensure_schema(engine, upgrade=upgrade, create=create, migrations=migrations)
@@ -474,12 +474,6 @@ class ResultStore(StoreReader):
                 .values(status=TrialStatus.INTERRUPTED, finished_at=utcnow())
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def _require_sqlite_file(url: str) -> None:
-    database = sqlite_file(url)
-    if database is not None and not is_sqlite_uri(database) and not os.path.exists(database):
-        raise NoDatabaseError(f"no results database at {database} (no job has been launched with this URL)")
 
 
 def _equations(graph: CellGraph) -> str:

@@ -22,6 +22,7 @@ import ray
 from ray import exceptions as ray_errors
 
 from search._book import Architecture, ArchitectureBook
+from search._cluster_fit import FitWatch
 from search._job_budget import JobBudget
 from search._jobspec import JobSpec, TaskEntry
 from search._progress import ProgressFeed
@@ -117,6 +118,7 @@ class TrialScheduler:
         self.relay: Any = None
         self.poll: Any = None
         self.max_in_flight = 1
+        self.fit_watch = FitWatch(spec.resources)
 
     # -- life ----------------------------------------------------------------------------
 
@@ -140,13 +142,14 @@ class TrialScheduler:
     def idle(self) -> bool:
         return not self.running
 
-    def cancel_all(self, reason: str | None) -> None:
-        """Cancel every running Ray task; with a ``reason``, record its trials interrupted."""
+    def cancel_all(self, reason: str | None, status: TrialStatus = TrialStatus.INTERRUPTED) -> None:
+        """Cancel every running Ray task; with a ``reason``, record its trials ``status``
+        (interrupted: they run again on resume; failed: they count as finished)."""
         for ref, members in list(self.running.items()):
             ray.cancel(ref, force=True)
             if reason is not None:
                 for running in members:
-                    self._end(running, TrialStatus.INTERRUPTED, reason)
+                    self._end(running, status, reason)
         if reason is not None:
             self.running.clear()
             self.by_key.clear()
@@ -238,6 +241,7 @@ class TrialScheduler:
         """Wait up to :data:`POLL_SECONDS` for a running task or the relay; handle what came."""
         ready, _ = ray.wait([*self.running, self.poll], num_returns=1, timeout=POLL_SECONDS)
         if not ready:
+            self._check_fit()
             return
         done = (
             ray.wait(list(self.running), num_returns=len(self.running), timeout=0)[0] if self.running else []
@@ -254,6 +258,14 @@ class TrialScheduler:
             self._collect(ref, members)
         if finished_keys:
             self.relay.forget.remote(finished_keys)
+
+    def _check_fit(self) -> None:
+        """No node has been able to run a trial for a while (the cluster lost it): fail the
+        waiting trials with that reason and stop the job, instead of waiting forever."""
+        lost = self.fit_watch.lost() if self.running else None
+        if lost is not None:
+            self.cancel_all(f"no node can run it: {lost}", status=TrialStatus.FAILED)
+            self.budget.lose_cluster(f"the cluster lost every node that can run a trial: {lost}")
 
     def _collect(self, ref: ray.ObjectRef, members: list[_Running]) -> None:
         """Record the trials of a Ray task that ended: their results, a retry, or a failure."""

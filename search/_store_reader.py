@@ -240,7 +240,34 @@ class StoreReader:
                 ),
                 best_arch_id=None if best is None else best[0],
                 best_score=None if best is None else best[1],
+                error=job.error,
             )
+
+    def valued_evaluations(self, job_id: int, task_labels: list[str]) -> int:
+        """How many of the job's evaluations on the tasks ``task_labels`` have a best value."""
+        with self._sessions() as s:
+            query = (
+                select(func.count())
+                .select_from(Evaluation)
+                .where(
+                    Evaluation.job_id == job_id,
+                    Evaluation.task_label.in_(task_labels),
+                    Evaluation.best_value.is_not(None),
+                )
+            )
+            return int(s.scalar(query) or 0)
+
+    def common_trial_errors(self, job_id: int, limit: int = 1) -> list[tuple[str, int]]:
+        """The job's most frequent errors of failed trials, with how many trials had each."""
+        with self._sessions() as s:
+            rows = s.execute(
+                select(Trial.error, func.count())
+                .where(Trial.job_id == job_id, Trial.status == TrialStatus.FAILED, Trial.error.is_not(None))
+                .group_by(Trial.error)
+                .order_by(func.count().desc(), Trial.error)
+                .limit(limit)
+            ).all()
+        return [(str(error), int(count)) for error, count in rows]
 
     # -- internals -----------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cells import library
-from search._jobspec import JobError, JobSpec, check_db_url, load_job, task_key
+from search._jobspec import JobError, JobSpec, task_key
+from search._preflight import check_db_url, load_job
 from workers import Budget
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
