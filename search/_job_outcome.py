@@ -1,7 +1,7 @@
 """Whether a job that ran to its end produced anything, and if not, why, in one line.
 
-A job in which no architecture got a value on any scored or reported task (every trial failed,
-every candidate failed the filter, the budget ran out first) has no result to rank: it ends
+A job in which no architecture got a score (every trial failed, every candidate failed the
+filter, the budget ran out first) has no result to rank: it ends
 ``failed`` with this line as its error, so that ``launch`` exits non-zero and ``status`` says
 why, instead of a "finished" job with nothing in it.
 
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cells import canonical_hash
 from search._jobspec import JobSpec
-from search._records import ArchitectureCounts, TrialCounts
+from search._leaderboard import top_architectures
+from search._records import ArchitectureCounts, JobSummary, TrialCounts
 from search._store_reader import StoreReader
 
 __all__ = ["job_unscored_reason", "unscored_reason"]
@@ -27,10 +29,26 @@ _ERROR_CHARS = 200
 
 
 def job_unscored_reason(store: StoreReader, spec: JobSpec, job_id: int) -> str | None:
-    """Why job ``job_id`` has no value on any of its scored or reported tasks; ``None`` if it has one."""
-    if store.valued_evaluations(job_id, [t.id for t in spec.tasks if t.role != "filter"]):
-        return None
+    """Why job ``job_id`` has nothing to rank; ``None`` if it has a result.
+
+    A result is a candidate with a score (the baselines are always scored: they are what scores
+    are relative to, not a finding), or a baseline's score in a job of baselines only; in a job
+    without search tasks, a value on one of its report-only tasks.
+    """
     summary = store.job_summary(job_id)
+    if not any(t.role == "search" for t in spec.tasks):
+        labels = [t.id for t in spec.tasks if t.role == "report-only"]
+        return None if store.valued_evaluations(job_id, labels) else _reason(store, spec, job_id, summary)
+    baselines = {canonical_hash(graph) for _, graph in spec.baseline_graphs}
+    leaders = top_architectures(store, job_id, limit=len(baselines) + 1)  # scored ones only
+    if any(entry.canonical_hash not in baselines for entry in leaders):
+        return None
+    if leaders and summary.architectures.proposed <= len(baselines):
+        return None  # a job of baselines only: their scores are its result
+    return _reason(store, spec, job_id, summary)
+
+
+def _reason(store: StoreReader, spec: JobSpec, job_id: int, summary: JobSummary) -> str:
     filters = [f"{t.id} (threshold {t.threshold:g})" for t in spec.tasks if t.role == "filter"]
     return unscored_reason(summary.trials, summary.architectures, store.common_trial_errors(job_id), filters)
 
@@ -44,8 +62,8 @@ def unscored_reason(
     """The one line for a job with nothing scored, from its counts, its most common trial error
     and its filter tasks."""
     lead = "nothing was scored"
-    if architectures.proposed and architectures.filtered_out == architectures.proposed and filters:
-        return f"{lead}: every candidate ({architectures.proposed}) failed the filter {', '.join(filters)}"
+    if architectures.filtered_out and architectures.passed_filter == 0 and filters:
+        return f"{lead}: every candidate failed the filter {', '.join(filters)}"
     finished = trials.completed + trials.pruned + trials.failed + trials.diverged
     if trials.failed and trials.failed == finished:
         detail = ""
@@ -57,7 +75,7 @@ def unscored_reason(
         return f"{lead}: no trial finished ({trials.interrupted} interrupted); the budget ran out first"
     return (
         f"{lead}: {trials.completed} trials completed, {trials.pruned} pruned, {trials.failed} failed, "
-        f"{trials.diverged} diverged, and no architecture got a value on a scored or reported task"
+        f"{trials.diverged} diverged, and no architecture got a score"
     )
 
 

@@ -68,7 +68,8 @@ def check_db_url(url: str, field: str = "db_url") -> None:
         _check_server(url, parsed.get_backend_name(), shown, field)
         return
     database = sqlite_file(parsed)
-    if database is None or "mode=memory" in database or database.startswith("file::memory:"):
+    in_memory = parsed.query.get("mode") == "memory" or "mode=memory" in (database or "")
+    if database is None or in_memory or database.startswith("file::memory:"):
         raise JobError(
             [
                 f"{field}: {shown} is an in-memory database; a job's results would be lost when it ends "
