@@ -83,10 +83,16 @@ def status(
 
 def db_upgrade(db: DbOption = None) -> None:
     """Create the results schema, or migrate it to this version of cellsearch."""
+    from search._job_errors import JobError
+    from search._preflight import check_db_url
     from search._schema import upgrade_database
     from search._store_errors import StoreError
 
     url = resolve_settings(db_url=db).db_url
+    try:
+        check_db_url(url, field="--db" if db else "db_url")  # a file SQLite can use, not in memory
+    except JobError as exc:
+        raise _fail(str(exc), code=2) from None
     try:
         before, after = upgrade_database(url)
     except StoreError as exc:

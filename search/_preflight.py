@@ -72,8 +72,8 @@ def check_db_url(url: str, field: str = "db_url") -> None:
     if database is None or in_memory or database.startswith("file::memory:"):
         raise JobError(
             [
-                f"{field}: {shown} is an in-memory database; a job's results would be lost when it ends "
-                "(give a file, e.g. sqlite:///cellsearch.db)"
+                f"{field}: {shown} is an in-memory database: what is written to it is lost when the "
+                "process ends (give a file, e.g. sqlite:///cellsearch.db)"
             ]
         )
     if is_sqlite_uri(database):

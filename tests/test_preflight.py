@@ -182,3 +182,22 @@ def test_the_store_probe_reads_table_names_without_a_trace(tmp_path: Path) -> No
     with pytest.raises(StoreError, match="not a database URL: 'garbage'"):
         check_results_url("garbage")
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("sqlite://", "is an in-memory database"),
+        ("sqlite:///{tmp}/text.db", "the file exists and is not a SQLite database"),
+        ("sqlite:///{tmp}", "it is a folder, not a database file"),
+        ("garbage", "not a database URL"),
+    ],
+)
+def test_db_upgrade_refuses_what_a_job_would_refuse(tmp_path: Path, url: str, reason: str) -> None:
+    (tmp_path / "text.db").write_text("not a database\n")
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(app, ["db", "upgrade", "--db", url.format(tmp=tmp_path)])
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: --db: ") and reason in line, line
+    assert snapshot(tmp_path) == before
