@@ -1,7 +1,8 @@
 """The reference of every job-file setting, generated from the models that validate it.
 
-``docs/job-file.md`` is this module's output (a test keeps the two equal), so the documented
-type, default and range of a setting are the ones the validation enforces.
+``docs/job-file.md`` is this module's output (``python -m search._job_reference``; a test keeps
+the two equal), so the documented type, default and range of a setting are the ones the
+validation enforces.
 
 Example:
     >>> from search._job_limits import SearchBudget
@@ -210,3 +211,7 @@ choices, or a range `{low: ..., high: ..., log: true}`. The ranges below bound e
 (and both ends of a range).
 
 """
+
+
+if __name__ == "__main__":
+    print(job_file_reference(), end="")
