@@ -152,8 +152,7 @@ def import_cells(
 ) -> None:
     """Import cells from another format, one JSON cell file per cell.
 
-    Every cell is validated and hashed before anything is written: an invalid file writes
-    nothing, and the files are written through temporary files and renames.
+    Every cell is validated and hashed before anything is written; each file appears by a rename.
     """
     if source not in IMPORT_FORMATS:
         supported = ", ".join(IMPORT_FORMATS)
@@ -168,6 +167,9 @@ def import_cells(
         raise cli_failure(f"--output: {out_dir} exists and is not a directory")
     targets = [out_dir / f"{g.name}.json" for g in graphs]
     existing = [t for t in targets if t.exists()]
+    not_files = [t for t in existing if not t.is_file()]
+    if not_files:
+        raise cli_failure(f"--output: {not_files[0]} exists and is not a regular file")
     if existing and not force:
         counts = f"{len(existing)} of {len(targets)} files"
         raise cli_failure(f"{existing[0]} already exists ({counts}); use --force")
