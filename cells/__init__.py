@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from cells import _library as library
 from cells._errors import CellsearchError, ValidationProblem, join_problems, validation_problems
-from cells._graph import MAX_CELL_FILE_BYTES, MAX_NODES, CellGraph, CellGraphError, Node
+from cells._graph import MAX_CELL_FILE_BYTES, MAX_INPUTS, MAX_NODES, CellGraph, CellGraphError, Node
 from cells._hash import canonical_form, canonical_hash
 from cells._lazy import lazy_exports
 from cells._nasbench import (
@@ -66,6 +66,7 @@ __getattr__ = lazy_exports(
 
 __all__ = [
     "MAX_CELL_FILE_BYTES",
+    "MAX_INPUTS",
     "MAX_JSON_DEPTH",
     "MAX_NODES",
     "MAX_RECIPE_FILE_BYTES",

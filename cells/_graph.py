@@ -41,6 +41,11 @@ cell while bounding the work a hostile file can ask for (hashing refines labels 
 level, so its cost grows with the square of the node count in the worst case).
 """
 
+MAX_INPUTS = 64
+"""The most inputs one node may have. Real cells read at most a handful per node (a ``linear``
+of ``x`` and three states, a sum of a few terms); the compiled step writes a node as one
+expression, which Python cannot compile for thousands of operands."""
+
 MAX_CELL_FILE_BYTES = 4 * 1024 * 1024
 """The largest cell JSON file read (4 MiB): a cell of :data:`MAX_NODES` nodes, pretty-printed
 with long names and tags, is well under 1 MiB."""
@@ -75,9 +80,17 @@ class Node(BaseModel):
     name: str = Field(min_length=1)
     op: str
     inputs: tuple[str, ...]
+    """Node or input names, in order; at most :data:`MAX_INPUTS`."""
     # Strict: ``true`` or ``"1"`` for a number is a mistake, not 1.0 (an int is still a number).
     attrs: dict[str, StrictFloat] = Field(default_factory=dict)
     tag: str | None = None
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _not_too_many_inputs(cls, inputs: Any) -> Any:
+        if isinstance(inputs, list | tuple) and len(inputs) > MAX_INPUTS:
+            raise ValueError(f"expected at most {MAX_INPUTS} inputs, got {len(inputs)}")
+        return inputs
 
     @field_validator("tag")
     @classmethod

@@ -25,6 +25,7 @@ from typer.testing import CliRunner, Result
 
 from cells import (
     MAX_CELL_FILE_BYTES,
+    MAX_INPUTS,
     MAX_NODES,
     OPS,
     CellGraph,
@@ -110,6 +111,24 @@ def test_a_chain_at_the_limit_compiles_and_runs() -> None:
     out, _ = layer(torch.randn(2, 1, 2))
     out.sum().backward()
     assert tuple(out.shape) == (2, 1, 2) and bool(torch.isfinite(out).all())
+
+
+def test_a_node_with_the_most_inputs_compiles_and_one_more_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    def wide(n: int) -> dict[str, Any]:
+        lin = {"name": "a", "op": "linear", "inputs": ["x", "h_prev_0"]}
+        return {
+            "num_states": 1,
+            "nodes": [lin, {"name": "s", "op": "add", "inputs": ["a"] * n}],
+            "outputs": ["s"],
+        }
+
+    out, _ = build_layer(CellGraph.parse(wide(MAX_INPUTS)), input_size=2, hidden_size=2)(torch.ones(1, 1, 2))
+    assert bool(torch.isfinite(out).all())
+    path = write_json(tmp_path / "wide.json", wide(100_000))
+    reason = f"node 's' (nodes.1).inputs: expected at most {MAX_INPUTS} inputs, got 100000"
+    assert_one_line_error(invoke("cells", "show", path), 1, reason)
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
