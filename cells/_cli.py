@@ -44,6 +44,19 @@ class ShowFormat(StrEnum):
     json = "json"
 
 
+def _check_targets(out_dir: Path, targets: list[Path], force: bool) -> None:
+    """Refuse (with the option's name) an output folder or cell files that cannot be written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise cli_failure(f"--output: {out_dir} exists and is not a directory")
+    existing = [t for t in targets if os.path.lexists(t)]
+    not_files = [t for t in existing if not t.is_file()]
+    if not_files:
+        raise cli_failure(f"--output: {not_files[0]} exists and is not a regular file")
+    if existing and not force:
+        counts = f"{len(existing)} of {len(targets)} files"
+        raise cli_failure(f"{existing[0]} already exists ({counts}); use --force")
+
+
 def _missing_folders(folder: Path) -> list[Path]:
     """``folder`` and those of its parents that do not exist yet, deepest first."""
     missing: list[Path] = []
@@ -163,20 +176,16 @@ def import_cells(
         raise cli_failure(str(exc)) from None
     if not graphs:
         raise cli_failure(f"{file}: no recipes to import")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise cli_failure(f"--output: {out_dir} exists and is not a directory")
     targets = [out_dir / f"{g.name}.json" for g in graphs]
-    existing = [t for t in targets if t.exists()]
-    not_files = [t for t in existing if not t.is_file()]
-    if not_files:
-        raise cli_failure(f"--output: {not_files[0]} exists and is not a regular file")
-    if existing and not force:
-        counts = f"{len(existing)} of {len(targets)} files"
-        raise cli_failure(f"{existing[0]} already exists ({counts}); use --force")
+    try:
+        _check_targets(out_dir, targets, force)
+    except OSError as exc:  # a name too long, a link loop: before anything is written
+        raise cli_failure(f"--output: cannot use {out_dir}: {exc.strerror or exc}") from None
     hashes = [canonical_hash(g) for g in graphs]  # before any write: a hash failure writes nothing
     texts = [graph.to_json() + "\n" for graph in graphs]
-    created = _missing_folders(out_dir)
+    created: list[Path] = []
     try:
+        created = _missing_folders(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_all_atomic(list(zip(targets, texts, strict=True)))
     except OSError as exc:

@@ -43,7 +43,7 @@ def resolve(name_or_file: str | Path) -> CellGraph:
     path = Path(text)
     # lexists: a FIFO, a device or a broken link is named as what it is by CellGraph.load
     # (which never opens anything but a regular file), not as an unknown cell name.
-    if os.path.lexists(path):
+    if text and os.path.lexists(text):
         return CellGraph.load(path)
     raise CellGraphError(
         f"{text!r} is neither a library cell ({', '.join(names())}) nor a readable JSON file"

@@ -472,6 +472,19 @@ def test_output_folder_problems_name_the_option(tmp_path: Path) -> None:
     result = invoke("cells", "import", path, "--from", "nasbench-nlp", "-o", under_file)
     assert_one_line_error(result, 1, "--output: cannot write to")
     assert a_file.read_text() == ""
+    too_long = tmp_path / "ok" / ("x" * 300) / "out"
+    result = invoke("cells", "import", path, "--from", "nasbench-nlp", "-o", too_long)
+    assert_one_line_error(result, 1, "--output: cannot", "File name too long")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    result = invoke("cells", "import", path, "--from", "nasbench-nlp", "-o", tmp_path / "loop" / "out")
+    assert_one_line_error(result, 1, "--output: cannot write to", "Too many levels of symbolic links")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "loop", "recipes.json"]
+
+
+def test_an_empty_or_unknown_cell_name_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("", "lstmm", "x" * 5000):
+        assert_one_line_error(invoke("cells", "show", name), 1, f"{name!r} is neither a library cell")
 
 
 def test_a_target_that_is_a_folder_is_refused_before_any_write(tmp_path: Path) -> None:
