@@ -28,6 +28,7 @@ from typing import Any
 
 from cells._graph import MAX_NODES, CellGraph, CellGraphError, state_output
 from cells._ops import MAX_STATES, OPS
+from cells._plain_text import control_character_problem
 from cells._strict_json import StrictJSONError, load_strict_json
 from cells._user_files import UserFileError, read_text_file
 
@@ -205,13 +206,17 @@ def load_nasbench_recipes(path: str | Path) -> list[CellGraph]:
     if not isinstance(data, list):
         raise CellGraphError(f"{path}: expected a JSON list of recipes, got {_json_type(data)}")
     width = max(3, len(str(len(data) - 1)))
+    # The file's name goes into every description, which must be plain text to load again.
+    file_name = Path(path).name
+    if control_character_problem(file_name) is not None:
+        file_name = ascii(file_name)
     graphs = []
     for i, recipe in enumerate(data):
         try:
             graph = from_nasbench_recipe(recipe, name=f"recipe-{i:0{width}d}")
         except CellGraphError as exc:
             raise CellGraphError(f"{path}: recipe {i}: {exc}") from None
-        description = f"NAS-Bench-NLP recipe {i} of {Path(path).name}."
+        description = f"NAS-Bench-NLP recipe {i} of {file_name}."
         graphs.append(graph.model_copy(update={"description": description}))
     return graphs
 

@@ -391,6 +391,13 @@ def test_bad_recipes_are_refused_naming_recipe_and_field(tmp_path: Path, recipes
     assert not out.exists()
 
 
+def test_a_file_name_with_control_characters_stays_out_of_descriptions(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "r\x1b[2J.json", [RECIPE])
+    (graph,) = load_nasbench_recipes(path)
+    assert graph.description == "NAS-Bench-NLP recipe 0 of 'r\\x1b[2J.json'."
+    assert CellGraph.from_json(graph.to_json()) == graph
+
+
 def test_a_recipe_over_the_node_limit_writes_nothing(tmp_path: Path) -> None:
     big = {f"node_{i}": {"op": "activation_tanh", "input": [f"node_{i - 1}"]} for i in range(1, 5000)}
     recipe = {"node_0": {"op": "linear", "input": ["x", "h_prev_0"]}, **big}
