@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 
 from cells import _library as library
 from cells._errors import CellsearchError, ValidationProblem, join_problems, validation_problems
-from cells._graph import CellGraph, CellGraphError, Node
+from cells._graph import MAX_CELL_FILE_BYTES, MAX_INPUTS, MAX_NODES, CellGraph, CellGraphError, Node
 from cells._hash import canonical_form, canonical_hash
 from cells._lazy import lazy_exports
 from cells._nasbench import (
+    MAX_RECIPE_FILE_BYTES,
     dump_nasbench_recipes,
     from_nasbench_recipe,
     load_nasbench_recipes,
@@ -64,7 +65,11 @@ __getattr__ = lazy_exports(
 
 
 __all__ = [
+    "MAX_CELL_FILE_BYTES",
+    "MAX_INPUTS",
     "MAX_JSON_DEPTH",
+    "MAX_NODES",
+    "MAX_RECIPE_FILE_BYTES",
     "OPS",
     "CellGraph",
     "CellGraphError",

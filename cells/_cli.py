@@ -5,6 +5,7 @@ Errors print one line to stderr and exit with code 1 (bad file or cell) or 2 (ba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from enum import StrEnum
@@ -19,7 +20,7 @@ from cells import _library as library
 from cells._cli_failure import cli_failure
 from cells._graph import INPUT_X, CellGraph, CellGraphError
 from cells._hash import canonical_hash
-from cells._nasbench import load_nasbench_recipes, write_atomic
+from cells._nasbench import load_nasbench_recipes, write_all_atomic
 from cells._render import to_dot, to_equations, to_markdown
 
 cells_app = typer.Typer(help="Browse, render and import cell graphs.", no_args_is_help=True)
@@ -41,6 +42,29 @@ class ShowFormat(StrEnum):
     markdown = "markdown"
     dot = "dot"
     json = "json"
+
+
+def _check_targets(out_dir: Path, targets: list[Path], force: bool) -> None:
+    """Refuse (with the option's name) an output folder or cell files that cannot be written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise cli_failure(f"--output: {out_dir} exists and is not a directory")
+    existing = [t for t in targets if os.path.lexists(t)]
+    not_files = [t for t in existing if not t.is_file()]
+    if not_files:
+        raise cli_failure(f"--output: {not_files[0]} exists and is not a regular file")
+    if existing and not force:
+        counts = f"{len(existing)} of {len(targets)} files"
+        raise cli_failure(f"{existing[0]} already exists ({counts}); use --force")
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing: list[Path] = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    return missing
 
 
 def parameter_count(graph: CellGraph, input_size: int, hidden_size: int) -> int:
@@ -141,7 +165,7 @@ def import_cells(
 ) -> None:
     """Import cells from another format, one JSON cell file per cell.
 
-    Every cell is validated before anything is written: an invalid file writes nothing.
+    Every cell is validated and hashed before anything is written; each file appears by a rename.
     """
     if source not in IMPORT_FORMATS:
         supported = ", ".join(IMPORT_FORMATS)
@@ -152,21 +176,24 @@ def import_cells(
         raise cli_failure(str(exc)) from None
     if not graphs:
         raise cli_failure(f"{file}: no recipes to import")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise cli_failure(f"--output: {out_dir} exists and is not a directory")
     targets = [out_dir / f"{g.name}.json" for g in graphs]
-    existing = [t for t in targets if t.exists()]
-    if existing and not force:
-        counts = f"{len(existing)} of {len(targets)} files"
-        raise cli_failure(f"{existing[0]} already exists ({counts}); use --force")
     try:
+        _check_targets(out_dir, targets, force)
+    except OSError as exc:  # a name too long, a link loop: before anything is written
+        raise cli_failure(f"--output: cannot use {out_dir}: {exc.strerror or exc}") from None
+    hashes = [canonical_hash(g) for g in graphs]  # before any write: a hash failure writes nothing
+    texts = [graph.to_json() + "\n" for graph in graphs]
+    created: list[Path] = []
+    try:
+        created = _missing_folders(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        for graph, target in zip(graphs, targets, strict=True):
-            write_atomic(target, graph.to_json() + "\n")
+        write_all_atomic(list(zip(targets, texts, strict=True)))
     except OSError as exc:
+        for folder in created:  # deepest first; only the folders this command made, if empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise cli_failure(f"--output: cannot write to {out_dir}: {exc.strerror or exc}") from None
 
-    hashes = [canonical_hash(g) for g in graphs]
     first_of = {canonical_hash(library.get(name)): f"library {name}" for name in library.names()}
     for graph, digest in zip(graphs, hashes, strict=True):
         first_of.setdefault(digest, graph.name)

@@ -28,6 +28,10 @@ SAVES_OUTPUT = frozenset({"sigmoid", "tanh", "relu", "leaky_relu"})
 
 _ATTR = {"leaky_relu": ("negative_slope", 0.01), "scale": ("alpha", 1.0), "shift": ("beta", 0.0)}
 _EXHAUSTIVE_GROUPS = 5  # try every block order up to this many groups of alike linears
+# Above this many groups the block order is searched no further than file order: the local
+# search costs the cube of the groups (minutes for a chain of MAX_NODES linears), and no real
+# cell has more than a dozen groups.
+_SEARCHED_GROUPS = 32
 
 
 def op_attr(node: Node) -> float:
@@ -363,6 +367,8 @@ def _layout(linears: list[Node], act_key, stage) -> list[Node]:  # type: ignore[
 
     if len(keys) <= _EXHAUSTIVE_GROUPS:
         best = min(itertools.permutations(keys), key=cost)
+    elif len(keys) > _SEARCHED_GROUPS:
+        best = tuple(keys)  # the search below grows with the cube of the groups: keep file order
     else:
         best = tuple(keys)
         improved = True

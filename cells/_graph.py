@@ -6,19 +6,49 @@ is the layer's output. The JSON format is documented in ``docs/cell-format.md``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from cells._errors import CellsearchError, ValidationProblem, join_problems, validation_problems
 from cells._ops import MAX_STATES, OPS
+from cells._plain_text import control_character_problem
+from cells._strict_json import StrictJSONError, load_strict_json
+from cells._user_files import UserFileError, read_text_file
 
 INPUT_X = "x"
+
+MAX_NODES = 1000
+"""The most nodes a cell graph may have.
+
+The library cells have at most about 20 nodes, NAS-Bench-NLP recipes at most about 25, and
+mutation and random cells stay near their ``max_nodes`` (tens): 1000 leaves room for any real
+cell while bounding the work a hostile file can ask for (hashing refines labels once per
+level, so its cost grows with the square of the node count in the worst case).
+"""
+
+MAX_INPUTS = 64
+"""The most inputs one node may have. Real cells read at most a handful per node (a ``linear``
+of ``x`` and three states, a sum of a few terms); the compiled step writes a node as one
+expression, which Python cannot compile for thousands of operands."""
+
+MAX_CELL_FILE_BYTES = 4 * 1024 * 1024
+"""The largest cell JSON file read (4 MiB): a cell of :data:`MAX_NODES` nodes, pretty-printed
+with long names and tags, is well under 1 MiB."""
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -50,8 +80,25 @@ class Node(BaseModel):
     name: str = Field(min_length=1)
     op: str
     inputs: tuple[str, ...]
-    attrs: dict[str, float] = Field(default_factory=dict)
+    """Node or input names, in order; at most :data:`MAX_INPUTS`."""
+    # Strict: ``true`` or ``"1"`` for a number is a mistake, not 1.0 (an int is still a number).
+    attrs: dict[str, StrictFloat] = Field(default_factory=dict)
     tag: str | None = None
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _not_too_many_inputs(cls, inputs: Any) -> Any:
+        if isinstance(inputs, list | tuple) and len(inputs) > MAX_INPUTS:
+            raise ValueError(f"expected at most {MAX_INPUTS} inputs, got {len(inputs)}")
+        return inputs
+
+    @field_validator("tag")
+    @classmethod
+    def _plain_tag(cls, tag: str | None) -> str | None:
+        problem = None if tag is None else control_character_problem(tag)
+        if problem is not None:
+            raise ValueError(problem)
+        return tag
 
 
 class CellGraph(BaseModel):
@@ -78,10 +125,29 @@ class CellGraph(BaseModel):
 
     name: str = "cell"
     description: str = ""
-    num_states: int = Field(ge=1, le=MAX_STATES)
+    # Strict: ``true`` or ``"1"`` is refused rather than read as 1.
+    num_states: StrictInt = Field(ge=1, le=MAX_STATES)
     nodes: tuple[Node, ...]
+    """At most :data:`MAX_NODES`, counted before any node is read."""
     outputs: tuple[str, ...]
     """``outputs[i]`` is the node (or input) whose value becomes ``h_new_i``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_too_many_nodes(cls, data: Any) -> Any:
+        # Before pydantic reads the nodes one by one: a huge graph is refused from its length.
+        nodes = data.get("nodes") if isinstance(data, dict) else None
+        if isinstance(nodes, list | tuple) and len(nodes) > MAX_NODES:
+            raise CellGraphError(f"nodes: expected at most {MAX_NODES} nodes, got {len(nodes)}")
+        return data
+
+    @field_validator("name", "description")
+    @classmethod
+    def _plain_text(cls, text: str, info: ValidationInfo) -> str:
+        problem = control_character_problem(text, multiline=info.field_name == "description")
+        if problem is not None:
+            raise ValueError(problem)
+        return text
 
     @field_validator("nodes")
     @classmethod
@@ -154,12 +220,14 @@ class CellGraph(BaseModel):
         return self.model_dump_json(indent=indent, exclude_defaults=False)
 
     @classmethod
-    def from_json(cls, text: str) -> CellGraph:
-        """Parse JSON text; malformed JSON and invalid graphs raise :class:`CellGraphError`."""
+    def from_json(cls, text: str, source: str = "cell JSON") -> CellGraph:
+        """Parse JSON text (named ``source`` in messages) strictly (see
+        :func:`~cells.load_strict_json`); malformed JSON and invalid graphs raise
+        :class:`CellGraphError`."""
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CellGraphError(f"malformed JSON: {exc}") from exc
+            data = load_strict_json(text, source)
+        except StrictJSONError as exc:
+            raise CellGraphError(str(exc)) from None
         return cls.parse(data)
 
     @classmethod
@@ -172,9 +240,18 @@ class CellGraph(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> CellGraph:
-        """Read a cell graph from a JSON file."""
+        """Read a cell graph from a JSON file: a regular UTF-8 file of at most
+        :data:`MAX_CELL_FILE_BYTES`; every problem raises :class:`CellGraphError` naming the file."""
         try:
-            return cls.from_json(Path(path).read_text())
+            text = read_text_file(path, what="cell file", max_bytes=MAX_CELL_FILE_BYTES)
+        except UserFileError as exc:
+            raise CellGraphError(str(exc)) from None
+        try:
+            data = load_strict_json(text, str(path))
+        except StrictJSONError as exc:
+            raise CellGraphError(str(exc)) from None
+        try:
+            return cls.parse(data)
         except CellGraphError as exc:
             raise CellGraphError(f"{path}: {exc}") from None
 
@@ -236,25 +313,41 @@ def _check_node(node: Node, inputs: tuple[str, ...], by_name: dict[str, Node]) -
 
 
 def _topological_order(nodes: tuple[Node, ...], inputs: tuple[str, ...]) -> list[str]:
-    """Node names in dependency order (stable: keeps file order where free); refuses cycles."""
+    """Node names in dependency order (stable: keeps file order where free); refuses cycles.
+
+    A depth-first post-order walk with an explicit stack (a chain as deep as
+    :data:`MAX_NODES`, listed outputs first, would overflow Python's call stack).
+    """
     by_name = {n.name: n for n in nodes}
-    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    done: set[str] = set()
     order: list[str] = []
-
-    def visit(name: str, path: list[str]) -> None:
-        if name in inputs or state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            cycle = [*path[path.index(name) :], name]
-            raise CellGraphError(f"node {name!r}: cycle {' -> '.join(cycle)}")
-        state[name] = 1
-        for child in by_name[name].inputs:
-            visit(child, [*path, name])
-        state[name] = 2
-        order.append(name)
-
     for node in nodes:
-        visit(node.name, [])
+        if node.name in done:
+            continue
+        # Each frame is (name, index of the next input to visit); `path` mirrors the frames.
+        stack: list[tuple[str, int]] = [(node.name, 0)]
+        path: list[str] = [node.name]
+        on_path: set[str] = {node.name}
+        while stack:
+            name, i = stack[-1]
+            children = by_name[name].inputs
+            if i == len(children):
+                stack.pop()
+                path.pop()
+                on_path.discard(name)
+                done.add(name)
+                order.append(name)
+                continue
+            stack[-1] = (name, i + 1)
+            child = children[i]
+            if child in inputs or child in done:
+                continue
+            if child in on_path:
+                cycle = [*path[path.index(child) :], child]
+                raise CellGraphError(f"node {child!r}: cycle {' -> '.join(cycle)}")
+            stack.append((child, 0))
+            path.append(child)
+            on_path.add(child)
     return order
 
 

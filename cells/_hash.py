@@ -86,28 +86,51 @@ def canonical_form(graph: CellGraph) -> str:
     label = _labels(graph)
     ids: dict[str, str] = {name: name for name in graph.input_names}
     lines: list[str] = []
+    outs = [_number_from(out, graph, label, ids, lines) for out in graph.outputs]
+    return ";".join(reversed(lines)) + ";out=" + ",".join(outs)
 
-    def visit(name: str) -> str:
-        if name in ids:
-            return ids[name]
+
+def _number_from(
+    root: str, graph: CellGraph, label: dict[str, str], ids: dict[str, str], lines: list[str]
+) -> str:
+    """Number the nodes below ``root`` in depth-first post-order, appending their lines.
+
+    The walk uses an explicit stack, not recursion, so that a chain as deep as
+    :data:`~cells.MAX_NODES` is numbered like a shallow graph (in the same order as the
+    recursive walk it replaced: the hashes in the results database must not change).
+    """
+    if root in ids:
+        return ids[root]
+    # Frames: (node name, its inputs in visiting order, index of the next one to visit).
+    stack: list[tuple[str, list[str], int]] = [(root, _visit_order(graph.node_map[root], label), 0)]
+    ids[root] = "?"  # placeholder while on the stack; the graph is acyclic
+    while stack:
+        name, inputs, i = stack[-1]
+        if i < len(inputs):
+            stack[-1] = (name, inputs, i + 1)
+            child = inputs[i]
+            if child not in ids:
+                ids[child] = "?"
+                stack.append((child, _visit_order(graph.node_map[child], label), 0))
+            continue
+        stack.pop()
         node = graph.node_map[name]
-        inputs = list(node.inputs)
-        if OPS[node.op].commutative:
-            inputs.sort(key=lambda i: label[i])
-        ids[name] = "?"  # placeholder; the graph is acyclic
-        kid_ids = [visit(i) for i in inputs]
+        kid_ids = [ids[i] for i in inputs]
         if OPS[node.op].commutative:
             kid_ids_sorted = sorted(zip((label[i] for i in inputs), kid_ids, strict=True))
             kid_ids = [k for _, k in kid_ids_sorted]
         ids[name] = str(len(lines))
-        attrs = _attrs(node)
         # repr keeps every digit: alpha=1.1 and alpha=1.1000001 are different cells.
-        attr_text = "".join(f"[{k}={v!r}]" for k, v in attrs.items())
+        attr_text = "".join(f"[{k}={v!r}]" for k, v in _attrs(node).items())
         lines.append(f"{ids[name]}={node.op}{attr_text}({','.join(kid_ids)})")
-        return ids[name]
+    return ids[root]
 
-    outs = [visit(o) for o in graph.outputs]
-    return ";".join(reversed(lines)) + ";out=" + ",".join(outs)
+
+def _visit_order(node: Node, label: dict[str, str]) -> list[str]:
+    inputs = list(node.inputs)
+    if OPS[node.op].commutative:
+        inputs.sort(key=lambda i: label[i])
+    return inputs
 
 
 def canonical_hash(graph: CellGraph) -> str:

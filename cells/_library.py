@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
@@ -34,12 +35,15 @@ def get(name: str) -> CellGraph:
 
 
 def resolve(name_or_file: str | Path) -> CellGraph:
-    """A library cell by name, or a cell graph from a JSON file path."""
+    """A library cell by name, or a cell graph from a JSON file path (read as
+    :meth:`CellGraph.load` does: a regular, size-capped UTF-8 file of strict JSON)."""
     text = str(name_or_file)
     if text in names():
         return get(text)
     path = Path(text)
-    if path.is_file():
+    # lexists: a FIFO, a device or a broken link is named as what it is by CellGraph.load
+    # (which never opens anything but a regular file), not as an unknown cell name.
+    if text and os.path.lexists(text):
         return CellGraph.load(path)
     raise CellGraphError(
         f"{text!r} is neither a library cell ({', '.join(names())}) nor a readable JSON file"

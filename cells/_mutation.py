@@ -36,7 +36,7 @@ from cells._cell_draft import (
     recurrent,
     weighted,
 )
-from cells._graph import INPUT_X, CellGraph, CellGraphError
+from cells._graph import INPUT_X, MAX_NODES, CellGraph, CellGraphError
 from cells._hash import canonical_hash, remember_hash
 from cells._ops import BINARY_OPS, OPS
 
@@ -200,10 +200,11 @@ def mutate(
     """
     if p is not None and not 0.0 <= p <= 1.0:
         raise ValueError(f"p: must lie in [0, 1], got {p}")
-    if max_nodes < 1:
-        raise ValueError(f"max_nodes: must be at least 1, got {max_nodes}")
+    if not 1 <= max_nodes <= MAX_NODES:
+        raise ValueError(f"max_nodes: expected 1 to {MAX_NODES}, got {max_nodes}")
     parent_hash = canonical_hash(graph)
-    max_nodes = max(max_nodes, len(graph.nodes))  # a big parent may still be edited
+    # A big parent may still be edited, but no child grows past the graph limit.
+    max_nodes = min(max(max_nodes, len(graph.nodes)), MAX_NODES)
     needs_x = depends_on(graph, graph.outputs[0], INPUT_X)
     needs_state = recurrent(graph)
     for attempt in range(MAX_ATTEMPTS):

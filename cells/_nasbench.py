@@ -22,12 +22,19 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cells._graph import CellGraph, CellGraphError, state_output
+from cells._graph import MAX_NODES, CellGraph, CellGraphError, state_output
 from cells._ops import MAX_STATES, OPS
+from cells._plain_text import control_character_problem
+from cells._strict_json import StrictJSONError, load_strict_json
+from cells._user_files import UserFileError, read_text_file
+
+MAX_RECIPE_FILE_BYTES = 32 * 1024 * 1024
+"""The largest recipe file read (32 MiB): a recipe of a few dozen nodes is a few kilobytes, so
+the cap holds thousands of them, while bounding the memory a hostile file takes once parsed."""
 
 NASBENCH_TO_OP: dict[str, str] = {
     "linear": "linear",
@@ -56,23 +63,14 @@ def from_nasbench_recipe(recipe: dict[str, Any], name: str = "recipe") -> CellGr
     arity, undefined inputs and cycles raise :class:`CellGraphError` naming the node.
     """
     if not isinstance(recipe, dict):
-        raise CellGraphError(f"recipe: expected a JSON object of nodes, got {type(recipe).__name__}")
+        raise CellGraphError(f"recipe: expected a JSON object of nodes, got {_json_type(recipe)}")
+    # Counted before any node is converted: a huge recipe is refused from its length.
+    if len(recipe) > MAX_NODES:
+        raise CellGraphError(f"recipe: expected at most {MAX_NODES} nodes, got {len(recipe)}")
     nodes = []
     states: set[int] = set()
     for key, spec in recipe.items():
-        if not isinstance(spec, dict):
-            raise CellGraphError(f"node {key!r}: expected an object with 'op' and 'input'")
-        extra = set(spec) - {"op", "input"}
-        if extra:
-            raise CellGraphError(f"node {key!r}: unknown field(s) {', '.join(map(repr, sorted(extra)))}")
-        op, inputs = spec.get("op"), spec.get("input")
-        if op not in NASBENCH_TO_OP:
-            raise CellGraphError(
-                f"node {key!r}: unknown NAS-Bench-NLP op {op!r} (known: {', '.join(NASBENCH_TO_OP)})"
-            )
-        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
-            raise CellGraphError(f"node {key!r}: 'input' must be a list of node names")
-        nodes.append({"name": key, "op": NASBENCH_TO_OP[op], "inputs": inputs})
+        nodes.append({"name": key, **_node_fields(key, spec)})
         match = _OUTPUT_NAME.fullmatch(key)
         if match:
             states.add(int(match.group(1)))
@@ -95,6 +93,49 @@ def from_nasbench_recipe(recipe: dict[str, Any], name: str = "recipe") -> CellGr
             "outputs": [state_output(i) for i in range(num_states)],
         }
     )
+
+
+def _node_fields(key: str, spec: Any) -> dict[str, Any]:
+    """The op and inputs of one recipe node, each checked for its JSON type before use."""
+    if not isinstance(spec, dict):
+        raise CellGraphError(
+            f"node {key!r}: expected an object with 'op' and 'input', got {_json_type(spec)}"
+        )
+    extra = set(spec) - {"op", "input"}
+    if extra:
+        raise CellGraphError(f"node {key!r}: unknown field(s) {', '.join(map(repr, sorted(extra)))}")
+    op, inputs = spec.get("op"), spec.get("input")
+    if not isinstance(op, str):
+        raise CellGraphError(f"node {key!r}: op: expected a string, got {_json_type(op)}")
+    if op not in NASBENCH_TO_OP:
+        raise CellGraphError(
+            f"node {key!r}: unknown NAS-Bench-NLP op {op!r} (known: {', '.join(NASBENCH_TO_OP)})"
+        )
+    if not isinstance(inputs, list):
+        raise CellGraphError(f"node {key!r}: input: expected a list of node names, got {_json_type(inputs)}")
+    for i, name in enumerate(inputs):
+        if not isinstance(name, str):
+            raise CellGraphError(
+                f"node {key!r}: input.{i}: expected a node name (a string), got {_json_type(name)}"
+            )
+    return {"op": NASBENCH_TO_OP[op], "inputs": inputs}
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, as a user wrote it (``true`` is a boolean)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 def to_nasbench_recipe(graph: CellGraph) -> dict[str, Any]:
@@ -152,25 +193,30 @@ def to_nasbench_recipe(graph: CellGraph) -> dict[str, Any]:
 def load_nasbench_recipes(path: str | Path) -> list[CellGraph]:
     """Every recipe of a NAS-Bench-NLP recipe file (a JSON list), named ``recipe-000``, ...
 
-    The first invalid recipe raises :class:`CellGraphError` naming the file, the recipe's
-    index and the node.
+    The file is read with :func:`~cells.read_text_file` (at most :data:`MAX_RECIPE_FILE_BYTES`)
+    and :func:`~cells.load_strict_json`. The first invalid recipe raises
+    :class:`CellGraphError` naming the file, the recipe's index, the node and the field.
     """
     try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise CellGraphError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CellGraphError(f"{path}: malformed JSON: {exc}") from None
+        data = load_strict_json(
+            read_text_file(path, what="recipe file", max_bytes=MAX_RECIPE_FILE_BYTES), str(path)
+        )
+    except (UserFileError, StrictJSONError) as exc:
+        raise CellGraphError(str(exc)) from None
     if not isinstance(data, list):
-        raise CellGraphError(f"{path}: expected a JSON list of recipes, got {type(data).__name__}")
+        raise CellGraphError(f"{path}: expected a JSON list of recipes, got {_json_type(data)}")
     width = max(3, len(str(len(data) - 1)))
+    # The file's name goes into every description, which must be plain text to load again.
+    file_name = Path(path).name
+    if control_character_problem(file_name) is not None:
+        file_name = ascii(file_name)
     graphs = []
     for i, recipe in enumerate(data):
         try:
             graph = from_nasbench_recipe(recipe, name=f"recipe-{i:0{width}d}")
         except CellGraphError as exc:
             raise CellGraphError(f"{path}: recipe {i}: {exc}") from None
-        description = f"NAS-Bench-NLP recipe {i} of {Path(path).name}."
+        description = f"NAS-Bench-NLP recipe {i} of {file_name}."
         graphs.append(graph.model_copy(update={"description": description}))
     return graphs
 
@@ -183,11 +229,27 @@ def dump_nasbench_recipes(graphs: Iterable[CellGraph], path: str | Path) -> None
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    write_all_atomic([(path, text)])
+
+
+def write_all_atomic(files: Sequence[tuple[Path, str]]) -> None:
+    """Write several files, each through a temporary file in its target folder and a rename.
+
+    Every temporary file is written before the first rename, so a failure while writing (a
+    full disk, a read-only folder) leaves none of the targets created or changed.
+    """
+    staged: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        for path, text in files:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            staged.append((tmp, path))
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+        while staged:
+            tmp, path = staged[0]
+            os.replace(tmp, path)
+            staged.pop(0)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
         raise

@@ -24,7 +24,7 @@ from cells._cell_draft import (
     learns,
     random_node_spec,
 )
-from cells._graph import INPUT_X, CellGraph, CellGraphError
+from cells._graph import INPUT_X, MAX_NODES, CellGraph, CellGraphError
 from cells._hash import canonical_hash, remember_hash
 from cells._ops import MAX_STATES
 
@@ -53,6 +53,8 @@ def random_cell(
     """
     if num_states is not None and not 1 <= num_states <= MAX_STATES:
         raise ValueError(f"num_states: must be 1 to {MAX_STATES}, got {num_states}")
+    if not 1 <= max_nodes <= MAX_NODES:
+        raise ValueError(f"max_nodes: expected 1 to {MAX_NODES}, got {max_nodes}")
     if num_nodes is not None and not 1 <= num_nodes <= max_nodes:
         raise ValueError(f"num_nodes: must be 1 to max_nodes={max_nodes}, got {num_nodes}")
     k = num_states if num_states is not None else int(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15]))

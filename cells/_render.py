@@ -32,6 +32,9 @@ STATE_SYMBOLS: tuple[str, ...] = ("h", "c", "m")
 _SUM, _PRODUCT, _ATOM = 1, 2, 3
 _ACTIVATIONS = frozenset({"tanh", "sigmoid", "relu", "leaky_relu"})
 _PARAMETRIC = frozenset({"linear", "diag"})
+# The most nodes one written expression nests; deeper, a node gets its own line. Real cells
+# inline two or three levels (a product inside a sum, a linear inside an activation).
+_MAX_INLINE_DEPTH = 8
 
 _LATEX_ESCAPES = {
     "\\": r"\backslash{}",
@@ -218,15 +221,22 @@ class _Equations:
 
         # A node gets its own equation if it is an output, is used more than once, or is an
         # activation around parameters (a gate or a candidate, like i, f, g, o of the LSTM).
+        # So is a node whose inlined expression would nest deeper than _MAX_INLINE_DEPTH nodes:
+        # a long chain reads as lines instead of one unreadable expression, and writing an
+        # expression (which recurses through the inlined nodes) stays shallow.
         self.named: set[str] = set()
         holds_params: dict[str, bool] = {}
+        depth: dict[str, int] = {}
         for node in graph.nodes:
-            inner = any(holds_params.get(src, False) for src in node.inputs if src not in self.named)
+            inlined = [src for src in node.inputs if src in self.nodes and src not in self.named]
+            inner = any(holds_params.get(src, False) for src in inlined)
             holds_params[node.name] = node.op in _PARAMETRIC or inner
+            depth[node.name] = 1 + max((depth[src] for src in inlined), default=0)
             if (
                 node.name in graph.outputs
                 or self.uses[node.name] > 1
                 or (node.op in _ACTIVATIONS and holds_params[node.name])
+                or depth[node.name] >= _MAX_INLINE_DEPTH
             ):
                 self.named.add(node.name)
 

@@ -1,8 +1,9 @@
 """JSON a user gives (a cell file, a NAS-Bench-NLP recipe file), read strictly.
 
 Python's ``json`` keeps the last of two equal keys (so a typo silently loses a setting),
-accepts ``NaN`` and ``Infinity``, and fails with ``RecursionError`` on deeply nested input.
-:func:`load_strict_json` refuses all three with one line that says where.
+accepts ``NaN``, ``Infinity`` and numbers such as ``1e999`` that overflow to infinity, and
+fails with ``RecursionError`` on deeply nested input. :func:`load_strict_json` refuses all
+of them with one line that says where.
 
 Example:
     >>> load_strict_json('{"a": 1, "a": 2}', "cell.json")
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from typing import Any
 
@@ -40,12 +42,14 @@ class StrictJSONError(CellsearchError, ValueError):
 
 def load_strict_json(text: str, source: str) -> Any:
     """Parse ``text`` (named ``source`` in messages) as JSON, refusing repeated keys, ``NaN``,
-    ``Infinity`` and nesting deeper than :data:`MAX_JSON_DEPTH`."""
+    ``Infinity``, numbers that overflow to infinity and nesting deeper than :data:`MAX_JSON_DEPTH`."""
     depth = nesting_depth(text)
     if depth > MAX_JSON_DEPTH:
         raise StrictJSONError(f"{source}: nested {depth} levels deep; the limit is {MAX_JSON_DEPTH}")
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        return json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
+        )
     except json.JSONDecodeError as exc:
         raise StrictJSONError(f"{source}: not valid JSON: {exc}") from None
     except ValueError as exc:  # from the hooks
@@ -65,6 +69,14 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"key {key!r} is given twice in one object")
         result[key] = value
     return result
+
+
+def _finite_float(text: str) -> float:
+    # 1e999 is valid JSON syntax but overflows to infinity, which the rules above refuse.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is too large (it overflows to infinity)")
+    return value
 
 
 def _no_constant(name: str) -> Any:

@@ -204,3 +204,25 @@ def test_import_into_a_file_path_is_refused(recipes_file: Path, tmp_path: Path) 
     shutil.copy(recipes_file, target)
     result = invoke("cells", "import", recipes_file, "--from", "nasbench-nlp", "-o", target)
     assert result.exit_code == 1 and "is not a directory" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["cells", "show", "lstm", "--format", "pdf"], "--format"),
+        (["cells", "list", "-f", "yaml"], "--format"),
+        (["cells", "import", "r.json", "--from", "onnx", "-o", "out"], "--from"),
+        (["cells", "import", "r.json", "--from", "nasbench-nlp"], "--output"),
+        (["cells", "import", "r.json", "-o", "out"], "--from"),
+        (["cells", "show"], "Missing argument"),
+        (["cells", "show", "lstm", "--bogus", "9" * 40], "--bogus"),
+    ],
+)
+def test_usage_errors_exit_2_naming_the_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], option: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert option in result.stderr
+    assert list(tmp_path.iterdir()) == []

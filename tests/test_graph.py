@@ -63,7 +63,7 @@ def test_a_valid_graph_parses() -> None:
 
 
 def test_malformed_json_is_refused() -> None:
-    with pytest.raises(CellGraphError, match="malformed JSON"):
+    with pytest.raises(CellGraphError, match="cell JSON: not valid JSON"):
         CellGraph.from_json('{"name": "t", "nodes": [')
 
 

@@ -4,13 +4,15 @@ different for different cells (operand order of sub and blend, ops, attributes, 
 from __future__ import annotations
 
 import hashlib
+import random
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cells import OPS, CellGraph, canonical_form, canonical_hash, library
+from cells import OPS, CellGraph, CellGraphError, Node, canonical_form, canonical_hash, library
+from cells._hash import _attrs, _labels
 
 PROPERTY = settings(
     max_examples=100, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -282,3 +284,114 @@ def test_library_cells_all_hash_differently() -> None:
 def test_library_hash_is_stable_across_parses(name: str) -> None:
     g = library.get(name)
     assert canonical_hash(CellGraph.from_json(g.to_json())) == canonical_hash(g)
+
+
+# --- the hash is what it was: the old recursive walks as an oracle ------------------------------
+
+
+def old_topological_order(nodes: tuple[Node, ...], inputs: tuple[str, ...]) -> list[str]:
+    """cells._graph._topological_order before it was made iterative (verbatim)."""
+    by_name = {n.name: n for n in nodes}
+    state: dict[str, int] = {}
+    order: list[str] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in inputs or state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = [*path[path.index(name) :], name]
+            raise CellGraphError(f"node {name!r}: cycle {' -> '.join(cycle)}")
+        state[name] = 1
+        for child in by_name[name].inputs:
+            visit(child, [*path, name])
+        state[name] = 2
+        order.append(name)
+
+    for node in nodes:
+        visit(node.name, [])
+    return order
+
+
+def old_canonical_form(graph: CellGraph) -> str:
+    """cells._hash.canonical_form before it was made iterative (verbatim)."""
+    label = _labels(graph)
+    ids: dict[str, str] = {name: name for name in graph.input_names}
+    lines: list[str] = []
+
+    def visit(name: str) -> str:
+        if name in ids:
+            return ids[name]
+        node = graph.node_map[name]
+        inputs = list(node.inputs)
+        if OPS[node.op].commutative:
+            inputs.sort(key=lambda i: label[i])
+        ids[name] = "?"
+        kid_ids = [visit(i) for i in inputs]
+        if OPS[node.op].commutative:
+            kid_ids_sorted = sorted(zip((label[i] for i in inputs), kid_ids, strict=True))
+            kid_ids = [k for _, k in kid_ids_sorted]
+        ids[name] = str(len(lines))
+        attrs = _attrs(node)
+        attr_text = "".join(f"[{k}={v!r}]" for k, v in attrs.items())
+        lines.append(f"{ids[name]}={node.op}{attr_text}({','.join(kid_ids)})")
+        return ids[name]
+
+    outs = [visit(o) for o in graph.outputs]
+    return ";".join(reversed(lines)) + ";out=" + ",".join(outs)
+
+
+ARITY = {"linear": (1, 3), "add": (2, 3), "mul": (2, 3), "sub": (2, 2), "blend": (3, 3)}
+
+
+@st.composite
+def shuffled_graphs(draw: st.DrawFn) -> dict[str, Any]:
+    """A random valid cell over every op, its nodes listed in a random order."""
+    k = draw(st.integers(1, 3))
+    sources = ["x", *(f"h_prev_{i}" for i in range(k))]
+    nodes: list[dict[str, Any]] = []
+    for j in range(draw(st.integers(1, 14))):
+        op = draw(st.sampled_from(sorted(OPS)))
+        low, high = ARITY.get(op, (1, 1))
+        inputs = draw(st.lists(st.sampled_from(sources), min_size=low, max_size=high, unique=op == "linear"))
+        if j > 0 and draw(st.booleans()) and f"v{j - 1}" not in inputs:
+            inputs[0] = f"v{j - 1}"
+        attrs = {"alpha": draw(st.sampled_from([1.0, -2.0, 0.5]))} if op == "scale" else {}
+        nodes.append({"name": f"v{j}", "op": op, "inputs": inputs, "attrs": attrs})
+        sources.append(f"v{j}")
+    outputs = [nodes[-1]["name"]] + [draw(st.sampled_from(sources)) for _ in range(k - 1)]
+    random.Random(draw(st.integers(0, 2**32))).shuffle(nodes)
+    return {"num_states": k, "nodes": nodes, "outputs": outputs}
+
+
+@PROPERTY
+@given(shuffled_graphs())
+def test_order_and_hash_are_those_of_the_recursive_walks(data: dict[str, Any]) -> None:
+    graph = CellGraph.parse(data)
+    listed = tuple(Node.model_validate(n) for n in data["nodes"])
+    live = {n.name for n in graph.nodes}
+    old_order = [name for name in old_topological_order(listed, graph.input_names) if name in live]
+    assert [n.name for n in graph.nodes] == old_order
+    assert canonical_form(graph) == old_canonical_form(graph)
+
+
+def test_library_hashes_are_those_of_the_recursive_walk() -> None:
+    for name in library.names():
+        graph = library.get(name)
+        assert canonical_form(graph) == old_canonical_form(graph), name
+
+
+def test_cycles_are_named_as_before() -> None:
+    data = {
+        "num_states": 1,
+        "nodes": [
+            {"name": "a", "op": "tanh", "inputs": ["c"]},
+            {"name": "b", "op": "tanh", "inputs": ["a"]},
+            {"name": "c", "op": "add", "inputs": ["b", "x"]},
+        ],
+        "outputs": ["c"],
+    }
+    with pytest.raises(CellGraphError, match=r"^node 'a': cycle a -> c -> b -> a$"):
+        CellGraph.parse(data)
+    listed = tuple(Node.model_validate(n) for n in data["nodes"])
+    with pytest.raises(CellGraphError, match=r"^node 'a': cycle a -> c -> b -> a$"):
+        old_topological_order(listed, ("x", "h_prev_0"))
