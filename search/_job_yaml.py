@@ -127,6 +127,8 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
+NOT_A_STRING_KEY = "expected a string key"
+
 
 def plain_data_problems(data: Any) -> ErrorList:
     """``(path, reason)`` of each key that is not a string, each value that is neither a JSON
@@ -149,7 +151,7 @@ def plain_data_problems(data: Any) -> ErrorList:
             for key, item in value.items():
                 if not isinstance(key, str):
                     problems.append(
-                        ((*path, str(key)), f"expected a string key, got {type(key).__name__} {key!r}")
+                        ((*path, str(key)), f"{NOT_A_STRING_KEY}, got {type(key).__name__} {key!r}")
                     )
                     continue
                 children.append(((*path, key), item))

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -43,7 +43,7 @@ from search._job_errors import ErrorList, JobError, format_validation_errors, jo
 from search._job_limits import Resources, SearchBudget
 from search._job_model import MAX_SEED, MAX_TRIALS, StrictModel
 from search._job_tasks import TaskEntry, TaskRole, check_hparams, task_key
-from search._job_yaml import load_job_yaml, plain_data_problems
+from search._job_yaml import NOT_A_STRING_KEY, load_job_yaml, plain_data_problems
 from search._strategies import STRATEGY_KINDS, PrefilterSection, StrategyConfig
 
 MAX_TASKS = 100
@@ -93,7 +93,7 @@ class JobSpec(StrictModel):
     budget: SearchBudget = Field(default_factory=SearchBudget)
     resources: Resources = Field(default_factory=Resources)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    population: Literal["auto", "off"] | int = "auto"
+    population: Literal["auto", "off"] | Annotated[int, Field(ge=1, le=MAX_TRIALS)] = "auto"
     """Trials of one (cell, task) trained together: ``auto``, ``off`` (each alone) or 1 to 1000."""
     prefilter: PrefilterSection | None = None
     db_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
@@ -191,6 +191,8 @@ class JobSpec(StrictModel):
         """
         plain = [(_path(loc), reason) for loc, reason in plain_data_problems(data)]
         lines = [f"{where}: {reason}" for where, reason in plain]
+        if any(reason.startswith(NOT_A_STRING_KEY) for _, reason in plain):
+            raise JobError(lines, source)  # the mapping itself is wrong: pydantic would only repeat it
         try:
             spec = cls.model_validate(data, context={"base_dir": Path(base_dir) if base_dir else None})
         except ValidationError as exc:
