@@ -161,6 +161,24 @@ class JobSpec(StrictModel):
                 errors.append((("budget",), "set at least one of max_architectures, max_trials, max_seconds"))
             if not any(t.role == "search" for t in self.tasks):
                 errors.append((("tasks",), "a search needs at least one task with role 'search'"))
+        if (
+            self.strategy.kind in ("random", "fixed")
+            and self.prefilter is not None
+            and self.prefilter.enabled
+        ):
+            errors.append(
+                (
+                    ("prefilter",),
+                    f"the {self.strategy.kind} strategy draws no mutants to screen; remove the section",
+                )
+            )
+        if self.device == "cuda" and self.resources.gpus == 0:
+            errors.append(
+                (
+                    ("device",),
+                    "'cuda' needs resources.gpus above 0 (a trial that asks Ray for no GPU sees none)",
+                )
+            )
         if errors:
             raise job_field_error(errors)
         for task in self.tasks:

@@ -295,6 +295,14 @@ def test_population_is_auto_off_or_a_bounded_integer(value: Any, reason: str) ->
             {"tasks": [{"name": "memorize", "threshold": math.nan}]},
             "tasks.0.threshold: expected a finite number, got nan",
         ),
+        (
+            {"strategy": {"kind": "random"}, "prefilter": {"batch": 4}},
+            "prefilter: the random strategy draws no mutants to screen; remove the section",
+        ),
+        (
+            {"device": "cuda"},
+            "device: 'cuda' needs resources.gpus above 0 (a trial that asks Ray for no GPU sees none)",
+        ),
     ],
 )
 def test_examples_from_the_issue(changes: dict[str, Any], line: str) -> None:
@@ -561,7 +569,7 @@ def valid_jobs(draw: st.DrawFn) -> dict[str, Any]:
             "max_in_flight": draw(st.none() | st.integers(1, 100_000)),
         },
     }
-    if draw(st.booleans()):
+    if data["strategy"]["kind"] in ("jozefowicz", "regularized_evolution") and draw(st.booleans()):
         data["prefilter"] = {
             "enabled": draw(st.booleans()),
             "batch": draw(st.integers(2, 1024)),
