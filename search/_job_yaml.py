@@ -72,6 +72,10 @@ def load_job_yaml(text: str, source: str) -> Any:
     try:
         _check_events(text)
         return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, ...)
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise JobError([f"(yaml): line {line}: the character U+{code:04X} is not allowed"], source) from None
     except yaml.YAMLError as exc:
         raise JobError([_yaml_message(exc)], source) from None
     except (ValueError, OverflowError) as exc:  # a value PyYAML cannot build (a 5000-digit int, 2020-13-45)
@@ -102,6 +106,11 @@ def _check_events(text: str) -> None:
         elif isinstance(event, yaml.ScalarEvent):
             size, anchor = 1, event.anchor
         elif isinstance(event, yaml.AliasEvent):
+            if any(event.anchor == a for _, a in open_sizes):
+                raise _Refused(
+                    f"alias *{event.anchor} inside what it names (a structure that contains itself)",
+                    event.start_mark,
+                )
             size, anchor = anchored.get(event.anchor or "", 1), None
         else:
             continue
@@ -128,6 +137,10 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 NOT_A_STRING_KEY = "expected a string key"
+NESTED_TOO_DEEP = f"nested deeper than {MAX_YAML_DEPTH} levels"
+TOO_MANY_VALUES = f"expected at most {MAX_YAML_VALUES:,} values in a job"
+STRUCTURAL = (NOT_A_STRING_KEY, NESTED_TOO_DEEP, TOO_MANY_VALUES)
+"""Reasons of :func:`plain_data_problems` that make the whole mapping unfit for validation."""
 
 
 def plain_data_problems(data: Any) -> ErrorList:
@@ -141,10 +154,10 @@ def plain_data_problems(data: Any) -> ErrorList:
         path, value = stack.pop()
         seen += 1
         if seen > MAX_YAML_VALUES:
-            problems.append(((), f"expected at most {MAX_YAML_VALUES:,} values in a job"))
+            problems.append(((), TOO_MANY_VALUES))
             break
         if isinstance(value, dict | list | tuple) and len(path) >= MAX_YAML_DEPTH:
-            problems.append((path, f"nested deeper than {MAX_YAML_DEPTH} levels"))
+            problems.append((path, NESTED_TOO_DEEP))
             continue
         if isinstance(value, dict):
             children = []

@@ -43,7 +43,7 @@ from search._job_errors import ErrorList, JobError, format_validation_errors, jo
 from search._job_limits import Resources, SearchBudget
 from search._job_model import MAX_SEED, MAX_TRIALS, StrictModel
 from search._job_tasks import TaskEntry, TaskRole, check_hparams, task_key
-from search._job_yaml import NOT_A_STRING_KEY, load_job_yaml, plain_data_problems
+from search._job_yaml import STRUCTURAL, load_job_yaml, plain_data_problems
 from search._strategies import STRATEGY_KINDS, PrefilterSection, StrategyConfig
 
 MAX_TASKS = 100
@@ -209,8 +209,8 @@ class JobSpec(StrictModel):
         """
         plain = [(_path(loc), reason) for loc, reason in plain_data_problems(data)]
         lines = [f"{where}: {reason}" for where, reason in plain]
-        if any(reason.startswith(NOT_A_STRING_KEY) for _, reason in plain):
-            raise JobError(lines, source)  # the mapping itself is wrong: pydantic would only repeat it
+        if any(reason.startswith(STRUCTURAL) for _, reason in plain):
+            raise JobError(lines, source)  # the mapping itself is unfit: pydantic would only repeat it
         try:
             spec = cls.model_validate(data, context={"base_dir": Path(base_dir) if base_dir else None})
         except ValidationError as exc:

@@ -439,6 +439,32 @@ def test_hostile_yaml_is_refused_in_one_line(text: str, line: str) -> None:
     assert yaml_errors_of(text) == [line]
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (
+            TEXT + "hparams: &a {x: *a}\n",
+            "(yaml): line 5, column 17: alias *a inside what it names (a structure that contains itself)",
+        ),
+        (TEXT + "x: \x00\n", "(yaml): line 5: the character U+0000 is not allowed"),
+        (TEXT + "---\nname: y\n", "(yaml): line 5, column 1: but found another document"),
+        (
+            TEXT + "hparams: !!python/object:os.system {}\n",
+            "(yaml): line 5, column 10: could not determine a constructor for the tag "
+            "'tag:yaml.org,2002:python/object:os.system'",
+        ),
+        (TEXT + "seed: *nope\n", "(yaml): line 5, column 7: found undefined alias"),
+        (
+            TEXT + "hparams: !!set {a, b}\n",
+            "hparams: expected a string, number, true/false, null, list or mapping, got set",
+        ),
+    ],
+    ids=["recursive alias", "NUL", "two documents", "python tag", "undefined alias", "set"],
+)
+def test_more_yaml_tricks_are_refused(text: str, line: str) -> None:
+    assert yaml_errors_of(text) == [line]
+
+
 def test_a_few_aliases_are_fine() -> None:
     text = TEXT + "hparams: {}\nseed_cells: &cells [gru, lstm]\nbaselines: *cells\n"
     assert JobSpec.from_yaml_text(text).baselines == ["gru", "lstm"]
