@@ -155,35 +155,29 @@ class JobSpec(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
-        errors: ErrorList = []
-        if self.strategy.kind != "fixed":
-            if self.budget.unlimited:
-                errors.append((("budget",), "set at least one of max_architectures, max_trials, max_seconds"))
-            if not any(t.role == "search" for t in self.tasks):
-                errors.append((("tasks",), "a search needs at least one task with role 'search'"))
-        if (
-            self.strategy.kind in ("random", "fixed")
-            and self.prefilter is not None
-            and self.prefilter.enabled
-        ):
-            errors.append(
-                (
-                    ("prefilter",),
-                    f"the {self.strategy.kind} strategy draws no mutants to screen; remove the section",
-                )
-            )
-        if self.device == "cuda" and self.resources.gpus == 0:
-            errors.append(
-                (
-                    ("device",),
-                    "'cuda' needs resources.gpus above 0 (a trial that asks Ray for no GPU sees none)",
-                )
-            )
+        errors = self._conflicts()
         if errors:
             raise job_field_error(errors)
         for task in self.tasks:
             task._job_hparams = dict(self.hparams)
         return self
+
+    def _conflicts(self) -> ErrorList:
+        """Sections that are valid alone but together would fail, or do nothing, at run time."""
+        errors: ErrorList = []
+        kind = self.strategy.kind
+        if kind != "fixed":
+            if self.budget.unlimited:
+                errors.append((("budget",), "set at least one of max_architectures, max_trials, max_seconds"))
+            if not any(t.role == "search" for t in self.tasks):
+                errors.append((("tasks",), "a search needs at least one task with role 'search'"))
+        if kind in ("random", "fixed") and self.prefilter is not None and self.prefilter.enabled:
+            reason = f"the {kind} strategy draws no mutants to screen; remove the section"
+            errors.append((("prefilter",), reason))
+        if self.device == "cuda" and self.resources.gpus == 0:
+            reason = "'cuda' needs resources.gpus above 0 (a trial that asks Ray for no GPU sees none)"
+            errors.append((("device",), reason))
+        return errors
 
     # -- reading ---------------------------------------------------------------------------
 
