@@ -42,7 +42,8 @@ def check_cells(cells: list[str], base_dir: str | Path | None) -> list[str]:
         path = _locate(entry, base_dir)
         if not os.path.lexists(path):
             known = ", ".join(cell_library.names())
-            errors.append(((i,), f"expected a library cell ({known}) or a cell JSON file, got {entry!r}"))
+            shown = repr(entry) if len(entry) <= 100 else repr(entry[:100]) + "..."
+            errors.append(((i,), f"expected a library cell ({known}) or a cell JSON file, got {shown}"))
             continue
         try:
             canonical_hash(read_cell_file(path))  # a graph too large to hash fails here, not in the run
