@@ -65,8 +65,8 @@ def field_error(field: str, message: str) -> PydanticCustomError:
 def nested_error(exc: ValidationError, model: type[BaseModel]) -> PydanticCustomError:
     """Carry the errors of a nested validation (a task's config) so their paths are kept."""
     errors: ErrorList = []
-    for problem in validation_problems(exc):
-        message = _message(problem)
+    for problem, value in _problems(exc):
+        message = _message(problem, value)
         field, _, rest = message.partition(": ")
         # "max_length: must be ..." from a model check: the field is the problem's place
         if not problem.loc and rest and field in model.model_fields:
@@ -87,7 +87,7 @@ def format_validation_errors(
     the tags of the ``strategy`` union (named when a job gives an unknown one).
     """
     lines: list[str] = []
-    for problem in validation_problems(exc):
+    for problem, value in _problems(exc):
         loc = _clean_loc(problem.loc, strategy_kinds)
         if problem.type == "job_field":
             for sub_loc, message in problem.ctx["errors"]:
@@ -103,7 +103,7 @@ def format_validation_errors(
             else:
                 lines.append(f"{_path((*loc, 'kind'))}: unknown strategy {tag!r} (known: {known})")
         else:
-            message = _message(problem)
+            message = _message(problem, value)
             if loc:  # "budget: budget: set ..." reads better once
                 message = message.removeprefix(f"{loc[-1]}: ")
             lines.append(f"{_path(loc)}: {message}")
@@ -114,8 +114,54 @@ def lower_first(message: str) -> str:
     return message[:1].lower() + message[1:]
 
 
-def _message(problem: ValidationProblem) -> str:
-    return "required" if problem.type == "missing" else lower_first(problem.message)
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "finite_number": "a finite number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+"""Type problems, said as "expected X, got <the value>"."""
+
+_BOUNDS = {
+    "greater_than": "above",
+    "greater_than_equal": "at least",
+    "less_than": "below",
+    "less_than_equal": "at most",
+}
+
+
+def _problems(exc: ValidationError) -> list[tuple[ValidationProblem, Any]]:
+    """Each problem with the value it is about."""
+    inputs = [error.get("input") for error in exc.errors(include_url=False)]
+    return list(zip(validation_problems(exc), inputs, strict=True))
+
+
+def _message(problem: ValidationProblem, value: Any = None) -> str:
+    if problem.type == "missing":
+        return "required"
+    if problem.type in _EXPECTED:
+        return f"expected {_EXPECTED[problem.type]}, got {_shown(value)}"
+    if problem.type in _BOUNDS and isinstance(value, int | float) and not isinstance(value, bool):
+        limit = next(iter(problem.ctx.values()), None)
+        if limit is not None:
+            if isinstance(limit, float) and limit.is_integer():
+                limit = int(limit)  # "at least 1", not "at least 1.0"
+            return f"expected {_BOUNDS[problem.type]} {limit}, got {value!r}"
+    return lower_first(problem.message)
+
+
+def _shown(value: Any) -> str:
+    """A value as a message shows it: its repr, shortened, with its type for a mapping or list."""
+    if isinstance(value, dict | list | tuple):
+        return f"a {type(value).__name__} of {len(value)}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _clean_loc(loc: tuple[Any, ...], strategy_kinds: Sequence[str]) -> tuple[Any, ...]:

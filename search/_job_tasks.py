@@ -15,19 +15,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 import workers
 from search._job_errors import ErrorList, field_error, job_field_error, lower_first, nested_error
-from search._job_model import StrictModel
+from search._job_model import MAX_TRIALS, StrictModel
 from workers import Budget, Direction
 
 if TYPE_CHECKING:
     from workers import TaskConfig  # torch: loads with the task registry, on first use
 
 TaskRole = Literal["filter", "search", "report-only"]
+
+MAX_THRESHOLD = 1e9
+"""The largest ``threshold`` in size (either sign): beyond any metric or relative score."""
+
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+LABEL_RULE = "letters, digits, '_', '-' and '.', starting with a letter or digit"
+"""What a task label may hold: it becomes part of MLflow metric names, file names and SQL columns."""
 
 
 def task_key(
@@ -61,16 +69,18 @@ class TaskEntry(StrictModel):
 
     name: str
     label: str | None = Field(default=None, min_length=1, max_length=100)
-    """Tells apart two entries of the same task (e.g. ``music`` on two corpora); see :attr:`id`."""
+    """Tells apart two entries of the same task (e.g. ``music`` on two corpora); see :attr:`id`.
+    At most 100 characters: letters, digits, ``_``, ``-`` and ``.``, starting with a letter or
+    digit (it becomes part of metric names, file names and SQL view columns)."""
     role: TaskRole = "search"
     settings: dict[str, Any] = Field(default_factory=dict)
     """Validated against the task's config class (e.g. sequence lengths, data directory)."""
-    threshold: float | None = None
-    """``filter``: the absolute value of the task's metric a candidate must reach (at least,
-    or at most for a minimized metric). ``search``: the relative score vs the best baseline
-    needed to go on to the next task (``None``: always go on)."""
-    trials: int | None = Field(default=None, ge=1)
-    """Hyperparameter trials per (cell, task); ``None`` uses the job's ``trials_per_task``."""
+    threshold: float | None = Field(default=None, ge=-MAX_THRESHOLD, le=MAX_THRESHOLD)
+    """A finite number from -1e9 to 1e9. ``filter``: the absolute value of the task's metric a
+    candidate must reach (at least, or at most for a minimized metric). ``search``: the relative
+    score vs the best baseline needed to go on to the next task (``None``: always go on)."""
+    trials: int | None = Field(default=None, ge=1, le=MAX_TRIALS)
+    """Hyperparameter trials per (cell, task), 1 to 1000; ``None`` uses the job's ``trials_per_task``."""
     budget: Budget = Field(default_factory=Budget)
     """How long each trial trains."""
     hparams: dict[str, Any] = Field(default_factory=dict)
@@ -84,6 +94,13 @@ class TaskEntry(StrictModel):
         if name not in workers.TASKS:
             raise ValueError(f"unknown task {name!r} (known: {', '.join(sorted(workers.TASKS))})")
         return name
+
+    @field_validator("label", mode="after")
+    @classmethod
+    def _safe_label(cls, label: str | None) -> str | None:
+        if label is not None and not _LABEL.fullmatch(label):
+            raise ValueError(f"expected {LABEL_RULE}, got {label!r}")
+        return label
 
     @field_validator("settings", mode="after")
     @classmethod

@@ -33,18 +33,21 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from cells import CellGraph
-from search._cell_entries import check_cells, resolve_cell_entry
+from cells import CellGraph, control_character_problem
+from search._cell_entries import MAX_CELL_ENTRIES, check_cells, resolve_cell_entry
 from search._job_errors import ErrorList, JobError, format_validation_errors, job_field_error
 from search._job_limits import Resources, SearchBudget
-from search._job_model import StrictModel
+from search._job_model import MAX_SEED, MAX_TRIALS, StrictModel
 from search._job_tasks import TaskEntry, TaskRole, check_hparams, task_key
+from search._job_yaml import STRUCTURAL, load_job_yaml, plain_data_problems
 from search._strategies import STRATEGY_KINDS, PrefilterSection, StrategyConfig
+
+MAX_TASKS = 100
+MAX_URL_LENGTH = 4096
 
 __all__ = [
     "JobError",
@@ -67,25 +70,49 @@ class JobSpec(StrictModel):
     """
 
     name: str = Field(min_length=1, max_length=200)
-    description: str = ""
+    """1 to 200 characters, no control characters (it is shown in terminals and MLflow)."""
+    description: str = Field(default="", max_length=10_000)
+    """Free text, at most 10,000 characters; line breaks and tabs are the only control characters."""
     strategy: StrategyConfig
-    seed_cells: list[str] = Field(default_factory=lambda: ["lstm", "gru", "tanh"])
-    tasks: list[TaskEntry]
-    baselines: list[str] = Field(default_factory=lambda: ["gru"], min_length=1)
+    seed_cells: list[str] = Field(
+        default_factory=lambda: ["lstm", "gru", "tanh"], max_length=MAX_CELL_ENTRIES
+    )
+    """At most 1000 library cell names or cell JSON files."""
+    tasks: list[TaskEntry] = Field(max_length=MAX_TASKS)
+    """1 to 100 task entries."""
+    baselines: list[str] = Field(default_factory=lambda: ["gru"], min_length=1, max_length=MAX_CELL_ENTRIES)
+    """1 to 1000 library cell names or cell JSON files."""
     hparams: dict[str, Any] = Field(default_factory=dict)
     """Search-space overrides (see ``workers.SearchSpace``) for every task."""
-    trials_per_task: int = Field(default=20, ge=1)
-    """Hyperparameter trials per (cell, task); 20 random settings in the paper."""
+    trials_per_task: int = Field(default=20, ge=1, le=MAX_TRIALS)
+    """Hyperparameter trials per (cell, task), 1 to 1000; 20 random settings in the paper."""
     sampler: Literal["random", "tpe"] = "random"
     pruner: Literal["none", "median", "hyperband"] = "none"
     budget: SearchBudget = Field(default_factory=SearchBudget)
     resources: Resources = Field(default_factory=Resources)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    population: Literal["auto", "off"] | int = "auto"
+    population: Literal["auto", "off"] | Annotated[int, Field(ge=1, le=MAX_TRIALS)] = "auto"
+    """Trials of one (cell, task) trained together: ``auto``, ``off`` (each alone) or 1 to 1000."""
     prefilter: PrefilterSection | None = None
-    db_url: str | None = None
-    mlflow_uri: str | None = None
-    seed: int = Field(default=0, ge=0)
+    db_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
+    mlflow_uri: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    """0 to 2**32 - 1 (NumPy's and torch's generators take 32-bit seeds)."""
+
+    @field_validator("name", "description", mode="after")
+    @classmethod
+    def _plain_text(cls, text: str, info: ValidationInfo) -> str:
+        if info.field_name == "name":
+            problem = control_character_problem(text)
+            if problem:
+                raise ValueError(f"expected a name without control characters, got {text!r}: it {problem}")
+        else:
+            problem = control_character_problem(text, multiline=True)
+            if problem:
+                raise ValueError(
+                    f"expected text without control characters but line breaks and tabs: it {problem}"
+                )
+        return text
 
     @field_validator("seed_cells", "baselines", mode="after")
     @classmethod
@@ -97,9 +124,9 @@ class JobSpec(StrictModel):
     def _population(cls, value: Any) -> Literal["auto", "off"] | int:
         if value in ("auto", "off"):
             return value  # type: ignore[no-any-return]
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_TRIALS:
             return value
-        raise ValueError(f"expected 'auto', 'off' or a positive integer, got {value!r}")
+        raise ValueError(f"expected 'auto', 'off' or an integer from 1 to {MAX_TRIALS}, got {value!r}")
 
     @field_validator("hparams", mode="after")
     @classmethod
@@ -126,27 +153,40 @@ class JobSpec(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
-        errors: ErrorList = []
-        if self.strategy.kind != "fixed":
-            if self.budget.unlimited:
-                errors.append((("budget",), "set at least one of max_architectures, max_trials, max_seconds"))
-            if not any(t.role == "search" for t in self.tasks):
-                errors.append((("tasks",), "a search needs at least one task with role 'search'"))
+        errors = self._conflicts()
         if errors:
             raise job_field_error(errors)
         for task in self.tasks:
             task._job_hparams = dict(self.hparams)
         return self
 
+    def _conflicts(self) -> ErrorList:
+        """Sections that are valid alone but together would fail, or do nothing, at run time."""
+        errors: ErrorList = []
+        kind = self.strategy.kind
+        if kind != "fixed":
+            if self.budget.unlimited:
+                errors.append((("budget",), "set at least one of max_architectures, max_trials, max_seconds"))
+            if not any(t.role == "search" for t in self.tasks):
+                errors.append((("tasks",), "a search needs at least one task with role 'search'"))
+        if kind in ("random", "fixed") and self.prefilter is not None and self.prefilter.enabled:
+            reason = f"the {kind} strategy draws no mutants to screen; remove the section"
+            errors.append((("prefilter",), reason))
+        if self.device == "cuda" and self.resources.gpus == 0:
+            reason = "'cuda' needs resources.gpus above 0 (a trial that asks Ray for no GPU sees none)"
+            errors.append((("device",), reason))
+        return errors
+
     # -- reading ---------------------------------------------------------------------------
 
     @classmethod
     def from_yaml_text(cls, text: str, source: str = "<text>", base_dir: str | Path | None = None) -> JobSpec:
-        """Parse and validate YAML text; relative cell files are read from ``base_dir`` (else the cwd)."""
-        try:
-            data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-        except yaml.YAMLError as exc:
-            raise JobError([_yaml_message(exc)], source) from None
+        """Parse and validate YAML text; relative cell files are read from ``base_dir`` (else the cwd).
+
+        Text over ``MAX_JOB_TEXT`` characters, nested deeper than ``MAX_YAML_DEPTH`` or standing
+        for more than ``MAX_YAML_VALUES`` values (aliases expanded) is refused before it is built.
+        """
+        data = load_job_yaml(text, source)
         if not isinstance(data, dict):
             kind = "an empty file" if data is None else f"a {type(data).__name__}"
             raise JobError([f"(job): expected a mapping of job settings, got {kind}"], source)
@@ -154,11 +194,25 @@ class JobSpec(StrictModel):
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<job>", base_dir: str | Path | None = None) -> JobSpec:
-        """Validate a mapping (e.g. a stored spec); every problem is reported in one :class:`JobError`."""
+        """Validate a mapping (e.g. a stored spec); every problem is reported in one :class:`JobError`.
+
+        Keys must be strings, values JSON-like (no dates, sets or bytes) and numbers finite,
+        anywhere in the mapping, also in the free-form sections (task settings, ``hparams``).
+        """
+        plain = [(_path(loc), reason) for loc, reason in plain_data_problems(data)]
+        lines = [f"{where}: {reason}" for where, reason in plain]
+        if any(reason.startswith(STRUCTURAL) for _, reason in plain):
+            raise JobError(lines, source)  # the mapping itself is unfit: pydantic would only repeat it
         try:
-            return cls.model_validate(data, context={"base_dir": Path(base_dir) if base_dir else None})
+            spec = cls.model_validate(data, context={"base_dir": Path(base_dir) if base_dir else None})
         except ValidationError as exc:
-            raise JobError(format_validation_errors(exc, cls, STRATEGY_KINDS), source) from None
+            found = format_validation_errors(exc, cls, STRATEGY_KINDS)
+            # a value the plain-data check named already is not named twice
+            lines += [line for line in found if not any(_within(line, where) for where, _ in plain)]
+            raise JobError(lines, source) from None
+        if lines:
+            raise JobError(lines, source)
+        return spec
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain JSON-ready data (what the results database stores)."""
@@ -195,24 +249,10 @@ class JobSpec(StrictModel):
         return [resolve_cell_entry(entry) for entry in self.baselines]
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key given twice in one mapping (YAML would keep the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+def _path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(job)"
 
 
-def _yaml_message(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is not None:
-        return f"(yaml): line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return f"(yaml): {problem}"
+def _within(line: str, where: str) -> bool:
+    """Whether an error ``line`` is about the field ``where`` or a field inside it."""
+    return (where == "(job)" and line.startswith("(job):")) or line.startswith((f"{where}:", f"{where}."))

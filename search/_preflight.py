@@ -26,11 +26,12 @@ from typing import Any
 
 from cells import UserFileError, read_text_file
 from search._job_errors import JobError
+from search._job_yaml import MAX_JOB_TEXT
 from search._jobspec import JobSpec
 
 __all__ = ["MAX_JOB_FILE_BYTES", "check_db_url", "load_job"]
 
-MAX_JOB_FILE_BYTES = 1_000_000
+MAX_JOB_FILE_BYTES = MAX_JOB_TEXT
 """The largest job file read (bytes); a real one is a few kilobytes."""
 
 

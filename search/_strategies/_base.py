@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 Origin = Literal["baseline", "seed", "mutation", "random", "fixed"]
 
+MAX_LISTED = 10_000
+"""The longest list a strategy keeps (a top-K list, a population)."""
+
 _MAX_PROPOSAL_TRIES = 50
 """New graphs drawn per ask before a strategy concludes it only finds known cells."""
 

@@ -12,6 +12,7 @@ import cells  # mutate and random_cell load NumPy: looked up when first called
 from cells import CellGraph
 from search._job_errors import field_error
 from search._strategies._base import (
+    MAX_LISTED,
     BaseStrategyConfig,
     Candidate,
     Outcome,
@@ -27,14 +28,21 @@ class RegularizedEvolutionConfig(BaseStrategyConfig):
     ``population_size`` architectures, the winner is mutated, the oldest dies."""
 
     kind: Literal["regularized_evolution"]
-    population_size: int = Field(default=100, ge=2)
-    sample_size: int = Field(default=25, ge=1)
+    population_size: int = Field(default=100, ge=2, le=MAX_LISTED)
+    """Living architectures, 2 to 10,000."""
+    sample_size: int = Field(default=25, ge=1, le=MAX_LISTED)
+    """Members drawn for each tournament, 1 to ``population_size``."""
     mutation_p: float | None = Field(default=None, gt=0, le=1)
+    """Per-node replacement probability of a mutation, above 0 and at most 1; ``None`` draws it
+    afresh per mutation."""
 
     @model_validator(mode="after")
     def _sample_fits(self) -> RegularizedEvolutionConfig:
         if self.sample_size > self.population_size:
-            raise field_error("sample_size", "is larger than population_size")
+            raise field_error(
+                "sample_size",
+                f"expected at most population_size ({self.population_size}), got {self.sample_size}",
+            )
         return self
 
 

@@ -9,7 +9,9 @@ from pydantic import Field
 
 import cells  # mutate and random_cell load NumPy: looked up when first called
 from cells import CellGraph
+from search._job_model import MAX_TRIALS
 from search._strategies._base import (
+    MAX_LISTED,
     BaseStrategyConfig,
     Candidate,
     Outcome,
@@ -28,13 +30,15 @@ class JozefowiczConfig(BaseStrategyConfig):
     hyperparameter trials) or mutates one into a new candidate."""
 
     kind: Literal["jozefowicz"]
-    top_k: int = Field(default=100, ge=1)
+    top_k: int = Field(default=100, ge=1, le=MAX_LISTED)
+    """Architectures on the list, 1 to 10,000."""
     p_refine: float = Field(default=0.2, ge=0, le=1)
-    """Probability that a step spends more trials on a listed architecture instead of mutating."""
-    refine_trials: int = Field(default=5, ge=1)
-    """Extra hyperparameter trials per search task when an architecture is refined."""
+    """Probability (0 to 1) that a step spends more trials on a listed architecture instead of mutating."""
+    refine_trials: int = Field(default=5, ge=1, le=MAX_TRIALS)
+    """Extra hyperparameter trials per search task when an architecture is refined, 1 to 1000."""
     mutation_p: float | None = Field(default=None, gt=0, le=1)
-    """Per-node replacement probability of a mutation; ``None`` draws it afresh per mutation."""
+    """Per-node replacement probability of a mutation, above 0 and at most 1; ``None`` draws it
+    afresh per mutation."""
 
 
 class JozefowiczSearch(Strategy):

@@ -2,7 +2,9 @@
 
 The section holds :class:`workers.PrefilterConfig` fields (which proxy, how much to drop,
 the scoring model) plus ``enabled`` (default true once the section is there) and ``batch``
-(mutants scored together; the worst ``floor(fraction * batch)`` of each batch are dropped).
+(mutants scored together, 2 to 1024; the worst ``floor(fraction * batch)`` of each batch are
+dropped). The screen's sizes have upper bounds (:data:`PREFILTER_LIMITS`), and its numbers are
+strict and finite like every number of a job.
 Cells are scored on the job's first task (the filter task in the paper's pipeline), on the CPU.
 
 Example:
@@ -19,14 +21,20 @@ from typing import TYPE_CHECKING
 
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from search._job_errors import nested_error
-from search._job_model import StrictModel
+from search._job_errors import ErrorList, job_field_error, nested_error
+from search._job_model import MAX_SEED, StrictModel
 
 if TYPE_CHECKING:
     from workers import PrefilterConfig
 
 PREFILTER_BATCH = 8
 """Mutants screened at once by a job's pre-filter unless its ``prefilter.batch`` says otherwise."""
+
+MAX_PREFILTER_BATCH = 1024
+
+PREFILTER_LIMITS: dict[str, int] = {"hidden_size": 4096, "batches": 100, "batch_size": 4096, "seed": MAX_SEED}
+"""The largest value of each of the screen's settings (their lower bounds are the config's):
+a screen costs no training, and must stay cheap."""
 
 
 class PrefilterSection(StrictModel):
@@ -40,17 +48,26 @@ class PrefilterSection(StrictModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     enabled: bool = True
-    batch: int = Field(default=PREFILTER_BATCH, ge=2)
+    batch: int = Field(default=PREFILTER_BATCH, ge=2, le=MAX_PREFILTER_BATCH)
+    """Mutants scored together, 2 to 1024."""
     _config: PrefilterConfig = PrivateAttr()
 
     @model_validator(mode="after")
     def _valid_config(self) -> PrefilterSection:
         from workers import PrefilterConfig
 
-        try:
-            self._config = PrefilterConfig.model_validate(self.model_extra or {})
+        try:  # strict: ``hidden_size: true`` is no size, like everywhere in a job
+            config = PrefilterConfig.model_validate(self.model_extra or {}, strict=True)
         except ValidationError as exc:
             raise nested_error(exc, PrefilterConfig) from None
+        errors: ErrorList = [
+            ((name,), f"expected at most {limit}, got {getattr(config, name)!r}")
+            for name, limit in PREFILTER_LIMITS.items()
+            if getattr(config, name) > limit
+        ]
+        if errors:
+            raise job_field_error(errors)
+        self._config = config
         return self
 
     @property

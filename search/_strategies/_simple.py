@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, Self
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 import cells  # mutate and random_cell load NumPy: looked up when first called
 from cells import CellGraph
-from search._cell_entries import check_cells, resolve_cell_entry
+from search._cell_entries import MAX_CELL_ENTRIES, check_cells, resolve_cell_entry
+from search._job_errors import field_error
 from search._strategies._base import BaseStrategyConfig, Candidate, Outcome, Prefilter, Proposal, Strategy
 
 
@@ -18,14 +19,25 @@ class RandomConfig(BaseStrategyConfig):
 
     kind: Literal["random"]
     num_states: int | None = Field(default=None, ge=1, le=3)
+    """States of each cell, 1 to 3; ``None``: drawn per cell."""
     max_nodes: int = Field(default=12, ge=1, le=64)
+    """Nodes of a cell at most, 1 to 64 and at least ``num_states`` (each state needs its node)."""
+
+    @model_validator(mode="after")
+    def _room_for_states(self) -> RandomConfig:
+        if self.num_states is not None and self.max_nodes < self.num_states:
+            raise field_error(
+                "max_nodes", f"expected at least num_states ({self.num_states}), got {self.max_nodes}"
+            )
+        return self
 
 
 class FixedConfig(BaseStrategyConfig):
     """No search: evaluate exactly ``cells`` (library names or cell JSON files) on every task."""
 
     kind: Literal["fixed"]
-    cells: list[str] = Field(min_length=1)
+    cells: list[str] = Field(min_length=1, max_length=MAX_CELL_ENTRIES)
+    """1 to 1000 library cell names or cell JSON files."""
 
     @field_validator("cells", mode="after")
     @classmethod
