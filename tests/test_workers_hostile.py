@@ -251,10 +251,32 @@ def test_text_fractions_refuse_hostile_numbers(settings_: dict[str, Any], named:
 
 
 def test_xml_at_its_deepest_generates_without_recursion_errors() -> None:
+    import xml.etree.ElementTree as ET
+
     from workers import make_task
 
     task = make_task("xml", max_depth=100, max_children=2, valid_size=20, test_size=20)
-    assert len(task.heldout("valid")) == 20
+    documents = [example.key for example in task.heldout("valid")]
+    assert len(documents) == 20
+    for document in documents:
+        ET.fromstring(document)  # well formed
+        depth = deepest = 0
+        for index, char in enumerate(document):
+            if char == "<":
+                depth += -1 if document[index + 1] == "/" else 1
+                deepest = max(deepest, depth)
+        assert 1 <= deepest <= 100
+
+
+def test_xml_documents_are_the_ones_the_recursive_generator_drew() -> None:
+    """Generation became iterative; the documents (and so every task key's data) are unchanged."""
+    import hashlib
+
+    from workers import make_task
+
+    task = make_task("xml", max_depth=6, max_children=3, text_probability=0.5, valid_size=200, test_size=200)
+    keys = [example.key for example in task.heldout("valid") + task.heldout("test")]
+    assert hashlib.sha256(repr(keys).encode()).hexdigest()[:16] == "6feff0f3dc4527ef"
 
 
 # -- the search space ---------------------------------------------------------------------------
