@@ -44,12 +44,20 @@ def strip_distractors(text: str, distractor_symbols: str) -> str:
 class ArithConfig(SequenceTaskConfig):
     """Operand size, operators and distractors."""
 
-    max_digits: int = Field(default=3, ge=1, le=30)
-    """Each operand has 1..max_digits digits (the count drawn uniformly, then the value)."""
-    operators: str = "+-"
-    distractors: int = Field(default=0, ge=0)
-    """At most this many distractor symbols between successive problem characters."""
-    distractor_symbols: str = "abcdefghij"
+    max_digits: int = Field(default=3, ge=1, le=30, strict=True)
+    """Each operand has 1..max_digits digits (the count drawn uniformly, then the value); 1 to 30."""
+    operators: str = Field(default="+-", strict=True)
+    distractors: int = Field(default=0, ge=0, le=1000, strict=True)
+    """At most this many distractor symbols between successive problem characters, 0 to 1000."""
+    distractor_symbols: str = Field(default="abcdefghij", max_length=256, strict=True)
+    """Distinct characters (at most 256) drawn as distractors."""
+
+    def example_tokens(self) -> float:
+        problem = 2 * self.max_digits + 2  # "a+b="
+        return problem + (problem - 1) * self.distractors + self.max_digits + 2
+
+    def size_settings(self) -> str:
+        return "max_digits, distractors"
 
     @field_validator("operators")
     @classmethod

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cells import cli_failure
 from workers._download import DATASETS, DownloadError, dataset_dir, download_dataset
+from workers._problems import shown_value
 
 if TYPE_CHECKING:
     from cells import CellGraph
@@ -44,6 +45,14 @@ def download_command(
 
     Files already present are skipped; a failed download leaves no partial file.
     """
+    if name not in DATASETS:
+        raise cli_failure(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}", 2)
+    if url_base is not None and not url_base.startswith(("http://", "https://", "file://")):
+        raise cli_failure(
+            f"--url-base: expected an http://, https:// or file:// URL, got {shown_value(url_base)}", 2
+        )
+    if directory is not None and directory.exists() and not directory.is_dir():
+        raise cli_failure(f"--dir: {directory}: expected a folder, got a file", 2)
     try:
         paths = download_dataset(name, directory, url_base=url_base, force=force, verify=verify)
     except DownloadError as error:
@@ -74,16 +83,19 @@ def eval_cell(
         list[str] | None,
         typer.Option("--task-setting", help="A task setting KEY=VALUE (repeatable), e.g. max_digits=2."),
     ] = None,
-    trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Hyperparameter trials.")] = 5,
+    trials: Annotated[int, typer.Option("--trials", "-n", help="Hyperparameter trials, 1 to 100,000.")] = 5,
     budget_seconds: Annotated[
-        float | None, typer.Option("--budget-seconds", help="Wall-clock limit per trial.")
+        float | None,
+        typer.Option("--budget-seconds", help="Wall-clock limit per trial, above 0 and at most a week."),
     ] = None,
     budget_steps: Annotated[
         int | None,
-        typer.Option("--budget-steps", help="Step limit per trial (200 when no limit is given)."),
+        typer.Option(
+            "--budget-steps", help="Step limit per trial, 1 to 10,000,000 (200 when no limit is given)."
+        ),
     ] = None,
     eval_every: Annotated[
-        int, typer.Option("--eval-every", min=1, help="Validate every this many steps.")
+        int, typer.Option("--eval-every", help="Validate every this many steps, 1 to 10,000,000.")
     ] = 50,
     space_file: Annotated[
         Path | None,
@@ -95,7 +107,10 @@ def eval_cell(
     device: Annotated[
         Literal["auto", "cpu", "cuda"], typer.Option("--device", help="Where to train.")
     ] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Seeds the sampler; trial n trains with seed + n.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", help="Seeds the sampler, 0 to 2**32 - 1; trial n trains with seed + n."),
+    ] = 0,
     format: Annotated[
         Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")
     ] = "table",
@@ -107,10 +122,13 @@ def eval_cell(
     """
     from workers._evaluate import best_result, tune_cell
 
-    graph = _cell(cell)
-    resolved = _task(task, task_settings or [])
+    _check_range("--trials", trials, 1, MAX_TRIALS)
+    _check_range("--seed", seed, 0, MAX_SEED)
     budget = _budget(budget_steps, budget_seconds, eval_every)
     space = _space(space_file)
+    settings = _settings(task, task_settings or [])
+    graph = _cell(cell)
+    resolved = _task(task, settings)
     with _TrialProgress(f"{graph.name} on {resolved.name}", trials) as advance:
         results = tune_cell(graph, resolved, trials, budget, space, sampler, seed, device, advance)
     best = best_result(results)
@@ -125,28 +143,76 @@ def eval_cell(
 # -- the inputs of `cells eval`, validated up front (exit 1: bad cell, exit 2: bad usage) ------------
 
 
+MAX_TRIALS = 100_000
+"""The most trials one ``cells eval`` runs."""
+MAX_SEED = 2**32 - 1
+"""Optuna's samplers take 32-bit seeds."""
+MAX_SPACE_FILE_BYTES = 1_000_000
+"""A search-space file is a few lines; anything over a megabyte is not one."""
+_BUDGET_OPTIONS = {
+    "max_steps": "--budget-steps",
+    "max_seconds": "--budget-seconds",
+    "eval_every": "--eval-every",
+}
+
+
+def _check_range(option: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise cli_failure(
+            f"{option}: expected an integer from {low} to {high:,}, got {shown_value(value)}", 2
+        )
+
+
 def _cell(cell: str) -> CellGraph:
-    from cells import CellGraphError
+    from cells import CellsearchError
     from workers._evaluate import resolve_cell
 
     try:
         return resolve_cell(cell)
-    except CellGraphError as exc:
+    except CellsearchError as exc:
         raise cli_failure(str(exc), 1) from None
 
 
-def _task(task: str, task_settings: list[str]) -> Task:
-    import yaml
-
-    from workers._evaluate import resolve_task
-    from workers._task import TaskSpec
+def _settings(task: str, task_settings: list[str]) -> dict[str, Any]:
+    """The ``--task-setting`` values (each YAML), checked against the task's config."""
+    from workers._task_registry import TASKS, task_config
 
     settings = {}
     for item in task_settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise cli_failure(f"--task-setting: expected KEY=VALUE, got {item!r}", 2)
-        settings[key.strip()] = yaml.safe_load(value)
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise cli_failure(f"--task-setting: expected KEY=VALUE, got {shown_value(item)}", 2)
+        settings[key.strip()] = _yaml_value(f"--task-setting {key.strip()}", text)
+    if task not in TASKS:
+        raise cli_failure(f"--task: unknown task {task!r}; known tasks: {', '.join(sorted(TASKS))}", 2)
+    try:
+        task_config(task, **settings)
+    except ValueError as exc:
+        raise cli_failure(f"--task-setting: {exc}", 2) from None
+    return settings
+
+
+def _yaml_value(option: str, text: str) -> Any:
+    """``text`` parsed as YAML, or the usage failure of ``option`` (one line)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise cli_failure(f"{option}: expected YAML, got {where}{reason}", 2) from None
+    except RecursionError:
+        raise cli_failure(
+            f"{option}: expected YAML nested at most a few hundred levels deep, got deeper nesting", 2
+        ) from None
+
+
+def _task(task: str, settings: dict[str, Any]) -> Task:
+    from workers._evaluate import resolve_task
+    from workers._task import TaskSpec
+
     try:
         return resolve_task(TaskSpec(name=task, settings=settings))
     except (ValueError, OSError) as exc:
@@ -156,30 +222,39 @@ def _task(task: str, task_settings: list[str]) -> Task:
 def _budget(budget_steps: int | None, budget_seconds: float | None, eval_every: int) -> Budget:
     from pydantic import ValidationError
 
+    from workers._problems import described_errors
     from workers._results import Budget
 
     try:
         steps = budget_steps if budget_steps is not None or budget_seconds is not None else 200
         return Budget(max_steps=steps, max_seconds=budget_seconds, eval_every=eval_every)
     except ValidationError as exc:
-        raise cli_failure(f"budget: {exc.errors()[0]['msg']}", 2) from None
+        problem, message = described_errors(exc)[0]
+        option = _BUDGET_OPTIONS.get(str(problem.loc[0]) if problem.loc else "", "budget")
+        raise cli_failure(f"{option}: {message}", 2) from None
 
 
 def _space(space_file: Path | None) -> SearchSpace:
-    import yaml
-
+    from cells import UserFileError, read_text_file
     from workers._hparams import SearchSpace, SearchSpaceError
 
     space = SearchSpace()
     if space_file is None:
         return space
     try:
-        overrides = yaml.safe_load(space_file.read_text()) or {}
-        if not isinstance(overrides, dict):
-            raise SearchSpaceError("expected a mapping of field names to values")
-        return space.with_overrides(overrides)
-    except (OSError, yaml.YAMLError, SearchSpaceError) as exc:
+        text = read_text_file(space_file, what="search space file", max_bytes=MAX_SPACE_FILE_BYTES)
+    except UserFileError as exc:
         raise cli_failure(f"--space: {exc}", 2) from None
+    overrides = _yaml_value(f"--space: {space_file}", text) or {}
+    if not isinstance(overrides, dict):
+        kind = type(overrides).__name__
+        raise cli_failure(
+            f"--space: {space_file}: expected a mapping of field names to values, got a {kind}", 2
+        )
+    try:
+        return space.with_overrides(overrides)
+    except SearchSpaceError as exc:
+        raise cli_failure(f"--space: {space_file}: {exc}", 2) from None
 
 
 # -- progress and output -----------------------------------------------------------------------------

@@ -115,10 +115,13 @@ def download_file(
     only after the whole body arrived and matched the checksum; on any failure the temporary
     file is removed and :class:`DownloadError` raised.
     """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
-    )
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
+        )
+    except OSError as error:
+        raise DownloadError(f"cannot write {destination}: {error.strerror or error}") from None
     try:
         digest = hashlib.sha256()
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
@@ -140,7 +143,7 @@ def download_file(
         return destination
     except urllib.error.HTTPError as error:
         raise DownloadError(f"download of {url} failed: HTTP {error.code} {error.reason}") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as error:
         reason = getattr(error, "reason", error)
         raise DownloadError(f"download of {url} failed: {reason}") from None
     finally:

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -33,9 +34,20 @@ from pydantic import (
     model_validator,
 )
 
-from cells import CellsearchError, join_problems, validation_problems
+from cells import CellsearchError, join_problems
+from workers._problems import described_errors, shown_value
+from workers._results import MAX_BATCH_SIZE
 
 DEFAULT_HIDDEN_SIZE = 64
+MAX_HIDDEN_SIZE = 4096
+"""The widest layer a trial may ask for (a 4-layer LSTM of this width is about 0.5 GB of weights)."""
+MAX_PARAM_BUDGET = 100_000_000
+"""The largest ``param_budget``: 100 million parameters (0.4 GB in float32)."""
+MAX_HPARAM_SEED = 2**63 - 1
+MAX_BOUND = 2**63
+"""The largest magnitude of a range's bounds and step (each field's own range is far inside it)."""
+MAX_CHOICES = 1000
+"""The most choices one search-space list may hold."""
 
 
 class HyperParams(BaseModel):
@@ -54,22 +66,29 @@ class HyperParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    learning_rate: float = Field(default=3e-3, gt=0)
-    init_scale: float | None = Field(default=None, gt=0)
-    """Every parameter uniform in ``[-init_scale, init_scale]``; ``None`` keeps the layers' own init."""
-    max_grad_norm: float | None = Field(default=5.0, gt=0)
-    """Clip the global gradient norm to this; ``None`` disables clipping."""
-    num_layers: int = Field(default=1, ge=1, le=4)
-    hidden_size: int | None = Field(default=None, ge=1)
-    param_budget: int | None = Field(default=None, ge=1)
-    dropout: float = Field(default=0.0, ge=0, lt=1)
-    """On the embedding, between layers and before the output layer."""
-    forget_bias: float | None = None
-    """Overrides the bias of every ``forget_gate``-tagged linear node; ``None`` keeps the cell's."""
+    learning_rate: float = Field(default=3e-3, gt=0, le=1e4, strict=True, allow_inf_nan=False)
+    """Above 0, at most 10,000 (that high only to make a run diverge on purpose)."""
+    init_scale: float | None = Field(default=None, gt=0, le=10, strict=True, allow_inf_nan=False)
+    """Every parameter uniform in ``[-init_scale, init_scale]``, above 0 and at most 10;
+    ``None`` keeps the layers' own init."""
+    max_grad_norm: float | None = Field(default=5.0, gt=0, le=1e6, strict=True, allow_inf_nan=False)
+    """Clip the global gradient norm to this, above 0 and at most 10**6; ``None`` disables clipping."""
+    num_layers: int = Field(default=1, ge=1, le=4, strict=True)
+    """Stacked cells, 1 to 4."""
+    hidden_size: int | None = Field(default=None, ge=1, le=MAX_HIDDEN_SIZE, strict=True)
+    """Width of every layer, 1 to 4096."""
+    param_budget: int | None = Field(default=None, ge=1, le=MAX_PARAM_BUDGET, strict=True)
+    """Most parameters of the whole model, 1 to 100,000,000."""
+    dropout: float = Field(default=0.0, ge=0, lt=1, strict=True, allow_inf_nan=False)
+    """On the embedding, between layers and before the output layer; at least 0, below 1."""
+    forget_bias: float | None = Field(default=None, ge=-100, le=100, strict=True, allow_inf_nan=False)
+    """Overrides the bias of every ``forget_gate``-tagged linear node, -100 to 100; ``None``
+    keeps the cell's."""
     optimizer: Literal["adam", "sgd"] = "adam"
-    batch_size: int = Field(default=32, ge=1)
-    seed: int = Field(default=0, ge=0)
-    """Seeds the weights, dropout and the order of training data."""
+    batch_size: int = Field(default=32, ge=1, le=MAX_BATCH_SIZE, strict=True)
+    """Training sequences per step, 1 to 4096."""
+    seed: int = Field(default=0, ge=0, le=MAX_HPARAM_SEED, strict=True)
+    """Seeds the weights, dropout and the order of training data: 0 to 2**63 - 1."""
 
     @model_validator(mode="after")
     def _one_size(self) -> HyperParams:
@@ -91,9 +110,27 @@ class Range(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     low: int | float
+    """A finite number; the field's own range applies to it."""
     high: int | float
-    log: bool = False
+    """A finite number, at least ``low``; the field's own range applies to it."""
+    log: bool = Field(default=False, strict=True)
     step: int | float | None = Field(default=None, gt=0)
+    """The grid's spacing: a finite number above 0."""
+
+    @field_validator("low", "high", "step", mode="before")
+    @classmethod
+    def _finite_number(cls, value: Any) -> Any:
+        # Checked before the union so that a bad bound gets one message, not one per branch.
+        if value is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {shown_value(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        if abs(value) > MAX_BOUND:
+            shown = f"{value:.3g}" if isinstance(value, float) else f"an integer of {value.bit_length()} bits"
+            raise ValueError(f"expected a number between -2**63 and 2**63, got {shown}")
+        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> Range:
@@ -188,6 +225,8 @@ class SearchSpace(BaseModel):
         elif isinstance(value, list):
             if not value:
                 raise ValueError("an empty list of choices")
+            if len(value) > MAX_CHOICES:
+                raise ValueError(f"expected at most {MAX_CHOICES} choices, got {len(value)}")
             candidates = value
         else:
             candidates = [value]
@@ -276,6 +315,6 @@ class SearchSpace(BaseModel):
 def _format_errors(exc: ValidationError, what: str = "search space") -> str:
     """``search space: field 'x': reason``, one clause per field (not per union branch)."""
     by_field: dict[str, str] = {}
-    for problem in validation_problems(exc):
-        by_field.setdefault(f"field {problem.loc[0]!r}: " if problem.loc else "", problem.message)
+    for problem, message in described_errors(exc):
+        by_field.setdefault(f"field {problem.loc[0]!r}: " if problem.loc else "", message)
     return join_problems((what, field + message) for field, message in by_field.items())

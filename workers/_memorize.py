@@ -26,14 +26,24 @@ from workers._task import PAD, Example, SequenceTask, SequenceTaskConfig
 SYMBOLS = string.ascii_lowercase + string.ascii_uppercase + string.digits
 DELIMITER = "|"
 RECALL = "."
+MAX_LENGTH = 10_000
 
 
 class MemorizeConfig(SequenceTaskConfig):
     """Sequence lengths (drawn uniformly between the bounds) and alphabet size."""
 
-    min_length: int = Field(default=5, ge=1)
-    max_length: int = Field(default=10, ge=1)
-    symbols: int = Field(default=8, ge=2, le=len(SYMBOLS))
+    min_length: int = Field(default=5, ge=1, le=MAX_LENGTH, strict=True)
+    """Shortest sequence to reproduce, 1 to 10,000 symbols."""
+    max_length: int = Field(default=10, ge=1, le=MAX_LENGTH, strict=True)
+    """Longest sequence to reproduce, 1 to 10,000 symbols (an example is twice as long)."""
+    symbols: int = Field(default=8, ge=2, le=len(SYMBOLS), strict=True)
+    """Alphabet size, 2 to 62."""
+
+    def example_tokens(self) -> float:
+        return 2.0 * self.max_length
+
+    def size_settings(self) -> str:
+        return "max_length"
 
     @model_validator(mode="after")
     def _lengths_ordered(self) -> MemorizeConfig:

@@ -97,10 +97,11 @@ class MusicConfig(TaskConfig):
     """A pickle in the standard format (relative paths are read from ``dir``)."""
     dir: str | None = None
     """Folder of the pickle (a preset's default: ``<data dir>/<preset>``)."""
-    max_frames: int | None = Field(default=None, ge=1)
-    """Cut training sequences into pieces of at most this many frames (evaluation keeps them whole)."""
-    max_sequences: int | None = Field(default=None, ge=1)
-    """Keep only the first this many sequences of each split."""
+    max_frames: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
+    """Cut training sequences into pieces of at most this many frames, 1 to 1,000,000
+    (evaluation keeps them whole)."""
+    max_sequences: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
+    """Keep only the first this many sequences of each split, 1 to 1,000,000."""
 
     @model_validator(mode="after")
     def _has_source(self) -> MusicConfig:

@@ -72,12 +72,16 @@ class PrefilterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     proxy: Proxy = "jacob_cov"
-    fraction: float = Field(default=0.5, ge=0.0, lt=1.0)
-    """Share of each batch of candidates dropped, the lowest-scoring first."""
-    hidden_size: int = Field(default=32, ge=1)
-    batches: int = Field(default=2, ge=1)
-    batch_size: int = Field(default=32, ge=2)
-    seed: int = Field(default=0, ge=0)
+    fraction: float = Field(default=0.5, ge=0.0, lt=1.0, strict=True, allow_inf_nan=False)
+    """Share of each batch of candidates dropped, the lowest-scoring first: at least 0, below 1."""
+    hidden_size: int = Field(default=32, ge=1, le=4096, strict=True)
+    """Width of the scoring model, 1 to 4096."""
+    batches: int = Field(default=2, ge=1, le=1000, strict=True)
+    """Training batches each score reads, 1 to 1000."""
+    batch_size: int = Field(default=32, ge=2, le=4096, strict=True)
+    """Sequences per scoring batch, 2 to 4096."""
+    seed: int = Field(default=0, ge=0, le=2**63 - 1, strict=True)
+    """Seeds the scoring model and its batches, 0 to 2**63 - 1."""
 
 
 def prefilter_score(

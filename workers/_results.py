@@ -20,16 +20,41 @@ class TrialStatus(TextEnum):
     INTERRUPTED = "interrupted"
 
 
+MAX_TRIAL_STEPS = 10_000_000
+"""The most training steps (and the largest ``eval_every``) one trial may be given."""
+MAX_TRIAL_SECONDS = 7 * 24 * 3600.0
+"""The longest wall-clock budget of one trial: a week."""
+MAX_BATCH_SIZE = 4096
+"""The largest training or evaluation batch (sequences per batch)."""
+
+
 class Budget(BaseModel):
-    """How long one trial trains: a step budget, a wall-clock budget, or both (first wins)."""
+    """How long one trial trains: a step budget, a wall-clock budget, or both (first wins).
+
+    Every number is strict (no ``true`` for 1, no ``"200"``) and finite; the ranges are in
+    each field's description.
+
+    Example:
+        >>> from pydantic import ValidationError
+        >>> try:
+        ...     Budget(max_seconds=float("inf"))
+        ... except ValidationError as exc:
+        ...     exc.errors()[0]["loc"], exc.errors()[0]["msg"]
+        (('max_seconds',), 'Input should be a finite number')
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_steps: int | None = Field(default=200, ge=1)
-    max_seconds: float | None = Field(default=None, gt=0)
-    eval_every: int = Field(default=50, ge=1)
-    """Validate (and report to the callback) every this many steps, and at the end."""
-    eval_batch_size: int = Field(default=64, ge=1)
+    max_steps: int | None = Field(default=200, ge=1, le=MAX_TRIAL_STEPS, strict=True)
+    """Training steps, 1 to 10,000,000; ``None``: only ``max_seconds`` limits the trial."""
+    max_seconds: float | None = Field(
+        default=None, gt=0, le=MAX_TRIAL_SECONDS, strict=True, allow_inf_nan=False
+    )
+    """Wall-clock seconds, above 0 and at most 604,800 (a week); ``None``: no time limit."""
+    eval_every: int = Field(default=50, ge=1, le=MAX_TRIAL_STEPS, strict=True)
+    """Validate (and report to the callback) every this many steps, and at the end: 1 to 10,000,000."""
+    eval_batch_size: int = Field(default=64, ge=1, le=MAX_BATCH_SIZE, strict=True)
+    """Held-out sequences per evaluation batch, 1 to 4096."""
 
     @model_validator(mode="after")
     def _some_limit(self) -> Budget:

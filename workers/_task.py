@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from cells import CellsearchError
@@ -55,12 +55,27 @@ Predict = Callable[[Batch], Tensor]
 recurrent state across batches whose ``continues`` is true."""
 
 
+MAX_SEED = 2**63 - 1
+"""Seeds are 64-bit signed integers (they are stored in the results database)."""
+MAX_HELDOUT_TOKENS = 5_000_000
+"""The most tokens the held-out sets of a generated task may hold together (a few hundred MB
+of Python lists at most, built in seconds)."""
+MAX_EXAMPLE_TOKENS = 100_000
+"""The most tokens one generated example may be expected to hold (a training batch holds
+``batch_size`` of them)."""
+
+
 class TaskConfig(BaseModel):
-    """Settings shared by every task; each task subclasses it with its own fields."""
+    """Settings shared by every task; each task subclasses it with its own fields.
+
+    Numbers are strict (``true`` is not 1, ``"3"`` is not 3) and finite, each within the
+    range its field's description gives.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    seed: int = 0
+    seed: int = Field(default=0, ge=-MAX_SEED - 1, le=MAX_SEED, strict=True)
+    """Seeds the task's data: any 64-bit signed integer."""
 
 
 class Task(ABC):
@@ -224,10 +239,42 @@ def token_metrics(predict: Predict, batches: Iterable[tuple[Batch, dict[str, Ten
 
 
 class SequenceTaskConfig(TaskConfig):
-    """Settings of the generated sequence tasks: sizes of the fixed held-out sets."""
+    """Settings of the generated sequence tasks: sizes of the fixed held-out sets.
 
-    valid_size: int = Field(default=500, ge=1)
-    test_size: int = Field(default=1000, ge=1)
+    Together with the task's own settings they must keep the held-out sets within
+    ``MAX_HELDOUT_TOKENS`` tokens and one example within ``MAX_EXAMPLE_TOKENS``, so that no
+    accepted setting takes more than seconds or a few hundred MB to build.
+    """
+
+    valid_size: int = Field(default=500, ge=1, le=100_000, strict=True)
+    """Examples in the validation set, 1 to 100,000."""
+    test_size: int = Field(default=1000, ge=1, le=100_000, strict=True)
+    """Examples in the test set, 1 to 100,000."""
+
+    def example_tokens(self) -> float:
+        """An upper estimate of the tokens of one example (each task gives its own)."""
+        return 1.0
+
+    def size_settings(self) -> str:
+        """The settings :meth:`example_tokens` depends on, for messages."""
+        return ""
+
+    @model_validator(mode="after")
+    def _heldout_fits(self) -> SequenceTaskConfig:
+        per_example = self.example_tokens()
+        named = self.size_settings()
+        if per_example > MAX_EXAMPLE_TOKENS:
+            raise ValueError(
+                f"{named.split(',')[0]}: expected settings whose examples hold at most "
+                f"{MAX_EXAMPLE_TOKENS:,} tokens, got about {per_example:,.0f} (from {named})"
+            )
+        total = (self.valid_size + self.test_size) * per_example
+        if total > MAX_HELDOUT_TOKENS:
+            raise ValueError(
+                f"valid_size: expected held-out sets of at most {MAX_HELDOUT_TOKENS:,} tokens, got "
+                f"about {total:,.0f} (from valid_size, test_size{', ' + named if named else ''})"
+            )
+        return self
 
 
 class SequenceTask(Task):

@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from cells import join_problems, validation_problems
+from cells import join_problems
 from workers._arith import ArithTask
 from workers._memorize import MemorizeTask
 from workers._music import MusicTask
+from workers._problems import described_problems
 from workers._task import Task, TaskConfig, TaskConfigError, TaskSpec
 from workers._text import TextTask
 from workers._xml import XmlTask
@@ -50,7 +51,7 @@ def _resolve(spec: TaskSpec | str, settings: dict[str, Any]) -> tuple[type[Task]
     try:
         return cls, cls.config_class.model_validate(merged)
     except ValidationError as error:
-        reasons = join_problems((problem.path, problem.message) for problem in validation_problems(error))
+        reasons = join_problems(described_problems(error))
         raise TaskConfigError(f"task {name!r}: {reasons}") from None
 
 
@@ -61,7 +62,7 @@ def task_config(spec: TaskSpec | str, /, **settings: Any) -> TaskConfig:
         >>> task_config("arith", max_digits=0)
         Traceback (most recent call last):
         ...
-        workers._task.TaskConfigError: task 'arith': max_digits: Input should be greater than or equal to 1
+        workers._task.TaskConfigError: task 'arith': max_digits: Input should be greater than ... 1, got 0
     """
     return _resolve(spec, settings)[1]
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -50,6 +50,8 @@ PRESETS: dict[str, dict[str, str]] = {
     "ptb": {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.test.txt"},
 }
 SPLITS = ("train", "valid", "test")
+MAX_TOKENS = 10**10
+Fraction = Annotated[float, Field(gt=0.0, le=1.0, strict=True, allow_inf_nan=False)]
 
 
 class FileSlice(BaseModel):
@@ -58,8 +60,10 @@ class FileSlice(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str
-    start: float = Field(default=0.0, ge=0.0, le=1.0)
-    stop: float = Field(default=1.0, ge=0.0, le=1.0)
+    start: float = Field(default=0.0, ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
+    """Fraction of the lines to start at, 0 to 1."""
+    stop: float = Field(default=1.0, ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
+    """Fraction of the lines to stop before, 0 to 1 and above ``start``."""
 
     @model_validator(mode="after")
     def _ordered(self) -> FileSlice:
@@ -78,14 +82,16 @@ class TextConfig(TaskConfig):
     """A file path (relative to ``dir``) or a :class:`FileSlice`; a preset fills in unset splits."""
     valid: FileSlice | None = None
     test: FileSlice | None = None
-    split_fractions: tuple[float, float, float] | None = None
-    """Cut the train file's lines into train, valid and test parts of these sizes."""
+    split_fractions: tuple[Fraction, Fraction, Fraction] | None = None
+    """Cut the train file's lines into train, valid and test parts of these sizes (each in
+    (0, 1], together 1)."""
     level: Literal["word", "char"] = "word"
-    bptt: int = Field(default=35, ge=1)
-    max_tokens: int | None = Field(default=None, ge=2)
-    """Keep only the first this many training tokens (quick trials)."""
-    max_eval_tokens: int | None = Field(default=None, ge=2)
-    """Keep only the first this many tokens of the valid and test splits."""
+    bptt: int = Field(default=35, ge=1, le=100_000, strict=True)
+    """Steps per truncated-backpropagation window, 1 to 100,000."""
+    max_tokens: int | None = Field(default=None, ge=2, le=MAX_TOKENS, strict=True)
+    """Keep only the first this many training tokens (quick trials), 2 to 10**10."""
+    max_eval_tokens: int | None = Field(default=None, ge=2, le=MAX_TOKENS, strict=True)
+    """Keep only the first this many tokens of the valid and test splits, 2 to 10**10."""
 
     @field_validator("train", "valid", "test", mode="before")
     @classmethod

@@ -27,21 +27,38 @@ from workers._task import PAD, Example, Predict, SequenceTask, SequenceTaskConfi
 
 MARKUP = "</>"
 END = "\n"
+MAX_DEPTH = 100
+MAX_TAG_LENGTH = 100
 
 
 class XmlConfig(SequenceTaskConfig):
     """Tag alphabet and lengths, nesting, and text content."""
 
-    tag_symbols: str = "abcdefgh"
-    min_tag_length: int = Field(default=1, ge=1)
-    max_tag_length: int = Field(default=3, ge=1)
-    max_depth: int = Field(default=3, ge=1)
-    max_children: int = Field(default=2, ge=0)
-    """Each element below ``max_depth`` has 0..max_children children."""
-    text_probability: float = Field(default=0.0, ge=0.0, le=1.0)
-    """Chance of a text run before the first child and after each child."""
-    text_symbols: str = "0123456789"
-    max_text_length: int = Field(default=3, ge=1)
+    tag_symbols: str = Field(default="abcdefgh", strict=True)
+    min_tag_length: int = Field(default=1, ge=1, le=MAX_TAG_LENGTH, strict=True)
+    """Shortest tag name, 1 to 100 characters."""
+    max_tag_length: int = Field(default=3, ge=1, le=MAX_TAG_LENGTH, strict=True)
+    """Longest tag name, 1 to 100 characters."""
+    max_depth: int = Field(default=3, ge=1, le=MAX_DEPTH, strict=True)
+    """Deepest nesting, 1 to 100."""
+    max_children: int = Field(default=2, ge=0, le=100, strict=True)
+    """Each element below ``max_depth`` has 0..max_children children; 0 to 100."""
+    text_probability: float = Field(default=0.0, ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
+    """Chance of a text run before the first child and after each child, 0 to 1."""
+    text_symbols: str = Field(default="0123456789", strict=True)
+    max_text_length: int = Field(default=3, ge=1, le=1000, strict=True)
+    """Longest text run, 1 to 1000 characters."""
+
+    def example_tokens(self) -> float:
+        # Children are drawn uniformly from 0..max_children, so a document has on average
+        # sum(m**k for k < max_depth) elements with m = max_children / 2.
+        mean = self.max_children / 2
+        elements = float(self.max_depth) if mean == 1 else (mean**self.max_depth - 1) / (mean - 1)
+        text = self.max_text_length * (1 + self.max_children) if self.text_probability > 0 else 0
+        return elements * (2 * self.max_tag_length + 5 + text) + 1
+
+    def size_settings(self) -> str:
+        return "max_depth, max_children, max_tag_length, max_text_length"
 
     @field_validator("tag_symbols")
     @classmethod
@@ -107,15 +124,30 @@ class XmlTask(SequenceTask):
         length = rng.randint(1, self.config.max_text_length)
         return "".join(rng.choice(self.config.text_symbols) for _ in range(length))
 
-    def _element(self, rng: random.Random, depth: int) -> str:
+    def _open(self, rng: random.Random, depth: int, parts: list[str]) -> tuple[str, int]:
+        """Write an element's opening tag and first text; its tag and number of children."""
         config = self.config
         length = rng.randint(config.min_tag_length, config.max_tag_length)
         tag = "".join(rng.choice(config.tag_symbols) for _ in range(length))
-        parts = [f"<{tag}>", self._text(rng)]
-        children = rng.randint(0, config.max_children) if depth < config.max_depth else 0
-        for _ in range(children):
-            parts += [self._element(rng, depth + 1), self._text(rng)]
-        parts.append(f"</{tag}>")
+        parts += [f"<{tag}>", self._text(rng)]
+        return tag, rng.randint(0, config.max_children) if depth < config.max_depth else 0
+
+    def _element(self, rng: random.Random, depth: int) -> str:
+        """A document rooted at ``depth``; iterative (an explicit stack of open elements), drawing
+        in the order of the recursive definition: tag, text, children, each child then a text."""
+        parts: list[str] = []
+        tag, children = self._open(rng, depth, parts)
+        stack = [(tag, children, depth)]  # open elements: tag, children still to write, depth
+        while stack:
+            tag, left, level = stack.pop()
+            if left == 0:
+                parts.append(f"</{tag}>")
+                if stack:  # the text after this child, in its parent
+                    parts.append(self._text(rng))
+                continue
+            stack.append((tag, left - 1, level))
+            child, grandchildren = self._open(rng, level + 1, parts)
+            stack.append((child, grandchildren, level + 1))
         return "".join(parts)
 
     def sample(self, rng: random.Random) -> Example:
