@@ -53,7 +53,7 @@ def job_file_reference() -> str:
     for name in sorted(workers.TASKS):
         config = workers.TASKS[name].config_class
         parts += [f"### `tasks[].settings` of `{name}`\n", model_table(config)]
-    parts += ["## `hparams`: the hyperparameter search space\n", _HPARAMS, model_table(workers.SearchSpace)]
+    parts += ["## `hparams`: the hyperparameter search space\n", _HPARAMS, _hparams_table()]
     for kind in sorted(STRATEGIES):
         parts += [f"## `strategy` of kind `{kind}`\n", model_table(STRATEGIES[kind].config_class)]
     parts += ["## `prefilter`: zero-cost screening of mutants\n", model_table(PrefilterSection)]
@@ -69,6 +69,28 @@ def model_table(model: type[BaseModel]) -> str:
         meaning = " ".join((docs.get(name) or info.description or "").split())
         rows.append(f"| `{name}` | {kind} | {_default(info)} | {allowed} | {_cell(meaning)} |")
     return "\n".join(rows) + "\n"
+
+
+def _hparams_table() -> str:
+    """The search space's fields: the default from ``SearchSpace``, the type and range of the
+    value a trial gets from ``HyperParams`` (both ends of a range are held to it)."""
+    from workers import HyperParams, SearchSpace
+
+    docs = dict(_attribute_docstrings(HyperParams))
+    rows = ["| setting | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    for name, info in SearchSpace.model_fields.items():
+        value = HyperParams.model_fields[name]
+        kind, allowed = _type_and_range(value.annotation, value)
+        meaning = " ".join((docs.get(name) or "").split())
+        rows.append(f"| `{name}` | {kind} | {_space_default(info.default)} | {allowed} | {_cell(meaning)} |")
+    return "\n".join(rows) + "\n"
+
+
+def _space_default(value: Any) -> str:
+    if isinstance(value, BaseModel) and hasattr(value, "low"):
+        spread = "log-uniform" if getattr(value, "log", False) else "uniform"
+        return f"{spread} in [{_number(value.low)}, {_number(value.high)}]"  # type: ignore[attr-defined]
+    return "none" if value is None else f"`{value}`"
 
 
 def _type_and_range(annotation: Any, info: FieldInfo | None = None) -> tuple[str, str]:
@@ -148,8 +170,8 @@ def _default(info: FieldInfo) -> str:
 
 
 def _number(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer() and abs(value) >= 1e6:
-        return f"{value:.0e}".replace("e+0", "e").replace("e+", "e")
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        value = int(value)
     if isinstance(value, int) and abs(value) >= 10**6:
         return f"{value:,}"
     return str(value)
@@ -209,7 +231,6 @@ _HPARAMS = """\
 Each entry overrides one field of the default search space: a fixed value, a list of
 choices, or a range `{low: ..., high: ..., log: true}`. The ranges below bound every value
 (and both ends of a range).
-
 """
 
 

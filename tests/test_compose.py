@@ -409,7 +409,7 @@ GPU_CHECK = REPO / "scripts" / "gpu_check.sh"
 
 
 def test_the_gpu_smoke_job_trains_on_cuda_with_shared_gpus() -> None:
-    from search._jobspec import load_job
+    from search import load_job
 
     spec = load_job(REPO / "examples" / "gpu_smoke.yaml")
     assert spec.device == "cuda"
