@@ -87,7 +87,10 @@ class MlflowWriter:
                 os.environ.setdefault(name, value)  # we retry ourselves, without blocking anyone
             from mlflow import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            from dashboards._store_lock import store_creation_lock
+
+            with store_creation_lock(self.tracking_uri):  # a fresh store's tables: one job at a time
+                self._client = MlflowClient(tracking_uri=self.tracking_uri)
             # MLflow's SQLite store fsyncs every commit: about 70 of the 90 ms its calls take
             # per architecture here. Its engine is MLflow's own attribute: skipped if it moves.
             store = getattr(getattr(self._client, "_tracking_client", None), "store", None)
