@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -95,12 +96,12 @@ def hide_password(uri: str) -> str:
         >>> hide_password("postgresql://me:secret@db:5432/mlflow")
         'postgresql://me:***@db:5432/mlflow'
     """
-    parts = urllib.parse.urlsplit(uri) if "://" in uri else None
-    if parts is None or parts.password is None:
-        return uri
-    user_part, _, host = parts.netloc.rpartition("@")
-    user = user_part.split(":", 1)[0]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return _PASSWORD.sub(r"\1***@", uri, count=1)
+
+
+_PASSWORD = re.compile(r"^([^:/?#]+://[^:/?#@]*:)[^/?#]*@")
+"""The password of ``scheme://user:password@host``: a regular expression, as a malformed URI
+(an unclosed ``[``) cannot be split by ``urllib`` but may still hold one."""
 
 
 # -- files and folders -----------------------------------------------------------------------
