@@ -94,6 +94,17 @@ def _open(db: str | None, *, views: bool = False) -> Iterator[ResultStore]:
             raise cli_failure(f"{exc} in {store.url}") from None
 
 
+def _check_mlflow(uri: str) -> None:
+    """The MLflow pre-flight for ``--mlflow``: one line, exit 2 for a bad URI, 1 for a store
+    that cannot be reached or written."""
+    from dashboards._preflight import TrackingStoreError, check_tracking_uri
+
+    try:
+        check_tracking_uri(uri)
+    except TrackingStoreError as exc:
+        raise cli_failure(f"--mlflow: {exc}", code=exc.exit_code) from None
+
+
 # -- results ---------------------------------------------------------------------------------
 
 
@@ -219,6 +230,7 @@ def results_sync_mlflow(
     from dashboards._tracking import Tracker
 
     settings = resolve_settings(db_url=db, mlflow_uri=mlflow)
+    _check_mlflow(settings.mlflow_uri)
     with _open(db) as store:
         job_id = resolve_job(store, job)
     tracker = Tracker(settings.mlflow_uri, settings.db_url)
@@ -245,6 +257,7 @@ def dashboard(
     from dashboards._server import DashboardError, serve
 
     uri = resolve_settings(mlflow_uri=mlflow).mlflow_uri
+    _check_mlflow(uri)
     try:
         code = serve(uri, host=host, port=port, echo=typer.echo)
     except DashboardError as exc:

@@ -52,12 +52,21 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 _SCHEMES = "sqlite, postgresql, http, https or file, or a folder path"
 
 
-_Fail = Callable[[str], "TrackingStoreError"]
+_Fail = Callable[..., "TrackingStoreError"]
 
 
 class TrackingStoreError(CellsearchError, ValueError):
     """The MLflow tracking store cannot take a job's runs; the one-line message names the URI
-    (its password hidden) and the reason."""
+    (its password hidden) and the reason. ``usage``: the URI itself is wrong (an unknown
+    scheme, in memory), so a command exits 2; else the store is (exit 1)."""
+
+    def __init__(self, message: str, *, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.usage else 1
 
 
 def check_tracking_uri(uri: str, *, timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
@@ -65,17 +74,17 @@ def check_tracking_uri(uri: str, *, timeout: float = CHECK_TIMEOUT_SECONDS) -> N
     raises :class:`TrackingStoreError` (see the module docstring for what is checked)."""
     shown = hide_password(uri)
 
-    def fail(reason: str) -> TrackingStoreError:
-        return TrackingStoreError(f"MLflow tracking URI {shown!r}: {reason}")
+    def fail(reason: str, usage: bool = False) -> TrackingStoreError:
+        return TrackingStoreError(f"MLflow tracking URI {shown!r}: {reason}", usage=usage)
 
     if not uri.strip():
-        raise fail("expected a URI or a folder path, got an empty string")
+        raise fail("expected a URI or a folder path, got an empty string", usage=True)
     if "\x00" in uri:
-        raise fail("expected a URI without NUL characters")
+        raise fail("expected a URI without NUL characters", usage=True)
     try:
         scheme = urllib.parse.urlsplit(uri).scheme.lower()
     except ValueError:  # a malformed host part, such as an unclosed [
-        raise fail(f"expected a URI of scheme {_SCHEMES}") from None
+        raise fail(f"expected a URI of scheme {_SCHEMES}", usage=True) from None
     if scheme == "sqlite":
         _check_sqlite(uri, fail)
     elif scheme in ("http", "https"):
@@ -86,7 +95,7 @@ def check_tracking_uri(uri: str, *, timeout: float = CHECK_TIMEOUT_SECONDS) -> N
         path = urllib.parse.unquote(urllib.parse.urlsplit(uri).path) if scheme else uri
         _check_folder_store(Path(path), fail)
     else:
-        raise fail(f"expected a URI of scheme {_SCHEMES}, got scheme {scheme!r}")
+        raise fail(f"expected a URI of scheme {_SCHEMES}, got scheme {scheme!r}", usage=True)
 
 
 def hide_password(uri: str) -> str:
@@ -111,13 +120,14 @@ def _check_sqlite(uri: str, fail: _Fail) -> None:
     try:
         database = sqlite_file(uri)
     except Exception:  # SQLAlchemy cannot parse it
-        raise fail("expected sqlite:///relative/path.db or sqlite:////absolute/path.db") from None
+        raise fail("expected sqlite:///relative/path.db or sqlite:////absolute/path.db", usage=True) from None
     if database is None:
         raise fail(
-            "expected a SQLite file, got an in-memory database (its runs would be lost when the job ends)"
+            "expected a SQLite file, got an in-memory database (its runs would be lost when the job ends)",
+            usage=True,
         )
     if database.startswith("file:"):
-        raise fail("expected a path to a SQLite file, got a SQLite file: URI")
+        raise fail("expected a path to a SQLite file, got a SQLite file: URI", usage=True)
     path = Path(database)
     if path.exists() or path.is_symlink():
         if not path.is_file():
@@ -207,7 +217,7 @@ def _check_postgresql(uri: str, timeout: float, fail: _Fail) -> None:
     except ModuleNotFoundError as exc:
         raise fail(f"its database driver is not installed ({exc}); use postgresql+psycopg://") from None
     except Exception as exc:  # a URL SQLAlchemy cannot parse
-        raise fail(f"expected postgresql://user@host:port/database ({_one_line(exc)})") from None
+        raise fail(f"expected postgresql://user@host:port/database ({_one_line(exc)})", usage=True) from None
     try:
         with engine.connect() as conn:
             has_tables = "experiments" in sa.inspect(conn).get_table_names()

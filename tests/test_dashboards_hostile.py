@@ -475,3 +475,45 @@ def test_a_store_that_refuses_costs_one_line_not_a_traceback(
     assert len(errors) == 1 and errors[0].exc_info is None
     assert errors[0].getMessage().startswith("MLflow tracking at garbage://nowhere dropped JobStart (")
     assert "\n" not in errors[0].getMessage()
+
+
+def test_mlflow_option_is_checked_before_anything_starts(tmp_path: Path) -> None:
+    runner = CliRunner()
+    before = snapshot(tmp_path)
+    cases = [
+        (
+            ["dashboard", "--mlflow", "garbage://x"],
+            2,
+            "--mlflow: MLflow tracking URI 'garbage://x': expected a "
+            "URI of scheme sqlite, postgresql, http, https or file, or a folder path, got scheme 'garbage'",
+        ),
+        (
+            ["dashboard", "--mlflow", "sqlite://"],
+            2,
+            "--mlflow: MLflow tracking URI 'sqlite://': expected a "
+            "SQLite file, got an in-memory database (its runs would be lost when the job ends)",
+        ),
+        (
+            ["dashboard", "--mlflow", f"sqlite:///{tmp_path}/no/m.db"],
+            1,
+            f"--mlflow: MLflow tracking URI 'sqlite:///{tmp_path}/no/m.db': "
+            f"the folder '{tmp_path}/no' of {tmp_path}/no/m.db does not exist",
+        ),
+        (
+            [
+                "results",
+                "sync-mlflow",
+                "--mlflow",
+                "sqlite:////proc/m.db",
+                "--db",
+                f"sqlite:///{tmp_path}/r.db",
+            ],
+            1,
+            "--mlflow: MLflow tracking URI 'sqlite:////proc/m.db': cannot create files in the folder "
+            "'/proc' of /proc/m.db: it is on the kernel's proc file system",
+        ),
+    ]
+    for argv, code, message in cases:
+        result = runner.invoke(app, argv)
+        assert (result.exit_code, result.stderr) == (code, f"error: {message}\n"), argv
+    assert snapshot(tmp_path) == before
