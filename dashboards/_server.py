@@ -129,8 +129,12 @@ def _prepare_store(tracking_uri: str) -> None:
     artifacts.mkdir(parents=True, exist_ok=True)
     from mlflow import MlflowClient
 
-    with store_creation_lock(tracking_uri):
-        MlflowClient(tracking_uri=tracking_uri)
+    try:
+        with store_creation_lock(tracking_uri):
+            MlflowClient(tracking_uri=tracking_uri)
+    except Exception as exc:  # a damaged store, a newer MLflow's schema: one line, no traceback
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise DashboardError(f"--mlflow: cannot open the MLflow store {tracking_uri}: {reason}") from None
 
 
 def _check_port_free(host: str, port: int) -> None:
