@@ -23,6 +23,7 @@ from cells import lazy_exports
 if TYPE_CHECKING:
     from dashboards._export import ExportError, export_job
     from dashboards._links import RunLink, runs_of
+    from dashboards._preflight import TrackingStoreError, check_tracking_uri
     from dashboards._queries import (
         ArchitectureDetails,
         RankedArchitecture,
@@ -43,6 +44,7 @@ __getattr__ = lazy_exports(
     {
         "dashboards._export": ("ExportError", "export_job"),
         "dashboards._links": ("RunLink", "runs_of"),
+        "dashboards._preflight": ("TrackingStoreError", "check_tracking_uri"),
         "dashboards._queries": (
             "ArchitectureDetails",
             "RankedArchitecture",
@@ -68,8 +70,10 @@ __all__ = [
     "RunLink",
     "TaskResult",
     "Tracker",
+    "TrackingStoreError",
     "UnknownArchitectureError",
     "UnknownTaskError",
+    "check_tracking_uri",
     "describe_architecture",
     "ensure_views",
     "export_job",

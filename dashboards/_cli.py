@@ -1,7 +1,11 @@
 """``cellsearch results ...``, ``cellsearch dashboard`` and ``cellsearch report``.
 
-Errors print one line to stderr and exit with code 1. The results commands never create
-or migrate a database; they add the SQL views (``docs/querying.md``) when missing. Heavy
+Errors print one line to stderr, naming the option and the user's own path, and exit with
+code 2 for a bad option and 1 for a failure at run time. Every integer option has a finite
+range (ids: 1 to 2**63 - 1, what the databases store; counts: see each option). The read
+commands (``results top``, ``show``, ``export``, ``report``) never write to the database
+they read: they do not create, migrate or add views to it (:mod:`dashboards._reading`);
+``results views`` and ``results sync-mlflow`` are the ones that write. Heavy
 imports (the results store, MLflow, matplotlib) happen inside the commands that need them,
 so ``cellsearch --help`` stays quick.
 """
@@ -32,6 +36,12 @@ results_app = typer.Typer(
 )
 
 DEFAULT_DASHBOARD_PORT = 5000
+MAX_ID = 2**63 - 1
+"""The largest id of a job or an architecture (a signed 64-bit integer in the databases)."""
+MAX_ROWS = 100_000
+"""The most architectures ``results top -n`` lists."""
+MAX_REPORT_CELLS = 1_000
+"""The most cells ``report --top`` draws."""
 
 
 class TopFormat(StrEnum):
@@ -56,27 +66,43 @@ MlflowOption = Annotated[
     ),
 ]
 JobOption = Annotated[
-    int | None, typer.Option("--job", "-j", help="The job; default: the latest one.", min=1)
+    int | None,
+    typer.Option("--job", "-j", help="The job (1 to 2**63 - 1); default: the latest one.", min=1, max=MAX_ID),
 ]
 
 
 @contextmanager
-def _open(db: str | None) -> Iterator[ResultStore]:
-    """The results database, read-only in spirit (views are added if missing); errors exit 1."""
-    from dashboards._views import ensure_views
-    from search import ResultStore, StoreError
+def _open(db: str | None, *, views: bool = False) -> Iterator[ResultStore]:
+    """The results database, opened without writing to it (``views``: add the SQL views,
+    the one write, for ``results views``); errors exit 1 (2 for a bad ``--db``)."""
+    from dashboards._reading import ReadError, open_for_reading
+    from search import StoreError
 
     url = resolve_settings(db_url=db).db_url
     try:
-        store = ResultStore.open(url, upgrade=False, create=False)
-    except StoreError as exc:
-        raise cli_failure(str(exc)) from None
+        store = open_for_reading(url)
+    except ReadError as exc:
+        raise cli_failure(str(exc), code=exc.exit_code) from None
     with store:
-        ensure_views(store.engine)
+        if views:
+            from dashboards._views import ensure_views
+
+            ensure_views(store.engine)
         try:
             yield store
         except (StoreError, ValueError) as exc:
             raise cli_failure(f"{exc} in {store.url}") from None
+
+
+def _check_mlflow(uri: str) -> None:
+    """The MLflow pre-flight for ``--mlflow``: one line, exit 2 for a bad URI, 1 for a store
+    that cannot be reached or written."""
+    from dashboards._preflight import TrackingStoreError, check_tracking_uri
+
+    try:
+        check_tracking_uri(uri)
+    except TrackingStoreError as exc:
+        raise cli_failure(f"--mlflow: {exc}", code=exc.exit_code) from None
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -88,7 +114,9 @@ def results_top(
     task: Annotated[
         str | None, typer.Option("--task", "-t", help="Rank by this task (label or name).")
     ] = None,
-    n: Annotated[int, typer.Option("-n", help="How many architectures.", min=1)] = 10,
+    n: Annotated[
+        int, typer.Option("-n", help=f"How many architectures (1 to {MAX_ROWS:,}).", min=1, max=MAX_ROWS)
+    ] = 10,
     all_jobs: Annotated[
         bool, typer.Option("--all-jobs", help="Rank every job's architectures together.")
     ] = False,
@@ -128,8 +156,13 @@ def results_top(
 
 @results_app.command("show")
 def results_show(
-    arch_id: Annotated[int, typer.Argument(help="The architecture's id.", min=1)],
-    job: Annotated[int | None, typer.Option("--job", "-j", help="Only this job's results.", min=1)] = None,
+    arch_id: Annotated[
+        int, typer.Argument(help="The architecture's id (1 to 2**63 - 1).", min=1, max=MAX_ID)
+    ],
+    job: Annotated[
+        int | None,
+        typer.Option("--job", "-j", help="Only this job's results (1 to 2**63 - 1).", min=1, max=MAX_ID),
+    ] = None,
     format: Annotated[ShowFormat, typer.Option("--format", "-f", help="table or json.")] = ShowFormat.table,
     dashboard: Annotated[
         str, typer.Option("--dashboard", help="Base URL of `cellsearch dashboard` for run links.")
@@ -155,18 +188,22 @@ def results_export(
     db: DbOption = None,
 ) -> None:
     """Write every architecture of a job with its per-task results to a file (atomically)."""
-    from dashboards._export import ExportError, export_format, export_job
+    from dashboards._export import ExportError, check_output, export_format, export_job
     from dashboards._queries import resolve_job
 
     try:
         export_format(output)
     except ExportError as exc:
         raise cli_failure(str(exc), code=2) from None
+    try:
+        check_output(output)
+    except ExportError as exc:
+        raise cli_failure(str(exc)) from None
     with _open(db) as store:
         job_id = resolve_job(store, job)
         try:
             count = export_job(store, job_id, output)
-        except (ExportError, OSError) as exc:
+        except ExportError as exc:
             raise cli_failure(str(exc)) from None
     typer.echo(f"wrote {count} architectures of job {job_id} to {output}")
 
@@ -176,7 +213,7 @@ def results_views(db: DbOption = None) -> None:
     """Create (or refresh) the SQL views and print their definitions."""
     from dashboards._views import VIEW_NAMES, view_sql
 
-    with _open(db):
+    with _open(db, views=True):
         pass
     for name in VIEW_NAMES:
         typer.echo(view_sql(name) + ";\n")
@@ -193,6 +230,7 @@ def results_sync_mlflow(
     from dashboards._tracking import Tracker
 
     settings = resolve_settings(db_url=db, mlflow_uri=mlflow)
+    _check_mlflow(settings.mlflow_uri)
     with _open(db) as store:
         job_id = resolve_job(store, job)
     tracker = Tracker(settings.mlflow_uri, settings.db_url)
@@ -219,6 +257,7 @@ def dashboard(
     from dashboards._server import DashboardError, serve
 
     uri = resolve_settings(mlflow_uri=mlflow).mlflow_uri
+    _check_mlflow(uri)
     try:
         code = serve(uri, host=host, port=port, echo=typer.echo)
     except DashboardError as exc:
@@ -227,23 +266,39 @@ def dashboard(
 
 
 def report(
-    job_id: Annotated[int | None, typer.Argument(help="The job; default: the latest one.", min=1)] = None,
+    job_id: Annotated[
+        int | None,
+        typer.Argument(help="The job (1 to 2**63 - 1); default: the latest one.", min=1, max=MAX_ID),
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
         "report.html"
     ),
-    top: Annotated[int, typer.Option("--top", help="Cells shown with equations and diagrams.", min=1)] = 5,
+    top: Annotated[
+        int,
+        typer.Option(
+            "--top",
+            help=f"Cells shown with equations and diagrams (1 to {MAX_REPORT_CELLS:,}).",
+            min=1,
+            max=MAX_REPORT_CELLS,
+        ),
+    ] = 5,
     db: DbOption = None,
 ) -> None:
     """Write one self-contained HTML report of a job: plots, the comparison table, the top cells."""
+    from dashboards._export import ExportError, check_output
     from dashboards._queries import resolve_job
     from dashboards._report import write_report
 
+    try:
+        check_output(output)
+    except ExportError as exc:
+        raise cli_failure(str(exc)) from None
     with _open(db) as store:
         job = resolve_job(store, job_id)
         try:
             write_report(store, job, output, top=top)
-        except OSError as exc:
-            raise cli_failure(f"cannot write {output}: {exc}") from None
+        except ExportError as exc:
+            raise cli_failure(str(exc)) from None
     typer.echo(f"wrote the report of job {job} to {output}")
 
 

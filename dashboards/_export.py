@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cells import CellsearchError
+from dashboards._writable import unwritable_folder
 from search import RankedArchitecture, StoreReader, job_architectures, job_tasks
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl"}
@@ -68,10 +69,39 @@ def export_format(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise ExportError(
-            f"output: unknown extension {suffix or '(none)'!r} in {str(path)!r}; "
+            f"-o/--output: unknown extension {suffix or '(none)'!r} in {str(path)!r}; "
             f"use one of {', '.join(FORMATS)}"
         )
     return FORMATS[suffix]
+
+
+def check_output(path: str | Path, option: str = "-o/--output") -> None:
+    """Check, writing nothing, that a file can be written at ``path``: its folder exists and
+    is writable, and the path is not a folder; raises :class:`ExportError` naming ``option``
+    and the path as given.
+
+    Example:
+        >>> check_output("/nonexistent/dir/r.html")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        dashboards._export.ExportError: -o/--output: cannot write /nonexistent/dir/r.html: ... does not exist
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+
+    def fail(reason: str) -> ExportError:
+        return ExportError(f"{option}: cannot write {path}: {reason}")
+
+    if target.is_dir():
+        raise fail("it is a folder")
+    if target.exists() and not target.is_file():
+        raise fail("it is not a regular file")
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise fail(f"the folder {str(folder)!r} {what}")
+    problem = unwritable_folder(folder)
+    if problem:
+        raise fail(f"the folder {str(folder)!r} is not writable ({problem})")
 
 
 def export_job(store: StoreReader, job_id: int, path: str | Path) -> int:
@@ -134,20 +164,31 @@ def _write_jsonl(path: Path, architectures: list[RankedArchitecture], tasks: lis
             f.write(json.dumps(data) + "\n")
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic(path: Path, write: Callable[[Path], None], option: str = "-o/--output") -> None:
+    """Write through a temporary file beside ``path``, renamed into place; a failure is an
+    :class:`ExportError` naming ``option`` and ``path`` (never the temporary file)."""
+    check_output(path, option)
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ExportError(f"output: folder {str(folder)!r} does not exist")
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ExportError(f"{option}: cannot write {path}: {_reason(exc)}") from None
     os.close(fd)
     tmp = Path(name)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual mode
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"{option}: cannot write {path}: {_reason(exc)}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or type(exc).__name__).lower()
 
 
 def _umask() -> int:

@@ -223,8 +223,24 @@ class Tracker:
     def _start(self) -> None:
         with self._cond:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="mlflow-tracker", daemon=True)
+                self._thread = threading.Thread(target=self._run_safely, name="mlflow-tracker", daemon=True)
                 self._thread.start()
+
+    def _run_safely(self) -> None:
+        """The worker thread: a bug here ends tracking with one line, never the job."""
+        try:
+            self._run()
+        except Exception as exc:
+            logger.error(
+                "MLflow tracking at %s stopped (%s: %s); the search goes on; log the rest later with "
+                "`cellsearch results sync-mlflow`",
+                self.tracking_uri,
+                type(exc).__name__,
+                first_line(exc),
+            )
+            with self._cond:
+                self._closing = True
+                self._queue.clear()
 
     def _run(self) -> None:
         backoff = self.retry_initial
@@ -253,8 +269,15 @@ class Tracker:
                 backoff = min(backoff * 2, self.retry_max)
                 continue
             except Exception as exc:  # the store refused it (bad value, deleted run) or a bug: drop it
-                self.dropped.append(f"{type(ops[0]).__name__}: {type(exc).__name__}: {exc}")
-                logger.error("MLflow tracking dropped %s: %s", type(ops[0]).__name__, exc, exc_info=True)
+                # One line, no traceback: the job goes on, and its own output must stay readable.
+                self.dropped.append(f"{type(ops[0]).__name__}: {type(exc).__name__}: {first_line(exc)}")
+                logger.error(
+                    "MLflow tracking at %s dropped %s (%s: %s); the search goes on",
+                    self.tracking_uri,
+                    type(ops[0]).__name__,
+                    type(exc).__name__,
+                    first_line(exc),
+                )
             with self._cond:
                 for each in ops:
                     if self._queue and self._queue[0] is each:
@@ -324,8 +347,8 @@ def track_job(settings: Settings, feed: ProgressFeed, **options: Any) -> Iterato
     finally:
         try:
             tracker.close()
-        except Exception:  # tracking must never turn a finished job into an error
-            logger.exception("closing the MLflow tracker failed")
+        except Exception as exc:  # tracking must never turn a finished job into an error
+            logger.error("closing the MLflow tracker failed (%s: %s)", type(exc).__name__, first_line(exc))
 
 
 def _architectures_finished(metrics: Mapping[str, float]) -> int:

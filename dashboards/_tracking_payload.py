@@ -14,6 +14,11 @@ logger = logging.getLogger(__name__)
 MAX_PARAM_LENGTH = 6000
 """MLflow's limit on a parameter's value (longer values are cut, with a marker)."""
 MAX_KEY_LENGTH = 250
+"""MLflow's limit on a key's length."""
+KEY_SUFFIX_ROOM = 10
+"""Characters a key leaves for the suffix the tracker adds (``.relative``)."""
+MAX_EXPERIMENT_NAME = 500
+"""MLflow's limit on an experiment's name (a job's name, by default)."""
 
 
 def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[str, Any] | None:
@@ -81,7 +86,7 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
     name = f"arch-{arch_id}" + (f"-{details.library_name}" if details.library_name else "")
     return {
         "run_name": name,
-        "params": {_truncate(k, MAX_KEY_LENGTH): _truncate(v, MAX_PARAM_LENGTH) for k, v in params.items()},
+        "params": {metric_key(k, room=0): _truncate(v, MAX_PARAM_LENGTH) for k, v in params.items()},
         "metrics": metrics,
         "tags": tags,
         "artifacts": artifacts,
@@ -103,13 +108,18 @@ def flatten_params(data: Any, prefix: str = "") -> dict[str, str]:
     elif isinstance(data, list | tuple):
         items = enumerate(data)
     else:
-        return {_truncate(prefix or "value", MAX_KEY_LENGTH): _truncate(_text(data), MAX_PARAM_LENGTH)}
+        return {metric_key(prefix or "value", room=0): _truncate(_text(data), MAX_PARAM_LENGTH)}
     for key, value in items:
         name = f"{prefix}.{key}" if prefix else str(key)
         if isinstance(value, Mapping | list | tuple) and value:
             out.update(flatten_params(value, name))
         else:
-            out[_truncate(name, MAX_KEY_LENGTH)] = _truncate(_text(value), MAX_PARAM_LENGTH)
+            key = base = metric_key(name, room=0)
+            count = 1
+            while key in out:  # two keys that differ only in characters MLflow refuses
+                count += 1
+                key = f"{base[: MAX_KEY_LENGTH - len(str(count)) - 1]}_{count}"
+            out[key] = _truncate(_text(value), MAX_PARAM_LENGTH)
     return out
 
 
@@ -126,6 +136,19 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - len(marker)] + marker
 
 
-def metric_key(name: str) -> str:
-    """MLflow allows letters, digits and ``_ - . / :`` and spaces in keys."""
-    return "".join(c if c.isalnum() or c in "_-./: " else "_" for c in name)[:MAX_KEY_LENGTH]
+def metric_key(name: str, room: int = KEY_SUFFIX_ROOM) -> str:
+    """A task label, job name or spec key as an MLflow metric or parameter key.
+
+    MLflow takes letters, digits, ``_ - . / :`` and spaces, and refuses a key that reads as
+    a path going elsewhere (``../x``, ``/x``, ``a//b``); a key refused mid-job would cost the
+    job its runs. So only ASCII letters, digits and ``_ - .`` and spaces are kept, anything
+    else becomes ``_``, as do dots at the start; the key is cut to leave ``room`` characters
+    for a suffix (a parameter's key needs none).
+
+    Example:
+        >>> metric_key("../../etc/passwd"), metric_key("xml-small"), metric_key("")
+        ('___.._etc_passwd', 'xml-small', '_')
+    """
+    key = "".join(c if (c.isascii() and c.isalnum()) or c in "_-. " else "_" for c in name)
+    key = "_" * (len(key) - len(key.lstrip("."))) + key.lstrip(".")
+    return key[: MAX_KEY_LENGTH - room] or "_"

@@ -30,7 +30,7 @@ from dashboards._tracking_ops import (
     artifact_location,
     is_transient,
 )
-from dashboards._tracking_payload import architecture_payload, flatten_params, metric_key
+from dashboards._tracking_payload import MAX_EXPERIMENT_NAME, architecture_payload, flatten_params, metric_key
 from search import JobState, ResultStore, use_fast_sqlite_commits
 
 if TYPE_CHECKING:
@@ -87,7 +87,10 @@ class MlflowWriter:
                 os.environ.setdefault(name, value)  # we retry ourselves, without blocking anyone
             from mlflow import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            from dashboards._store_lock import store_creation_lock
+
+            with store_creation_lock(self.tracking_uri):  # a fresh store's tables: one job at a time
+                self._client = MlflowClient(tracking_uri=self.tracking_uri)
             # MLflow's SQLite store fsyncs every commit: about 70 of the 90 ms its calls take
             # per architecture here. Its engine is MLflow's own attribute: skipped if it moves.
             store = getattr(getattr(self._client, "_tracking_client", None), "store", None)
@@ -136,7 +139,8 @@ class MlflowWriter:
             if job.state == JobState.RUNNING and run.info.status != "RUNNING":
                 client.update_run(self.job_run_id, status="RUNNING")  # a resumed job
             return
-        self._experiment_id = self._experiment_for(self.experiment or job.name)
+        name = (self.experiment or job.name).strip() or f"job-{job.id}"
+        self._experiment_id = self._experiment_for(name[:MAX_EXPERIMENT_NAME])
         run = client.create_run(
             self._experiment_id, run_name=f"job-{job.id}", tags={**self._job_meta, "cellsearch.kind": "job"}
         )
