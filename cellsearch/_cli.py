@@ -46,11 +46,18 @@ def track_in_mlflow(settings: Settings, feed: ProgressFeed) -> AbstractContextMa
     return track_job(settings, feed)
 
 
+def check_mlflow(uri: str) -> None:
+    """Refuse, before a job writes anything, an MLflow store the tracker could not use."""
+    from dashboards import check_tracking_uri
+
+    check_tracking_uri(uri)
+
+
 cells_app.command("eval")(eval_cell)
 app.add_typer(cells_app, name="cells")
 app.add_typer(data_app, name="data")
 _cli_status.register(app)
-_cli_jobs.register(app, track=track_in_mlflow)
+_cli_jobs.register(app, track=track_in_mlflow, check_tracking=check_mlflow)
 dashboards_cli.register(app)
 
 

@@ -46,12 +46,14 @@ if TYPE_CHECKING:
     from search._states import EvaluationStatus, JobState
     from search._store_errors import (
         DatabaseRevisionError,
+        DatabaseURLError,
         NoDatabaseError,
         StoreError,
         UnknownArchitectureError,
         UnknownJobError,
         UnknownTaskError,
     )
+    from search._store_probe import check_results_url
     from search._store_reader import StoreReader
     from search._strategies import (
         Candidate,
@@ -73,6 +75,7 @@ __getattr__ = lazy_exports(
         "search._jobspec": ("JobError", "JobSpec", "task_key"),
         "search._cluster_fit": ("ClusterFitError",),
         "search._preflight": ("check_db_url", "load_job"),
+        "search._store_probe": ("check_results_url",),
         "search._progress": ("ProgressDisplay", "ProgressFeed"),
         "search._settings": ("Settings", "resolve_settings"),
         "search._states": ("EvaluationStatus", "JobState"),
@@ -105,6 +108,7 @@ __getattr__ = lazy_exports(
         "search._schema": ("upgrade_database",),
         "search._store_errors": (
             "DatabaseRevisionError",
+            "DatabaseURLError",
             "NoDatabaseError",
             "StoreError",
             "UnknownArchitectureError",
@@ -133,6 +137,7 @@ __all__ = [
     "Candidate",
     "ClusterFitError",
     "DatabaseRevisionError",
+    "DatabaseURLError",
     "EvaluationStatus",
     "FixedCells",
     "JobError",
@@ -163,6 +168,7 @@ __all__ = [
     "UnknownTaskError",
     "architecture_history",
     "check_db_url",
+    "check_results_url",
     "is_sqlite",
     "is_sqlite_uri",
     "job_architectures",

@@ -129,8 +129,9 @@ class _JobCommands:
             return
         try:
             self._check_tracking(settings.mlflow_uri)
-        except CellsearchError as exc:
-            raise cli_failure(f"{field}: {exc} (or run with --no-mlflow)", EXIT_INVALID) from None
+        except CellsearchError as exc:  # exit 2: a bad URI; 1: a store that cannot take runs
+            code = getattr(exc, "exit_code", EXIT_INVALID)
+            raise cli_failure(f"{field}: {exc} (or run with --no-mlflow)", code) from None
 
 
 def register(

@@ -52,11 +52,15 @@ def status(
 ) -> None:
     """Show a job's progress: architectures, trials by status and the best architecture so far."""
     from search._result_store import ResultStore  # SQLAlchemy and Alembic: not for --help
-    from search._store_errors import StoreError
+    from search._store_errors import DatabaseURLError, StoreError
+    from search._store_probe import check_results_url
 
     url = resolve_settings(db_url=db).db_url
     try:
+        check_results_url(url, "--db" if db else None)  # reads only: nothing is set before it passes
         store = ResultStore.open(url, upgrade=False, create=False)
+    except DatabaseURLError as exc:
+        raise _fail(str(exc), code=2) from None
     except StoreError as exc:
         raise _fail(str(exc)) from None
     with store:

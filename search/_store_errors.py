@@ -17,6 +17,10 @@ class StoreError(CellsearchError, RuntimeError):
     """A results-database problem the user can act on; the message says what to do."""
 
 
+class DatabaseURLError(StoreError):
+    """The database URL itself cannot name a results database (not a URL, in memory): a usage error."""
+
+
 class NoDatabaseError(StoreError):
     """There are no cellsearch results at the URL (and the caller asked not to create them)."""
 

@@ -31,9 +31,9 @@ from urllib.parse import quote
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from search._engine import is_sqlite_uri, sqlite_file
+from search._engine import is_sqlite, is_sqlite_uri, sqlite_file
 from search._schema import TABLES, VERSION_TABLE
-from search._store_errors import NoDatabaseError, StoreError
+from search._store_errors import DatabaseURLError, NoDatabaseError, StoreError
 
 __all__ = ["SQLITE_HEADER", "check_results_url", "is_sqlite_header", "sqlite_tables"]
 
@@ -66,25 +66,42 @@ def sqlite_tables(path: str | Path) -> set[str] | None:
     return {str(name) for (name,) in rows}
 
 
-def check_results_url(url: str) -> None:
-    """Refuse, before an engine is made, a URL that is not a database URL, and a SQLite file that
-    does not exist, is not a file, is not SQLite, or holds no cellsearch tables; reads only."""
+def check_results_url(url: str, option: str | None = None) -> None:
+    """Refuse, before an engine is made, a URL that is not a database URL or is in memory
+    (:class:`DatabaseURLError`), and a SQLite file that does not exist, is not a regular file,
+    is not SQLite, or holds no cellsearch tables; reads only. ``option`` (``--db``) starts the
+    messages about the URL itself."""
+    prefix = f"{option}: " if option else ""
     try:
         make_url(url)
-    except ArgumentError:
-        raise StoreError(f"not a database URL: {url!r} (e.g. sqlite:///cellsearch.db)") from None
-    database = sqlite_file(url)
-    if database is None or is_sqlite_uri(database):
+    except (ArgumentError, ValueError):
+        raise DatabaseURLError(
+            f"{prefix}expected a database URL such as sqlite:///cellsearch.db or "
+            f"postgresql+psycopg://user@host/database, got {url!r}"
+        ) from None
+    if not is_sqlite(url):
         return
+    database = sqlite_file(url)
+    if database is None:
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise DatabaseURLError(
+            f"{prefix}expected a results database, got an in-memory SQLite database ({shown})"
+        )
+    if is_sqlite_uri(database):
+        return  # a SQLite URI: SQLite itself reads its options (mode=ro, ...)
     if not os.path.exists(database):
         raise NoDatabaseError(f"no results database at {database} (no job has been launched with this URL)")
     if not os.path.isfile(database):
-        raise StoreError(f"{database} is not a results database (it is not a regular file)")
+        raise StoreError(f"{prefix}expected a SQLite file, got a folder or special file at {database}")
     try:
         tables = sqlite_tables(database)
     except (OSError, sqlite3.Error) as exc:
-        raise StoreError(f"cannot read {database}: {exc}") from None
+        raise StoreError(f"{prefix}cannot read {database}: {exc}") from None
     if tables is None:
-        raise StoreError(f"{database} is not a results database (not a SQLite file)")
+        raise StoreError(f"{prefix}{database} is not a SQLite database")
+    if not tables:
+        raise NoDatabaseError(f"no cellsearch results in {database} (the file is empty)")
     if VERSION_TABLE not in tables and not tables & set(TABLES):
-        raise NoDatabaseError(f"no cellsearch results in {database}")
+        raise NoDatabaseError(
+            f"no cellsearch results in {database} (a SQLite file without cellsearch's tables)"
+        )

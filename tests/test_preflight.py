@@ -164,7 +164,9 @@ def test_read_commands_leave_another_programs_sqlite_file_as_it_was(
     args = [a.format(tmp=tmp_path) for a in command] + ["--db", f"sqlite:///{path}"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output
-    assert result.output.strip().splitlines() == [f"error: no cellsearch results in {path}"]
+    assert result.output.strip().splitlines() == [
+        f"error: no cellsearch results in {path} (a SQLite file without cellsearch's tables)"
+    ]
     assert snapshot(tmp_path) == before  # the journal mode unchanged, no -wal or -shm beside it
 
 
@@ -175,11 +177,11 @@ def test_the_store_probe_reads_table_names_without_a_trace(tmp_path: Path) -> No
     assert sqlite_tables(path) == {"notes"}
     with pytest.raises(NoDatabaseError, match="no cellsearch results in"):
         check_results_url(f"sqlite:///{path}")
-    with pytest.raises(StoreError, match=r"text.db is not a results database \(not a SQLite file\)"):
+    with pytest.raises(StoreError, match=r"text.db is not a SQLite database"):
         check_results_url(f"sqlite:///{tmp_path}/text.db")
-    with pytest.raises(StoreError, match="not a regular file"):
+    with pytest.raises(StoreError, match="got a folder or special file"):
         check_results_url(f"sqlite:///{tmp_path}")
-    with pytest.raises(StoreError, match="not a database URL: 'garbage'"):
+    with pytest.raises(StoreError, match=r"expected a database URL such as .*, got 'garbage'"):
         check_results_url("garbage")
     assert snapshot(tmp_path) == before
 
