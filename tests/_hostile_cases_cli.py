@@ -29,7 +29,16 @@ EVAL = (
     "--device",
     "cpu",
 )
-MEMO = ("--task-setting", "min_length=2", "--task-setting", "max_length=3")
+MEMO = (
+    "--task-setting",
+    "min_length=2",
+    "--task-setting",
+    "max_length=3",
+    "--task-setting",
+    "valid_size=16",
+    "--task-setting",
+    "test_size=16",
+)
 
 
 def other_program_db(path: Path) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 MEMORY_CAP = 2**30  # bytes of resident memory a case may add
-RAY_TIME_LIMIT = 30.0  # a case that starts a local Ray pays for its start
+RAY_TIME_LIMIT = 45.0  # a case that starts a local Ray pays for its start
 TIME_LIMIT = 10.0
 REAL_DB = "results.db"  # name of the copy of the real results database in a case's folder
 _WATCHDOG_EXIT = 3
@@ -238,12 +238,35 @@ def worker_main(ids_file: Path, out: Path, db_dir: Path | None, block_ray: bool)
 # -- the parent --------------------------------------------------------------------------------
 
 
+def _run_worker(command: list[str], env: dict[str, str], out: Path, stall: float) -> tuple[int | None, str]:
+    """Run one worker; kill its process group when ``out`` has not grown for ``stall`` seconds
+    (a case holding the interpreter so that its watchdog cannot run). Exit code (None: killed)
+    and the tail of its stderr."""
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+        )
+        size, last = -1, time.monotonic()
+        while proc.poll() is None:
+            time.sleep(0.2)
+            grown = out.stat().st_size if out.exists() else 0
+            if grown != size:
+                size, last = grown, time.monotonic()
+            elif time.monotonic() - last > stall:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+                break
+        err.seek(0)
+        return (None if proc.returncode == -9 else proc.returncode), err.read()[-2000:]
+
+
 def _run_batch(ids: list[str], work: Path, db_dir: Path | None, block_ray: bool, tag: str) -> list[dict]:
     """Run ``ids`` in workers, one after another, restarting after a case that ended its worker."""
     records: list[dict[str, Any]] = []
     left = list(ids)
     attempt = 0
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    stall = (TIME_LIMIT if block_ray else RAY_TIME_LIMIT) + 30
     while left:
         attempt += 1
         ids_file, out = work / f"{tag}-{attempt}.ids.json", work / f"{tag}-{attempt}.jsonl"
@@ -251,14 +274,23 @@ def _run_batch(ids: list[str], work: Path, db_dir: Path | None, block_ray: bool,
         command = [sys.executable, __file__, str(ids_file), str(out), str(db_dir or "")]
         if not block_ray:
             command.append("--allow-ray")
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        code, stderr = _run_worker(command, env, out, stall)
         got = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
         records += got
-        done = {r["id"] for r in got}
-        if not got and proc.returncode != 0:  # the worker died before its first case
-            first = left.pop(0)
-            records.append({"id": first, "exit_code": None, "worker_error": proc.stderr[-2000:]})
-        left = [i for i in left if i not in done]
+        left = left[len(got) :]
+        if left and code is None:  # stuck past its own watchdog
+            records.append(
+                {
+                    "id": left.pop(0),
+                    "exit_code": None,
+                    "hung": True,
+                    "memory_exceeded": False,
+                    "reached_ray": False,
+                    "seconds": stall,
+                }
+            )
+        elif left and not got and code != 0:  # the worker died before its first case
+            records.append({"id": left.pop(0), "exit_code": None, "worker_error": stderr})
     return records
 
 

@@ -24,6 +24,8 @@ from _hostile_cases import CASES, CLASSES, COVERED_ELSEWHERE
 from _hostile_db import build_results_db
 from _hostile_runner import MEMORY_CAP, Case, run_cases
 
+# One run of the corpus: a few minutes on a loaded machine today, where many cases hang.
+pytestmark = pytest.mark.timeout(1800)
 BY_ID = {case.id: case for case in CASES}
 _PROBLEMS = re.compile(r"\b\d+ problems:\s*$")
 
