@@ -225,7 +225,7 @@ def worker_main(ids_file: Path, out: Path, db_dir: Path | None, block_ray: bool)
     by_id = {c.id: c for c in CASES}
     if block_ray:
         sys.meta_path.insert(0, _RayBlocker())  # type: ignore[arg-type]
-    base = Path(tempfile.mkdtemp(prefix="hostile-"))
+    base = Path(tempfile.mkdtemp(prefix="cases-", dir=out.parent))  # left there if a case ends the worker
     try:
         for case_id in json.loads(ids_file.read_text()):
             record = run_one(by_id[case_id], base, db_dir, out)
