@@ -34,6 +34,7 @@ from cells._ops import OPS, OpSpec
 from cells._plain_text import control_character_problem
 from cells._render import render_svg, to_dot, to_equations, to_markdown
 from cells._strict_json import MAX_JSON_DEPTH, StrictJSONError, load_strict_json
+from cells._strict_yaml import MAX_YAML_DEPTH, MAX_YAML_VALUES, StrictYAMLError, load_strict_yaml
 from cells._text_enum import TextEnum
 from cells._user_files import UserFileError, read_text_file
 
@@ -70,6 +71,8 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_NODES",
     "MAX_RECIPE_FILE_BYTES",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_VALUES",
     "OPS",
     "CellGraph",
     "CellGraphError",
@@ -82,6 +85,7 @@ __all__ = [
     "PopulationLayer",
     "ReferenceLayer",
     "StrictJSONError",
+    "StrictYAMLError",
     "TextEnum",
     "UserFileError",
     "ValidationProblem",
@@ -102,6 +106,7 @@ __all__ = [
     "library",
     "load_nasbench_recipes",
     "load_strict_json",
+    "load_strict_yaml",
     "mutate",
     "random_cell",
     "read_text_file",

@@ -112,16 +112,18 @@ class _JobCommands:
         from search._store_errors import StoreError
 
         settings = resolve_settings(db_url=db, mlflow_uri=mlflow, ray_address=ray_address)
-        try:
-            with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
-                spec = store.load_job_spec(job_id)
-        except (StoreError, JobError) as exc:
-            raise cli_failure(str(exc)) from None
         tracker = None if no_mlflow else self._track
-        if tracker is not None:
+        if tracker is not None:  # the options first, then the job's state
             self._preflight_tracking(
                 settings, _source("--mlflow", mlflow, "mlflow_uri", None, ENV_MLFLOW_URI)
             )
+        try:
+            with ResultStore.open(settings.db_url, upgrade=False, create=False) as store:
+                if store.get_job(job_id).state == JobState.FINISHED:  # before Ray is even loaded
+                    raise cli_failure(f"job {job_id} is already finished; nothing to resume")
+                spec = store.load_job_spec(job_id)
+        except (StoreError, JobError) as exc:
+            raise cli_failure(str(exc)) from None
         _run(spec, settings, job_id=job_id, tracker=tracker)
 
     def _preflight_tracking(self, settings: Settings, field: str) -> None:
@@ -155,6 +157,11 @@ def _source(option: str, given: str | None, field: str, in_job: str | None, env:
 
 
 def _run(spec: JobSpec, settings: Settings, job_id: int | None, tracker: JobTracker | None) -> None:
+    from search._cluster_fit import ray_address_problem
+
+    problem = ray_address_problem(settings.ray_address)
+    if problem:
+        raise cli_failure(f"--ray-address: {problem}", EXIT_INVALID)
     from search._cluster_fit import ClusterFitError
     from search._driver import JobStateError, run_job  # Ray and Optuna load only for these commands
     from search._result_store import ResultStore

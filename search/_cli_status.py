@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from cells import cli_failure as _fail
 from search._ids import ID_MAX
-from search._settings import resolve_settings
+from search._settings import ENV_DB_URL, resolve_settings
 
 if TYPE_CHECKING:
     from search._leaderboard import RankedArchitecture
@@ -57,7 +58,8 @@ def status(
 
     url = resolve_settings(db_url=db).db_url
     try:
-        check_results_url(url, "--db" if db else None)  # reads only: nothing is set before it passes
+        where = "--db" if db else ENV_DB_URL if os.environ.get(ENV_DB_URL) else None
+        check_results_url(url, where)  # reads only: nothing is set before it passes
         store = ResultStore.open(url, upgrade=False, create=False)
     except DatabaseURLError as exc:
         raise _fail(str(exc), code=2) from None

@@ -12,12 +12,13 @@ Example:
     >>> fit_problem(Resources(cpus=1), nodes) is None
     True
     >>> print(fit_problem(Resources(cpus=1, gpus=1), nodes))  # doctest: +NORMALIZE_WHITESPACE
-    resources: a trial asks for 1 CPU and 1 GPU, but no node of the cluster has that much
+    resources.gpus: a trial asks for 1 CPU and 1 GPU, but no node of the cluster has that much
     (the largest node has 2 CPUs and no GPU)
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -27,7 +28,14 @@ from cells import CellsearchError
 if TYPE_CHECKING:
     from search._job_limits import Resources
 
-__all__ = ["RESOURCE_WAIT_SECONDS", "ClusterFitError", "FitWatch", "check_cluster_fit", "fit_problem"]
+__all__ = [
+    "RESOURCE_WAIT_SECONDS",
+    "ClusterFitError",
+    "FitWatch",
+    "check_cluster_fit",
+    "fit_problem",
+    "ray_address_problem",
+]
 
 RESOURCE_WAIT_SECONDS = 120.0
 """How long a running job waits for a node that can run its trials, once none is left, before
@@ -37,7 +45,23 @@ NodeResources = Mapping[str, float]
 
 
 class ClusterFitError(CellsearchError, RuntimeError):
-    """No node of the connected cluster can run one trial of the job."""
+    """No node of the connected cluster can run one trial of the job, or it cannot be joined."""
+
+
+_RAY_ADDRESS = re.compile(r"(auto|local|(ray://)?(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9._-]+):\d{1,5})")
+
+
+def ray_address_problem(address: str | None) -> str | None:
+    """Why ``address`` cannot name a Ray cluster (``auto``, ``local``, ``HOST:PORT`` or
+    ``ray://HOST:PORT``), else ``None``; checked before Ray is loaded.
+
+    Example:
+        >>> ray_address_problem("10.0.0.5:6379") is None, ray_address_problem("garbage")
+        (True, "expected auto, local, HOST:PORT or ray://HOST:PORT, got 'garbage'")
+    """
+    if address is None or _RAY_ADDRESS.fullmatch(address):
+        return None
+    return f"expected auto, local, HOST:PORT or ray://HOST:PORT, got {address!r}"
 
 
 def trial_demand(resources: Resources) -> dict[str, float]:
@@ -47,17 +71,25 @@ def trial_demand(resources: Resources) -> dict[str, float]:
 
 
 def fit_problem(resources: Resources, nodes: Sequence[NodeResources]) -> str | None:
-    """Why no node of ``nodes`` (each node's total resources) can run one trial, else ``None``."""
+    """Why no node of ``nodes`` (each node's total resources) can run one trial, else ``None``.
+    The line starts with the settings to change: those no node has enough of (or all of them,
+    when each is there but never together on one node)."""
     demand = trial_demand(resources)
     if any(all(node.get(name, 0.0) >= amount - 1e-9 for name, amount in demand.items()) for node in nodes):
         return None
     largest = max(nodes, key=lambda node: (node.get("GPU", 0.0), node.get("CPU", 0.0)), default={})
     names = ["CPU", "GPU", *sorted(set(demand) - {"CPU", "GPU"})]
+    short = [n for n in demand if max((node.get(n, 0.0) for node in nodes), default=0.0) < demand[n] - 1e-9]
+    fields = ", ".join(_field(n) for n in (short or list(demand)))
     has = f"the largest node has {_amounts(largest, names)}" if nodes else "the cluster has no alive node"
     return (
-        f"resources: a trial asks for {_amounts(demand, [n for n in names if n in demand])}, "
+        f"{fields}: a trial asks for {_amounts(demand, [n for n in names if n in demand])}, "
         f"but no node of the cluster has that much ({has})"
     )
+
+
+def _field(resource: str) -> str:
+    return {"CPU": "resources.cpus", "GPU": "resources.gpus"}.get(resource, f"resources.custom.{resource}")
 
 
 def alive_nodes() -> list[dict[str, float]]:
@@ -105,7 +137,8 @@ class FitWatch:
         if self._problem is None or self._unfit_since is None or now - self._unfit_since < self._patience:
             return None
         waited = now - self._unfit_since
-        return f"{self._problem.removeprefix('resources: ')}; waited {waited:.0f} s for one"
+        reason = self._problem.split(": ", 1)[1]
+        return f"{reason}; waited {waited:.0f} s for one"
 
 
 def _amounts(resources: Mapping[str, float], names: Sequence[str]) -> str:

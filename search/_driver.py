@@ -202,7 +202,7 @@ def _ending(spec: JobSpec, job_id: int, store: ResultStore, budget: JobBudget) -
         return JobState.INTERRUPTED, None
     if budget.stop_reason is StopReason.CLUSTER_LOST:
         return JobState.FAILED, budget.stop_detail
-    unscored = job_unscored_reason(store, spec, job_id)
+    unscored = job_unscored_reason(store, spec, job_id, spent=budget.spent_limit())
     return (JobState.FAILED, unscored) if unscored else (JobState.FINISHED, None)
 
 

@@ -78,6 +78,17 @@ class JobBudget:
         limit = self.limits.max_trials
         return float("inf") if limit is None else float(limit - self.trials_counted)
 
+    def spent_limit(self) -> str | None:
+        """The limit that stopped the job (``max_trials=3``), or ``None`` if none did."""
+        limits = self.limits
+        if self.stop_reason is StopReason.OUT_OF_TIME:
+            return f"max_seconds={limits.max_seconds:g}"
+        if limits.max_trials is not None and self.trials_counted >= limits.max_trials:
+            return f"max_trials={limits.max_trials}"
+        if limits.max_architectures is not None and self.proposed >= limits.max_architectures:
+            return f"max_architectures={limits.max_architectures}"
+        return None
+
     def count_trials(self, count: int) -> None:
         self.trials_counted += count
 

@@ -6,9 +6,8 @@ filter, the budget ran out first) has no result to rank: it ends
 why, instead of a "finished" job with nothing in it.
 
 Example:
-    >>> from search._records import ArchitectureCounts, TrialCounts
-    >>> errors = [("CUDA out of memory", 3)]
-    >>> unscored_reason(TrialCounts(failed=4), ArchitectureCounts(proposed=2), errors, filters=[])
+    >>> from search._records import TrialCounts
+    >>> unscored_reason(TrialCounts(failed=4), [("CUDA out of memory", 3)])
     'nothing was scored: all 4 trials failed (3 of them with: CUDA out of memory)'
 """
 
@@ -18,8 +17,7 @@ from collections.abc import Sequence
 
 from cells import canonical_hash
 from search._jobspec import JobSpec
-from search._leaderboard import top_architectures
-from search._records import ArchitectureCounts, JobSummary, TrialCounts
+from search._records import JobSummary, TrialCounts
 from search._store_reader import StoreReader
 
 __all__ = ["job_unscored_reason", "unscored_reason"]
@@ -28,42 +26,54 @@ _ERROR_CHARS = 200
 """A trial's error is cut to this many characters in the line (a traceback's last line can be long)."""
 
 
-def job_unscored_reason(store: StoreReader, spec: JobSpec, job_id: int) -> str | None:
+def job_unscored_reason(
+    store: StoreReader, spec: JobSpec, job_id: int, spent: str | None = None
+) -> str | None:
     """Why job ``job_id`` has nothing to rank; ``None`` if it has a result.
 
-    A result is a candidate with a score (the baselines are always scored: they are what scores
-    are relative to, not a finding), or a baseline's score in a job of baselines only; in a job
-    without search tasks, a value on one of its report-only tasks.
+    A result is a candidate with a score that did not fail a filter (the baselines are always
+    scored: they are what scores are relative to, not a finding), or a baseline's score in a job
+    of baselines only; in a job without search tasks, a value on one of its report-only tasks.
+    ``spent`` names the limit of the job's budget that stopped it (``max_trials=3``), if one did.
     """
     summary = store.job_summary(job_id)
     if not any(t.role == "search" for t in spec.tasks):
         labels = [t.id for t in spec.tasks if t.role == "report-only"]
-        return None if store.valued_evaluations(job_id, labels) else _reason(store, spec, job_id, summary)
+        if store.valued_evaluations(job_id, labels):
+            return None
+        return _reason(store, spec, job_id, summary, spent, filtered=False)
     baselines = {canonical_hash(graph) for _, graph in spec.baseline_graphs}
-    leaders = top_architectures(store, job_id, limit=len(baselines) + 1)  # scored ones only
-    if any(entry.canonical_hash not in baselines for entry in leaders):
+    standings = store.job_standings(job_id)
+    candidates = [(score, passed) for h, score, passed in standings if h not in baselines]
+    # A candidate that failed a filter has no finding to rank, even where it was scored (a fixed
+    # strategy's cells run every task); a job of baselines only is judged on the baselines.
+    judged = candidates or [(score, passed) for _, score, passed in standings]
+    if any(score is not None and passed is not False for score, passed in judged):
         return None
-    if leaders and summary.architectures.proposed <= len(baselines):
-        return None  # a job of baselines only: their scores are its result
-    return _reason(store, spec, job_id, summary)
+    filtered = bool(candidates) and all(passed is False for _, passed in candidates)
+    return _reason(store, spec, job_id, summary, spent, filtered)
 
 
-def _reason(store: StoreReader, spec: JobSpec, job_id: int, summary: JobSummary) -> str:
+def _reason(
+    store: StoreReader, spec: JobSpec, job_id: int, summary: JobSummary, spent: str | None, filtered: bool
+) -> str:
     filters = [f"{t.id} (threshold {t.threshold:g})" for t in spec.tasks if t.role == "filter"]
-    return unscored_reason(summary.trials, summary.architectures, store.common_trial_errors(job_id), filters)
+    errors = store.common_trial_errors(job_id)
+    return unscored_reason(summary.trials, errors, filters if filtered else [], spent)
 
 
 def unscored_reason(
     trials: TrialCounts,
-    architectures: ArchitectureCounts,
     common_errors: Sequence[tuple[str, int]],
-    filters: Sequence[str],
+    failed_filters: Sequence[str] = (),
+    spent: str | None = None,
 ) -> str:
-    """The one line for a job with nothing scored, from its counts, its most common trial error
-    and its filter tasks."""
+    """The one line for a job with nothing scored, from its trial counts, its most common trial
+    error, the filter tasks every candidate failed (if they did) and the budget limit that
+    stopped it (if one did)."""
     lead = "nothing was scored"
-    if architectures.filtered_out and architectures.passed_filter == 0 and filters:
-        return f"{lead}: every candidate failed the filter {', '.join(filters)}"
+    if failed_filters:
+        return f"{lead}: every candidate failed the filter {', '.join(failed_filters)}"
     finished = trials.completed + trials.pruned + trials.failed + trials.diverged
     if trials.failed and trials.failed == finished:
         detail = ""
@@ -71,6 +81,8 @@ def unscored_reason(
             error, count = common_errors[0]
             detail = f" ({count} of them with: {_short(error)})"
         return f"{lead}: all {trials.failed} trials failed{detail}"
+    if spent is not None:
+        return f"{lead}: the budget ({spent}) ran out before a candidate got a score"
     if finished == 0:
         return f"{lead}: no trial finished ({trials.interrupted} interrupted); the budget ran out first"
     return (

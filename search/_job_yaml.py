@@ -1,13 +1,10 @@
 """Reading a job file's YAML safely, and checking that the data is plain JSON-like data.
 
-YAML can do more than a job file needs, and some of it is hostile: nesting a hundred thousand
-levels deep (the loader recurses, Python fails with ``RecursionError``), anchors and aliases
-that expand exponentially ("billion laughs": a few hundred bytes that stand for billions of
-values), keys that are numbers or dates, values that are timestamps or binary. Before the
-document is built, :func:`load_job_yaml` walks its events (an iterative parser) counting the
-nesting depth and the values the document stands for, aliases expanded, and refuses text over
-:data:`MAX_JOB_TEXT` characters; :func:`plain_data_problems` then names every key that is not
-a string, every value that is not JSON-like and every number that is not finite.
+:func:`load_job_yaml` refuses text over :data:`MAX_JOB_TEXT` characters and reads the rest with
+``cells.load_strict_yaml`` (bounded nesting and alias expansion, no repeated key);
+:func:`plain_data_problems` then names every key that is not a string (YAML allows numbers and
+dates), every value that is not JSON-like (timestamps, binary) and every number that is not
+finite.
 
 Example:
     >>> load_job_yaml("a: &x [1, 2]\\nb: *x", "job.yaml")
@@ -27,111 +24,24 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import yaml
-
+from cells import MAX_YAML_DEPTH, MAX_YAML_VALUES, StrictYAMLError, load_strict_yaml
 from search._job_errors import ErrorList, JobError
 
 MAX_JOB_TEXT = 1_000_000
 """The most characters a job file's text may have (a job file is a few kilobytes)."""
 
-MAX_YAML_DEPTH = 32
-"""The deepest nesting of mappings and lists (a job file needs about 6)."""
-
-MAX_YAML_VALUES = 100_000
-"""The most values a job file may stand for, with its aliases expanded."""
-
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser where PyYAML has it
-
-
-class _UniqueKeyLoader(_Loader):  # type: ignore[misc]
-    """A safe YAML loader that refuses a key given twice in one mapping (YAML would keep the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                repeated = key in seen
-            except TypeError:  # unhashable: the base class names it
-                break
-            if repeated:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
-
 
 def load_job_yaml(text: str, source: str) -> Any:
     """The data of a YAML job text; :class:`JobError` (one line) for text that is too long,
-    not YAML, nested too deep or expanding to too many values."""
+    not YAML, repeating a key, nested too deep or expanding to too many values."""
     if len(text) > MAX_JOB_TEXT:
         raise JobError(
             [f"(file): the job text is {len(text):,} characters; the limit is {MAX_JOB_TEXT:,}"], source
         )
     try:
-        _check_events(text)
-        return yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, ...)
-        line = text.count("\n", 0, exc.position) + 1
-        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        raise JobError([f"(yaml): line {line}: the character U+{code:04X} is not allowed"], source) from None
-    except yaml.YAMLError as exc:
-        raise JobError([_yaml_message(exc)], source) from None
-    except (ValueError, OverflowError) as exc:  # a value PyYAML cannot build (a 5000-digit int, 2020-13-45)
-        reason = "an integer with thousands of digits" if "digits" in str(exc) else str(exc)
-        raise JobError([f"(yaml): cannot read a value: {reason}"], source) from None
-
-
-class _Refused(yaml.MarkedYAMLError):
-    def __init__(self, problem: str, mark: Any) -> None:
-        super().__init__(problem=problem, problem_mark=mark)
-
-
-def _check_events(text: str) -> None:
-    """Walk the parser's events: refuse nesting deeper than :data:`MAX_YAML_DEPTH` and a document
-    standing for more than :data:`MAX_YAML_VALUES` values (an alias counts what it names)."""
-    open_sizes: list[list[Any]] = []  # per open mapping or list: [values inside, its anchor]
-    anchored: dict[str, int] = {}
-    total = 0
-    for event in yaml.parse(text, Loader=_Loader):
-        if isinstance(event, yaml.CollectionStartEvent):
-            if len(open_sizes) >= MAX_YAML_DEPTH:
-                raise _Refused(f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
-            open_sizes.append([0, event.anchor])
-            continue
-        if isinstance(event, yaml.CollectionEndEvent):
-            size, anchor = open_sizes.pop()
-            size += 1
-        elif isinstance(event, yaml.ScalarEvent):
-            size, anchor = 1, event.anchor
-        elif isinstance(event, yaml.AliasEvent):
-            if any(event.anchor == a for _, a in open_sizes):
-                raise _Refused(
-                    f"alias *{event.anchor} inside what it names (a structure that contains itself)",
-                    event.start_mark,
-                )
-            size, anchor = anchored.get(event.anchor or "", 1), None
-        else:
-            continue
-        if anchor is not None:
-            anchored[anchor] = size
-        if open_sizes:
-            open_sizes[-1][0] += size
-        else:
-            total += size
-        if total + sum(s for s, _ in open_sizes) > MAX_YAML_VALUES:
-            raise _Refused(
-                f"stands for more than {MAX_YAML_VALUES:,} values (aliases expanded)", event.start_mark
-            )
-
-
-def _yaml_message(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is not None:
-        return f"(yaml): line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return f"(yaml): {problem}"
+        return load_strict_yaml(text)
+    except StrictYAMLError as exc:
+        raise JobError([f"(yaml): {exc}"], source) from None
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))

@@ -61,6 +61,10 @@ __all__ = [
 ]
 
 
+MLFLOW_SCHEMES = ("file", "http", "https", "postgresql", "sqlite")
+"""The URI schemes of the MLflow stores a job can track in (``postgresql+psycopg`` included)."""
+
+
 class JobSpec(StrictModel):
     """A validated job file. Build one with :func:`load_job` or :meth:`from_yaml_text`.
 
@@ -95,7 +99,9 @@ class JobSpec(StrictModel):
     """Trials of one (cell, task) trained together: ``auto``, ``off`` (each alone) or 1 to 1000."""
     prefilter: PrefilterSection | None = None
     db_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
+    """The results database (a SQLAlchemy URL, not an in-memory SQLite); ``--db`` wins over it."""
     mlflow_uri: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
+    """The MLflow tracking URI (a scheme MLflow stores runs in, or a folder); ``--mlflow`` wins."""
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     """0 to 2**32 - 1 (NumPy's and torch's generators take 32-bit seeds)."""
 
@@ -113,6 +119,30 @@ class JobSpec(StrictModel):
                     f"expected text without control characters but line breaks and tabs: it {problem}"
                 )
         return text
+
+    @field_validator("db_url", mode="after")
+    @classmethod
+    def _database_url(cls, url: str | None) -> str | None:
+        # The form only: whether the database can be reached is checked before a launch (with the
+        # --db that may replace it), not each time a stored spec is read back.
+        from search._store_errors import StoreError
+        from search._store_probe import check_url_form
+
+        if url is not None:
+            try:
+                check_url_form(url)
+            except StoreError as exc:
+                raise ValueError(str(exc)) from None
+        return url
+
+    @field_validator("mlflow_uri", mode="after")
+    @classmethod
+    def _tracking_uri(cls, uri: str | None) -> str | None:
+        scheme = uri.split("://", 1)[0].lower() if uri is not None and "://" in uri else None
+        if scheme is not None and scheme.split("+", 1)[0] not in MLFLOW_SCHEMES:
+            known = ", ".join(MLFLOW_SCHEMES)
+            raise ValueError(f"expected a URI of scheme {known}, or a folder path, got scheme {scheme!r}")
+        return uri
 
     @field_validator("seed_cells", "baselines", mode="after")
     @classmethod
@@ -208,7 +238,7 @@ class JobSpec(StrictModel):
         except ValidationError as exc:
             found = format_validation_errors(exc, cls, STRATEGY_KINDS)
             # a value the plain-data check named already is not named twice
-            lines += [line for line in found if not any(_within(line, where) for where, _ in plain)]
+            lines += [line for line in found if not any(_related(line, where) for where, _ in plain)]
             raise JobError(lines, source) from None
         if lines:
             raise JobError(lines, source)
@@ -251,6 +281,13 @@ class JobSpec(StrictModel):
 
 def _path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(job)"
+
+
+def _related(line: str, where: str) -> bool:
+    """Whether an error ``line`` is about the field ``where``, a field inside it, or a section
+    holding it (``hparams.forget_bias`` for ``hparams.forget_bias.low``)."""
+    field = line.split(": ", 1)[0]
+    return _within(line, where) or (field != "(job)" and where.startswith(f"{field}."))
 
 
 def _within(line: str, where: str) -> bool:

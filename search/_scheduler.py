@@ -22,7 +22,7 @@ import ray
 from ray import exceptions as ray_errors
 
 from search._book import Architecture, ArchitectureBook
-from search._cluster_fit import FitWatch
+from search._cluster_fit import ClusterFitError, FitWatch
 from search._job_budget import JobBudget
 from search._jobspec import JobSpec, TaskEntry
 from search._progress import ProgressFeed
@@ -64,7 +64,15 @@ def ray_session(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    # Ray warns at every start that token authentication is on (its default): noise on the
+    # terminal of every job, and in front of the one line a refused job prints.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        raise ClusterFitError(f"cannot join the Ray cluster at {address}: {reason}") from None
     try:
         yield
     finally:

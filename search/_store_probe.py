@@ -66,28 +66,38 @@ def sqlite_tables(path: str | Path) -> set[str] | None:
     return {str(name) for (name,) in rows}
 
 
+def check_url_form(url: str, option: str | None = None) -> None:
+    """Refuse (:class:`DatabaseURLError`) a URL that is not a database URL, names a kind of
+    database no driver is installed for, or is an in-memory SQLite database. ``option`` starts
+    the message."""
+    prefix = f"{option}: " if option else ""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise DatabaseURLError(
+            f"{prefix}expected a database URL such as sqlite:///cellsearch.db or "
+            f"postgresql+psycopg://user@host/database, got {url!r}"
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        parsed.get_dialect()
+    except (ArgumentError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError
+        raise DatabaseURLError(f"{prefix}cannot use {shown}: {exc}") from None
+    if is_sqlite(parsed) and sqlite_file(parsed) is None:
+        raise DatabaseURLError(
+            f"{prefix}expected a results database, got an in-memory SQLite database ({shown})"
+        )
+
+
 def check_results_url(url: str, option: str | None = None) -> None:
     """Refuse, before an engine is made, a URL that is not a database URL or is in memory
     (:class:`DatabaseURLError`), and a SQLite file that does not exist, is not a regular file,
     is not SQLite, or holds no cellsearch tables; reads only. ``option`` (``--db``) starts the
     messages about the URL itself."""
     prefix = f"{option}: " if option else ""
-    try:
-        make_url(url)
-    except (ArgumentError, ValueError):
-        raise DatabaseURLError(
-            f"{prefix}expected a database URL such as sqlite:///cellsearch.db or "
-            f"postgresql+psycopg://user@host/database, got {url!r}"
-        ) from None
-    if not is_sqlite(url):
-        return
+    check_url_form(url, option)
     database = sqlite_file(url)
-    if database is None:
-        shown = make_url(url).render_as_string(hide_password=True)
-        raise DatabaseURLError(
-            f"{prefix}expected a results database, got an in-memory SQLite database ({shown})"
-        )
-    if is_sqlite_uri(database):
+    if database is None or is_sqlite_uri(database):
         return  # a SQLite URI: SQLite itself reads its options (mode=ro, ...)
     if not os.path.exists(database):
         raise NoDatabaseError(f"no results database at {database} (no job has been launched with this URL)")

@@ -257,6 +257,17 @@ class StoreReader:
             )
             return int(s.scalar(query) or 0)
 
+    def job_standings(self, job_id: int) -> list[tuple[str, float | None, bool | None]]:
+        """``(canonical hash, score, filter passed)`` of each architecture of the job."""
+        ja = JobArchitecture
+        with self._sessions() as s:
+            rows = s.execute(
+                select(Architecture.canonical_hash, ja.score, ja.filter_passed)
+                .join(Architecture, Architecture.id == ja.architecture_id)
+                .where(ja.job_id == job_id)
+            ).all()
+        return [(str(h), score, passed) for h, score, passed in rows]
+
     def common_trial_errors(self, job_id: int, limit: int = 1) -> list[tuple[str, int]]:
         """The job's most frequent errors of failed trials, with how many trials had each."""
         with self._sessions() as s:

@@ -71,7 +71,7 @@ def deep_json(depth: int) -> str:
 
 
 def cell(**changes: Any) -> str:
-    return json.dumps({**TANH, **changes})
+    return json.dumps({**TANH, **changes}, ensure_ascii=False)
 
 
 def node_attrs(attrs: Any, op: str = "scale") -> str:
@@ -384,7 +384,7 @@ CLASS_5 = [
         "c5-yaml-billion-laughs",
         "5",
         LAUNCH,
-        words=("description",),
+        words=("(yaml)",),
         files={
             "job.yaml": job_text(
                 (

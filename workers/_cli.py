@@ -125,6 +125,7 @@ def eval_cell(
     _check_range("--trials", trials, 1, MAX_TRIALS)
     _check_range("--seed", seed, 0, MAX_SEED)
     budget = _budget(budget_steps, budget_seconds, eval_every)
+    _check_device(device)
     space = _space(space_file)
     settings = _settings(task, task_settings or [])
     graph = _cell(cell)
@@ -192,21 +193,22 @@ def _settings(task: str, task_settings: list[str]) -> dict[str, Any]:
     return settings
 
 
+def _check_device(device: str) -> None:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise cli_failure("--device: expected a machine with a CUDA GPU for 'cuda', got none", 2)
+
+
 def _yaml_value(option: str, text: str) -> Any:
-    """``text`` parsed as YAML, or the usage failure of ``option`` (one line)."""
-    import yaml
+    """``text`` parsed as strict YAML (no repeated key, bounded nesting), or the usage failure of
+    ``option`` (one line)."""
+    from cells import StrictYAMLError, load_strict_yaml
 
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise cli_failure(f"{option}: expected YAML, got {where}{reason}", 2) from None
-    except RecursionError:
-        raise cli_failure(
-            f"{option}: expected YAML nested at most a few hundred levels deep, got deeper nesting", 2
-        ) from None
+        return load_strict_yaml(text)
+    except StrictYAMLError as exc:
+        raise cli_failure(f"{option}: expected YAML, got {exc}", 2) from None
 
 
 def _task(task: str, settings: dict[str, Any]) -> Task:
