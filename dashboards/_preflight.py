@@ -40,7 +40,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from cells import CellsearchError
+from dashboards._command_error import CommandError
 from dashboards._writable import unwritable_folder
 from search import sqlite_file
 
@@ -55,18 +55,10 @@ _SCHEMES = "sqlite, postgresql, http, https or file, or a folder path"
 _Fail = Callable[..., "TrackingStoreError"]
 
 
-class TrackingStoreError(CellsearchError, ValueError):
+class TrackingStoreError(CommandError):
     """The MLflow tracking store cannot take a job's runs; the one-line message names the URI
     (its password hidden) and the reason. ``usage``: the URI itself is wrong (an unknown
     scheme, in memory), so a command exits 2; else the store is (exit 1)."""
-
-    def __init__(self, message: str, *, usage: bool = False) -> None:
-        super().__init__(message)
-        self.usage = usage
-
-    @property
-    def exit_code(self) -> int:
-        return 2 if self.usage else 1
 
 
 def check_tracking_uri(uri: str, *, timeout: float = CHECK_TIMEOUT_SECONDS) -> None:

@@ -17,23 +17,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cells import CellsearchError
+from dashboards._command_error import CommandError
 
 if TYPE_CHECKING:
     from search import ResultStore
 
 
-class ReadError(CellsearchError, ValueError):
+class ReadError(CommandError):
     """The results database cannot be read; ``usage`` tells a bad option (exit 2) from a
     database that is not there or not readable (exit 1)."""
-
-    def __init__(self, message: str, *, usage: bool = False) -> None:
-        super().__init__(message)
-        self.usage = usage
-
-    @property
-    def exit_code(self) -> int:
-        return 2 if self.usage else 1
 
 
 def open_for_reading(url: str, option: str = "--db") -> ResultStore:

@@ -7,28 +7,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from _hostile_cases_jobs import job_text
+from _hostile_cases_jobs import EVAL, job_text
 from _hostile_runner import REAL_DB, Case
 
 REAL = f"sqlite:///{{tmp}}/{REAL_DB}"
 BIG = str(2**64)
 HUGE = "1" + "0" * 30
 JOB_FILES = {"job.yaml": job_text()}
-EVAL = (
-    "cells",
-    "eval",
-    "tanh",
-    "-t",
-    "memorize",
-    "--trials",
-    "1",
-    "--budget-steps",
-    "2",
-    "--eval-every",
-    "1",
-    "--device",
-    "cpu",
-)
 MEMO = (
     "--task-setting",
     "min_length=2",

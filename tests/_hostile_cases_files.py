@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _hostile_cases_jobs import LAUNCH, Raw, job_text
+from _hostile_cases_jobs import EVAL, LAUNCH, Raw, job_text
 from _hostile_runner import Case
 
 TANH: dict[str, Any] = {
@@ -85,23 +85,7 @@ _JOB_TEXT = job_text()
 _UTF16_JOB = _JOB_TEXT.encode("utf-16")
 _LATIN1_JOB = job_text(("description", "café")).encode("latin-1")
 SHOW = ("cells", "show", "{tmp}/cell.json")
-EVAL_SPACE = (
-    "cells",
-    "eval",
-    "tanh",
-    "-t",
-    "memorize",
-    "--trials",
-    "1",
-    "--budget-steps",
-    "2",
-    "--eval-every",
-    "1",
-    "--device",
-    "cpu",
-    "--space",
-    "{tmp}/space.yaml",
-)
+EVAL_SPACE = (*EVAL, "--space", "{tmp}/space.yaml")
 IMPORT = ("cells", "import", "{tmp}/recipes.json", "--from", "nasbench-nlp", "-o", "{tmp}/out")
 _SEED_JOB = job_text(("seed_cells", ["bad.json"]), ("strategy.cells", ["bad.json"]))
 

@@ -40,6 +40,21 @@ XML = {"name": "xml", "settings": {"max_depth": 2, "max_children": 2, "valid_siz
 
 DELETE = object()
 LAUNCH = ("launch", "{tmp}/job.yaml", "--no-mlflow", "--db", "sqlite:///{tmp}/r.db")
+EVAL = (
+    "cells",
+    "eval",
+    "tanh",
+    "-t",
+    "memorize",
+    "--trials",
+    "1",
+    "--budget-steps",
+    "2",
+    "--eval-every",
+    "1",
+    "--device",
+    "cpu",
+)
 
 
 class Raw(str):
