@@ -257,7 +257,10 @@ def dashboard(
     from dashboards._server import DashboardError, serve
 
     uri = resolve_settings(mlflow_uri=mlflow).mlflow_uri
-    _check_mlflow(uri)
+    if not uri.lower().startswith(("http://", "https://")):
+        # A store to serve is checked; a server's URL is only printed (the browser may reach a
+        # server this machine cannot).
+        _check_mlflow(uri)
     try:
         code = serve(uri, host=host, port=port, echo=typer.echo)
     except DashboardError as exc:
