@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cells import _library as library
-from cells._errors import CellsearchError, ValidationProblem, join_problems, validation_problems
+from cells._errors import CellsearchError, ValidationProblem, first_line, join_problems, validation_problems
 from cells._graph import MAX_CELL_FILE_BYTES, MAX_INPUTS, MAX_NODES, CellGraph, CellGraphError, Node
 from cells._hash import canonical_form, canonical_hash
 from cells._lazy import lazy_exports
@@ -100,6 +100,7 @@ __all__ = [
     "dropout",
     "dropout_mask",
     "dump_nasbench_recipes",
+    "first_line",
     "from_nasbench_recipe",
     "join_problems",
     "lazy_exports",

@@ -86,3 +86,10 @@ def join_problems(problems: Iterable[tuple[str, str]]) -> str:
         'size: must be positive; too many fields'
     """
     return "; ".join(f"{where}: {why}" if where else why for where, why in problems)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what fits in
+    a one-line refusal or a trial's error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -42,12 +42,10 @@ from pathlib import Path
 
 from dashboards._command_error import CommandError
 from dashboards._writable import unwritable_folder
-from search import sqlite_file
+from search import is_sqlite_header, sqlite_file
 
 CHECK_TIMEOUT_SECONDS = 5.0
 """How long the check waits for a server or database to answer (a finite number of seconds)."""
-
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMES = "sqlite, postgresql, http, https or file, or a folder path"
 
@@ -125,11 +123,10 @@ def _check_sqlite(uri: str, fail: _Fail) -> None:
         if not path.is_file():
             raise fail(f"expected a SQLite file, got {_kind(path)} at {database}")
         try:
-            with path.open("rb") as f:
-                header = f.read(len(SQLITE_HEADER))
+            sqlite = is_sqlite_header(path)
         except OSError as exc:
             raise fail(f"cannot read {database}: {exc.strerror}") from None
-        if header and header != SQLITE_HEADER:
+        if not sqlite:
             raise fail(f"{database} is not a SQLite file")
         if not os.access(path, os.R_OK | os.W_OK):
             raise fail(f"{database} is not writable")

@@ -34,23 +34,21 @@ def open_for_reading(url: str, option: str = "--db") -> ResultStore:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from search import DatabaseURLError, ResultStore, StoreError, check_results_url
+    from search import DatabaseURLError, ResultStore, StoreError
 
     try:
-        check_results_url(url, option)  # read-only: nothing is opened for writing before it passes
+        # The URL and a SQLite file are checked read-only before anything is opened for writing.
+        return ResultStore.open(url, upgrade=False, create=False, option=option)
     except DatabaseURLError as exc:
         raise ReadError(str(exc), usage=True) from None
     except StoreError as exc:
         raise ReadError(str(exc)) from None
-    shown = make_url(url).render_as_string(hide_password=True)
-    try:
-        return ResultStore.open(url, upgrade=False, create=False)
-    except StoreError as exc:
-        raise ReadError(str(exc)) from None
     except ImportError as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
         raise ReadError(
             f"{option}: cannot use {shown}: its database driver is not installed ({exc})"
         ) from None
     except (SQLAlchemyError, OSError, ValueError) as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise ReadError(f"{option}: cannot read {shown}: {reason}") from None

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
         UnknownJobError,
         UnknownTaskError,
     )
-    from search._store_probe import check_results_url
+    from search._store_probe import check_results_url, is_sqlite_header
     from search._store_reader import StoreReader
     from search._strategies import (
         Candidate,
@@ -75,7 +75,7 @@ __getattr__ = lazy_exports(
         "search._jobspec": ("JobError", "JobSpec", "task_key"),
         "search._cluster_fit": ("ClusterFitError",),
         "search._preflight": ("check_db_url", "load_job"),
-        "search._store_probe": ("check_results_url",),
+        "search._store_probe": ("check_results_url", "is_sqlite_header"),
         "search._progress": ("ProgressDisplay", "ProgressFeed"),
         "search._settings": ("Settings", "resolve_settings"),
         "search._states": ("EvaluationStatus", "JobState"),
@@ -170,6 +170,7 @@ __all__ = [
     "check_db_url",
     "check_results_url",
     "is_sqlite",
+    "is_sqlite_header",
     "is_sqlite_uri",
     "job_architectures",
     "job_tasks",

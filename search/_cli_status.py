@@ -54,13 +54,11 @@ def status(
     """Show a job's progress: architectures, trials by status and the best architecture so far."""
     from search._result_store import ResultStore  # SQLAlchemy and Alembic: not for --help
     from search._store_errors import DatabaseURLError, StoreError
-    from search._store_probe import check_results_url
 
     url = resolve_settings(db_url=db).db_url
     try:
         where = "--db" if db else ENV_DB_URL if os.environ.get(ENV_DB_URL) else None
-        check_results_url(url, where)  # reads only: nothing is set before it passes
-        store = ResultStore.open(url, upgrade=False, create=False)
+        store = ResultStore.open(url, upgrade=False, create=False, option=where)  # reads only until it passes
     except DatabaseURLError as exc:
         raise _fail(str(exc), code=2) from None
     except StoreError as exc:

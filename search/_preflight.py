@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cells import UserFileError, read_text_file
+from cells import UserFileError, first_line, read_text_file
 from search._job_errors import JobError
 from search._job_yaml import MAX_JOB_TEXT
 from search._jobspec import JobSpec
@@ -121,7 +121,7 @@ def _check_server(url: str, backend: str, shown: str, field: str) -> None:
     try:
         engine = sa.create_engine(url, connect_args=_connect_timeout(backend))
     except (ArgumentError, ImportError, SQLAlchemyError) as exc:
-        raise JobError([f"{field}: cannot use {shown}: {_first_line(exc)}"]) from None
+        raise JobError([f"{field}: cannot use {shown}: {first_line(exc)}"]) from None
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -133,8 +133,3 @@ def _check_server(url: str, backend: str, shown: str, field: str) -> None:
 
 def _connect_timeout(backend: str) -> dict[str, Any]:
     return {"connect_timeout": 5} if backend == "postgresql" else {}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

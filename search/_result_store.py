@@ -101,6 +101,7 @@ class ResultStore(StoreReader):
         upgrade: bool = True,
         create: bool = True,
         migrations: str | Path | None = None,
+        option: str | None = None,
     ) -> ResultStore:
         """Open the results database at ``url``, creating or upgrading its schema as allowed.
 
@@ -109,10 +110,12 @@ class ResultStore(StoreReader):
         refused with :class:`DatabaseRevisionError` telling to run ``cellsearch db
         upgrade``. One at an unknown revision, or with cellsearch tables but no revision,
         is always refused. With ``create=False`` a missing SQLite file is not created
-        (:class:`NoDatabaseError`). ``migrations`` points at another script folder (tests).
+        (:class:`NoDatabaseError`), and a file that is not a results database is refused before
+        any pragma is set; ``option`` (``--db``) names the URL's source in those messages.
+        ``migrations`` points at another script folder (tests).
         """
         if not create:
-            check_results_url(url)  # before the engine: its pragmas write
+            check_results_url(url, option)  # before the engine: its pragmas write
         engine = make_engine(url)
         try:
             ensure_schema(engine, upgrade=upgrade, create=create, migrations=migrations)

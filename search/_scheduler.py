@@ -21,6 +21,7 @@ from typing import Any
 import ray
 from ray import exceptions as ray_errors
 
+from cells import first_line
 from search._book import Architecture, ArchitectureBook
 from search._cluster_fit import ClusterFitError, FitWatch
 from search._job_budget import JobBudget
@@ -70,9 +71,7 @@ def ray_session(address: str | None) -> Iterator[None]:
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        text = str(exc).strip()
-        reason = text.splitlines()[0] if text else type(exc).__name__
-        raise ClusterFitError(f"cannot join the Ray cluster at {address}: {reason}") from None
+        raise ClusterFitError(f"cannot join the Ray cluster at {address}: {first_line(exc)}") from None
     try:
         yield
     finally:
@@ -285,7 +284,7 @@ class TrialScheduler:
                 self._end(running, TrialStatus.INTERRUPTED, "cancelled")
             return
         except _RETRYABLE as exc:
-            reason = f"{type(exc).__name__}: {_first_line(exc)}"
+            reason = f"{type(exc).__name__}: {first_line(exc)}"
             if first.attempt <= self.max_retries and self.budget.stop_reason is None:
                 self._retry(members, reason)
             else:
@@ -294,7 +293,7 @@ class TrialScheduler:
             return
         except ray_errors.RayTaskError as exc:  # a bug in the runner itself: no retry
             for running in members:
-                self._end(running, TrialStatus.FAILED, f"{type(exc).__name__}: {_first_line(exc)}")
+                self._end(running, TrialStatus.FAILED, f"{type(exc).__name__}: {first_line(exc)}")
             return
         self._record_results(members, outcome if isinstance(outcome, list) else [outcome])
 
@@ -356,8 +355,3 @@ def cluster_slots(spec: JobSpec) -> int:
     for name, amount in resources.custom.items():
         slots.append(total.get(name, 0.0) / amount)
     return max(1, int(min(slots) + 1e-9))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
