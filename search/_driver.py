@@ -179,7 +179,10 @@ def _loop(book: ArchitectureBook, scheduler: TrialScheduler, budget: JobBudget) 
     while not budget.interrupted:
         budget.check_time()
         book.settle()
-        while scheduler.has_room and budget.trials_left() > 0:
+        while scheduler.has_room:
+            budget.check_time()  # per start: proposing and asking the studies take time too
+            if budget.trials_left() <= 0:
+                break
             launch = book.next_launch()
             if launch is not None:
                 arch, task, wanted = launch
