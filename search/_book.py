@@ -7,11 +7,12 @@ architecture's stages are over scores it against the baselines, tells the strate
 the score (:meth:`ArchitectureBook.settle`). The trial scheduler reports each trial's start and
 end back (:meth:`ArchitectureBook.trial_started`, :meth:`ArchitectureBook.trial_ended`).
 
-A resumed job rebuilds its book from the stored records (:mod:`search._book_resume`) through the
-same steps: each stored architecture is added as a proposal is (:meth:`ArchitectureBook.add`),
-its stored evaluations set its progress, and the same settle step retires and scores what is over.
+The book learns results in launch order (:mod:`search._launch_order`), so what it proposes and
+launches is a function of the job file, its seed and the results. A resumed job builds a new
+book and replays the stopped run's launches through it (:mod:`search._replay`): its writes to
+the store set what the stopped run set.
 
-Queries (:meth:`ArchitectureBook.next_launch`, :meth:`ArchitectureBook.has_work`) change nothing.
+Queries (:meth:`ArchitectureBook.next_launch`, :meth:`ArchitectureBook.may_propose`) change nothing.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class ArchitectureBook:
         """Hashes of the mutants the pre-filter dropped (in the job, never trained)."""
         self.strategy_idle = False
         self.distributions = {t.id: spec.search_space(t).to_optuna() for t in spec.tasks}
+        self.window = 1
+        """Launches in flight at once (the scheduler's window), kept so a resume decides alike."""
 
     # -- queries -------------------------------------------------------------------------
 
@@ -102,12 +105,6 @@ class ArchitectureBook:
             return False
         # Enough architectures in progress to keep the workers busy: finish those first.
         return len(self.active) <= max_in_flight
-
-    def has_work(self, max_in_flight: int) -> bool:
-        """Trials to launch or architectures to propose (within the budget)."""
-        if self.budget.trials_left() > 0 and self.next_launch() is not None:
-            return True
-        return self.may_propose(max_in_flight)
 
     def baseline_candidates(self) -> list[Candidate]:
         return [
@@ -233,7 +230,10 @@ class ArchitectureBook:
         if task.id in arch.best_params:
             return arch.best_params[task.id]
         evaluation_id = arch.evaluations.get(task.id)
-        if evaluation_id is None:
+        # The store's best is read only for an evaluation whose every trial the book has learned
+        # (one taken from an earlier job): with trials of it unreleased, the store may already
+        # hold results the book must not know yet (search._launch_order).
+        if evaluation_id is None or arch.stages.progress[task.id].running:
             return None
         best_trial = self.store.get_evaluation(evaluation_id).best_trial_id
         return None if best_trial is None else self.store.get_trial(best_trial).hparams
@@ -260,12 +260,17 @@ class ArchitectureBook:
         task: TaskEntry,
         value: float | None,
         counted: bool = True,
-        best_hparams: dict[str, Any] | None = None,
+        hparams: dict[str, Any] | None = None,
     ) -> None:
-        """A trial ended with ``value`` (``None``: no usable value); ``counted=False`` for one
-        that runs again; ``best_hparams``: it is the evaluation's best trial, with these."""
-        if best_hparams is not None:
-            arch.best_params[task.id] = best_hparams
+        """A trial ended with ``value`` (``None``: no usable value) and ``hparams``; ``counted=False``
+        for one that runs again. Results come in launch order, so of equal values the trial asked
+        first stays the best, whatever order they finished in."""
+        progress = arch.stages.progress[task.id]
+        improves = value is not None and (
+            progress.best is None or task.direction.is_better(value, progress.best)
+        )
+        if counted and improves and hparams is not None:
+            arch.best_params[task.id] = hparams
         arch.stages.finished(task.id, value, counted=counted)
 
     # -- settling ------------------------------------------------------------------------
@@ -387,6 +392,7 @@ class ArchitectureBook:
                 "proposed": self.budget.proposed,
                 "elapsed": self.budget.elapsed(),
                 "baselines": self.baseline_hashes,
+                "window": self.window,
             },
         }
         self.store.save_strategy_state(self.job_id, state)

@@ -15,8 +15,12 @@ study together and trained as one population unless the job's ``population`` is 
 the job's ``prefilter`` on, mutants the strategy's zero-cost screen drops are recorded in the job
 as filtered out and never trained.
 
-Resuming a job (``resume=True``) marks trials left ``running`` as interrupted, rebuilds the book
-from the database (:func:`~search._book_resume.restore_book`) and runs only what is unfinished.
+Results reach the book, the strategy and Optuna in launch order (:mod:`search._launch_order`)
+and every trial's seed derives from the job's seed and the trial's identity, so the same job
+file and seed give the same architectures, hyperparameters and scores however trials interleave
+on the cluster. Resuming a job (``resume=True``) marks trials left ``running`` as interrupted and
+replays the stopped run's launches (:mod:`search._replay`): stored results are taken, unfinished
+trials train again, and the job ends where it would have ended without the stop.
 Ctrl-C (SIGINT) or SIGTERM stops cleanly: running trials are cancelled and recorded
 ``interrupted``, the state is saved and the job is marked ``interrupted``.
 
@@ -39,7 +43,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from search._book import ArchitectureBook
-from search._book_resume import restore_book
 from search._cluster_fit import check_cluster_fit
 from search._job_budget import JobBudget, StopReason
 from search._job_outcome import job_unscored_reason
@@ -47,6 +50,7 @@ from search._job_strategy import make_strategy
 from search._joblock import JobStateError, hold_job
 from search._jobspec import JobSpec
 from search._progress import ProgressFeed, Subscriber
+from search._replay import RecordedLaunches
 from search._result_store import ResultStore
 from search._scheduler import MAX_RETRIES, TrialScheduler, ray_session
 from search._settings import Settings
@@ -145,13 +149,12 @@ def _drive(
     book = ArchitectureBook(spec, job_id, store, studies, make_strategy(spec), budget, feed)
     scheduler = TrialScheduler(spec, job_id, store, book, budget, feed, evaluate, max_retries)
     try:
-        scheduler.open()
+        window, recorded = _resumed_run(job_id, store, studies, budget, feed) if resume else (None, None)
+        scheduler.open(window=window, recorded=recorded)
+        book.window = scheduler.max_in_flight
         previous_handlers = _install_stop_signals(budget)
         try:
-            if resume:
-                restore_book(book)
-            else:
-                book.start()
+            book.start()
             store.set_job_state(job_id, JobState.RUNNING)
             feed.state_changed(JobState.RUNNING)
             _loop(book, scheduler, budget)
@@ -163,7 +166,7 @@ def _drive(
             store.set_job_state(job_id, end, error=error)
             feed.state_changed(end)
         except BaseException as exc:
-            _abandon(job_id, store, studies, scheduler, f"driver error: {type(exc).__name__}: {exc}")
+            _abandon(job_id, store, scheduler, f"driver error: {type(exc).__name__}: {exc}")
             feed.state_changed(JobState.FAILED)
             raise
         finally:
@@ -173,29 +176,54 @@ def _drive(
         scheduler.close()
 
 
+def _resumed_run(
+    job_id: int, store: ResultStore, studies: StudyBook, budget: JobBudget, feed: ProgressFeed
+) -> tuple[int | None, RecordedLaunches]:
+    """What a resume takes from the stopped run: its window, its clock and its launches (the
+    trials it left running are recorded interrupted; they train again in the replay)."""
+    feed.trials_interrupted_on_resume(store.mark_running_trials_interrupted(job_id))
+    recorded = RecordedLaunches.load(store, job_id)
+    studies.keep_running = recorded.study_numbers()
+    driver_state = (store.load_strategy_state(job_id) or {}).get("driver", {})
+    budget.elapsed_before = float(driver_state.get("elapsed", 0.0))
+    window = driver_state.get("window")
+    return (int(window) if window else None), recorded
+
+
 def _loop(book: ArchitectureBook, scheduler: TrialScheduler, budget: JobBudget) -> None:
-    """Settle what finished, start what is wanted, wait for the next result; until nothing is left.
-    Out of time: nothing new starts, the running trials finish. Ctrl-C: leave at once."""
+    """Decide while the window has room and there is something to start; else learn the oldest
+    launch's results (waiting for them if need be); until nothing is left. The order of decisions
+    and releases depends on results only (:mod:`search._launch_order`). Out of time: nothing new
+    starts, the running trials finish. Ctrl-C: leave at once."""
     while not budget.interrupted:
-        budget.check_time()
+        if not scheduler.replaying:  # the stopped run decided its launches in its own time
+            budget.check_time()
         book.settle()
-        while scheduler.has_room:
-            budget.check_time()  # per start: proposing and asking the studies take time too
-            if budget.trials_left() <= 0:
-                break
-            launch = book.next_launch()
-            if launch is not None:
-                arch, task, wanted = launch
-                count = min(wanted, scheduler.population_limit, budget.trials_left())
-                scheduler.launch(arch, task, int(count))
-            elif book.may_propose(scheduler.max_in_flight):
-                book.propose()
-            else:
-                break
-        if scheduler.idle and not book.has_work(scheduler.max_in_flight):
+        if scheduler.has_room and _decide(book, scheduler, budget):
+            continue
+        if scheduler.release():
+            continue
+        if scheduler.all_released:
             break
         scheduler.wait()
     book.settle()
+
+
+def _decide(book: ArchitectureBook, scheduler: TrialScheduler, budget: JobBudget) -> bool:
+    """One decision: start the trials the book wants, or ask the strategy for an architecture;
+    ``False`` when nothing can be decided on what is known."""
+    if budget.trials_left() <= 0:
+        return False
+    launch = book.next_launch()
+    if launch is not None:
+        arch, task, wanted = launch
+        count = min(wanted, scheduler.population_limit, budget.trials_left())
+        scheduler.launch(arch, task, int(count))
+        return True
+    if book.may_propose(scheduler.max_in_flight):
+        book.propose()
+        return True
+    return False
 
 
 def _ending(spec: JobSpec, job_id: int, store: ResultStore, budget: JobBudget) -> tuple[JobState, str | None]:
@@ -209,14 +237,12 @@ def _ending(spec: JobSpec, job_id: int, store: ResultStore, budget: JobBudget) -
     return (JobState.FAILED, unscored) if unscored else (JobState.FINISHED, None)
 
 
-def _abandon(
-    job_id: int, store: ResultStore, studies: StudyBook, scheduler: TrialScheduler, error: str
-) -> None:
-    """The driver itself failed: cancel what runs, keep what finished, mark the job failed."""
+def _abandon(job_id: int, store: ResultStore, scheduler: TrialScheduler, error: str) -> None:
+    """The driver itself failed: cancel what runs, keep what finished, mark the job failed (the
+    studies' open trials stay open: a resume runs them again)."""
     try:
         scheduler.cancel_all(reason=None)
         store.mark_running_trials_interrupted(job_id)
-        studies.abandon_open()
         store.set_job_state(job_id, JobState.FAILED, error=error)
     except Exception:  # the database itself may be what failed; the original error wins
         logger.exception("could not record the failure of job %s", job_id)

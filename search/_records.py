@@ -107,6 +107,8 @@ class TrialRecord:
     worker_pid: int | None
     error: str | None
     attempt: int
+    launch: int | None
+    ordinal: int | None
     started_at: datetime
     finished_at: datetime | None
 

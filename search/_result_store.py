@@ -187,16 +187,17 @@ class ResultStore(StoreReader):
     ) -> tuple[int, bool]:
         """Record a proposed architecture and its membership in ``job_id``.
 
-        Returns ``(architecture id, created)``: ``created`` is False when an equivalent
-        graph (same canonical hash) is already known, from this or any earlier job; then
-        the stored graph, parent and mutation are kept (a library name is added if new).
+        Returns ``(architecture id, new)``: ``new`` is False when an equivalent graph (same
+        canonical hash) was first recorded by an earlier job; then the stored graph, parent and
+        mutation are kept (a library name is added if new). Recording again an architecture this
+        job recorded first (a resumed job replaying) changes nothing and gives ``new``.
         """
         key = canonical_hash(graph)
         for _ in range(2):  # a second writer may insert the same hash between our select and insert
             try:
                 with self._transaction() as s:
                     arch = s.scalar(select(Architecture).where(Architecture.canonical_hash == key))
-                    created = arch is None
+                    created = arch is None or arch.first_job_id == job_id
                     if arch is None:
                         arch = Architecture(
                             canonical_hash=key,
@@ -414,9 +415,13 @@ class ResultStore(StoreReader):
         study_name: str | None = None,
         numbers: Sequence[int | None] | None = None,
         attempt: int = 1,
+        launch: int | None = None,
+        ordinals: Sequence[int] | None = None,
     ) -> list[int]:
         """:meth:`start_trial` for several trials of one evaluation (a population's members) in
-        one transaction; returns their ids in order. ``numbers``: their Optuna trial numbers."""
+        one transaction; returns their ids in order. ``numbers``: their Optuna trial numbers;
+        ``launch``: the driver's launch they belong to; ``ordinals``: their places among the
+        evaluation's trials."""
         numbers = [None] * len(hparams) if numbers is None else list(numbers)
         if len(numbers) != len(hparams):
             raise ValueError(f"numbers: {len(numbers)} given for {len(hparams)} trials")
@@ -431,7 +436,16 @@ class ResultStore(StoreReader):
                     conn, evaluation_id
                 )
             ids = _trial_writes.insert_running(
-                conn, owner, evaluation_id, hparams, numbers, study_name=study_name, attempt=attempt, now=now
+                conn,
+                owner,
+                evaluation_id,
+                hparams,
+                numbers,
+                study_name=study_name,
+                attempt=attempt,
+                now=now,
+                launch=launch,
+                ordinals=ordinals,
             )
             if evaluation_id not in self._running_evaluations:
                 _trial_writes.start_evaluation(conn, evaluation_id, now)

@@ -1,13 +1,19 @@
-"""The trial scheduler: trials out to Ray, results back, retries, and the pruner's relay.
+"""The trial scheduler: trials out to Ray, results back in launch order, retries, the pruner's relay.
 
-The one module of ``search`` that imports Ray. :meth:`TrialScheduler.launch` asks the
-(architecture, task) study for hyperparameters, records the trials as started (one
-transaction) and sends them to Ray: one alone, or several of one shape as a population
+The one module of ``search`` that imports Ray. :meth:`TrialScheduler.launch` numbers a new
+launch (:mod:`search._launch_order`), asks the (architecture, task) study for hyperparameters,
+gives each trial its seed (derived from the job's seed, the task and the trial's place among the
+evaluation's trials, so every cell of a task meets the same seeds), records the trials as started
+(one transaction) and sends them to Ray: one alone, or several of one shape as a population
 (:func:`workers.train_population`, one Ray task). :meth:`TrialScheduler.wait` waits for the
-first of the running tasks or the relay's poll, records what finished (the store and the
-study each in one transaction), runs again a trial whose worker died (up to ``max_retries``
-times) and relays intermediate values to the pruner. Every start and end is reported to the
-architecture book and to the progress feed.
+first of the running tasks or the relay's poll, records what finished in the store at once,
+runs again a trial whose worker died (up to ``max_retries`` times) and relays intermediate
+values to the pruner. :meth:`TrialScheduler.release` hands the oldest launch's results to the
+study (one transaction) and the architecture book, in launch order.
+
+A resumed job replays (:mod:`search._replay`): a launch its stopped run made takes the stored
+trials (results, or the same hyperparameters and Optuna numbers to train again) instead of
+asking the study.
 """
 
 from __future__ import annotations
@@ -26,9 +32,12 @@ from search._book import Architecture, ArchitectureBook
 from search._cluster_fit import ClusterFitError, FitWatch
 from search._job_budget import JobBudget
 from search._jobspec import JobSpec, TaskEntry
+from search._launch_order import LaunchOrder
 from search._progress import ProgressFeed
+from search._records import TrialRecord
+from search._replay import FINAL_STATUSES, RecordedLaunches
 from search._result_store import ResultStore
-from search._tuning import TunedStudy
+from search._tuning import TunedStudy, derived_seed
 from workers import (
     Evaluate,
     PopulationRequest,
@@ -78,9 +87,18 @@ def ray_session(address: str | None) -> Iterator[None]:
         ray.shutdown()
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """A trial to start: its Optuna number, its place among its evaluation's trials, its hyperparameters."""
+
+    number: int
+    ordinal: int
+    hparams: dict[str, Any]
+
+
 @dataclass
 class _Running:
-    """A trial on Ray."""
+    """A trial on Ray (or, replayed, one whose result is stored)."""
 
     trial_id: int
     arch: Architecture
@@ -90,6 +108,22 @@ class _Running:
     hparams: dict[str, Any]
     attempt: int
     key: str
+    launch: int
+    ordinal: int
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A trial's end, waiting for its launch's release."""
+
+    running: _Running
+    status: TrialStatus
+    value: float | None
+
+
+def trial_seed(job_seed: int, task_id: str, ordinal: int) -> int:
+    """The seed of an evaluation's trial ``ordinal`` on a task: the same for every cell of the task."""
+    return derived_seed(job_seed, "trial", task_id, ordinal)
 
 
 class TrialScheduler:
@@ -119,6 +153,12 @@ class TrialScheduler:
         device = spec.device if spec.device != "auto" else "cuda" if resources.gpus > 0 else "cpu"
         self.population_limit = population_size(spec.population, device)
         """Most trials of one (cell, task) trained together as one population (1: each alone)."""
+        self.seeded = {t.id: "seed" not in spec.hparams and "seed" not in t.hparams for t in spec.tasks}
+        """Tasks whose trials get derived seeds (the job does not set ``seed`` itself)."""
+        self.order = LaunchOrder(window=1)
+        self.recorded = RecordedLaunches()
+        self.ordinals: dict[int, int] = {}
+        """Evaluation id -> trials launched for it so far (the next trial's ordinal)."""
         self.running: dict[ray.ObjectRef, list[_Running]] = {}
         """Ray task -> its trials: one, or the members of a population (in the request's order)."""
         self.by_key: dict[str, _Running] = {}
@@ -129,9 +169,13 @@ class TrialScheduler:
 
     # -- life ----------------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Size the concurrency to the cluster and start the pruner's relay."""
-        self.max_in_flight = self.spec.resources.max_in_flight or cluster_slots(self.spec)
+    def open(self, window: int | None = None, recorded: RecordedLaunches | None = None) -> None:
+        """Size the concurrency to the cluster (or to the ``window`` of the job's first run: the
+        launches in flight decide what the driver knows at each decision), take the ``recorded``
+        launches of a resumed job, and start the pruner's relay."""
+        self.max_in_flight = window or self.spec.resources.max_in_flight or cluster_slots(self.spec)
+        self.order = LaunchOrder(self.max_in_flight)
+        self.recorded = recorded or RecordedLaunches()
         self.relay = start_relay(node_id=ray.get_runtime_context().get_node_id())
         # Wait for it: a trial's first report (or its start notice) must not queue behind its start-up.
         ray.get(self.relay.workers.remote())
@@ -143,11 +187,22 @@ class TrialScheduler:
 
     @property
     def has_room(self) -> bool:
-        return len(self.running) < self.max_in_flight
+        """Whether a launch may be decided now (the window of launches is not full)."""
+        return self.order.has_room
 
     @property
     def idle(self) -> bool:
         return not self.running
+
+    @property
+    def all_released(self) -> bool:
+        """Every launch's results are learned: nothing runs, nothing waits."""
+        return self.order.all_released
+
+    @property
+    def replaying(self) -> bool:
+        """A resumed job still makes launches its stopped run made."""
+        return self.order.opened < self.recorded.count
 
     def cancel_all(self, reason: str | None, status: TrialStatus = TrialStatus.INTERRUPTED) -> None:
         """Cancel every running Ray task; with a ``reason``, record its trials ``status``
@@ -164,39 +219,107 @@ class TrialScheduler:
     # -- out -----------------------------------------------------------------------------
 
     def launch(self, arch: Architecture, task: TaskEntry, count: int) -> None:
-        """Start ``count`` trials of ``arch`` on ``task``: one alone, or several asked of the
-        study at once and trained as populations of one shape."""
+        """Start launch ``k`` (the next number): ``count`` trials of ``arch`` on ``task``, one alone
+        or several asked of the study at once and trained as populations of one shape."""
         study = self.book.study(arch, task)
-        asked = study.ask_many(count)
-        hparams = [self.spaces[task.id].hparams_from(a.params).model_dump(mode="json") for a in asked]
+        evaluation_id = self.book.evaluation(arch, task)
+        number = self.order.open(count)
         self.budget.count_trials(count)
-        if count == 1:
-            self._submit(arch, task, study, [(asked[0].number, hparams[0])], attempt=1)
+        recorded = self.recorded.get(number)
+        if recorded is not None:
+            what = f"architecture {arch.id} on {task.id}"
+            self.recorded.check(number, recorded, evaluation_id, count, what)
+            self._replay(number, arch, task, study, recorded)
             return
-        for group in plan_populations(hparams, count):
-            self._submit(arch, task, study, [(asked[i].number, hparams[i]) for i in group], attempt=1)
+        first = self.ordinals.get(evaluation_id, 0)
+        ordinals = list(range(first, first + count))
+        self.ordinals[evaluation_id] = first + count
+        asked = study.ask_many(count, ordinals)
+        planned = [
+            _Planned(a.number, ordinal, self._hparams(task, a.params, ordinal))
+            for a, ordinal in zip(asked, ordinals, strict=True)
+        ]
+        self._submit_groups(arch, task, study, planned, attempt=1, launch=number)
+
+    def _hparams(self, task: TaskEntry, params: dict[str, Any], ordinal: int) -> dict[str, Any]:
+        """A trial's hyperparameters: the sample, the fixed fields and, unless the job sets it, the seed."""
+        if self.seeded[task.id] and "seed" not in params:
+            params = {**params, "seed": trial_seed(self.spec.seed, task.id, ordinal)}
+        return dict(self.spaces[task.id].hparams_from(params).model_dump(mode="json"))
+
+    def _submit_groups(
+        self,
+        arch: Architecture,
+        task: TaskEntry,
+        study: TunedStudy,
+        planned: list[_Planned],
+        attempt: int,
+        launch: int,
+    ) -> None:
+        if len(planned) == 1:
+            self._submit(arch, task, study, planned, attempt, launch)
+            return
+        for group in plan_populations([p.hparams for p in planned], len(planned)):
+            self._submit(arch, task, study, [planned[i] for i in group], attempt, launch)
+
+    def _replay(
+        self, number: int, arch: Architecture, task: TaskEntry, study: TunedStudy, recorded: list[TrialRecord]
+    ) -> None:
+        """A launch the stopped run made: stored results wait for release as if they had just come
+        back; trials left unfinished train again with their hyperparameters and Optuna numbers."""
+        evaluation_id = recorded[0].evaluation_id
+        ordinals = [int(t.ordinal or 0) for t in recorded]
+        self.ordinals[evaluation_id] = max(self.ordinals.get(evaluation_id, 0), max(ordinals) + 1)
+        again, attempt = [], 1
+        for trial, ordinal in zip(recorded, ordinals, strict=True):
+            trial_number = int(trial.optuna_trial_number or 0)
+            study.adopt(trial_number)
+            if trial.status not in FINAL_STATUSES:
+                again.append(_Planned(trial_number, ordinal, trial.hparams))
+                attempt = max(attempt, trial.attempt + 1)
+                continue
+            running = _Running(
+                trial.id, arch, task, study, trial_number, trial.hparams, trial.attempt, "", number, ordinal
+            )
+            self.book.trial_started(arch, task)
+            value = trial.value if trial.status == TrialStatus.OK else None
+            self.order.end(number, ordinal, _Ended(running, TrialStatus(trial.status), value))
+        if again:
+            self._submit_groups(arch, task, study, again, attempt, number)
 
     def _start_trials(
         self,
         arch: Architecture,
         task: TaskEntry,
         study: TunedStudy,
-        trials: list[tuple[int, dict[str, Any]]],
+        trials: list[_Planned],
         attempt: int,
+        launch: int,
     ) -> list[_Running]:
-        """Record ``(optuna number, hparams)`` trials as started (their rows in one transaction,
-        the stages, the display) before they go to Ray."""
+        """Record trials as started (their rows in one transaction, the stages, the display)
+        before they go to Ray."""
         trial_ids = self.store.start_trials(
             self.book.evaluation(arch, task),
-            [hp for _, hp in trials],
+            [t.hparams for t in trials],
             study_name=study.name,
-            numbers=[number for number, _ in trials],
+            numbers=[t.number for t in trials],
             attempt=attempt,
+            launch=launch,
+            ordinals=[t.ordinal for t in trials],
         )
         started = []
-        for trial_id, (number, hparams) in zip(trial_ids, trials, strict=True):
+        for trial_id, trial in zip(trial_ids, trials, strict=True):
             running = _Running(
-                trial_id, arch, task, study, number, hparams, attempt, f"job{self.job_id}-trial{trial_id}"
+                trial_id,
+                arch,
+                task,
+                study,
+                trial.number,
+                trial.hparams,
+                attempt,
+                f"job{self.job_id}-trial{trial_id}",
+                launch,
+                trial.ordinal,
             )
             self.by_key[running.key] = running
             self.book.trial_started(arch, task)
@@ -209,12 +332,12 @@ class TrialScheduler:
         arch: Architecture,
         task: TaskEntry,
         study: TunedStudy,
-        trials: list[tuple[int, dict[str, Any]]],
+        trials: list[_Planned],
         attempt: int,
+        launch: int,
     ) -> None:
-        """Send ``(optuna number, hparams)`` trials of one shape to Ray: a group of one alone,
-        a larger one as a population."""
-        members = self._start_trials(arch, task, study, trials, attempt)
+        """Send trials of one shape to Ray: a group of one alone, a larger one as a population."""
+        members = self._start_trials(arch, task, study, trials, attempt, launch)
         cell = self.book.cell_data(arch)
         report = self.spec.pruner != "none"
         if len(members) == 1:
@@ -223,7 +346,7 @@ class TrialScheduler:
                 cell=cell,
                 task=task.name,
                 settings=task.settings,
-                hparams=trials[0][1],
+                hparams=trials[0].hparams,
                 budget=task.budget,
                 device=self.spec.device,
                 report=report,
@@ -235,12 +358,30 @@ class TrialScheduler:
             cell=cell,
             task=task.name,
             settings=task.settings,
-            hparams=[hp for _, hp in trials],
+            hparams=[t.hparams for t in trials],
             budget=task.budget,
             device=self.spec.device,
             report=report,
         )
         self.running[self.submit_population.remote(request, self.relay)] = members
+
+    def release(self) -> bool:
+        """Hand the oldest launch's results to its study (one transaction) and the architecture
+        book, if every trial of it has ended; ``False`` if it has not."""
+        if not self.order.head_ready:
+            return False
+        ended: list[_Ended] = self.order.release()
+        ended[0].running.study.tell_many([(e.running.number, e.status, e.value) for e in ended])
+        for end in ended:
+            self.book.trial_ended(end.running.arch, end.running.task, end.value, hparams=end.running.hparams)
+        if self.order.released == self.recorded.count:
+            self._replayed()
+        return True
+
+    def _replayed(self) -> None:
+        """The replay of a resumed job caught up: the display counts from the store again."""
+        trials = self.store.job_summary(self.job_id).trials
+        self.feed.resumed(self.budget.elapsed_before, self.budget.proposed, trials)
 
     # -- back ----------------------------------------------------------------------------
 
@@ -305,28 +446,29 @@ class TrialScheduler:
             self.store.fail_trial(running.trial_id, error, status=TrialStatus.INTERRUPTED)
             self.book.trial_ended(first.arch, first.task, None, counted=False)
             self.feed.trial_finished(running.key, TrialStatus.INTERRUPTED, retried=True)
-        trials = [(m.number, m.hparams) for m in members]
-        self._submit(first.arch, first.task, first.study, trials, first.attempt + 1)
+        trials = [_Planned(m.number, m.ordinal, m.hparams) for m in members]
+        self._submit(first.arch, first.task, first.study, trials, first.attempt + 1, first.launch)
 
     def _record_results(self, members: list[_Running], results: list[TrialResult]) -> None:
-        """Record the results of one Ray task's trials (one arch, task and study): the store and
-        the study each in one transaction, then the stages and the display."""
-        arch, task, study = members[0].arch, members[0].task, members[0].study
+        """Record the results of one Ray task's trials in the store (one transaction) and the
+        display; they wait for their launch's release to reach the study and the book."""
         pairs = list(zip(members, results, strict=True))
-        evaluations = self.store.finish_trials([(running.trial_id, result) for running, result in pairs])
-        study.tell_many([(running.number, result.status, result.value) for running, result in pairs])
-        for running, result, evaluation in zip(members, results, evaluations, strict=True):
-            best = running.hparams if evaluation.best_trial_id == running.trial_id else None
+        self.store.finish_trials([(running.trial_id, result) for running, result in pairs])
+        for running, result in pairs:
             value = result.value if result.status == TrialStatus.OK else None
-            self.book.trial_ended(arch, task, value, best_hparams=best)
+            ended = _Ended(running, TrialStatus(result.status), value)
+            self.order.end(running.launch, running.ordinal, ended)
             self.feed.trial_finished(running.key, result.status)
 
     def _end(self, running: _Running, status: TrialStatus, error: str) -> None:
-        """A trial that produced no result: ``failed`` counts as finished, ``interrupted`` runs again."""
+        """A trial that produced no result: ``failed`` counts as finished (and is released in its
+        launch's turn), ``interrupted`` (the job stops) runs again when the job is resumed."""
         self.store.fail_trial(running.trial_id, error, status=status)
-        running.study.tell(running.number, status, None)
-        self.book.trial_ended(running.arch, running.task, None, counted=status == TrialStatus.FAILED)
         self.feed.trial_finished(running.key, status)
+        if status == TrialStatus.INTERRUPTED:
+            self.book.trial_ended(running.arch, running.task, None, counted=False)
+        else:
+            self.order.end(running.launch, running.ordinal, _Ended(running, status, None))
 
     def _relay(
         self, reports: list[tuple[str, int, float]], started: list[tuple[str, dict[str, Any]]]

@@ -22,7 +22,7 @@ Example (plain SQL over the results, best architectures of job 1):
 
 Example (the revision this code expects):
     >>> head_revision()
-    '0001_initial'
+    '0002_launch_order'
 """
 
 from __future__ import annotations
@@ -197,6 +197,11 @@ class Trial(Base):
     worker_pid: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(default=1)
+    launch: Mapped[int | None]
+    """The job's launch (one Ray task: a trial alone or a population) the trial belongs to, in
+    the driver's order of decisions; a retry keeps it. A resumed job replays its launches."""
+    ordinal: Mapped[int | None]
+    """The trial's place among its evaluation's trials (0, 1, ...): its seed derives from it."""
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

@@ -34,16 +34,18 @@ _COUNTERS: dict[str, str] = {
 _TRIALS, _EVALUATIONS = Base.metadata.tables["cs_trials"], Base.metadata.tables["cs_evaluations"]
 _UPDATE_TRIAL = _TRIALS.update().where(_TRIALS.c.id == bindparam("_id"))
 _INSERT_TRIALS_RETURNING = _TRIALS.insert().returning(_TRIALS.c.id, sort_by_parameter_order=True)
-_SELECT_TRIALS = select(_TRIALS.c.id, _TRIALS.c.status, _TRIALS.c.evaluation_id, _TRIALS.c.hparams).where(
-    _TRIALS.c.id.in_(bindparam("ids", expanding=True))
-)
+_SELECT_TRIALS = select(
+    _TRIALS.c.id, _TRIALS.c.status, _TRIALS.c.evaluation_id, _TRIALS.c.hparams, _TRIALS.c.optuna_trial_number
+).where(_TRIALS.c.id.in_(bindparam("ids", expanding=True)))
 _START_EVALUATION = (
     _EVALUATIONS.update()
     .where(_EVALUATIONS.c.id == bindparam("_id"), _EVALUATIONS.c.status == EvaluationStatus.PENDING)
     .values(status=EvaluationStatus.RUNNING)
 )
-_SELECT_BEST = select(_EVALUATIONS.c.best_value, _EVALUATIONS.c.direction).where(
-    _EVALUATIONS.c.id == bindparam("_id")
+_SELECT_BEST = (
+    select(_EVALUATIONS.c.best_value, _EVALUATIONS.c.direction, _TRIALS.c.optuna_trial_number, _TRIALS.c.id)
+    .select_from(_EVALUATIONS.outerjoin(_TRIALS, _TRIALS.c.id == _EVALUATIONS.c.best_trial_id))
+    .where(_EVALUATIONS.c.id == bindparam("_id"))
 )
 _SELECT_EVALUATION = select(_EVALUATIONS).where(_EVALUATIONS.c.id == bindparam("_id"))
 _SELECT_OWNER = select(_EVALUATIONS.c.job_id, _EVALUATIONS.c.architecture_id, _EVALUATIONS.c.task).where(
@@ -58,6 +60,9 @@ class Finished(NamedTuple):
     trial_id: int
     status: str
     value: float | None = None
+    number: int | None = None
+    """The trial's Optuna number: of two equal values, the lower number is the best (the same
+    trial whatever order results arrive in)."""
 
 
 def evaluation_owner(conn: Connection, evaluation_id: int) -> tuple[int, int, str]:
@@ -78,8 +83,11 @@ def insert_running(
     study_name: str | None,
     attempt: int,
     now: datetime,
+    launch: int | None = None,
+    ordinals: Sequence[int | None] | None = None,
 ) -> list[int]:
     """Insert one ``running`` trial per set of hyperparameters; returns their ids in order."""
+    ordinals = [None] * len(hparams) if ordinals is None else ordinals
     job_id, arch_id, task = owner
     rows = [
         {
@@ -92,9 +100,11 @@ def insert_running(
             "hparams": json_safe(hp),
             "status": TRIAL_RUNNING,
             "attempt": attempt,
+            "launch": launch,
+            "ordinal": ordinal,
             "started_at": now,
         }
-        for hp, number in zip(hparams, numbers, strict=True)
+        for hp, number, ordinal in zip(hparams, numbers, ordinals, strict=True)
     ]
     return [int(row[0]) for row in conn.execute(_INSERT_TRIALS_RETURNING, rows)]
 
@@ -117,7 +127,9 @@ def finish(
         values = _finished_values(result, now)
         values["hparams"] = json_safe({**row.hparams, **result.hparams}) if result.hparams else row.hparams
         updates.append({"_id": trial_id, **values})
-        finished.append(Finished(row.evaluation_id, trial_id, result.status, values["value"]))
+        finished.append(
+            Finished(row.evaluation_id, trial_id, result.status, values["value"], row.optuna_trial_number)
+        )
     if updates:
         conn.execute(_UPDATE_TRIAL, updates)
     evaluations = {e: count_trials(conn, e, finished, now) for e in {f.evaluation_id for f in finished}}
@@ -140,18 +152,33 @@ def count_trials(
     counts = Counter(_COUNTERS[t.status] for t in mine if t.status in _COUNTERS)
     values: dict[str, Any] = {"updated_at": now}
     values.update({counter: _EVALUATIONS.c[counter] + n for counter, n in counts.items()})
-    best: float | None = None
+    best: tuple[float, int, int] | None = None  # value, Optuna number, trial id
     direction: Direction | None = None
     for trial in mine:
         if trial.status == TrialStatus.OK and trial.value is not None:
             if direction is None:
-                best, stored_direction = conn.execute(_SELECT_BEST, {"_id": evaluation_id}).one()
+                row = conn.execute(_SELECT_BEST, {"_id": evaluation_id}).one()
+                value, stored_direction, number, trial_id = row
                 direction = Direction(stored_direction)
-            if best is None or direction.is_better(trial.value, best):
-                best = values["best_value"] = trial.value
-                values["best_trial_id"] = trial.trial_id
+                best = None if value is None else (value, _rank(number), trial_id or 0)
+            mine_key = (trial.value, _rank(trial.number), trial.trial_id)
+            if best is None or _beats(mine_key, best, direction):
+                best = mine_key
+                values["best_value"], values["best_trial_id"] = trial.value, trial.trial_id
     conn.execute(_EVALUATIONS.update().where(_EVALUATIONS.c.id == evaluation_id).values(values))
     return record(EvaluationRecord, conn.execute(_SELECT_EVALUATION, {"_id": evaluation_id}).one())
+
+
+def _rank(number: int | None) -> int:
+    return -1 if number is None else number
+
+
+def _beats(a: tuple[float, int, int], b: tuple[float, int, int], direction: Direction) -> bool:
+    """Whether trial ``a`` is a better best than ``b``: a better value, or an equal one from the
+    trial asked first (the lower Optuna number, then the lower id)."""
+    if a[0] != b[0]:
+        return direction.is_better(a[0], b[0])
+    return a[1:] < b[1:]
 
 
 def json_safe(value: Any) -> Any:

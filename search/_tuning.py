@@ -122,9 +122,9 @@ class TunedStudy:
             study_id: int | None = self._storage.get_study_id_from_name(name)
         except KeyError:
             study_id = None
-        stored = 0 if study_id is None else len(self._storage.get_all_trials(study_id, deepcopy=False))
-        # A resumed study continues the random stream where it left off, not from its start.
-        sampler = make_sampler(book.sampler, derived_seed(seed, stored))
+        self._sampler_kind, self._seed = book.sampler, seed
+        # Reseeded before every ask (see ask_many); this one only serves Optuna's own calls.
+        sampler = make_sampler(book.sampler, seed)
         pruner = make_pruner(book.pruner)
         if study_id is None:
             self._study = optuna.create_study(
@@ -135,17 +135,20 @@ class TunedStudy:
                 pruner=pruner,
             )
         else:
-            self._fail_left_running(study_id)
+            self._fail_left_running(study_id, keep=book.keep_running.get(name, set()))
             self._study = optuna.load_study(
                 study_name=name, storage=self._storage, sampler=sampler, pruner=pruner
             )
         self.study_id = self._storage.get_study_id_from_name(name) if study_id is None else study_id
         self._open: dict[int, AskedTrial] = {}
 
-    def _fail_left_running(self, study_id: int) -> None:
-        """Trials a crash left ``RUNNING`` never finished: mark them ``FAIL``."""
+    def _fail_left_running(self, study_id: int, keep: set[int]) -> None:
+        """Trials a crash left ``RUNNING`` never finished: mark them ``FAIL``, except those a
+        resumed job runs again (``keep``: their numbers), which keep their number and parameters."""
         with self._storage.batch():
             for trial in self._storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+                if trial.number in keep:
+                    continue
                 trial_id = self._storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
                 self._storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
@@ -169,13 +172,31 @@ class TunedStudy:
         """Sample a trial and record it ``RUNNING`` in the database."""
         return self.ask_many(1)[0]
 
-    def ask_many(self, count: int) -> list[AskedTrial]:
+    def ask_many(self, count: int, ordinals: Sequence[int] | None = None) -> list[AskedTrial]:
         """Sample ``count`` trials (a population's members) and record them ``RUNNING`` in one
-        transaction."""
+        transaction. ``ordinals``: the trials' places in the study's sequence of asks; each is
+        sampled by a sampler seeded from the study's seed and its ordinal, so a trial's parameters
+        depend on what the study has been told, never on when it is asked (a resumed job asks
+        again what its interrupted run asked)."""
+        ordinals = list(range(self.num_trials, self.num_trials + count)) if ordinals is None else ordinals
+        if len(ordinals) != count:
+            raise ValueError(f"ordinals: {len(ordinals)} given for {count} trials")
+        trials = []
         with self._storage.batch():
-            trials = [self._study.ask(self.space) for _ in range(count)]
+            for ordinal in ordinals:
+                self._study.sampler = make_sampler(self._sampler_kind, derived_seed(self._seed, ordinal))
+                trials.append(self._study.ask(self.space))
         asked = [AskedTrial(t.number, dict(t.params), t) for t in trials]
         self._open.update((a.number, a) for a in asked)
+        return asked
+
+    def adopt(self, number: int) -> AskedTrial:
+        """Take back a trial an earlier run of the job asked (a resumed job runs it again, or
+        tells its stored result): open again, with its parameters."""
+        trial_id = self._storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        frozen = self._storage.get_trial(trial_id)
+        asked = AskedTrial(number, dict(frozen.params), optuna.Trial(self._study, trial_id))
+        self._open[number] = asked
         return asked
 
     def report(self, number: int, step: int, value: float) -> bool:
@@ -227,6 +248,8 @@ class StudyBook:
         self.pruner = pruner
         self.seed = seed
         self._studies: dict[str, TunedStudy] = {}
+        self.keep_running: dict[str, set[int]] = {}
+        """Study name -> numbers of ``RUNNING`` trials a resumed job runs again (not failed on load)."""
 
     def study(self, name: str, direction: Direction, space: dict[str, BaseDistribution]) -> TunedStudy:
         """The study called ``name``, created (or loaded from the database) on first use."""

@@ -9,27 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import shutil
 import signal
-import socket
-import sqlite3
-import subprocess
-import sys
-import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pytest
+from _ray_head import RayHead, ray_head_node
+from _ray_head import cellsearch as _cellsearch
+from _ray_head import count as _count
+from _ray_head import finish as _finish
+from _ray_head import kill_group as _kill_group
+from _ray_head import rows as _rows
+from _ray_head import wait_for as _wait_for
 from optuna.trial import TrialState
-
-REPO = Path(__file__).resolve().parents[1]
-START_TIMEOUT_S = 120
-JOB_TIMEOUT_S = 300
 
 JOB = """\
 name: crash-test
@@ -49,113 +43,10 @@ seed: 5
 """
 
 
-@dataclass
-class RayHead:
-    address: str
-    env: dict[str, str]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[RayHead]:
-    pytest.importorskip("ray")
-    port = _free_port()
-    temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths are length-limited
-    env = {
-        **os.environ,
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": secrets.token_hex(16),
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "PYTHONPATH": str(REPO),
-    }
-    env.pop("RAY_ADDRESS", None)
-    log = temp_dir / "head.log"
-    args = ["--head", "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false"]
-    with log.open("wb") as out:
-        head = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ray.scripts.scripts",
-                "start",
-                "--block",
-                *args,
-                "--temp-dir",
-                str(temp_dir),
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while "Ray runtime started" not in log.read_text(errors="replace"):
-            if head.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"ray start failed:\n{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
-        yield RayHead(address=f"127.0.0.1:{port}", env=env)
-    finally:
-        _kill_group(head)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    process.wait(timeout=60)
-
-
-def _cellsearch(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-c", "from cellsearch._cli import main; main()", *args],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own group: the test can end it and anything it started
-        )
-
-
-def _rows(db: Path, sql: str) -> list[tuple]:
-    if not db.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
-        try:
-            return conn.execute(sql).fetchall()
-        except sqlite3.OperationalError:  # the schema is not there yet
-            return []
-
-
-def _count(db: Path, status: str) -> int:
-    rows = _rows(db, f"SELECT count(*) FROM cs_trials WHERE status = '{status}'")
-    return int(rows[0][0]) if rows else 0
-
-
-def _wait_for(condition, process: subprocess.Popen[bytes], log: Path, what: str) -> None:
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while not condition():
-        if process.poll() is not None:
-            pytest.fail(f"cellsearch exited ({process.returncode}) before {what}:\n{log.read_text()[-4000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
-        time.sleep(0.2)
-
-
-def _finish(process: subprocess.Popen[bytes], log: Path) -> int:
-    try:
-        return process.wait(timeout=JOB_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        pytest.fail(f"cellsearch did not finish:\n{log.read_text()[-4000:]}")
+    with ray_head_node() as head:
+        yield head
 
 
 def _check_finished(db: Path, url: str) -> None:
@@ -249,9 +140,16 @@ def test_ctrl_c_interrupts_cleanly_with_exit_130_then_resume_finishes(
     assert _rows(db, "SELECT count(*) FROM cs_trials WHERE status = 'running'") == [(0,)]
     interrupted = _rows(db, "SELECT error FROM cs_trials WHERE status = 'interrupted'")
     assert interrupted and all("SIGINT" in error for (error,) in interrupted)
+    # The interrupted trials' Optuna trials stay open: the resume trains them again under the
+    # same numbers (and tells them then: _check_finished finds none left running).
+    interrupted_numbers = set(
+        _rows(db, "SELECT study_name, optuna_trial_number FROM cs_trials WHERE status = 'interrupted'")
+    )
+    still_open = set()
     for summary in optuna.get_all_study_summaries(storage=url):
-        states = [t.state for t in optuna.load_study(study_name=summary.study_name, storage=url).trials]
-        assert TrialState.RUNNING not in states
+        study = optuna.load_study(study_name=summary.study_name, storage=url)
+        still_open |= {(study.study_name, t.number) for t in study.trials if t.state == TrialState.RUNNING}
+    assert still_open == interrupted_numbers
 
     # Resumed without --ray-address: on a local Ray instance of its own, as on a laptop.
     env = {k: v for k, v in ray_head.env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}

@@ -172,7 +172,7 @@ def test_the_architecture_book_walks_a_job_without_ray(tmp_path: Path) -> None:
             book.settle()
         studies.close()
         assert book.baseline_best == {"memorize": 0.6}
-        assert not book.active and not book.has_work(max_in_flight=2)
+        assert not book.active and book.next_launch() is None and not book.may_propose(max_in_flight=2)
         assert feed.architectures_proposed == 1 and feed.architectures_evaluated == 1
         assert feed.best_score == 1.0  # the baseline, scored against itself
         [member] = [m for m in store.job_architectures(job_id) if m.architecture_id == arch.id]
