@@ -127,3 +127,17 @@ def test_quick_mode_trains_and_reports_figures_in_range(tmp_path, capsys):
     reread = fidelity.main(["--table", str(out)])
     assert reread.names == report.names
     assert reread.figures["combined"].taus == pytest.approx(report.figures["combined"].taus, nan_ok=True)
+
+
+def test_a_long_run_read_at_step_b_is_the_run_of_b_steps():
+    # The benchmark trains once to the largest budget and reads the shorter ones off the
+    # curve; valid only while nothing in training depends on max_steps.
+    from workers import Budget, HyperParams, evaluate_trial, make_task
+
+    task = make_task("xml", max_depth=2, max_children=2, max_tag_length=2, valid_size=20, test_size=20)
+    hp = HyperParams(hidden_size=16, learning_rate=1e-2, seed=3)
+    short = evaluate_trial("gru", task, hp, Budget(max_steps=12, eval_every=4), device="cpu")
+    long = evaluate_trial("gru", task, hp, Budget(max_steps=36, eval_every=4), device="cpu")
+    assert short.status == long.status == "ok"
+    assert long.curve[: len(short.curve)] == short.curve
+    assert fidelity.value_at(long.curve, 12) == short.value
