@@ -19,9 +19,11 @@ counts 0 at b (so does a failed run), as it would have diverged in a run of b st
 
 Printed, per task and for the combined score (each task's seed mean relative to GRU's seed
 mean at the same budget, the worst task kept: the search's score): Kendall's tau between
-the ranking (by seed mean) at each budget and at the largest, the first budget where tau
-reaches 0.8, the seed-to-seed spread (median over cells of the std over seeds, and of the
-range over seeds relative to the mean), and a simulation of successive halving (eta 3) on
+the ranking (by seed mean) at each budget and at the largest, the first budget below the
+largest where tau reaches 0.8, how many of each budget's top 5 are the top 5 at the largest,
+the seed-to-seed agreement (mean tau between two seeds' rankings: the noise ceiling) and
+spread (median over cells of the std over seeds, and of the range over seeds relative to
+the mean), and a simulation of successive halving (eta 3) on
 the measured table: at each rung keep the best ceil(n/eta) by the seed mean at that rung,
 never fewer than the top k sought (5). Its cost in training steps is given both continued
 (a survivor resumes its run: rung i costs survivors x (budget_i - budget_{i-1}), which is
@@ -95,8 +97,23 @@ def taus_against_last(scores: np.ndarray) -> list[float]:
 
 
 def first_reaching(taus: list[float], budgets: list[int], target: float = TAU_TARGET) -> int | None:
-    """The first budget whose tau is at least ``target``, or None."""
-    return next((b for tau, b in zip(taus, budgets, strict=True) if tau >= target), None)
+    """The first budget below the last (the reference, tau 1 by definition) whose tau is at
+    least ``target``, or None."""
+    return next((b for tau, b in zip(taus[:-1], budgets[:-1], strict=True) if tau >= target), None)
+
+
+def seed_taus(table: np.ndarray) -> list[float]:
+    """Per rung of ``table [cells, rungs, seeds]``: the mean Kendall tau between the rankings
+    of two seeds, over all pairs (how far one seed predicts another: the noise ceiling); nan
+    with one seed."""
+    seeds = table.shape[2]
+    pairs = [(a, b) for a in range(seeds) for b in range(a + 1, seeds)]
+    return [
+        float(np.mean([kendalltau(table[:, r, a], table[:, r, b]).statistic for a, b in pairs]))
+        if pairs
+        else math.nan
+        for r in range(table.shape[1])
+    ]
 
 
 def seed_spread(table: np.ndarray) -> tuple[list[float], list[float]]:
@@ -118,6 +135,12 @@ def best_indices(values: np.ndarray, count: int) -> list[int]:
     """Indices of the ``count`` highest values, ties to the lower index."""
     order = sorted(range(len(values)), key=lambda i: (-float(values[i]), i))
     return order[:count]
+
+
+def top_overlap(scores: np.ndarray, top: int) -> list[int]:
+    """Per rung of ``scores [cells, rungs]``: how many of its best ``top`` are among the last rung's."""
+    truth = set(best_indices(scores[:, -1], top))
+    return [len(truth & set(best_indices(scores[:, r], top))) for r in range(scores.shape[1])]
 
 
 @dataclass
@@ -182,6 +205,9 @@ class Figures:
     name: str
     taus: list[float]
     reaches: int | None
+    seed_taus: list[float]
+    overlap: list[int]
+    """Per rung: how many of its top ``top`` are the top at the last rung."""
     std: list[float]
     relative_range: list[float]
     halving: Halving
@@ -191,7 +217,8 @@ def figures(name: str, scores: np.ndarray, per_seed: np.ndarray, budgets: list[i
     taus = taus_against_last(scores)
     std, relative = seed_spread(per_seed)
     halving = successive_halving(scores, budgets, ETA, top)
-    return Figures(name, taus, first_reaching(taus, budgets), std, relative, halving)
+    reaches, overlap = first_reaching(taus, budgets), top_overlap(scores, top)
+    return Figures(name, taus, reaches, seed_taus(per_seed), overlap, std, relative, halving)
 
 
 def analyse(tables: dict[str, np.ndarray], budgets: list[int], baseline: int, top: int) -> dict[str, Figures]:
@@ -209,9 +236,12 @@ def print_figures(all_figures: dict[str, Figures], budgets: list[int], names: li
         print(f"\n== {fig.name}")
         print(f"{'budget (steps)':28}{header}")
         print(f"{'Kendall tau vs ' + str(budgets[-1]):28}" + "".join(f"{t:9.3f}" for t in fig.taus))
+        label = f"top {fig.halving.top} also top at {budgets[-1]}"
+        print(f"{label:28}" + "".join(f"{k:9d}" for k in fig.overlap))
+        print(f"{'tau seed vs seed':28}" + "".join(f"{t:9.3f}" for t in fig.seed_taus))
         print(f"{'median std over seeds':28}" + "".join(f"{s:9.4f}" for s in fig.std))
         print(f"{'median range/mean (seeds)':28}" + "".join(f"{s:9.3f}" for s in fig.relative_range))
-        reached = f"at {fig.reaches} steps" if fig.reaches is not None else "not reached"
+        reached = f"at {fig.reaches} steps" if fig.reaches is not None else f"not below {budgets[-1]} steps"
         print(f"tau >= {TAU_TARGET}: {reached}")
         print(
             f"successive halving (eta {ETA}): cells per rung {h.survivors}; "

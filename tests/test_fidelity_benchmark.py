@@ -62,6 +62,7 @@ def test_a_budget_that_keeps_the_ranking_gives_tau_one_and_halving_finds_the_top
     assert halving.steps_restarted == restarted == 45 * 10 + 15 * 30 + 5 * 90 + 5 * 270
     assert halving.steps_full == 45 * 270
     assert halving.found == 5
+    assert fidelity.top_overlap(scores, 5) == [5, 5, 5, 5]
     assert sorted(halving.chosen) == sorted(np.argsort(-quality)[:5].tolist())
 
 
@@ -71,10 +72,20 @@ def test_a_first_rung_that_reverses_the_ranking_gives_tau_minus_one_and_halving_
     taus = fidelity.taus_against_last(scores)
     assert taus == pytest.approx([-1.0, 1.0, 1.0])
     assert fidelity.first_reaching(taus, [1, 3, 9]) == 3
-    assert fidelity.first_reaching([0.1, 0.5, 0.79], [1, 3, 9]) is None
+    assert fidelity.first_reaching([0.1, 0.79, 1.0], [1, 3, 9]) is None  # the reference itself does not count
     halving = fidelity.successive_halving(scores, [1, 3, 9], eta=3, top=5)
     assert halving.survivors == [30, 10, 5]
     assert halving.found == 0  # the ten kept after rung 1 are the true worst ten
+    assert fidelity.top_overlap(scores, 5) == [0, 5, 5]
+
+
+def test_seed_taus_are_one_for_seeds_that_agree_and_minus_one_for_reversed_seeds():
+    quality = np.arange(10, dtype=float)
+    agree = np.stack([quality, 2 * quality, quality + 1], axis=1)[:, None, :]  # [cells, 1 rung, 3 seeds]
+    reversed_pair = np.stack([quality, -quality], axis=1)[:, None, :]
+    assert fidelity.seed_taus(agree) == pytest.approx([1.0])
+    assert fidelity.seed_taus(reversed_pair) == pytest.approx([-1.0])
+    assert math.isnan(fidelity.seed_taus(agree[:, :, :1])[0])
 
 
 def test_seed_spread_on_a_known_table():
@@ -121,6 +132,9 @@ def test_quick_mode_trains_and_reports_figures_in_range(tmp_path, capsys):
         assert fig.halving.steps_restarted == restarted
         assert fig.halving.steps_full == 5 * 108
         assert 0 <= fig.halving.found <= 2
+        assert fig.reaches in (None, 4, 12, 36), name
+        assert fig.overlap[-1] == 2 and all(0 <= k <= 2 for k in fig.overlap), name
+        assert all(-1.0 <= t <= 1.0 for t in fig.seed_taus if not math.isnan(t)), name
         assert all(s >= 0 for s in fig.std), name
         assert f"== {name}" in printed
     assert "Kendall tau vs 108" in printed
