@@ -44,6 +44,7 @@ import argparse
 import csv
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -426,6 +427,8 @@ def main(argv: list[str] | None = None) -> Report:
         f"\n{len(names)} cells x {len(tasks)} tasks x {seeds} seeds = {len(names) * len(tasks) * seeds} runs "
         f"of {budgets[-1]} steps (validated every {budgets[0]}); {per_run:.2f} s per run"
     )
+    statuses = Counter(str(r["status"]) for r in rows if r["cell"] in set(names))
+    print("runs by status: " + ", ".join(f"{status} {n}" for status, n in sorted(statuses.items())))
     for task, table in tables.items():
         final = table[:, -1].mean(axis=1)
         print(
