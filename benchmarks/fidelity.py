@@ -30,6 +30,9 @@ never fewer than the top k sought (5). Its cost in training steps is given both 
 what the table measures, the values coming from one run) and restarted (survivors x
 budget_i), against all cells x 27B, with how many of the true top 5 (at 27B) it finds.
 
+Time: one run of 27B steps with B 100 took 8 s alone on a core and 11 s on average on a
+shared one (45 cells: 51 minutes); time grows with B, so B 170 fills an hour on a free core.
+
 A row per run goes to ``benchmarks/results/fidelity.csv`` as it goes; ``--table`` reprints
 the analysis of such a file without training (e.g. of a run cut short).
 
