@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cells import CellGraph
+from search._intervals import Interval
 from search._jobspec import JobSpec
 
 
@@ -77,6 +78,19 @@ class EvaluationRecord:
     trials_failed: int
     trials_diverged: int
     reused_from_id: int | None
+    best_low: float | None = None
+    best_high: float | None = None
+    relative_low: float | None = None
+    relative_high: float | None = None
+
+    @property
+    def best_interval(self) -> Interval | None:
+        """How much ``best_value`` depends on which trials were drawn (``docs/uncertainty.md``)."""
+        return Interval.of(self.best_low, self.best_high)
+
+    @property
+    def relative_interval(self) -> Interval | None:
+        return Interval.of(self.relative_low, self.relative_high)
 
     @property
     def trials_finished(self) -> int:
@@ -121,6 +135,12 @@ class JobArchitectureRecord:
     evaluated: bool
     listed: bool
     duplicate: bool
+    score_low: float | None = None
+    score_high: float | None = None
+
+    @property
+    def score_interval(self) -> Interval | None:
+        return Interval.of(self.score_low, self.score_high)
 
 
 @dataclass(frozen=True)
@@ -186,6 +206,18 @@ class JobSummary:
             if self.best_arch_id is None
             else {"arch_id": self.best_arch_id, "score": self.best_score},
         }
+
+
+EVALUATION_BOUNDS = ("best_low", "best_high", "relative_low", "relative_high")
+"""An evaluation's interval columns (``docs/uncertainty.md``)."""
+
+
+def interval_columns(prefix: str, interval: Interval | None) -> dict[str, float | None]:
+    """The two columns that store ``interval`` (``None``: both cleared), e.g. ``best_low``."""
+    return {
+        f"{prefix}_low": None if interval is None else interval.low,
+        f"{prefix}_high": None if interval is None else interval.high,
+    }
 
 
 def finite(value: float | None) -> float | None:

@@ -166,6 +166,18 @@ class StoreReader:
             row = s.scalar(query)
             return None if row is None else record(EvaluationRecord, row)
 
+    def ok_trial_values(self, evaluation_id: int) -> list[float]:
+        """The values of an evaluation's ``ok`` trials, in one query: its own trials and, for one
+        copied from an earlier job, the original's (whose best value it carries)."""
+        source = select(Evaluation.reused_from_id).where(Evaluation.id == evaluation_id).scalar_subquery()
+        query = select(Trial.value).where(
+            or_(Trial.evaluation_id == evaluation_id, Trial.evaluation_id == source),
+            Trial.status == TrialStatus.OK,
+            Trial.value.is_not(None),
+        )
+        with self.engine.connect() as conn:
+            return [float(v) for v in conn.execute(query.order_by(Trial.id)).scalars() if v is not None]
+
     def get_trial(self, trial_id: int) -> TrialRecord:
         with self._sessions() as s:
             trial = s.get(Trial, trial_id)

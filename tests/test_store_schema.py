@@ -24,7 +24,7 @@ from search._schema import TABLES, VERSION_TABLE, Base
 
 def test_fresh_database_gets_the_schema_at_head(db_url: str) -> None:
     with ResultStore.open(db_url) as store, store.engine.connect() as conn:
-        assert _schema.current_revision(conn) == _schema.head_revision() == "0001_initial"
+        assert _schema.current_revision(conn) == _schema.head_revision() == "0002_score_intervals"
     assert set(TABLES) | {"cs_alembic_version"} <= table_names(db_url)
 
 
@@ -73,18 +73,18 @@ def test_schema_built_elsewhere_and_stamped_is_accepted(db_url: str) -> None:
 
 
 def _migrations_with_a_second_revision(tmp_path: Path) -> Path:
-    """A copy of the packaged migrations plus a revision 0002 that adds a column."""
+    """A copy of the packaged migrations plus a revision after the head that adds a column."""
     folder = tmp_path / "migrations"
     shutil.copytree(_schema.MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0002_notes.py").write_text(
+    (folder / "versions" / "9999_notes.py").write_text(
         textwrap.dedent(
             '''
             """Add cs_jobs.notes."""
             import sqlalchemy as sa
             from alembic import op
 
-            revision = "0002_notes"
-            down_revision = "0001_initial"
+            revision = "9999_notes"
+            down_revision = "{head}"
             branch_labels = None
             depends_on = None
 
@@ -98,28 +98,49 @@ def _migrations_with_a_second_revision(tmp_path: Path) -> Path:
                 with op.batch_alter_table("cs_jobs") as batch:
                     batch.drop_column("notes")
             '''
-        )
+        ).replace("{head}", _schema.head_revision())
     )
     return folder
 
 
 def test_older_revision_is_refused_or_upgraded(db_url: str, tmp_path: Path) -> None:
-    with ResultStore.open(db_url) as store:  # a database written by the code at 0001_initial
+    head = _schema.head_revision()
+    with ResultStore.open(db_url) as store:  # a database written by the code at its head
         job_id = store.create_job(job_spec())
     newer = _migrations_with_a_second_revision(tmp_path)
     with pytest.raises(DatabaseRevisionError) as info:
         ResultStore.open(db_url, upgrade=False, migrations=newer)
     assert str(info.value) == (
-        "database at revision 0001_initial, code expects 0002_notes: run `cellsearch db upgrade`"
+        f"database at revision {head}, code expects 9999_notes: run `cellsearch db upgrade`"
     )
     with ResultStore.open(db_url, migrations=newer) as store:
         assert store.get_job(job_id).name == "job"  # the data survived the upgrade
         with store.engine.connect() as conn:
-            assert _schema.current_revision(conn) == "0002_notes"
+            assert _schema.current_revision(conn) == "9999_notes"
             assert "notes" in {c["name"] for c in sa.inspect(conn).get_columns("cs_jobs")}
-    # Now the packaged code (head 0001) meets a newer database: refused, naming both revisions.
-    with pytest.raises(DatabaseRevisionError, match=r"revision '0002_notes', unknown to this cellsearch"):
+    # Now the packaged code meets a newer database: refused, naming both revisions.
+    with pytest.raises(DatabaseRevisionError, match=r"revision '9999_notes', unknown to this cellsearch"):
         ResultStore.open(db_url)
+
+
+def test_a_database_before_the_score_intervals_gains_empty_bounds(db_url: str) -> None:
+    engine = make_engine(db_url)
+    _schema.migrate(engine, "0001_initial")  # what the code before the intervals wrote
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO cs_jobs (name, spec, state, code_version, created_at) "
+                "VALUES ('old', '{}', 'finished', '', '2026-01-01')"
+            )
+        )
+    engine.dispose()
+    with ResultStore.open(db_url) as store, store.engine.connect() as conn:
+        assert _schema.current_revision(conn) == "0002_score_intervals"
+        evaluation = {c["name"] for c in sa.inspect(conn).get_columns("cs_evaluations")}
+        member = {c["name"] for c in sa.inspect(conn).get_columns("cs_job_architectures")}
+        assert {"best_low", "best_high", "relative_low", "relative_high"} <= evaluation
+        assert {"score_low", "score_high"} <= member
+        assert store.get_job(1).name == "old"
 
 
 def test_foreign_layout_is_refused_and_unrelated_tables_are_left_alone(db_url: str) -> None:
