@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from search._intervals import (
         Interval,
         best_interval,
+        format_estimate,
         mean_interval,
         relative_interval,
         score_interval,
@@ -114,6 +115,7 @@ __getattr__ = lazy_exports(
         "search._intervals": (
             "Interval",
             "best_interval",
+            "format_estimate",
             "mean_interval",
             "relative_interval",
             "score_interval",
@@ -189,6 +191,7 @@ __all__ = [
     "best_interval",
     "check_db_url",
     "check_results_url",
+    "format_estimate",
     "is_sqlite",
     "is_sqlite_header",
     "is_sqlite_uri",

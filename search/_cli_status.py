@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cells import cli_failure as _fail
 from search._ids import ID_MAX
+from search._intervals import format_estimate
 from search._settings import ENV_DB_URL, resolve_settings
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ def _print_job(summary: JobSummary, leaders: list[RankedArchitecture]) -> None:
                 str(e.rank),
                 str(e.arch_id),
                 e.library_name or e.canonical_hash,
-                _score(e.score),
+                format_estimate(e.score, e.score_interval, 4),
                 str(e.generation),
                 str(e.num_states),
                 str(e.num_nodes),

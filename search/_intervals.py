@@ -21,6 +21,8 @@ Example:
     Interval(low=0.9, high=1.4)
     >>> best_interval([0.5], Direction.MAXIMIZE) is None  # one trial: nothing to resample
     True
+    >>> format_estimate(1.0562, Interval(0.9804, 1.1137))
+    '1.056 [0.98, 1.11]'
 """
 
 from __future__ import annotations
@@ -167,3 +169,16 @@ def score_interval(relative: Iterable[Interval | None]) -> Interval | None:
         return None
     present = [iv for iv in intervals if iv is not None]
     return Interval(min(iv.low for iv in present), min(iv.high for iv in present))
+
+
+def format_estimate(value: float | None, interval: Interval | None, digits: int = 3) -> str:
+    """A point estimate and its interval as the tables print them, ``1.056 [0.98, 1.11]`` (the
+    bounds one digit shorter: they are rougher than the estimate); the value alone without an
+    interval; ``-`` without a value."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    text = f"{value:.{digits}f}"
+    if interval is None:
+        return text
+    bound = max(digits - 1, 1)
+    return f"{text} [{interval.low:.{bound}f}, {interval.high:.{bound}f}]"

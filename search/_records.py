@@ -213,7 +213,8 @@ EVALUATION_BOUNDS = ("best_low", "best_high", "relative_low", "relative_high")
 
 
 def interval_columns(prefix: str, interval: Interval | None) -> dict[str, float | None]:
-    """The two columns that store ``interval`` (``None``: both cleared), e.g. ``best_low``."""
+    """The two columns (or JSON keys) that hold ``interval``, e.g. ``best_low`` and ``best_high``
+    (both ``None`` without one)."""
     return {
         f"{prefix}_low": None if interval is None else interval.low,
         f"{prefix}_high": None if interval is None else interval.high,

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from cells import library
 from cellsearch._cli import app
 from search import ResultStore
+from search._intervals import Interval
 from search._jobspec import JobSpec
 from search._schema import head_revision
 from search._settings import ENV_DB_URL
@@ -54,7 +55,9 @@ def filled(tmp_path: Path) -> tuple[str, dict[str, int]]:
         store.fail_trial(store.start_trial(evaluation.id, hparams={}), "boom")
         store.start_trial(evaluation.id, hparams={})
         store.update_job_architecture(second, gru, score=1.0, filter_passed=True, evaluated=True)
-        store.update_job_architecture(second, mut1, score=1.08, filter_passed=True, evaluated=True)
+        store.update_job_architecture(
+            second, mut1, score=1.08, score_interval=Interval(0.97, 1.12), filter_passed=True, evaluated=True
+        )
     return url, {"first": first, "second": second, "gru": gru, "mut1": mut1}
 
 
@@ -102,6 +105,10 @@ def test_status_table_shows_the_counts_and_the_leaderboard(filled: tuple[str, di
     assert f"architecture {ids['mut1']}, score 1.0800" in out
     board = out[out.index("top architectures") :]
     assert board.index("mut1") < board.index("gru")  # best first
+    [mut1] = [line for line in board.splitlines() if "mut1" in line]
+    assert "1.0800 [0.970, 1.120]" in mut1  # the score and its interval
+    [gru] = [line for line in board.splitlines() if "gru" in line]
+    assert "1.0000" in gru and "[" not in gru  # no interval: the score alone
 
 
 def test_database_url_comes_from_the_environment(filled: tuple[str, dict[str, int]]) -> None:
