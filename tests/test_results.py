@@ -300,6 +300,8 @@ def test_export_round_trips(synthetic: Synthetic, tmp_path: Path, suffix: str) -
         arch_ids = [int(r["arch_id"]) for r in rows]
         child = rows[0]
         assert float(child["xml-small_relative"]) == pytest.approx(1.2)
+        assert (float(child["score_low"]), float(child["xml-small_relative_high"])) == (1.02, 1.3)
+        assert rows[1]["score_low"] in ("", None)  # no interval: an empty cell
         assert int(child["arith_trials"]) == 2
     # scored ones best first, then the unscored (filtered) one
     assert arch_ids == [synthetic.ids[n] for n in [*BY_SCORE, "filtered"]]
