@@ -166,6 +166,8 @@ CHILD_INTERVALS: dict[str, tuple[Interval, Interval]] = {
 }
 """The intervals the hand-made database gives architecture ``child`` (the others have none):
 its best value's and relative score's per task, and its score's."""
+FIXED_LSTM_INTERVALS = (Interval(0.97, 0.99), Interval(1.05, 1.15))
+"""The fixed job's lstm: its best value's interval, and its relative score's (and score's)."""
 
 
 def build_synthetic(url: str) -> Synthetic:
@@ -220,8 +222,15 @@ def build_synthetic(url: str) -> Synthetic:
             evaluation = store.get_or_create_evaluation(job2, arch, fixed.tasks[0])
             trial = store.start_trial(evaluation.id, hparams={"learning_rate": 0.01})
             store.finish_trial(trial, _result("ok", value, "memorize", 0.01))
-            store.set_evaluation(evaluation.id, status="done", relative_score=rel)
-            store.update_job_architecture(job2, arch, score=rel, evaluated=True)
+            best, relative_iv = FIXED_LSTM_INTERVALS if name == "lstm" else (None, None)
+            store.set_evaluation(
+                evaluation.id,
+                status="done",
+                relative_score=rel,
+                best_interval=best,
+                relative_interval=relative_iv,
+            )
+            store.update_job_architecture(job2, arch, score=rel, score_interval=relative_iv, evaluated=True)
         store.set_job_state(job2, "finished")
     finally:
         store.close()
