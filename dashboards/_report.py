@@ -91,7 +91,8 @@ def render_report(store: StoreReader, job_id: int, *, top: int = 5) -> str:
     ]
     if spec.get("description"):
         parts.append(f"<p>{_e(spec['description'])}</p>")
-    parts.append(_summary_table(job, summary, strategy, tasks))
+    best_interval = next((a.score_interval for a in archs if a.score is not None), None)
+    parts.append(_summary_table(job, summary, strategy, tasks, best_interval))
 
     scored = [p for p in points if p.arch.score is not None]
     parts.append("<h2>Best score against architectures evaluated</h2>")
@@ -128,12 +129,14 @@ def render_report(store: StoreReader, job_id: int, *, top: int = 5) -> str:
 # -- sections --------------------------------------------------------------------------------
 
 
-def _summary_table(job: Any, summary: Any, strategy: str, tasks: list[str]) -> str:
+def _summary_table(
+    job: Any, summary: Any, strategy: str, tasks: list[str], best_interval: Interval | None
+) -> str:
     a, t = summary.architectures, summary.trials
     best = (
         "-"
         if summary.best_arch_id is None
-        else f"architecture {summary.best_arch_id}, {_n(summary.best_score)}"
+        else f"architecture {summary.best_arch_id}, {format_estimate(summary.best_score, best_interval, 4)}"
     )
     rows = [
         ("state", job.state),
@@ -237,10 +240,9 @@ def _forest(leaders: list[RankedArchitecture]) -> str:
         scores = [a.score or 0.0 for a in rows]
         ax.errorbar(scores, ys, xerr=_bar_lengths(scores, [a.score_interval for a in rows]), fmt="o",
                     color="#1f77b4", ecolor="#1f77b4", elinewidth=2, capsize=4, markersize=5)  # fmt: skip
-        ax.axvline(1.0, color="#d62728", linestyle="--", linewidth=1, label="best baseline")
+        ax.axvline(1.0, color="#d62728", linestyle="--", linewidth=1)  # no legend: it would hide a bar
         ax.set_yticks(ys, [f"#{a.rank} {_name(a)}" for a in rows], fontsize=8)
         ax.set_xlabel("score (worst task relative to the best baseline) and its interval")
-        ax.legend(loc="lower right", fontsize=8)
 
     data = _data_table(
         ["rank", "architecture", "name", "score [interval]"],
@@ -248,7 +250,8 @@ def _forest(leaders: list[RankedArchitecture]) -> str:
         "forest",
     )
     caption = (
-        f"The {len(leaders)} best scores with their intervals (a point alone: too few trials for one). "
+        f"The {len(leaders)} best scores with their intervals (a point alone: too few trials for one); "
+        "the dashed line is the best baseline. "
         "Leaders whose bars overlap are not told apart by this search; its re-evaluation over seeds is."
     )
     return _figure(draw, caption, data)
