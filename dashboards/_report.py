@@ -91,8 +91,7 @@ def render_report(store: StoreReader, job_id: int, *, top: int = 5) -> str:
     ]
     if spec.get("description"):
         parts.append(f"<p>{_e(spec['description'])}</p>")
-    best_interval = next((a.score_interval for a in archs if a.score is not None), None)
-    parts.append(_summary_table(job, summary, strategy, tasks, best_interval))
+    parts.append(_summary_table(job, summary, strategy, tasks))
 
     scored = [p for p in points if p.arch.score is not None]
     parts.append("<h2>Best score against architectures evaluated</h2>")
@@ -129,15 +128,10 @@ def render_report(store: StoreReader, job_id: int, *, top: int = 5) -> str:
 # -- sections --------------------------------------------------------------------------------
 
 
-def _summary_table(
-    job: Any, summary: Any, strategy: str, tasks: list[str], best_interval: Interval | None
-) -> str:
+def _summary_table(job: Any, summary: Any, strategy: str, tasks: list[str]) -> str:
     a, t = summary.architectures, summary.trials
-    best = (
-        "-"
-        if summary.best_arch_id is None
-        else f"architecture {summary.best_arch_id}, {format_estimate(summary.best_score, best_interval, 4)}"
-    )
+    score = format_estimate(summary.best_score, summary.best_score_interval, 4)
+    best = "-" if summary.best_arch_id is None else f"architecture {summary.best_arch_id}, {score}"
     rows = [
         ("state", job.state),
         ("strategy", strategy),

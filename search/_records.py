@@ -185,12 +185,14 @@ class JobSummary:
     trials: TrialCounts = field(default_factory=TrialCounts)
     best_arch_id: int | None = None
     best_score: float | None = None
+    best_score_interval: Interval | None = None
     error: str | None = None
     """Why the job failed (e.g. nothing was scored, and why); ``None`` otherwise."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``architectures`` is the number proposed, the stages are under
-        ``architecture_stages``; ``best`` is ``None`` until an architecture has a score."""
+        ``architecture_stages``; ``best`` is ``None`` until an architecture has a score (with
+        its interval, ``score_low`` and ``score_high``, ``None`` without one)."""
         return {
             "job_id": self.job_id,
             "name": self.name,
@@ -204,7 +206,11 @@ class JobSummary:
             "trials": {**asdict(self.trials), "total": self.trials.total},
             "best": None
             if self.best_arch_id is None
-            else {"arch_id": self.best_arch_id, "score": self.best_score},
+            else {
+                "arch_id": self.best_arch_id,
+                "score": self.best_score,
+                **interval_columns("score", self.best_score_interval),
+            },
         }
 
 

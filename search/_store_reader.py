@@ -20,6 +20,7 @@ from sqlalchemy import Engine, case, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cells import CellGraph, canonical_hash
+from search._intervals import Interval
 from search._jobspec import JobSpec
 from search._ranking import by_score
 from search._records import (
@@ -229,7 +230,7 @@ class StoreReader:
                 ).where(ja.job_id == job_id)
             ).one()
             best = s.execute(
-                select(ja.architecture_id, ja.score)
+                select(ja.architecture_id, ja.score, ja.score_low, ja.score_high)
                 .where(ja.job_id == job_id, ja.score.is_not(None))
                 .order_by(*by_score(ja))
                 .limit(1)
@@ -252,6 +253,7 @@ class StoreReader:
                 ),
                 best_arch_id=None if best is None else best[0],
                 best_score=None if best is None else best[1],
+                best_score_interval=None if best is None else Interval.of(best[2], best[3]),
                 error=job.error,
             )
 

@@ -80,7 +80,7 @@ def test_status_json_of_the_latest_job(filled: tuple[str, dict[str, int]]) -> No
         "pruned": 1,
         "failed": 1,
     }
-    assert data["best"] == {"arch_id": ids["mut1"], "score": 1.08}
+    assert data["best"] == {"arch_id": ids["mut1"], "score": 1.08, "score_low": 0.97, "score_high": 1.12}
 
 
 def test_status_of_a_given_job_and_of_all_jobs(filled: tuple[str, dict[str, int]]) -> None:
@@ -102,7 +102,7 @@ def test_status_table_shows_the_counts_and_the_leaderboard(filled: tuple[str, di
     assert code == 0
     assert "job 2: second" in out and "running" in out
     assert "3 completed, 1 running, 1 pruned, 1 failed" in out
-    assert f"architecture {ids['mut1']}, score 1.0800" in out
+    assert f"architecture {ids['mut1']}, score 1.0800 [0.970, 1.120]" in out
     board = out[out.index("top architectures") :]
     assert board.index("mut1") < board.index("gru")  # best first
     [mut1] = [line for line in board.splitlines() if "mut1" in line]
