@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cells import cli_failure
-from search import resolve_settings
+from search import format_estimate, resolve_settings
 
 if TYPE_CHECKING:
     from search import ResultStore
@@ -333,18 +333,22 @@ def _print_top(rows: list[Any], tasks: list[str], by_task: str | None) -> None:
     for header in headers:
         table.add_column(header, justify="left" if header == "name" else "right")
     for task in tasks:
-        table.add_column(f"{task}\nrelative (value)", justify="right")
+        table.add_column(f"{task}\nrelative \\[interval] (value)", justify="right")
     for r in rows:
         cells = [str(r.rank), *([str(r.job_id)] if multi_job else []), str(r.arch_id)]
         cells += [
             _name(r.library_name, r.canonical_hash),
-            _num(r.score),
+            format_estimate(r.score, r.score_interval),
             str(r.generation),
             f"{r.parameter_count:,}",
         ]
         for task in tasks:
             result = r.per_task.get(task)
-            cells.append("-" if result is None else f"{_num(result.relative, 3)} ({_num(result.value, 4)})")
+            cells.append(
+                "-"
+                if result is None
+                else f"{format_estimate(result.relative, result.relative_interval)} ({_num(result.value, 4)})"
+            )
         table.add_row(*cells)
     Console().print(table)
 
@@ -372,8 +376,8 @@ def _print_details(details: Any, dashboard: str) -> None:
         rank = f", rank {job.rank}" if job.rank else ""
         state = "listed" if job.listed else ("filtered out" if job.filter_passed is False else "")
         console.print(
-            f"\n[bold]job {job.job_id}[/bold] {job.job_name}: score {_num(job.score)}{rank}"
-            + (f", {state}" if state else ""),
+            f"\n[bold]job {job.job_id}[/bold] {job.job_name}: "
+            f"score {format_estimate(job.score, job.score_interval)}{rank}" + (f", {state}" if state else ""),
             markup=True,
         )
         table = Table(show_edge=False)
@@ -381,7 +385,14 @@ def _print_details(details: Any, dashboard: str) -> None:
             table.add_column(header)
         for t in job.tasks:
             r = t.result
-            table.add_row(r.task, r.metric, _num(r.value), _num(r.relative, 3), str(r.trials), r.status)
+            table.add_row(
+                r.task,
+                r.metric,
+                format_estimate(r.value, r.value_interval, 4),
+                format_estimate(r.relative, r.relative_interval),
+                str(r.trials),
+                r.status,
+            )
         console.print(table)
         for t in job.tasks:
             if t.best_hparams:

@@ -1,9 +1,10 @@
 """Export a job's architectures and their per-task results to CSV, Parquet or JSON Lines.
 
 The format follows the file's extension. CSV and Parquet get one flat row per
-architecture (per task: ``<task>_value``, ``<task>_relative``, ``<task>_trials``, where
-``<task>`` is the task's label or name in the job); JSON Lines gets the same objects as
-``cellsearch results top --format json``, with ``per_task`` nested. The file is written
+architecture (the score and its interval, ``score_low`` and ``score_high``; per task:
+``<task>_value``, ``<task>_relative``, their intervals' ``_low`` and ``_high``, and
+``<task>_trials``, where ``<task>`` is the task's label or name in the job); JSON Lines gets
+the same objects as ``cellsearch results top --format json``, with ``per_task`` nested. The file is written
 to a temporary name beside the target and renamed into place, so a reader never sees half
 a file and a failed export leaves an earlier file intact.
 
@@ -45,6 +46,8 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("arch_id", "int"),
     ("rank", "int"),
     ("score", "float"),
+    ("score_low", "float"),
+    ("score_high", "float"),
     ("library_name", "str"),
     ("parent_id", "int"),
     ("mutation", "str"),
@@ -57,7 +60,17 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 """The flat columns before the per-task ones, with their types (for Parquet's schema)."""
 
-TASK_COLUMNS: tuple[tuple[str, str], ...] = (("value", "float"), ("relative", "float"), ("trials", "int"))
+TASK_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("value", "float"),
+    ("value_low", "float"),
+    ("value_high", "float"),
+    ("relative", "float"),
+    ("relative_low", "float"),
+    ("relative_high", "float"),
+    ("trials", "int"),
+)
+"""Each task's columns, ``<task>_value`` ...; the ``_low``/``_high`` ones are the intervals
+(``docs/uncertainty.md``), empty where there is none."""
 
 
 class ExportError(CellsearchError, ValueError):

@@ -4,9 +4,11 @@ Plots are inline SVG (matplotlib), cell diagrams inline SVG (Graphviz, where ``d
 installed; the DOT text otherwise), styles inline: the file needs nothing else to be
 read, mailed or archived. Sections: a summary; the best score against the number of
 architectures evaluated, with the baseline cells as horizontal lines; the distribution of
-scores; score against parameter count; for a job with the ``fixed`` strategy the
-comparison table of the paper (cells by tasks, relative scores); the top cells with their
-equations and diagrams. Every plot is followed by its numbers in a collapsed table.
+scores; the top scores with their intervals; score against parameter count; for a job with
+the ``fixed`` strategy the comparison table of the paper (cells by tasks, relative scores);
+the top cells with their equations and diagrams. Every plot of scores draws each score's
+interval as an error bar where it has one (``docs/uncertainty.md``), and is followed by its
+numbers, intervals included, in a collapsed table.
 
 Example:
     >>> import tempfile, pathlib
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboards._export import _atomic
-from search import RankedArchitecture, StoreReader, job_architectures, job_tasks
+from search import Interval, RankedArchitecture, StoreReader, format_estimate, job_architectures, job_tasks
 
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -97,6 +99,8 @@ def render_report(store: StoreReader, job_id: int, *, top: int = 5) -> str:
         parts.append(_best_curve(scored, baselines))
         parts.append("<h2>Score distribution</h2>")
         parts.append(_histogram([p.arch.score for p in scored if p.arch.score is not None]))
+        parts.append("<h2>Top scores with their intervals</h2>")
+        parts.append(_forest([a for a in archs if a.score is not None][:FOREST_ROWS]))
         parts.append("<h2>Score against parameter count</h2>")
         parts.append(_scatter(scored))
     else:
@@ -112,7 +116,10 @@ def render_report(store: StoreReader, job_id: int, *, top: int = 5) -> str:
     parts.append(
         f"<p><small>Written by cellsearch on {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}. "
         "Scores: each task's best value relative to the best baseline cell on that task; an "
-        "architecture's score is its worst task (above 1 beats the baseline on every task).</small></p>"
+        "architecture's score is its worst task (above 1 beats the baseline on every task). "
+        "Intervals (error bars, and [low, high] in the tables): how much a best value depends on "
+        "which trials were drawn, carried through the ratio and the worst task; see the "
+        "uncertainty page of the cellsearch documentation.</small></p>"
     )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
@@ -123,11 +130,8 @@ def render_report(store: StoreReader, job_id: int, *, top: int = 5) -> str:
 
 def _summary_table(job: Any, summary: Any, strategy: str, tasks: list[str]) -> str:
     a, t = summary.architectures, summary.trials
-    best = (
-        "-"
-        if summary.best_arch_id is None
-        else f"architecture {summary.best_arch_id}, {_n(summary.best_score)}"
-    )
+    score = format_estimate(summary.best_score, summary.best_score_interval, 4)
+    best = "-" if summary.best_arch_id is None else f"architecture {summary.best_arch_id}, {score}"
     rows = [
         ("state", job.state),
         ("strategy", strategy),
@@ -156,6 +160,7 @@ def _best_curve(points: list[_Point], baselines: list[str]) -> str:
 
     def draw(ax: Any) -> None:
         ax.step(xs, best, where="post", color="#1f77b4", label="best so far")
+        _error_bars(ax, xs, [p.arch for p in points], color="#999")
         ax.scatter(xs, [p.arch.score for p in points], s=8, color="#999", label="each architecture", zorder=2)
         for (name, score), color in zip(
             sorted(lines.items()), ("#d62728", "#2ca02c", "#9467bd", "#8c564b"), strict=False
@@ -169,12 +174,18 @@ def _best_curve(points: list[_Point], baselines: list[str]) -> str:
         ax.legend(loc="lower right", fontsize=8)
 
     data = _data_table(
-        ["architectures evaluated", "best score", "architecture"],
-        [[str(x), _n(b), str(p.arch.arch_id)] for x, b, p in zip(xs, best, points, strict=True)],
+        ["architectures evaluated", "best score", "architecture", "its score [interval]"],
+        [
+            [str(x), _n(b), str(p.arch.arch_id), format_estimate(p.arch.score, p.arch.score_interval)]
+            for x, b, p in zip(xs, best, points, strict=True)
+        ],
         "best-curve",
     )
     return _figure(
-        draw, "The best score so far as architectures are evaluated (in the order they were proposed).", data
+        draw,
+        "The best score so far as architectures are evaluated (in the order they were proposed); "
+        "the bars are each score's interval.",
+        data,
     )
 
 
@@ -191,6 +202,7 @@ def _histogram(scores: list[float]) -> str:
 
 def _scatter(points: list[_Point]) -> str:
     def draw(ax: Any) -> None:
+        _error_bars(ax, [p.arch.parameter_count for p in points], [p.arch for p in points], color="#1f77b4")
         ax.scatter(
             [p.arch.parameter_count for p in points], [p.arch.score for p in points], s=12, color="#1f77b4"
         )
@@ -202,11 +214,41 @@ def _scatter(points: list[_Point]) -> str:
         ax.set_ylabel("score")
 
     data = _data_table(
-        ["architecture", "name", "parameters", "score"],
-        [[str(p.arch.arch_id), _name(p.arch), str(p.arch.parameter_count), _n(p.arch.score)] for p in points],
+        ["architecture", "name", "parameters", "score [interval]"],
+        [
+            [str(p.arch.arch_id), _name(p.arch), str(p.arch.parameter_count), _estimate(p.arch)]
+            for p in points
+        ],
         "scatter",
     )
-    return _figure(draw, "Score against the cell's parameter count.", data)
+    return _figure(draw, "Score against the cell's parameter count (bars: the score's interval).", data)
+
+
+def _forest(leaders: list[RankedArchitecture]) -> str:
+    """The best scores, one row each, with their intervals as horizontal bars and the best
+    baseline at 1: which leaders are told apart from each other and from the baseline."""
+    rows = list(reversed(leaders))  # the best at the top
+
+    def draw(ax: Any) -> None:
+        ys = list(range(len(rows)))
+        scores = [a.score or 0.0 for a in rows]
+        ax.errorbar(scores, ys, xerr=_bar_lengths(scores, [a.score_interval for a in rows]), fmt="o",
+                    color="#1f77b4", ecolor="#1f77b4", elinewidth=2, capsize=4, markersize=5)  # fmt: skip
+        ax.axvline(1.0, color="#d62728", linestyle="--", linewidth=1)  # no legend: it would hide a bar
+        ax.set_yticks(ys, [f"#{a.rank} {_name(a)}" for a in rows], fontsize=8)
+        ax.set_xlabel("score (worst task relative to the best baseline) and its interval")
+
+    data = _data_table(
+        ["rank", "architecture", "name", "score [interval]"],
+        [[str(a.rank), str(a.arch_id), _name(a), _estimate(a)] for a in leaders],
+        "forest",
+    )
+    caption = (
+        f"The {len(leaders)} best scores with their intervals (a point alone: too few trials for one); "
+        "the dashed line is the best baseline. "
+        "Leaders whose bars overlap are not told apart by this search; its re-evaluation over seeds is."
+    )
+    return _figure(draw, caption, data)
 
 
 def _paper_table(archs: list[RankedArchitecture], tasks: list[str], cell_order: list[str]) -> str:
@@ -226,14 +268,18 @@ def _paper_table(archs: list[RankedArchitecture], tasks: list[str], cell_order: 
                 continue
             win = ' class="win"' if result.relative is not None and result.relative >= 1.0 else ""
             cells.append(
-                f"<td{win}>{_n(result.relative, 3)}<br>"
-                f"<small>{_e(result.metric)} {_n(result.value)}</small></td>"
+                f"<td{win}>{_e(format_estimate(result.relative, result.relative_interval))}<br>"
+                f"<small>{_e(result.metric)} {_e(format_estimate(result.value, result.value_interval, 4))}"
+                "</small></td>"
             )
-        rows.append(f'<tr><td class="name">{_e(name)}</td>{"".join(cells)}<td>{_n(arch.score, 3)}</td></tr>')
+        rows.append(
+            f'<tr><td class="name">{_e(name)}</td>{"".join(cells)}<td>{_e(_estimate(arch))}</td></tr>'
+        )
     return (
         f'<table class="paper">{head}{"".join(rows)}</table>'
         "<p><small>Each entry: the cell's best result on the task relative to the best baseline "
-        "(bold: at least as good), and below it the best value of the task's metric.</small></p>"
+        "(bold: at least as good) with its interval, and below it the best value of the task's "
+        "metric with its interval.</small></p>"
     )
 
 
@@ -258,7 +304,7 @@ def _cell_section(arch: RankedArchitecture, tasks: list[str]) -> str:
             f"<pre>{_e(to_dot(graph))}</pre></details>"
         )
     results = ", ".join(
-        f"{_e(t)} {_n(arch.per_task[t].relative, 3)}"
+        f"{_e(t)} {_e(format_estimate(arch.per_task[t].relative, arch.per_task[t].relative_interval))}"
         for t in tasks
         if t in arch.per_task and arch.per_task[t].relative is not None
     )
@@ -267,7 +313,7 @@ def _cell_section(arch: RankedArchitecture, tasks: list[str]) -> str:
     )
     return (
         f'<div class="cell" id="arch-{arch.arch_id}"><h3>#{arch.rank} architecture {arch.arch_id} '
-        f"{_e(_name(arch))}: score {_n(arch.score)}</h3>"
+        f"{_e(_name(arch))}: score {_e(_estimate(arch))}</h3>"
         f"<p>{lineage}<br>relative scores: {results or '-'}<br>"
         f"{arch.parameter_count:,} parameters per layer at hidden size 128</p>"
         f"<pre>{_e(arch.equations)}</pre>{diagram}</div>"
@@ -312,6 +358,33 @@ def _strip_xml_header(svg: str) -> str:
     start = svg.find("<svg")
     text = svg[start:] if start >= 0 else svg
     return re.sub(r"<!--.*?-->", "", text, flags=re.S)
+
+
+FOREST_ROWS = 15
+"""Architectures in the plot of the top scores with their intervals."""
+
+
+def _error_bars(ax: Any, xs: list[Any], archs: list[RankedArchitecture], color: str) -> None:
+    """Each score's interval as a vertical bar at its x (architectures without one: none)."""
+    with_interval = [(x, a.score, a.score_interval) for x, a in zip(xs, archs, strict=True)]
+    bars = [(x, s, iv) for x, s, iv in with_interval if s is not None and iv is not None]
+    if not bars:
+        return
+    lengths = _bar_lengths([s for _, s, _ in bars], [iv for _, _, iv in bars])
+    ax.errorbar([x for x, _, _ in bars], [s for _, s, _ in bars], yerr=lengths, fmt="none",
+                ecolor=color, elinewidth=1, capsize=2, alpha=0.7, label="score interval")  # fmt: skip
+
+
+def _bar_lengths(scores: list[float], intervals: list[Interval | None]) -> list[list[float]]:
+    """Error-bar lengths below and above each score (0 without an interval; never negative,
+    should a bound lie a rounding error past its score)."""
+    below = [0.0 if iv is None else max(0.0, s - iv.low) for s, iv in zip(scores, intervals, strict=True)]
+    above = [0.0 if iv is None else max(0.0, iv.high - s) for s, iv in zip(scores, intervals, strict=True)]
+    return [below, above]
+
+
+def _estimate(arch: RankedArchitecture) -> str:
+    return format_estimate(arch.score, arch.score_interval)
 
 
 def _name(arch: RankedArchitecture) -> str:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from search import EvaluationStatus, ResultStore
+from search import EvaluationStatus, Interval, ResultStore
 
 logger = logging.getLogger(__name__)
 
@@ -15,8 +15,8 @@ MAX_PARAM_LENGTH = 6000
 """MLflow's limit on a parameter's value (longer values are cut, with a marker)."""
 MAX_KEY_LENGTH = 250
 """MLflow's limit on a key's length."""
-KEY_SUFFIX_ROOM = 10
-"""Characters a key leaves for the suffix the tracker adds (``.relative``)."""
+KEY_SUFFIX_ROOM = 16
+"""Characters a key leaves for the suffix the tracker adds (the longest: ``.relative_high``)."""
 MAX_EXPERIMENT_NAME = 500
 """MLflow's limit on an experiment's name (a job's name, by default)."""
 
@@ -49,13 +49,16 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
     metrics: dict[str, float] = {}
     if membership.score is not None:
         metrics["score"] = float(membership.score)
+        metrics.update(_bounds("score", membership.score_interval))
     for task in membership.tasks:
         result = task.result
         key = metric_key(result.task)
         if result.value is not None:
             metrics[f"{key}.best"] = float(result.value)
+            metrics.update(_bounds(f"{key}.best", result.value_interval))
         if result.relative is not None:
             metrics[f"{key}.relative"] = float(result.relative)
+            metrics.update(_bounds(f"{key}.relative", result.relative_interval))
         metrics[f"{key}.trials"] = float(result.trials)
     evaluated_tasks = {t.result.task for t in membership.tasks if t.result.status == EvaluationStatus.DONE}
     if membership.filter_passed is False:
@@ -92,6 +95,12 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
         "artifacts": artifacts,
         "score": membership.score,
     }
+
+
+def _bounds(key: str, interval: Interval | None) -> dict[str, float]:
+    """An interval as two metrics, ``<key>_low`` and ``<key>_high`` (none without one:
+    MLflow has no missing value; ``docs/uncertainty.md``)."""
+    return {} if interval is None else {f"{key}_low": interval.low, f"{key}_high": interval.high}
 
 
 def flatten_params(data: Any, prefix: str = "") -> dict[str, str]:

@@ -8,8 +8,10 @@ always safe, and the ``search`` package (which owns the migrations) does not hav
 about the dashboards. See ``docs/querying.md`` for what each column means.
 
 - ``leaderboard``: one row per scored architecture of a job, ``rank`` 1 the best, ranked
-  as ``cellsearch results top`` ranks them (ties: :mod:`search._ranking`).
-- ``architecture_tasks``: one row per job, architecture and task: best value, relative score, trials.
+  as ``cellsearch results top`` ranks them (ties: :mod:`search._ranking`), with the score's
+  interval (``score_low``, ``score_high``; ``docs/uncertainty.md``).
+- ``architecture_tasks``: one row per job, architecture and task: best value, relative score,
+  their intervals, trials.
 - ``trial_summary``: one row per job, architecture and task, aggregated from the trials
   themselves (counts by status, best and mean value, seconds trained).
 
@@ -40,6 +42,8 @@ LEADERBOARD_COLUMNS = (
     "arch_id",
     "library_name",
     "score",
+    "score_low",
+    "score_high",
     "generation",
     "parent_id",
     "mutation",
@@ -59,7 +63,11 @@ ARCHITECTURE_TASKS_COLUMNS = (
     "direction",
     "status",
     "best_value",
+    "best_low",
+    "best_high",
     "relative_score",
+    "relative_low",
+    "relative_high",
     "trials",
     "trials_completed",
     "trials_pruned",
@@ -103,6 +111,8 @@ SELECT
     a.id AS arch_id,
     a.library_name,
     ja.score,
+    ja.score_low,
+    ja.score_high,
     ja.generation,
     a.parent_id,
     a.mutation,
@@ -129,7 +139,11 @@ SELECT
     e.direction,
     e.status,
     e.best_value,
+    e.best_low,
+    e.best_high,
     e.relative_score,
+    e.relative_low,
+    e.relative_high,
     e.trials_completed + e.trials_pruned + e.trials_failed + e.trials_diverged AS trials,
     e.trials_completed,
     e.trials_pruned,

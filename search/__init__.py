@@ -25,6 +25,14 @@ if TYPE_CHECKING:
     from search._cluster_fit import ClusterFitError
     from search._driver import JobStateError, run_job
     from search._engine import is_sqlite, is_sqlite_uri, make_engine, sqlite_file, use_fast_sqlite_commits
+    from search._intervals import (
+        Interval,
+        best_interval,
+        format_estimate,
+        mean_interval,
+        relative_interval,
+        score_interval,
+    )
     from search._job_strategy import make_strategy
     from search._jobspec import JobError, JobSpec, task_key
     from search._leaderboard import (
@@ -43,6 +51,7 @@ if TYPE_CHECKING:
     from search._result_store import ResultStore
     from search._schema import upgrade_database
     from search._settings import Settings, resolve_settings
+    from search._significance import Comparison, Verdict, paired_verdict
     from search._states import EvaluationStatus, JobState
     from search._store_errors import (
         DatabaseRevisionError,
@@ -103,6 +112,15 @@ __getattr__ = lazy_exports(
             "top_architectures",
         ),
         "search._ranking": ("leaderboard_rank_sql",),
+        "search._intervals": (
+            "Interval",
+            "best_interval",
+            "format_estimate",
+            "mean_interval",
+            "relative_interval",
+            "score_interval",
+        ),
+        "search._significance": ("Comparison", "Verdict", "paired_verdict"),
         "search._records": ("JobSummary",),
         "search._result_store": ("ResultStore",),
         "search._schema": ("upgrade_database",),
@@ -136,10 +154,12 @@ __all__ = [
     "ArchitectureHistory",
     "Candidate",
     "ClusterFitError",
+    "Comparison",
     "DatabaseRevisionError",
     "DatabaseURLError",
     "EvaluationStatus",
     "FixedCells",
+    "Interval",
     "JobError",
     "JobMembership",
     "JobSpec",
@@ -166,9 +186,12 @@ __all__ = [
     "UnknownArchitectureError",
     "UnknownJobError",
     "UnknownTaskError",
+    "Verdict",
     "architecture_history",
+    "best_interval",
     "check_db_url",
     "check_results_url",
+    "format_estimate",
     "is_sqlite",
     "is_sqlite_header",
     "is_sqlite_uri",
@@ -178,10 +201,14 @@ __all__ = [
     "load_job",
     "make_engine",
     "make_strategy",
+    "mean_interval",
+    "paired_verdict",
     "parameter_count",
+    "relative_interval",
     "resolve_job",
     "resolve_settings",
     "run_job",
+    "score_interval",
     "sqlite_file",
     "task_key",
     "top_architectures",

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session, aliased
 
+from search._intervals import Interval
 from search._leaderboard import (
     EVALUATION_COLUMNS,
     TaskResult,
@@ -31,7 +32,7 @@ from search._leaderboard import (
     task_result,
 )
 from search._ranking import ranked_ahead
-from search._records import finite
+from search._records import finite, interval_columns
 from search._schema import Architecture, Evaluation, Job, JobArchitecture, Trial
 from search._store_errors import UnknownArchitectureError
 from search._store_reader import StoreReader
@@ -76,6 +77,7 @@ class JobMembership:
     evaluated: bool
     duplicate: bool
     tasks: list[TaskDetail]
+    score_interval: Interval | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ def _membership_dict(j: JobMembership) -> dict[str, Any]:
         "job_id": j.job_id,
         "job_name": j.job_name,
         "score": finite(j.score),
+        **interval_columns("score", j.score_interval),
         "rank": j.rank,
         "generation": j.generation,
         "listed": j.listed,
@@ -208,6 +211,7 @@ def _memberships(store: StoreReader, conn: Session, arch_id: int, job_id: int | 
                 evaluated=bool(member.evaluated),
                 duplicate=bool(member.duplicate),
                 tasks=_in_job_order(store, member.job_id, details),
+                score_interval=Interval.of(member.score_low, member.score_high),
             )
         )
     return jobs

@@ -27,6 +27,7 @@ from search._jobspec import JobSpec, TaskEntry
 from search._progress import ProgressFeed
 from search._records import EvaluationRecord
 from search._result_store import ResultStore
+from search._score_bounds import evaluation_interval, score_bounds
 from search._states import EvaluationStatus
 from search._strategies import Candidate, Outcome, Refine, Stages, StageStatus, Strategy, best_of
 from search._tuning import StudyBook, TunedStudy, study_name
@@ -301,7 +302,8 @@ class ArchitectureBook:
             if evaluation_id is not None:
                 filtered = stages.status == StageStatus.FILTERED and stages.stopped_at == task.id
                 status = EvaluationStatus.FILTERED_OUT if filtered else EvaluationStatus.DONE
-                self.store.set_evaluation(evaluation_id, status=status)
+                interval = evaluation_interval(self.store, evaluation_id, task.direction)
+                self.store.set_evaluation(evaluation_id, status=status, best_interval=interval)
             arch.recorded.add(task.id)
             self.update_baseline_best(arch, task)
         filters = [t for t in self.spec.tasks if t.role == "filter"]
@@ -346,12 +348,25 @@ class ArchitectureBook:
         arch.finalized = True
         stages = arch.stages
         relative = stages.relative(self.baseline_best)
+        baselines = [self.archs[h] for h in self.baseline_hashes if h in self.archs]
+        bounds = score_bounds(self.store, self.spec.tasks, arch, baselines, relative, self.baseline_best)
         for task_name, value in relative.items():
             if task_name in arch.evaluations:
-                self.store.set_evaluation(arch.evaluations[task_name], relative_score=value)
+                self.store.set_evaluation(
+                    arch.evaluations[task_name],
+                    relative_score=value,
+                    best_interval=bounds.best.get(task_name),
+                    relative_interval=bounds.relative.get(task_name),
+                )
         score = stages.score(self.baseline_best) if stages.status != StageStatus.FILTERED else None
         evaluated = stages.status in (StageStatus.DONE, StageStatus.STOPPED)
-        self.store.update_job_architecture(self.job_id, arch.id, score=score, evaluated=evaluated)
+        self.store.update_job_architecture(
+            self.job_id,
+            arch.id,
+            score=score,
+            score_interval=None if score is None else bounds.score,
+            evaluated=evaluated,
+        )
         if arch.hash not in self.refined:
             self.report_done(arch, score)
         if score is not None and (self.feed.best_score is None or score > self.feed.best_score):

@@ -9,7 +9,6 @@ was written.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -22,6 +21,7 @@ from rich.table import Table
 
 from cells import CellsearchError, cli_failure
 from search._ids import ID_MAX
+from search._intervals import format_estimate
 from search._jobspec import JobError, JobSpec
 from search._preflight import check_db_url, load_job
 from search._progress import ProgressDisplay, ProgressFeed
@@ -203,8 +203,13 @@ def _print_top(console: Console, store: ResultStore, job_id: int, spec: JobSpec)
         table.add_column(label, justify="right")
     for entry in leaders:
         cell = entry.library_name or _short(entry.mutation) or entry.canonical_hash
-        row = [str(entry.rank), str(entry.arch_id), _number(entry.score), cell]
-        row += [_number(_relative(entry, label)) for label in labels]
+        row = [
+            str(entry.rank),
+            str(entry.arch_id),
+            format_estimate(entry.score, entry.score_interval, 4),
+            cell,
+        ]
+        row += [_relative(entry, label) for label in labels]
         table.add_row(*row)
     console.print(table)
     best = leaders[0]
@@ -212,13 +217,10 @@ def _print_top(console: Console, store: ResultStore, job_id: int, spec: JobSpec)
         console.print(f"best architecture {best.arch_id}:\n{best.equations}")
 
 
-def _relative(entry: RankedArchitecture, label: str) -> float | None:
+def _relative(entry: RankedArchitecture, label: str) -> str:
+    """The task's relative score and its interval (``docs/uncertainty.md``), ``-`` without one."""
     result = entry.per_task.get(label)
-    return None if result is None else result.relative
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
+    return "-" if result is None else format_estimate(result.relative, result.relative_interval, 4)
 
 
 def _short(text: str | None, width: int = 60) -> str | None:

@@ -7,7 +7,6 @@ migrates a database.
 from __future__ import annotations
 
 import json
-import math
 import os
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,6 +17,7 @@ from rich.table import Table
 
 from cells import cli_failure as _fail
 from search._ids import ID_MAX
+from search._intervals import format_estimate
 from search._settings import ENV_DB_URL, resolve_settings
 
 if TYPE_CHECKING:
@@ -119,10 +119,6 @@ def register(app: typer.Typer) -> None:
 # -- printing --------------------------------------------------------------------------------
 
 
-def _score(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
-
-
 def _print_job(summary: JobSummary, leaders: list[RankedArchitecture]) -> None:
     data: dict[str, Any] = summary.to_dict()
     stages, trials = data["architecture_stages"], data["trials"]
@@ -147,7 +143,11 @@ def _print_job(summary: JobSummary, leaders: list[RankedArchitecture]) -> None:
     )
     best = data["best"]
     table.add_row(
-        "best", "-" if best is None else f"architecture {best['arch_id']}, score {_score(best['score'])}"
+        "best",
+        "-"
+        if best is None
+        else f"architecture {best['arch_id']}, score "
+        f"{format_estimate(best['score'], summary.best_score_interval, 4)}",
     )
     console = Console()
     console.print(table)
@@ -160,7 +160,7 @@ def _print_job(summary: JobSummary, leaders: list[RankedArchitecture]) -> None:
                 str(e.rank),
                 str(e.arch_id),
                 e.library_name or e.canonical_hash,
-                _score(e.score),
+                format_estimate(e.score, e.score_interval, 4),
                 str(e.generation),
                 str(e.num_states),
                 str(e.num_nodes),
@@ -195,6 +195,6 @@ def _print_all(summaries: list[JobSummary], format: StatusFormat) -> None:
             str(s.trials.running),
             str(s.trials.failed),
             "-" if s.best_arch_id is None else str(s.best_arch_id),
-            _score(s.best_score),
+            format_estimate(s.best_score, s.best_score_interval, 4),
         )
     Console().print(table)

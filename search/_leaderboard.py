@@ -22,11 +22,13 @@ Example:
     >>> trial_id = store.start_trial(evaluation.id, hparams={"learning_rate": 0.01})
     >>> _ = store.finish_trial(trial_id, TrialResult(
     ...     status="ok", task="memorize", metric="accuracy", direction="maximize", value=0.9))
-    >>> store.set_evaluation(evaluation.id, status="done", relative_score=1.0)
+    >>> store.set_evaluation(evaluation.id, status="done", relative_score=1.0,
+    ...                      relative_interval=Interval(0.95, 1.05))
     >>> store.update_job_architecture(job_id, arch_id, score=1.0, evaluated=True)
     >>> [top] = top_architectures(store, job_id)
-    >>> top.to_dict()["per_task"]
-    {'memorize': {'metric': 'accuracy', 'value': 0.9, 'relative': 1.0, 'trials': 1, 'status': 'done'}}
+    >>> top.to_dict()["per_task"]["memorize"]  # doctest: +NORMALIZE_WHITESPACE
+    {'metric': 'accuracy', 'value': 0.9, 'value_low': None, 'value_high': None,
+     'relative': 1.0, 'relative_low': 0.95, 'relative_high': 1.05, 'trials': 1, 'status': 'done'}
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from typing import Any
 from sqlalchemy import and_, case, or_, select
 from sqlalchemy.orm import Session
 
+from search._intervals import Interval
 from search._ranking import by_score
-from search._records import finite
+from search._records import finite, interval_columns
 from search._schema import Architecture, Evaluation, JobArchitecture
 from search._store_errors import UnknownJobError, UnknownTaskError
 from search._store_reader import StoreReader
@@ -70,12 +73,18 @@ class TaskResult:
     """Trials that ended (ok, pruned, failed or diverged)."""
     best_trial_id: int | None = None
     reused_from_id: int | None = None
+    value_interval: Interval | None = None
+    """How much ``value`` depends on which trials were drawn (a bootstrap; ``docs/uncertainty.md``)."""
+    relative_interval: Interval | None = None
+    """``value_interval`` against the best baseline's, by interval arithmetic."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "metric": self.metric,
             "value": finite(self.value),
+            **interval_columns("value", self.value_interval),
             "relative": finite(self.relative),
+            **interval_columns("relative", self.relative_interval),
             "trials": self.trials,
             "status": self.status,
         }
@@ -103,6 +112,8 @@ class RankedArchitecture:
     """The cell's JSON (left out of :meth:`to_dict`)."""
     listed: bool = False
     """On the strategy's list in this job (the top-K list, or the living population)."""
+    score_interval: Interval | None = None
+    """The score's interval: the minimum over the search tasks of their relative intervals."""
 
     @property
     def architecture_id(self) -> int:
@@ -116,6 +127,7 @@ class RankedArchitecture:
             "job_id": self.job_id,
             "arch_id": self.arch_id,
             "score": finite(self.score),
+            **interval_columns("score", self.score_interval),
             "library_name": self.library_name,
             "parent_id": self.parent_id,
             "mutation": self.mutation,
@@ -152,6 +164,8 @@ def job_tasks(store: StoreReader, job_id: int) -> list[str]:
 _LEADERBOARD_COLUMNS = (
     JobArchitecture.job_id,
     JobArchitecture.score,
+    JobArchitecture.score_low,
+    JobArchitecture.score_high,
     JobArchitecture.generation,
     JobArchitecture.listed,
     Architecture.id,
@@ -247,6 +261,7 @@ def _ranked(rank: int, r: Any, per_task: dict[tuple[int, int], dict[str, TaskRes
         per_task=per_task.get((r.job_id, r.id), {}),
         graph=r.graph,
         listed=bool(r.listed),
+        score_interval=Interval.of(r.score_low, r.score_high),
     )
 
 
@@ -330,6 +345,10 @@ EVALUATION_COLUMNS = (
     Evaluation.status,
     Evaluation.best_value,
     Evaluation.relative_score,
+    Evaluation.best_low,
+    Evaluation.best_high,
+    Evaluation.relative_low,
+    Evaluation.relative_high,
     Evaluation.trials_completed,
     Evaluation.trials_pruned,
     Evaluation.trials_failed,
@@ -352,6 +371,8 @@ def task_result(ev: Any) -> TaskResult:
         trials=ev.trials_completed + ev.trials_pruned + ev.trials_failed + ev.trials_diverged,
         best_trial_id=ev.best_trial_id,
         reused_from_id=ev.reused_from_id,
+        value_interval=Interval.of(ev.best_low, ev.best_high),
+        relative_interval=Interval.of(ev.relative_low, ev.relative_high),
     )
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cells import CellGraph
+from search._intervals import Interval
 from search._jobspec import JobSpec
 
 
@@ -77,6 +78,19 @@ class EvaluationRecord:
     trials_failed: int
     trials_diverged: int
     reused_from_id: int | None
+    best_low: float | None = None
+    best_high: float | None = None
+    relative_low: float | None = None
+    relative_high: float | None = None
+
+    @property
+    def best_interval(self) -> Interval | None:
+        """How much ``best_value`` depends on which trials were drawn (``docs/uncertainty.md``)."""
+        return Interval.of(self.best_low, self.best_high)
+
+    @property
+    def relative_interval(self) -> Interval | None:
+        return Interval.of(self.relative_low, self.relative_high)
 
     @property
     def trials_finished(self) -> int:
@@ -123,6 +137,12 @@ class JobArchitectureRecord:
     evaluated: bool
     listed: bool
     duplicate: bool
+    score_low: float | None = None
+    score_high: float | None = None
+
+    @property
+    def score_interval(self) -> Interval | None:
+        return Interval.of(self.score_low, self.score_high)
 
 
 @dataclass(frozen=True)
@@ -167,12 +187,14 @@ class JobSummary:
     trials: TrialCounts = field(default_factory=TrialCounts)
     best_arch_id: int | None = None
     best_score: float | None = None
+    best_score_interval: Interval | None = None
     error: str | None = None
     """Why the job failed (e.g. nothing was scored, and why); ``None`` otherwise."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``architectures`` is the number proposed, the stages are under
-        ``architecture_stages``; ``best`` is ``None`` until an architecture has a score."""
+        ``architecture_stages``; ``best`` is ``None`` until an architecture has a score (with
+        its interval, ``score_low`` and ``score_high``, ``None`` without one)."""
         return {
             "job_id": self.job_id,
             "name": self.name,
@@ -186,8 +208,25 @@ class JobSummary:
             "trials": {**asdict(self.trials), "total": self.trials.total},
             "best": None
             if self.best_arch_id is None
-            else {"arch_id": self.best_arch_id, "score": self.best_score},
+            else {
+                "arch_id": self.best_arch_id,
+                "score": self.best_score,
+                **interval_columns("score", self.best_score_interval),
+            },
         }
+
+
+EVALUATION_BOUNDS = ("best_low", "best_high", "relative_low", "relative_high")
+"""An evaluation's interval columns (``docs/uncertainty.md``)."""
+
+
+def interval_columns(prefix: str, interval: Interval | None) -> dict[str, float | None]:
+    """The two columns (or JSON keys) that hold ``interval``, e.g. ``best_low`` and ``best_high``
+    (both ``None`` without one)."""
+    return {
+        f"{prefix}_low": None if interval is None else interval.low,
+        f"{prefix}_high": None if interval is None else interval.high,
+    }
 
 
 def finite(value: float | None) -> float | None:

@@ -45,9 +45,11 @@ from cells import CellGraph, canonical_hash
 from search import _trial_writes
 from search._code_version import package_code_version
 from search._engine import make_engine
+from search._evaluation_copy import copy_evaluation
+from search._intervals import Interval
 from search._jobspec import JobSpec, TaskEntry
 from search._leaderboard import RankedArchitecture, top_architectures
-from search._records import EvaluationRecord, record
+from search._records import EvaluationRecord, interval_columns, record
 from search._schema import (
     TRIAL_RUNNING,
     Architecture,
@@ -230,6 +232,7 @@ class ResultStore(StoreReader):
         arch_id: int,
         *,
         score: float | None = UNSET,
+        score_interval: Interval | None = UNSET,
         generation: int = UNSET,
         filter_passed: bool | None = UNSET,
         evaluated: bool = UNSET,
@@ -249,6 +252,8 @@ class ResultStore(StoreReader):
             ).items()
             if v is not UNSET
         }
+        if score_interval is not UNSET:
+            values.update(interval_columns("score", score_interval))
         if not values:
             return
         with self._transaction() as s:
@@ -327,9 +332,15 @@ class ResultStore(StoreReader):
         *,
         status: EvaluationStatus = UNSET,
         relative_score: float | None = UNSET,
+        best_interval: Interval | None = UNSET,
+        relative_interval: Interval | None = UNSET,
     ) -> None:
-        """Set an evaluation's stage status and/or its score relative to the best baseline."""
+        """Set an evaluation's stage status, its score relative to the best baseline and/or the
+        intervals of its best value and relative score (``None`` clears one)."""
         values: dict[str, Any] = {"updated_at": utcnow()}
+        for prefix, interval in (("best", best_interval), ("relative", relative_interval)):
+            if interval is not UNSET:
+                values.update(interval_columns(prefix, interval))
         if status is not UNSET:
             if status not in _EVALUATION_STATES:
                 raise ValueError(f"status: expected one of {', '.join(_EVALUATION_STATES)}, got {status!r}")
@@ -346,49 +357,12 @@ class ResultStore(StoreReader):
         self, evaluation_id: int, job_id: int, *, task_label: str | None = None
     ) -> EvaluationRecord:
         """Reuse an earlier job's evaluation in ``job_id``: its status, best value, relative
-        score and counts are copied (``reused_from_id`` points at the original; its trials
-        stay with the original). ``task_label``: the task entry's id in the new job (default:
-        the original's). An evaluation the job already has with trials of its own is
+        score, their intervals and counts are copied (``reused_from_id`` points at the original;
+        its trials stay with the original). ``task_label``: the task entry's id in the new job
+        (default: the original's). An evaluation the job already has with trials of its own is
         returned unchanged."""
         with self._transaction() as s:
-            source = s.get(Evaluation, evaluation_id)
-            if source is None:
-                raise StoreError(f"unknown evaluation {evaluation_id}")
-            row = s.scalar(
-                select(Evaluation).where(
-                    Evaluation.job_id == job_id,
-                    Evaluation.architecture_id == source.architecture_id,
-                    Evaluation.task_key == source.task_key,
-                )
-            )
-            if row is not None and (row.id == source.id or _trial_count(row) > 0):
-                return record(EvaluationRecord, row)
-            if row is None:
-                row = Evaluation(
-                    job_id=job_id, architecture_id=source.architecture_id, task_key=source.task_key
-                )
-                s.add(row)
-            for name in (
-                "task",
-                "task_label",
-                "task_settings",
-                "metric",
-                "direction",
-                "status",
-                "best_value",
-                "relative_score",
-                "best_trial_id",
-                "trials_completed",
-                "trials_pruned",
-                "trials_failed",
-                "trials_diverged",
-            ):
-                setattr(row, name, getattr(source, name))
-            row.reused_from_id = source.reused_from_id or source.id
-            row.task_label = task_label or source.task_label
-            row.updated_at = utcnow()
-            s.flush()
-            return record(EvaluationRecord, row)
+            return copy_evaluation(s, evaluation_id, job_id, task_label)
 
     # -- trials --------------------------------------------------------------------------
 
@@ -500,7 +474,3 @@ def _equations(graph: CellGraph) -> str:
         return to_equations(graph)
     except Exception:  # rendering is a convenience; a renderer gap must not lose the architecture
         return ""
-
-
-def _trial_count(row: Evaluation) -> int:
-    return row.trials_completed + row.trials_pruned + row.trials_failed + row.trials_diverged

@@ -22,7 +22,7 @@ Example (plain SQL over the results, best architectures of job 1):
 
 Example (the revision this code expects):
     >>> head_revision()
-    '0002_launch_order'
+    '0003_launch_order'
 """
 
 from __future__ import annotations
@@ -122,6 +122,9 @@ class JobArchitecture(Base):
     )
     generation: Mapped[int] = mapped_column(default=0)
     score: Mapped[float | None] = mapped_column(Float)
+    score_low: Mapped[float | None] = mapped_column(Float)
+    score_high: Mapped[float | None] = mapped_column(Float)
+    """Bounds of ``score`` (``docs/uncertainty.md``); ``None`` where a task had too few trials."""
     filter_passed: Mapped[bool | None] = mapped_column(Boolean)
     """``None`` until the filter tasks are done, then whether the candidate passed them."""
     evaluated: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -156,6 +159,12 @@ class Evaluation(Base):
     status: Mapped[str] = mapped_column(String(20), default=EvaluationStatus.PENDING.value)
     best_value: Mapped[float | None] = mapped_column(Float)
     relative_score: Mapped[float | None] = mapped_column(Float)
+    best_low: Mapped[float | None] = mapped_column(Float)
+    best_high: Mapped[float | None] = mapped_column(Float)
+    """Bootstrap bounds of ``best_value`` over the ``ok`` trials (``None`` with fewer than 2)."""
+    relative_low: Mapped[float | None] = mapped_column(Float)
+    relative_high: Mapped[float | None] = mapped_column(Float)
+    """Bounds of ``relative_score``: ``best_*`` against the best baseline's, by interval arithmetic."""
     best_trial_id: Mapped[int | None]
     """The trial that set ``best_value`` (no foreign key: trials already point at evaluations)."""
     trials_completed: Mapped[int] = mapped_column(default=0)

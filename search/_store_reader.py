@@ -20,6 +20,7 @@ from sqlalchemy import Engine, case, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cells import CellGraph, canonical_hash
+from search._intervals import Interval
 from search._jobspec import JobSpec
 from search._ranking import by_score
 from search._records import (
@@ -166,6 +167,18 @@ class StoreReader:
             row = s.scalar(query)
             return None if row is None else record(EvaluationRecord, row)
 
+    def ok_trial_values(self, evaluation_id: int) -> list[float]:
+        """The values of an evaluation's ``ok`` trials, in one query: its own trials and, for one
+        copied from an earlier job, the original's (whose best value it carries)."""
+        source = select(Evaluation.reused_from_id).where(Evaluation.id == evaluation_id).scalar_subquery()
+        query = select(Trial.value).where(
+            or_(Trial.evaluation_id == evaluation_id, Trial.evaluation_id == source),
+            Trial.status == TrialStatus.OK,
+            Trial.value.is_not(None),
+        )
+        with self.engine.connect() as conn:
+            return [float(v) for v in conn.execute(query.order_by(Trial.id)).scalars() if v is not None]
+
     def get_trial(self, trial_id: int) -> TrialRecord:
         with self._sessions() as s:
             trial = s.get(Trial, trial_id)
@@ -217,7 +230,7 @@ class StoreReader:
                 ).where(ja.job_id == job_id)
             ).one()
             best = s.execute(
-                select(ja.architecture_id, ja.score)
+                select(ja.architecture_id, ja.score, ja.score_low, ja.score_high)
                 .where(ja.job_id == job_id, ja.score.is_not(None))
                 .order_by(*by_score(ja))
                 .limit(1)
@@ -240,6 +253,7 @@ class StoreReader:
                 ),
                 best_arch_id=None if best is None else best[0],
                 best_score=None if best is None else best[1],
+                best_score_interval=None if best is None else Interval.of(best[2], best[3]),
                 error=job.error,
             )
 

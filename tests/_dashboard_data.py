@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from cells import library
 from search import ResultStore
+from search._intervals import Interval
 from search._jobspec import JobSpec
 from workers import TrialResult
 
@@ -158,6 +159,17 @@ _ARCHS: list[
 ]
 
 
+CHILD_SCORE_INTERVAL = Interval(1.02, 1.16)
+CHILD_INTERVALS: dict[str, tuple[Interval, Interval]] = {
+    "arith": (Interval(0.85, 0.88), Interval(1.02, 1.16)),
+    "xml-small": (Interval(0.80, 0.84), Interval(1.10, 1.30)),
+}
+"""The intervals the hand-made database gives architecture ``child`` (the others have none):
+its best value's and relative score's per task, and its score's."""
+FIXED_LSTM_INTERVALS = (Interval(0.97, 0.99), Interval(1.05, 1.15))
+"""The fixed job's lstm: its best value's interval, and its relative score's (and score's)."""
+
+
 def build_synthetic(url: str) -> Synthetic:
     """Two jobs: a search (7 architectures, 3 tasks, lineage 3 deep) and a fixed table (2 cells)."""
     data = Synthetic(url=url)
@@ -184,15 +196,19 @@ def build_synthetic(url: str) -> Synthetic:
                     trial = store.start_trial(evaluation.id, hparams={"learning_rate": lr, "hidden_size": 16})
                     store.finish_trial(trial, _result(status, value, tasks[label].name, lr))
                 filtered = label == "memorize" and name == "filtered"
+                best, relative_iv = (CHILD_INTERVALS.get(label) if name == "child" else None) or (None, None)
                 store.set_evaluation(
                     evaluation.id,
                     status="filtered-out" if filtered else "done",
                     relative_score=relative.get(label),
+                    best_interval=best,
+                    relative_interval=relative_iv,
                 )
             store.update_job_architecture(
                 job,
                 arch,
                 score=score,
+                score_interval=CHILD_SCORE_INTERVAL if name == "child" else None,
                 filter_passed=name != "filtered",
                 evaluated=name != "filtered",
                 listed=score is not None and score >= 1.0,
@@ -206,8 +222,15 @@ def build_synthetic(url: str) -> Synthetic:
             evaluation = store.get_or_create_evaluation(job2, arch, fixed.tasks[0])
             trial = store.start_trial(evaluation.id, hparams={"learning_rate": 0.01})
             store.finish_trial(trial, _result("ok", value, "memorize", 0.01))
-            store.set_evaluation(evaluation.id, status="done", relative_score=rel)
-            store.update_job_architecture(job2, arch, score=rel, evaluated=True)
+            best, relative_iv = FIXED_LSTM_INTERVALS if name == "lstm" else (None, None)
+            store.set_evaluation(
+                evaluation.id,
+                status="done",
+                relative_score=rel,
+                best_interval=best,
+                relative_interval=relative_iv,
+            )
+            store.update_job_architecture(job2, arch, score=rel, score_interval=relative_iv, evaluated=True)
         store.set_job_state(job2, "finished")
     finally:
         store.close()

@@ -1,6 +1,7 @@
-"""The ``cellsearch`` commands that read the results database start without torch, Ray, MLflow
-or Optuna (each costs a second or so to import), and the lazily loaded package APIs still give
-every public name.
+"""The ``cellsearch`` commands that read the results database start without torch, Ray, MLflow,
+Optuna or SciPy (each costs a fraction of a second to a second or so to import; SciPy is only
+for computing intervals, which the read commands only print), and the lazily loaded package
+APIs still give every public name.
 
 Each check runs in a fresh interpreter: this test process has imported everything already.
 """
@@ -20,7 +21,7 @@ from _dashboard_data import Synthetic, build_synthetic
 from dashboards import describe_architecture, top_architectures
 from search import ResultStore
 
-HEAVY = ("torch", "ray", "mlflow", "optuna")
+HEAVY = ("torch", "ray", "mlflow", "optuna", "scipy")
 
 # Runs the command line in-process, then reports the exit code and which heavy packages loaded.
 RUN_CLI = """

@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 from cells import library
 from cellsearch._cli import app
 from search import ResultStore
+from search._intervals import Interval
 from search._jobspec import JobSpec
+from search._schema import head_revision
 from search._settings import ENV_DB_URL
 from workers import TrialResult
 
@@ -53,7 +55,9 @@ def filled(tmp_path: Path) -> tuple[str, dict[str, int]]:
         store.fail_trial(store.start_trial(evaluation.id, hparams={}), "boom")
         store.start_trial(evaluation.id, hparams={})
         store.update_job_architecture(second, gru, score=1.0, filter_passed=True, evaluated=True)
-        store.update_job_architecture(second, mut1, score=1.08, filter_passed=True, evaluated=True)
+        store.update_job_architecture(
+            second, mut1, score=1.08, score_interval=Interval(0.97, 1.12), filter_passed=True, evaluated=True
+        )
     return url, {"first": first, "second": second, "gru": gru, "mut1": mut1}
 
 
@@ -76,7 +80,7 @@ def test_status_json_of_the_latest_job(filled: tuple[str, dict[str, int]]) -> No
         "pruned": 1,
         "failed": 1,
     }
-    assert data["best"] == {"arch_id": ids["mut1"], "score": 1.08}
+    assert data["best"] == {"arch_id": ids["mut1"], "score": 1.08, "score_low": 0.97, "score_high": 1.12}
 
 
 def test_status_of_a_given_job_and_of_all_jobs(filled: tuple[str, dict[str, int]]) -> None:
@@ -98,9 +102,13 @@ def test_status_table_shows_the_counts_and_the_leaderboard(filled: tuple[str, di
     assert code == 0
     assert "job 2: second" in out and "running" in out
     assert "3 completed, 1 running, 1 pruned, 1 failed" in out
-    assert f"architecture {ids['mut1']}, score 1.0800" in out
+    assert f"architecture {ids['mut1']}, score 1.0800 [0.970, 1.120]" in out
     board = out[out.index("top architectures") :]
     assert board.index("mut1") < board.index("gru")  # best first
+    [mut1] = [line for line in board.splitlines() if "mut1" in line]
+    assert "1.0800 [0.970, 1.120]" in mut1  # the score and its interval
+    [gru] = [line for line in board.splitlines() if "gru" in line]
+    assert "1.0000" in gru and "[" not in gru  # no interval: the score alone
 
 
 def test_database_url_comes_from_the_environment(filled: tuple[str, dict[str, int]]) -> None:
@@ -130,9 +138,9 @@ def test_status_errors_are_one_line_without_traceback(
 def test_db_upgrade_creates_then_reports_current(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new.db'}"
     code, out, _ = run("db", "upgrade", "--db", url)
-    assert code == 0 and out.strip() == "created the results schema at revision 0001_initial"
+    assert code == 0 and out.strip() == f"created the results schema at revision {head_revision()}"
     code, out, _ = run("db", "upgrade", "--db", url)
-    assert code == 0 and out.strip() == "already at revision 0001_initial"
+    assert code == 0 and out.strip() == f"already at revision {head_revision()}"
     code, out, _ = run("status", "--all", "--db", url, "-f", "json")
     assert code == 0 and json.loads(out) == []
 

@@ -11,10 +11,12 @@ import optuna
 import pytest
 import sqlalchemy as sa
 
-from search import ResultStore
+from search import RankedArchitecture, ResultStore
+from search._intervals import best_interval
 from search._jobspec import JobSpec
 from search._progress import ProgressFeed
 from search._settings import resolve_settings
+from workers import Direction
 
 MEMORIZE = {"min_length": 3, "max_length": 5, "symbols": 4, "valid_size": 32, "test_size": 32}
 ARITH = {"max_digits": 2, "valid_size": 32, "test_size": 32}
@@ -106,6 +108,26 @@ def _check_job(url: str, job_id: int, spec: JobSpec, feed: ProgressFeed) -> None
     assert feed.best_score == pytest.approx(max(e.score for e in scored))
     # The same canonical cell was never trained twice for the same task settings.
     assert max(_trained(url).values()) == 1
+    _check_intervals(url, job_id, top)
+
+
+def _check_intervals(url: str, job_id: int, top: list[RankedArchitecture]) -> None:
+    """Each evaluation's interval is the bootstrap of its ok trials and holds its best value;
+    each score's interval holds the score."""
+    with ResultStore.open(url) as store:
+        evaluations = [(e, store.ok_trial_values(e.id)) for e in store.evaluations(job_id)]
+    assert any(e.best_interval is not None for e, _ in evaluations)
+    for evaluation, values in evaluations:
+        if evaluation.status not in ("done", "filtered-out"):
+            continue  # a stage left unfinished records no interval
+        assert evaluation.best_interval == best_interval(values, Direction(evaluation.direction))
+        if evaluation.best_interval is not None:
+            assert evaluation.best_interval.contains(evaluation.best_value)  # type: ignore[arg-type]
+        if evaluation.relative_interval is not None:
+            assert evaluation.relative_interval.contains(evaluation.relative_score)  # type: ignore[arg-type]
+    assert any(e.score_interval is not None for e in top)
+    for entry in top:
+        assert entry.score_interval is None or entry.score_interval.contains(entry.score)  # type: ignore[arg-type]
 
 
 def test_quickstart_shaped_job_on_sqlite_then_a_second_job_reuses_it(
@@ -125,6 +147,8 @@ def test_quickstart_shaped_job_on_sqlite_then_a_second_job_reuses_it(
     with ResultStore.open(url) as store:
         assert store.get_job(second).state == "finished"
         reused = [e for e in store.evaluations(second) if e.reused_from_id is not None]
+        originals = {e.id: store.get_evaluation(e.reused_from_id) for e in reused}  # type: ignore[arg-type]
+    assert all(e.best_interval == originals[e.id].best_interval for e in reused)  # carried over
     assert second_feed.evaluations_reused == len(reused) >= 4  # gru and lstm on both tasks
     assert max(_trained(url).values()) == 1
     assert all(_trained(url)[key] == 1 for key in trained_before)

@@ -91,7 +91,15 @@ def test_search_report_has_plots_cells_and_no_outside_references(synthetic: Synt
     cells = [h for h in page.headings if h.startswith("#")]
     ids = synthetic.ids
     assert [int(h.split()[2]) for h in cells] == [ids["child"], ids["grandchild"], ids["tie"]]
-    assert [h.rsplit(" ", 1)[1] for h in cells] == ["1.1000", "1.0500", "1.0500"]
+    assert [h.split(": score ", 1)[1] for h in cells] == ["1.100 [1.02, 1.16]", "1.050", "1.050"]
+    assert "Top scores with their intervals" in page.headings
+    header, *rows = page.tables["forest"]
+    assert header == ["rank", "architecture", "name", "score [interval]"]
+    assert rows[0][3] == "1.100 [1.02, 1.16]" and rows[1][3] == "1.050"  # a point alone: no interval
+    assert [int(r[1]) for r in rows] == [
+        ids[n] for n in ["child", "grandchild", "tie", "gru", "lstm", "stopped"]
+    ]
+    assert "xml-small 1.200 [1.10, 1.30]" in text  # the child's relative scores with their intervals
     assert "rewired node &#x27;r&#x27; input 0 to x" in text  # the mutation, escaped
     if not shutil.which("dot"):
         assert "digraph" in text
@@ -100,14 +108,16 @@ def test_search_report_has_plots_cells_and_no_outside_references(synthetic: Synt
 def test_best_curve_numbers_follow_the_proposal_order(synthetic: Synthetic) -> None:
     _, page = report(synthetic, synthetic.search_job)
     header, *rows = page.tables["best-curve"]
-    assert header == ["architectures evaluated", "best score", "architecture"]
+    assert header == ["architectures evaluated", "best score", "architecture", "its score [interval]"]
     # proposal order: gru 1.0, lstm 0.9, child 1.1, grandchild 1.05, (filtered: no score), tie, stopped
     assert [r[1] for r in rows] == ["1.0000", "1.0000", "1.1000", "1.1000", "1.1000", "1.1000"]
+    assert [r[3] for r in rows][:3] == ["1.000", "0.900", "1.100 [1.02, 1.16]"]
     assert [int(r[2]) for r in rows] == [
         synthetic.ids[n] for n in ["gru", "lstm", "child", "grandchild", "tie", "stopped"]
     ]
     scatter = {r[0]: r for r in page.tables["scatter"][1:]}
-    assert scatter[str(synthetic.ids["gru"])][1:] == ["gru", "98816", "1.0000"]
+    assert scatter[str(synthetic.ids["gru"])][1:] == ["gru", "98816", "1.000"]
+    assert scatter[str(synthetic.ids["child"])][3] == "1.100 [1.02, 1.16]"
 
 
 def test_fixed_job_gets_the_paper_table(synthetic: Synthetic) -> None:
@@ -116,8 +126,8 @@ def test_fixed_job_gets_the_paper_table(synthetic: Synthetic) -> None:
     header, *rows = page.tables["paper"]
     assert header == ["cell", "memorize", "score"]
     assert rows == [
-        ["gru", "1.000 accuracy 0.9000", "1.000"],
-        ["lstm", "1.100 accuracy 0.9900", "1.100"],
+        ["gru", "1.000 accuracy 0.9000", "1.000"],  # one trial: no interval
+        ["lstm", "1.100 [1.05, 1.15] accuracy 0.9900 [0.970, 0.990]", "1.100 [1.05, 1.15]"],
     ]
 
 

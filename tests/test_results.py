@@ -93,13 +93,21 @@ def test_top_json_has_the_documented_shape(synthetic: Synthetic) -> None:
     assert child["library_name"] is None
     assert child["score"] == pytest.approx(1.1)
     assert "h'" in child["equations"]  # the rendered equations of the stored graph
+    assert (child["score_low"], child["score_high"]) == (1.02, 1.16)
     assert child["per_task"]["arith"] == {
         "metric": "char_accuracy",  # arith's primary metric
         "value": pytest.approx(0.88),
+        "value_low": 0.85,
+        "value_high": 0.88,
         "relative": pytest.approx(1.1),
+        "relative_low": 1.02,
+        "relative_high": 1.16,
         "trials": 2,  # one ok, one pruned
         "status": "done",
     }
+    others = rows[1]  # an architecture without intervals: the bounds are there, and null
+    assert (others["score_low"], others["score_high"]) == (None, None)
+    assert others["per_task"]["arith"]["relative_low"] is None
     assert set(child["per_task"]) == {"memorize", "arith", "xml-small"}
     assert child["parameter_count"] > 0
 
@@ -141,7 +149,14 @@ def test_top_csv_parses_and_matches_json(synthetic: Synthetic) -> None:
 def test_top_table_lists_the_tasks(synthetic: Synthetic) -> None:
     code, out, err = cli("results", "top", "-j", str(synthetic.search_job), "--db", synthetic.url)
     assert code == 0, err
-    assert "xml-small" in out and "gru" in out and "1.1000" in out
+    assert "xml-small" in out and "gru" in out
+    lines = out.splitlines()
+    # The score and each relative score with its interval; the point alone where there is none.
+    [child] = [line for line in lines if "1.100 [1.02, 1.16]" in line]
+    assert "1.200 [1.10, 1.30] (0.8400)" in child
+    assert "relative [interval] (value)" in out
+    [gru] = [line for line in lines if " gru " in line]
+    assert "1.000 (0.8000)" in gru and "[" not in gru
 
 
 @pytest.mark.parametrize("bad", ["x' OR 1=1 --", "arith'; DROP TABLE cs_trials; --", '" OR ""="', "%", "_"])
@@ -237,6 +252,19 @@ def test_show_cli_table_and_json(synthetic: Synthetic) -> None:
     assert [s["arch_id"] for s in data["lineage"]] == [arch, synthetic.ids["child"], synthetic.ids["lstm"]]
     assert data["jobs"][0]["per_task"]["arith"]["best_hparams"]["learning_rate"] == 0.02
     assert data["mlflow_runs"] == []
+    assert (data["jobs"][0]["score_low"], data["jobs"][0]["score_high"]) == (None, None)
+    code, out, err = cli("results", "show", str(synthetic.ids["child"]), "--db", synthetic.url)
+    assert code == 0, err
+    assert "score 1.100 [1.02, 1.16], rank 1" in out
+    [arith] = [line for line in out.splitlines() if line.strip().startswith("arith")]
+    assert "0.8800 [0.850, 0.880]" in arith and "1.100 [1.02, 1.16]" in arith
+    code, out, err = cli("results", "show", str(synthetic.ids["child"]), "-f", "json", "--db", synthetic.url)
+    job = json.loads(out)["jobs"][0]
+    assert (job["score_low"], job["score_high"]) == (1.02, 1.16)
+    assert (job["per_task"]["xml-small"]["value_low"], job["per_task"]["xml-small"]["relative_high"]) == (
+        0.8,
+        1.3,
+    )
 
 
 def test_show_filtered_architecture_and_unknown_id(synthetic: Synthetic, store: ResultStore) -> None:
@@ -272,6 +300,8 @@ def test_export_round_trips(synthetic: Synthetic, tmp_path: Path, suffix: str) -
         arch_ids = [int(r["arch_id"]) for r in rows]
         child = rows[0]
         assert float(child["xml-small_relative"]) == pytest.approx(1.2)
+        assert (float(child["score_low"]), float(child["xml-small_relative_high"])) == (1.02, 1.3)
+        assert rows[1]["score_low"] in ("", None)  # no interval: an empty cell
         assert int(child["arith_trials"]) == 2
     # scored ones best first, then the unscored (filtered) one
     assert arch_ids == [synthetic.ids[n] for n in [*BY_SCORE, "filtered"]]

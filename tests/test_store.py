@@ -315,6 +315,6 @@ def test_job_summary_counts(store: ResultStore) -> None:
         "interrupted": 0,
         "total": 6,
     }
-    assert data["best"] == {"arch_id": arch_id, "score": 0.97}
+    assert data["best"] == {"arch_id": arch_id, "score": 0.97, "score_low": None, "score_high": None}
     with pytest.raises(UnknownJobError):
         store.job_summary(job_id + 1)

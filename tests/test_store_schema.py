@@ -24,7 +24,7 @@ from search._schema import TABLES, VERSION_TABLE, Base
 
 def test_fresh_database_gets_the_schema_at_head(db_url: str) -> None:
     with ResultStore.open(db_url) as store, store.engine.connect() as conn:
-        assert _schema.current_revision(conn) == _schema.head_revision() == "0002_launch_order"
+        assert _schema.current_revision(conn) == _schema.head_revision() == "0003_launch_order"
     assert set(TABLES) | {"cs_alembic_version"} <= table_names(db_url)
 
 
@@ -73,7 +73,7 @@ def test_schema_built_elsewhere_and_stamped_is_accepted(db_url: str) -> None:
 
 
 def _migrations_with_a_second_revision(tmp_path: Path) -> Path:
-    """A copy of the packaged migrations plus a revision after their head that adds a column."""
+    """A copy of the packaged migrations plus a revision after the head that adds a column."""
     folder = tmp_path / "migrations"
     shutil.copytree(_schema.MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "versions" / "9999_notes.py").write_text(
@@ -84,7 +84,7 @@ def _migrations_with_a_second_revision(tmp_path: Path) -> Path:
             from alembic import op
 
             revision = "9999_notes"
-            down_revision = "HEAD"
+            down_revision = "{head}"
             branch_labels = None
             depends_on = None
 
@@ -97,15 +97,15 @@ def _migrations_with_a_second_revision(tmp_path: Path) -> Path:
             def downgrade() -> None:
                 with op.batch_alter_table("cs_jobs") as batch:
                     batch.drop_column("notes")
-            '''.replace("HEAD", _schema.head_revision())
-        )
+            '''
+        ).replace("{head}", _schema.head_revision())
     )
     return folder
 
 
 def test_older_revision_is_refused_or_upgraded(db_url: str, tmp_path: Path) -> None:
     head = _schema.head_revision()
-    with ResultStore.open(db_url) as store:  # a database written by the packaged code
+    with ResultStore.open(db_url) as store:  # a database written by the code at its head
         job_id = store.create_job(job_spec())
     newer = _migrations_with_a_second_revision(tmp_path)
     with pytest.raises(DatabaseRevisionError) as info:
@@ -118,9 +118,31 @@ def test_older_revision_is_refused_or_upgraded(db_url: str, tmp_path: Path) -> N
         with store.engine.connect() as conn:
             assert _schema.current_revision(conn) == "9999_notes"
             assert "notes" in {c["name"] for c in sa.inspect(conn).get_columns("cs_jobs")}
-    # Now the packaged code (its own head) meets a newer database: refused, naming both revisions.
+    # Now the packaged code meets a newer database: refused, naming both revisions.
     with pytest.raises(DatabaseRevisionError, match=r"revision '9999_notes', unknown to this cellsearch"):
         ResultStore.open(db_url)
+
+
+def test_a_database_before_the_score_intervals_gains_empty_bounds(db_url: str) -> None:
+    engine = make_engine(db_url)
+    _schema.migrate(engine, "0001_initial")  # what the code before the intervals wrote
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO cs_jobs (name, spec, state, code_version, created_at) "
+                "VALUES ('old', '{}', 'finished', '', '2026-01-01')"
+            )
+        )
+    engine.dispose()
+    with ResultStore.open(db_url) as store, store.engine.connect() as conn:
+        assert _schema.current_revision(conn) == _schema.head_revision()
+        trial = {c["name"] for c in sa.inspect(conn).get_columns("cs_trials")}
+        assert {"launch", "ordinal"} <= trial
+        evaluation = {c["name"] for c in sa.inspect(conn).get_columns("cs_evaluations")}
+        member = {c["name"] for c in sa.inspect(conn).get_columns("cs_job_architectures")}
+        assert {"best_low", "best_high", "relative_low", "relative_high"} <= evaluation
+        assert {"score_low", "score_high"} <= member
+        assert store.get_job(1).name == "old"
 
 
 def test_foreign_layout_is_refused_and_unrelated_tables_are_left_alone(db_url: str) -> None:

@@ -127,6 +127,8 @@ def test_every_finished_architecture_is_a_nested_run(real: RealJob, client: Mlfl
             assert metrics["memorize.best"] == pytest.approx(evaluation.best_value)
             assert metrics["memorize.relative"] == pytest.approx(evaluation.relative_score)
             assert metrics["score"] == pytest.approx(finished[arch_id])
+            # One trial per task: nothing to resample, so no interval metrics.
+            assert evaluation.best_interval is None and "memorize.best_low" not in metrics
             assert tags["cellsearch.job_id"] == str(real.job_id)
             assert tags["cellsearch.strategy"] == "jozefowicz"
             assert tags["cellsearch.library_name"] == (record.library_name or "")
@@ -209,7 +211,14 @@ def test_outcomes_and_missing_metrics(tmp_path: Path) -> None:
     assert filtered.data.tags["cellsearch.outcome"] == "filtered"
     assert "score" not in filtered.data.metrics and "arith.best" not in filtered.data.metrics
     assert by_id[data.ids["stopped"]].data.tags["cellsearch.outcome"] == "stopped"  # never reached xml
-    assert by_id[data.ids["child"]].data.metrics["xml-small.relative"] == pytest.approx(1.2)
+    child = by_id[data.ids["child"]].data.metrics
+    assert child["xml-small.relative"] == pytest.approx(1.2)
+    # The intervals are metrics of the architecture's run, where there are intervals.
+    assert (child["score_low"], child["score_high"]) == (1.02, 1.16)
+    assert (child["arith.best_low"], child["arith.best_high"]) == (0.85, 0.88)
+    assert (child["xml-small.relative_low"], child["xml-small.relative_high"]) == (1.1, 1.3)
+    gru = by_id[data.ids["gru"]].data.metrics
+    assert "score" in gru and "score_low" not in gru and "arith.relative_low" not in gru
     assert by_id[data.ids["grandchild"]].data.params["parent_id"] == str(data.ids["child"])
     assert job_run.data.tags["cellsearch.job_state"] == "finished"
 

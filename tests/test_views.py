@@ -105,6 +105,12 @@ def test_leaderboard_agrees_with_results_top(engine: sa.Engine, synthetic: Synth
     assert [(r["rank"], r["arch_id"], r["score"]) for r in view] == [
         (t.rank, t.arch_id, t.score) for t in top
     ]
+    intervals = [(r["score_low"], r["score_high"]) for r in view]
+    assert intervals == [
+        (None, None) if t.score_interval is None else (t.score_interval.low, t.score_interval.high)
+        for t in top
+    ]
+    assert intervals[0] == (1.02, 1.16)  # the child's; the others have none
     assert all(r["job_name"] == "synthetic" for r in view)
     both_jobs = rows(
         engine,
@@ -133,6 +139,9 @@ def test_architecture_tasks_and_trial_summary(engine: sa.Engine, synthetic: Synt
     assert tasks["arith"]["trials"] == 2 and tasks["arith"]["trials_pruned"] == 1
     assert tasks["arith"]["best_value"] == pytest.approx(0.88)
     assert tasks["arith"]["relative_score"] == pytest.approx(1.1)
+    assert (tasks["arith"]["best_low"], tasks["arith"]["best_high"]) == (0.85, 0.88)
+    assert (tasks["xml-small"]["relative_low"], tasks["xml-small"]["relative_high"]) == (1.1, 1.3)
+    assert tasks["memorize"]["relative_low"] is None
     summary = {
         r["task"]: r
         for r in rows(

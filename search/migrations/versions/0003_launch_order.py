@@ -1,7 +1,7 @@
 """Trials record the launch they belong to: the driver's order of decisions, replayed on resume.
 
-Revision ID: 0002_launch_order
-Revises: 0001_initial
+Revision ID: 0003_launch_order
+Revises: 0002_score_intervals
 Create Date: 2026-12-02
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_launch_order"
-down_revision: str | None = "0001_initial"
+revision: str = "0003_launch_order"
+down_revision: str | None = "0002_score_intervals"
 branch_labels: str | None = None
 depends_on: str | None = None
 
