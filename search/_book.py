@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cells import CellGraph
-from search._job_budget import JobBudget
+from search._final_round import FINAL_SUFFIX, FinalRound
+from search._job_budget import JobBudget, StopReason
 from search._jobspec import JobSpec, TaskEntry
 from search._progress import ProgressFeed
 from search._records import EvaluationRecord
@@ -87,13 +88,19 @@ class ArchitectureBook:
         """Hashes of the mutants the pre-filter dropped (in the job, never trained)."""
         self.strategy_idle = False
         self.distributions = {t.id: spec.search_space(t).to_optuna() for t in spec.tasks}
+        self.final: FinalRound | None = None
+        """The job's final round, once the search is over (``spec.final``)."""
         self.window = 1
         """Launches in flight at once (the scheduler's window), kept so a resume decides alike."""
 
     # -- queries -------------------------------------------------------------------------
 
     def next_launch(self) -> tuple[Architecture, TaskEntry, int] | None:
-        """The oldest active architecture with trials to launch, its task and how many."""
+        """The oldest active architecture with trials to launch, its task and how many (in the
+        final round: the first entry with seeds left, one trial at a time)."""
+        if self.final is not None:
+            entry = self.final.next_launch()
+            return None if entry is None else (self.archs[entry.arch_hash], entry.task, 1)
         for arch in self.active.values():
             wanted = arch.stages.wanted(self.baseline_best)
             if wanted:
@@ -219,7 +226,10 @@ class ArchitectureBook:
         study = self.studies.cached(name)
         if study is None:
             study = self.studies.study(name, task.direction, self.distributions[task.id])
-            if study.num_trials == 0 and arch.parent_hash is not None:
+            if study.num_trials == 0 and self.final is not None and task.id in self.final.task_ids:
+                search_task = self.spec.task(task.id.removesuffix(FINAL_SUFFIX))
+                study.enqueue(self._best_params(arch, search_task) or {}, repeat=int(task.trials or 1))
+            elif study.num_trials == 0 and arch.parent_hash is not None:
                 params = self._best_params(self.archs.get(arch.parent_hash), task)
                 if params:
                     study.enqueue(params)
@@ -253,7 +263,10 @@ class ArchitectureBook:
         return arch.cell_data
 
     def trial_started(self, arch: Architecture, task: TaskEntry) -> None:
-        arch.stages.started(task.id)
+        if self.final is not None and task.id in self.final.task_ids:
+            self.final.started(arch.hash, task.id)
+        else:
+            arch.stages.started(task.id)
 
     def trial_ended(
         self,
@@ -266,6 +279,9 @@ class ArchitectureBook:
         """A trial ended with ``value`` (``None``: no usable value) and ``hparams``; ``counted=False``
         for one that runs again. Results come in launch order, so of equal values the trial asked
         first stays the best, whatever order they finished in."""
+        if self.final is not None and task.id in self.final.task_ids:
+            self.final.finished(arch.hash, task.id, value, counted=counted)
+            return
         progress = arch.stages.progress[task.id]
         improves = value is not None and (
             progress.best is None or task.direction.is_better(value, progress.best)
@@ -390,6 +406,54 @@ class ArchitectureBook:
         self.strategy_idle = False
         listed = [self.archs[h].id for h in self.strategy.listed() if h in self.archs]
         self.store.set_listed(self.job_id, listed)
+
+    # -- the final round ---------------------------------------------------------------
+
+    def begin_final(self) -> bool:
+        """The search is over: start the final round (``spec.final``) with the ``top_k`` best
+        architectures and every baseline; ``False`` if there is none to start (now)."""
+        section = self.spec.final
+        if section is None or self.final is not None or self.budget.stop_reason is StopReason.CLUSTER_LOST:
+            return False
+        limit = section.top_k + len(self.baseline_hashes)
+        ranked = [r.canonical_hash for r in self.store.top_architectures(self.job_id, limit=limit)]
+        top = [h for h in ranked if h not in self.baseline_hashes and h in self.archs][: section.top_k]
+        baselines = [h for h in self.baseline_hashes if h in self.archs]
+        if not top:
+            return False
+        search_tasks = [t for t in self.spec.tasks if t.role == "search"]
+        self.final = FinalRound([*top, *baselines], search_tasks, section.seeds)
+        for search_id, task in self.final.tasks.items():
+            self.distributions[task.id] = self.distributions[search_id]
+        self.feed.state_changed("final round")
+        return True
+
+    def record_final(self) -> None:
+        """Write what the final round found: each final evaluation's mean, intervals and verdict,
+        each architecture's final score."""
+        if self.final is None or not self.final.complete:
+            return
+        results, scores = self.final.results(self.baseline_hashes)
+        for r in results:
+            arch = self.archs[r.arch_hash]
+            verdict = r.verdict
+            self.store.set_evaluation(
+                self.evaluation(arch, self.final.tasks[r.task_id.removesuffix(FINAL_SUFFIX)]),
+                relative_score=r.relative,
+                best_interval=r.mean_interval,
+                relative_interval=r.relative_interval,
+                final=(
+                    r.mean,
+                    None if verdict is None else verdict.outcome.value,
+                    None if verdict is None else verdict.p_value,
+                ),
+                status=EvaluationStatus.DONE,
+            )
+        for score in scores:
+            arch_id = self.archs[score.arch_hash].id
+            self.store.update_job_architecture(
+                self.job_id, arch_id, final_score=score.score, final_interval=score.interval
+            )
 
     # -- saving --------------------------------------------------------------------------
 

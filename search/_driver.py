@@ -50,9 +50,10 @@ from search._job_strategy import make_strategy
 from search._joblock import JobStateError, hold_job
 from search._jobspec import JobSpec
 from search._progress import ProgressFeed, Subscriber
+from search._ray_cluster import ray_session
 from search._replay import RecordedLaunches
 from search._result_store import ResultStore
-from search._scheduler import MAX_RETRIES, TrialScheduler, ray_session
+from search._scheduler import MAX_RETRIES, TrialScheduler
 from search._settings import Settings
 from search._states import JobState
 from search._tuning import StudyBook
@@ -204,15 +205,20 @@ def _loop(book: ArchitectureBook, scheduler: TrialScheduler, budget: JobBudget) 
         if scheduler.release():
             continue
         if scheduler.all_released:
+            if book.begin_final():  # the search is over: its best go to the final round
+                scheduler.add_tasks(book.final.tasks if book.final else {})
+                continue
             break
         scheduler.wait()
     book.settle()
+    if not budget.interrupted:
+        book.record_final()
 
 
 def _decide(book: ArchitectureBook, scheduler: TrialScheduler, budget: JobBudget) -> bool:
     """One decision: start the trials the book wants, or ask the strategy for an architecture;
     ``False`` when nothing can be decided on what is known."""
-    if budget.trials_left() <= 0:
+    if book.final is None and budget.trials_left() <= 0:  # the final round is outside the search's budget
         return False
     launch = book.next_launch()
     if launch is not None:

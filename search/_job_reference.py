@@ -40,6 +40,7 @@ _BOUNDS = (
 def job_file_reference() -> str:
     """The Markdown reference: every section of a job file and each task's settings."""
     import workers
+    from search._final_round import FinalSection
     from search._job_limits import Resources, SearchBudget
     from search._job_tasks import TaskEntry
     from search._jobspec import JobSpec
@@ -57,6 +58,7 @@ def job_file_reference() -> str:
     for kind in sorted(STRATEGIES):
         parts += [f"## `strategy` of kind `{kind}`\n", model_table(STRATEGIES[kind].config_class)]
     parts += ["## `prefilter`: zero-cost screening of mutants\n", model_table(PrefilterSection)]
+    parts += ["## `final`: the best re-evaluated with fresh seeds on the test split\n", model_table(FinalSection)]
     return "\n".join(parts).rstrip() + "\n"
 
 

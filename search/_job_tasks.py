@@ -60,7 +60,10 @@ def task_key(
     if task_class is not None:
         settings = task_class.config_class.model_validate(settings).model_dump(mode="json")
     space = SearchSpace().with_overrides(hparams or {}).model_dump(mode="json")
-    payload = {"task": name, "settings": settings, "budget": budget.model_dump(mode="json"), "space": space}
+    dumped = budget.model_dump(mode="json")
+    if dumped.get("score_split") == "valid":  # the default: keys of jobs before the option stay
+        del dumped["score_split"]
+    payload = {"task": name, "settings": settings, "budget": dumped, "space": space}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

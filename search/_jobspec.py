@@ -39,6 +39,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from cells import CellGraph, control_character_problem
 from search._cell_entries import MAX_CELL_ENTRIES, check_cells, resolve_cell_entry
+from search._final_round import FINAL_SUFFIX, FinalSection
 from search._job_errors import ErrorList, JobError, format_validation_errors, job_field_error
 from search._job_limits import Resources, SearchBudget
 from search._job_model import MAX_SEED, MAX_TRIALS, StrictModel
@@ -98,6 +99,9 @@ class JobSpec(StrictModel):
     population: Literal["auto", "off"] | Annotated[int, Field(ge=1, le=MAX_TRIALS)] = "auto"
     """Trials of one (cell, task) trained together: ``auto``, ``off`` (each alone) or 1 to 1000."""
     prefilter: PrefilterSection | None = None
+    final: FinalSection | None = None
+    """After the search, its best architectures and every baseline trained again with fresh seeds
+    and scored on the test split (see ``docs/final-round.md``); ``None``: no final round."""
     db_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
     """The results database (a SQLAlchemy URL, not an in-memory SQLite); ``--db`` wins over it."""
     mlflow_uri: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
@@ -202,6 +206,13 @@ class JobSpec(StrictModel):
         if kind in ("random", "fixed") and self.prefilter is not None and self.prefilter.enabled:
             reason = f"the {kind} strategy draws no mutants to screen; remove the section"
             errors.append((("prefilter",), reason))
+        if self.final is not None:
+            if not any(t.role == "search" for t in self.tasks):
+                errors.append((("final",), "a final round re-evaluates search tasks; the job has none"))
+            clash = [t.id for t in self.tasks if t.id.endswith(FINAL_SUFFIX)]
+            if clash:
+                reason = f"the final round names its tasks '<task>{FINAL_SUFFIX}'; rename {clash[0]!r}"
+                errors.append((("final",), reason))
         if self.device == "cuda" and self.resources.gpus == 0:
             reason = "'cuda' needs resources.gpus above 0 (a trial that asks Ray for no GPU sees none)"
             errors.append((("device",), reason))

@@ -82,6 +82,9 @@ class EvaluationRecord:
     best_high: float | None = None
     relative_low: float | None = None
     relative_high: float | None = None
+    mean_value: float | None = None
+    verdict: str | None = None
+    p_value: float | None = None
 
     @property
     def best_interval(self) -> Interval | None:
@@ -139,10 +142,17 @@ class JobArchitectureRecord:
     duplicate: bool
     score_low: float | None = None
     score_high: float | None = None
+    final_score: float | None = None
+    final_low: float | None = None
+    final_high: float | None = None
 
     @property
     def score_interval(self) -> Interval | None:
         return Interval.of(self.score_low, self.score_high)
+
+    @property
+    def final_interval(self) -> Interval | None:
+        return Interval.of(self.final_low, self.final_high)
 
 
 @dataclass(frozen=True)

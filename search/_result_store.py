@@ -238,12 +238,15 @@ class ResultStore(StoreReader):
         evaluated: bool = UNSET,
         listed: bool = UNSET,
         duplicate: bool = UNSET,
+        final_score: float | None = UNSET,
+        final_interval: Interval | None = UNSET,
     ) -> None:
         """Set a job's view of an architecture; only the given fields change."""
         values = {
             k: v
             for k, v in dict(
                 score=score,
+                final_score=final_score,
                 generation=generation,
                 filter_passed=filter_passed,
                 evaluated=evaluated,
@@ -252,8 +255,9 @@ class ResultStore(StoreReader):
             ).items()
             if v is not UNSET
         }
-        if score_interval is not UNSET:
-            values.update(interval_columns("score", score_interval))
+        for prefix, interval in (("score", score_interval), ("final", final_interval)):
+            if interval is not UNSET:
+                values.update(interval_columns(prefix, interval))
         if not values:
             return
         with self._transaction() as s:
@@ -334,10 +338,14 @@ class ResultStore(StoreReader):
         relative_score: float | None = UNSET,
         best_interval: Interval | None = UNSET,
         relative_interval: Interval | None = UNSET,
+        final: tuple[float | None, str | None, float | None] = UNSET,
     ) -> None:
         """Set an evaluation's stage status, its score relative to the best baseline and/or the
-        intervals of its best value and relative score (``None`` clears one)."""
+        intervals of its best value and relative score (``None`` clears one); ``final``: a final
+        task's seed mean, verdict and p-value."""
         values: dict[str, Any] = {"updated_at": utcnow()}
+        if final is not UNSET:
+            values["mean_value"], values["verdict"], values["p_value"] = final
         for prefix, interval in (("best", best_interval), ("relative", relative_interval)):
             if interval is not UNSET:
                 values.update(interval_columns(prefix, interval))

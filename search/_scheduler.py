@@ -18,9 +18,6 @@ asking the study.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +26,12 @@ from ray import exceptions as ray_errors
 
 from cells import first_line
 from search._book import Architecture, ArchitectureBook
-from search._cluster_fit import ClusterFitError, FitWatch
+from search._cluster_fit import FitWatch
 from search._job_budget import JobBudget
 from search._jobspec import JobSpec, TaskEntry
 from search._launch_order import LaunchOrder
 from search._progress import ProgressFeed
+from search._ray_cluster import cluster_slots
 from search._records import TrialRecord
 from search._replay import FINAL_STATUSES, RecordedLaunches
 from search._result_store import ResultStore
@@ -66,25 +64,6 @@ _RETRYABLE = (
     ray_errors.LocalRayletDiedError,
     ray_errors.RaySystemError,
 )
-
-
-@contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
-    """Join the cluster at ``address`` or start a local instance, unless Ray is up already."""
-    if ray.is_initialized():
-        yield
-        return
-    # Ray warns at every start that token authentication is on (its default): noise on the
-    # terminal of every job, and in front of the one line a refused job prints.
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ClusterFitError(f"cannot join the Ray cluster at {address}: {first_line(exc)}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @dataclass(frozen=True)
@@ -184,6 +163,12 @@ class TrialScheduler:
     def close(self) -> None:
         if self.relay is not None:
             ray.kill(self.relay)
+
+    def add_tasks(self, tasks: dict[str, TaskEntry]) -> None:
+        """Run trials of new task entries too (search task id -> entry: the final round's)."""
+        for search_id, task in tasks.items():
+            self.spaces[task.id] = self.spaces[search_id]
+            self.seeded[task.id] = self.seeded[search_id]
 
     @property
     def has_room(self) -> bool:
@@ -485,15 +470,3 @@ class TrialScheduler:
             stop = True if running is None else running.study.report(running.number, step, value)
             decisions.append((key, step, stop))
         self.relay.answer.remote(decisions)
-
-
-def cluster_slots(spec: JobSpec) -> int:
-    """Trials the cluster can run at once with the job's resources per trial."""
-    total = ray.cluster_resources()
-    resources = spec.resources
-    slots = [total.get("CPU", 1.0) / resources.cpus]
-    if resources.gpus > 0:
-        slots.append(total.get("GPU", 0.0) / resources.gpus)
-    for name, amount in resources.custom.items():
-        slots.append(total.get(name, 0.0) / amount)
-    return max(1, int(min(slots) + 1e-9))

@@ -22,7 +22,7 @@ Example (plain SQL over the results, best architectures of job 1):
 
 Example (the revision this code expects):
     >>> head_revision()
-    '0003_launch_order'
+    '0004_final_round'
 """
 
 from __future__ import annotations
@@ -125,6 +125,11 @@ class JobArchitecture(Base):
     score_low: Mapped[float | None] = mapped_column(Float)
     score_high: Mapped[float | None] = mapped_column(Float)
     """Bounds of ``score`` (``docs/uncertainty.md``); ``None`` where a task had too few trials."""
+    final_score: Mapped[float | None] = mapped_column(Float)
+    final_low: Mapped[float | None] = mapped_column(Float)
+    final_high: Mapped[float | None] = mapped_column(Float)
+    """The final round's score (its worst final task, seed means relative to the best baseline's)
+    and its bounds; ``None`` for an architecture the round did not take."""
     filter_passed: Mapped[bool | None] = mapped_column(Boolean)
     """``None`` until the filter tasks are done, then whether the candidate passed them."""
     evaluated: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -165,6 +170,13 @@ class Evaluation(Base):
     relative_low: Mapped[float | None] = mapped_column(Float)
     relative_high: Mapped[float | None] = mapped_column(Float)
     """Bounds of ``relative_score``: ``best_*`` against the best baseline's, by interval arithmetic."""
+    mean_value: Mapped[float | None] = mapped_column(Float)
+    """A final task's mean over its seeds (then ``best_*`` bound it and ``relative_score`` is
+    relative to the best baseline's mean); ``None`` for a search evaluation."""
+    verdict: Mapped[str | None] = mapped_column(String(20))
+    """A final task against its best baseline: ``better``, ``worse`` or ``indistinguishable``."""
+    p_value: Mapped[float | None] = mapped_column(Float)
+    """The two-sided p-value of the paired t-test behind ``verdict``."""
     best_trial_id: Mapped[int | None]
     """The trial that set ``best_value`` (no foreign key: trials already point at evaluations)."""
     trials_completed: Mapped[int] = mapped_column(default=0)

@@ -157,15 +157,17 @@ class TunedStudy:
         """Trials in the study, any state."""
         return len(self._study.get_trials(deepcopy=False))
 
-    def enqueue(self, params: dict[str, Any]) -> bool:
-        """Make ``params`` the next trial (a child inheriting its parent's best); the parameters
-        outside this study's space are dropped, ``False`` when none is left or one is out of range."""
+    def enqueue(self, params: dict[str, Any], repeat: int = 1) -> bool:
+        """Make ``params`` the next trial (a child inheriting its parent's best), or the next
+        ``repeat`` trials (a final round's seeds); the parameters outside this study's space are
+        dropped, ``False`` when none is left or one is out of range."""
         kept = {k: v for k, v in params.items() if k in self.space}
         if not kept or any(
             not self.space[k]._contains(self.space[k].to_internal_repr(v)) for k, v in kept.items()
         ):
             return False
-        self._study.enqueue_trial(kept, skip_if_exists=True)
+        for _ in range(repeat):
+            self._study.enqueue_trial(kept, skip_if_exists=repeat == 1)
         return True
 
     def ask(self) -> AskedTrial:

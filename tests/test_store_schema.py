@@ -24,7 +24,7 @@ from search._schema import TABLES, VERSION_TABLE, Base
 
 def test_fresh_database_gets_the_schema_at_head(db_url: str) -> None:
     with ResultStore.open(db_url) as store, store.engine.connect() as conn:
-        assert _schema.current_revision(conn) == _schema.head_revision() == "0003_launch_order"
+        assert _schema.current_revision(conn) == _schema.head_revision() == "0004_final_round"
     assert set(TABLES) | {"cs_alembic_version"} <= table_names(db_url)
 
 

@@ -317,6 +317,11 @@ def train_population(
     """
     started = time.perf_counter()
     budget = budget or Budget()
+    if budget.score_split != "valid":
+        raise ValueError(
+            "a population scores on the validation split; "
+            f"expected score_split 'valid', got {budget.score_split!r}"
+        )
     if not hparams_list:
         raise ValueError("hparams_list: a population needs at least one trial")
     results: list[TrialResult | None] = [None] * len(hparams_list)

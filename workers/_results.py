@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -55,6 +55,10 @@ class Budget(BaseModel):
     """Validate (and report to the callback) every this many steps, and at the end: 1 to 10,000,000."""
     eval_batch_size: int = Field(default=64, ge=1, le=MAX_BATCH_SIZE, strict=True)
     """Held-out sequences per evaluation batch, 1 to 4096."""
+    score_split: Literal["valid", "test"] = "valid"
+    """The trial's value: ``valid``, the best validation value of its evaluations; ``test``, the
+    test split's value of the model at the end of training (validation still draws the curve
+    and answers the pruner). The final re-evaluation of a job scores on ``test``."""
 
     @model_validator(mode="after")
     def _some_limit(self) -> Budget:

@@ -46,6 +46,8 @@ class RunRecord:
         self.best: tuple[float, dict[str, Any], int] | None = None
         """The best evaluation: its value, all its metrics and its step."""
         self.diverged_at_step: int | None = None
+        self.test: tuple[float, dict[str, Any]] | None = None
+        """The test split's value and metrics at the end (a budget that scores on ``test``)."""
 
     def diverge(self, step: int) -> None:
         """The run diverged at ``step``: a non-finite training loss at that step (1-based), or a
@@ -67,6 +69,15 @@ class RunRecord:
         if self.best is None or self.direction.is_better(value, self.best[0]):
             self.best = (value, metrics, step)
         return value
+
+    def tested(self, metrics: dict[str, Any]) -> None:
+        """The test split's ``metrics`` of the trained model: they become the trial's value
+        (the best validation value is kept as ``valid_value``); a non-finite one is divergence."""
+        value = float(metrics[self.task.primary_metric])
+        if not math.isfinite(value):
+            self.diverge(self.curve[-1][0] if self.curve else 0)
+            return
+        self.test = (value, metrics)
 
     def result(
         self,
@@ -93,12 +104,17 @@ class RunRecord:
         metrics["startup_seconds"] = startup_seconds
         metrics["train_seconds"] = train_seconds
         metrics.update(extra_metrics)
+        value = None if self.best is None else self.best[0]
+        if self.test is not None and self.status == TrialStatus.OK:
+            metrics["valid_value"] = value
+            metrics.update({f"test_{k}": v for k, v in self.test[1].items()})
+            value = self.test[0]
         return TrialResult(
             status=self.status,
             task=self.task.name,
             metric=self.task.primary_metric,
             direction=self.direction,
-            value=None if self.best is None else self.best[0],
+            value=value,
             metrics=metrics,
             curve=list(self.curve),
             num_params=num_params,

@@ -22,9 +22,9 @@ from torch import Tensor
 
 from workers._hparams import HyperParams
 from workers._model import RecurrentModel, State, count_parameters
-from workers._results import Budget, TrialResult
+from workers._results import Budget, TrialResult, TrialStatus
 from workers._run_record import RunRecord
-from workers._task import Batch, Task
+from workers._task import Batch, Split, Task
 
 Report = Callable[[int, float], bool]
 """``report(step, validation value) -> stop``: called after every evaluation; True prunes the trial."""
@@ -63,8 +63,11 @@ def _to(batch: Batch, device: torch.device) -> Batch:
     )
 
 
-def validate(model: RecurrentModel, task: Task, batch_size: int, device: torch.device) -> dict[str, Any]:
-    """All of the task's metrics on the validation split, carrying state across continuing batches."""
+def validate(
+    model: RecurrentModel, task: Task, batch_size: int, device: torch.device, split: Split = "valid"
+) -> dict[str, Any]:
+    """All of the task's metrics on a held-out split (the validation split unless told), carrying
+    state across continuing batches."""
     state: State | None = None
 
     def predict(batch: Batch) -> Tensor:
@@ -76,7 +79,7 @@ def validate(model: RecurrentModel, task: Task, batch_size: int, device: torch.d
 
     model.eval()
     with torch.no_grad():
-        metrics = task.evaluate(predict, "valid", batch_size)
+        metrics = task.evaluate(predict, split, batch_size)
     model.train()
     return metrics
 
@@ -146,6 +149,8 @@ def train(
                 break
         if done:
             break
+    if budget.score_split == "test" and record.status == TrialStatus.OK:
+        record.tested(validate(model, task, budget.eval_batch_size, device, split="test"))
 
     return record.result(
         steps=step,
