@@ -58,7 +58,10 @@ def job_file_reference() -> str:
     for kind in sorted(STRATEGIES):
         parts += [f"## `strategy` of kind `{kind}`\n", model_table(STRATEGIES[kind].config_class)]
     parts += ["## `prefilter`: zero-cost screening of mutants\n", model_table(PrefilterSection)]
-    parts += ["## `final`: the best re-evaluated with fresh seeds on the test split\n", model_table(FinalSection)]
+    parts += [
+        "## `final`: the best re-evaluated with fresh seeds on the test split\n",
+        model_table(FinalSection),
+    ]
     return "\n".join(parts).rstrip() + "\n"
 
 
