@@ -4,7 +4,8 @@ hyperparameters and scores, and a run killed with SIGKILL and resumed ends as on
 The jobs run through the ``cellsearch`` command against one Ray head node of 2 CPUs with half
 a CPU per trial, so four trials run at once and finish in whatever order the machine makes.
 The quickstart runs with its own strategy, cells and tasks, at a smaller number of
-architectures and training steps (the same code path, a fraction of the time).
+architectures and training steps, and a small final round (the same code path, a fraction of
+the time).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def _small_quickstart() -> str:
     """The quickstart job file with fewer architectures and steps, four trials at a time."""
     job: dict[str, Any] = yaml.safe_load((REPO / "examples" / "quickstart.yaml").read_text())
     job["budget"] = {"max_architectures": 5}
+    job["final"] = {"top_k": 2, "seeds": 2}  # the final round replays too
     job["resources"] = {"cpus": 0.5}
     for task in job["tasks"]:
         steps = max(40, task["budget"]["max_steps"] // 3)
@@ -68,12 +70,14 @@ def _outcome(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     return {
         "architectures": rows(
             db,
-            "SELECT a.canonical_hash, ja.score, ja.filter_passed, ja.evaluated FROM cs_job_architectures ja "
+            "SELECT a.canonical_hash, ja.score, ja.filter_passed, ja.evaluated, ja.final_score "
+            "FROM cs_job_architectures ja "
             "JOIN cs_architectures a ON a.id = ja.architecture_id ORDER BY a.canonical_hash",
         ),
         "evaluations": rows(
             db,
-            "SELECT a.canonical_hash, e.task_label, e.status, e.best_value, e.relative_score, t.hparams "
+            "SELECT a.canonical_hash, e.task_label, e.status, e.best_value, e.relative_score, e.verdict, "
+            "t.hparams "
             "FROM cs_evaluations e JOIN cs_architectures a ON a.id = e.architecture_id "
             "LEFT JOIN cs_trials t ON t.id = e.best_trial_id ORDER BY 1, 2",
         ),
@@ -118,6 +122,10 @@ def test_two_runs_of_the_quickstart_give_the_same_search(
     seeds = {yaml.safe_load(hp)["seed"] for *_, hp, _, _ in outcome["trials"]}
     assert len(seeds) >= 2
     assert len(outcome["architectures"]) >= 6  # the baseline, the seed cells and mutants
+    finals = [e for e in outcome["evaluations"] if e[1].endswith(".final")]
+    assert len(finals) == 3 * 2  # two architectures and the baseline, on arith and xml
+    assert sum(e[5] is not None for e in finals) == 2 * 2  # a verdict for each but the baseline
+    assert sum(a[4] is not None for a in outcome["architectures"]) == 3
 
 
 def test_two_runs_of_regularized_evolution_give_the_same_search(ray_head: RayHead, tmp_path: Path) -> None:
