@@ -91,10 +91,13 @@ def test_the_driver_samples_what_a_plain_optuna_study_samples(tmp_path: Path) ->
     space = {"learning_rate": FloatDistribution(1e-4, 1e-1, log=True), "dropout": FloatDistribution(0, 0.5)}
     book = StudyBook(f"sqlite:///{tmp_path / 'results.db'}", sampler="tpe", pruner="none", seed=0)
     study = book.study("s", Direction.MINIMIZE, space)
-    plain = optuna.create_study(sampler=make_sampler("tpe", derived_seed(derived_seed(0, "s"), 0)))
-    for _ in range(6):
+    plain = optuna.create_study()
+    for batch in range(6):
         members = study.ask_many(2)
-        expected = [plain.ask(space) for _ in members]
+        expected = []
+        for ordinal in (2 * batch, 2 * batch + 1):  # each ask's sampler is seeded by its place
+            plain.sampler = make_sampler("tpe", derived_seed(derived_seed(0, "s"), ordinal))
+            expected.append(plain.ask(space))
         assert [m.params for m in members] == [t.params for t in expected]
         study.tell_many([(m.number, TrialStatus.OK, m.params["dropout"]) for m in members])
         for trial in expected:
