@@ -19,7 +19,16 @@ from search import ResultStore
 from search._job_errors import JobError
 from search._jobspec import JobSpec
 from search._settings import resolve_settings
-from search._strategies import HalvingSection, Ladder, Stages, StageStatus, ladder_tasks
+from search._strategies import (
+    HalvingSection,
+    Ladder,
+    Outcome,
+    Refine,
+    RegularizedEvolution,
+    Stages,
+    StageStatus,
+    ladder_tasks,
+)
 from search._strategies._halving import top_share
 from search._tuning import make_pruner
 from workers import Budget, Direction
@@ -179,6 +188,16 @@ def test_a_threshold_applies_at_the_top_rung() -> None:
     assert (stages.status, stages.stopped_at) == (StageStatus.STOPPED, "arith")
 
 
+def test_evolution_learns_the_score_of_a_promoted_candidates_higher_rung() -> None:
+    spec = _spec(strategy={"kind": "regularized_evolution", "population_size": 4, "sample_size": 2})
+    strategy = RegularizedEvolution.from_config(spec.strategy, spec.seed_graphs, spec.seed, None)
+    first = strategy.ask()
+    assert first is not None and not isinstance(first, Refine)
+    strategy.tell(Outcome(first.hash, 0.8, False))  # stopped at a lower rung
+    strategy.tell(Outcome(first.hash, 1.3, True))  # promoted later, through the top rung
+    assert [m["score"] for m in strategy.state_dict()["population"]] == [1.3]
+
+
 def test_the_successive_halving_pruner_is_selectable() -> None:
     import optuna
 
@@ -265,8 +284,10 @@ def test_halving_promotes_the_best_and_spends_the_ladders_steps(ray_instance: No
 
 
 def test_a_halving_job_replays_its_promotions(ray_instance: None, tmp_path: Path) -> None:
-    """Four trials in flight on 2 CPUs: the promotions depend on results in launch order only."""
-    spec = _spec(resources={"cpus": 0.5}, budget={"max_architectures": 10})
+    """Regularized evolution (its mutants depend on the scores it is told), four trials in
+    flight on 2 CPUs: the promotions depend on the results in launch order only."""
+    strategy = {"kind": "regularized_evolution", "population_size": 4, "sample_size": 2}
+    spec = _spec(strategy=strategy, resources={"cpus": 0.5}, budget={"max_architectures": 10})
     outcomes = []
     for name in ("first.db", "second.db"):
         store, job_id = _run(spec, tmp_path, name)
