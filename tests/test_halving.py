@@ -198,6 +198,18 @@ def test_evolution_learns_the_score_of_a_promoted_candidates_higher_rung() -> No
     assert [m["score"] for m in strategy.state_dict()["population"]] == [1.3]
 
 
+def test_the_docs_example_is_a_valid_halving_job() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "halving.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = JobSpec.from_yaml_text(block)
+    assert [(t.id, t.budget.max_steps) for t in spec.stage_tasks] == [
+        ("memorize", 200),
+        ("arith.r0", 100),
+        ("arith.r1", 300),
+        ("arith", 900),
+    ]
+
+
 def test_the_successive_halving_pruner_is_selectable() -> None:
     import optuna
 
