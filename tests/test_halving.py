@@ -293,6 +293,27 @@ def test_halving_promotes_the_best_and_spends_the_ladders_steps(ray_instance: No
     full = (len(reached["memorize"])) * 200 + (len(passed) + 1) * 2 * 90
     assert ladder < full
     print(f"steps: ladder {ladder}, full budget {full}; per rung {[len(reached[x]) for x in steps]}")
+    # The rungs hold exactly whom ASHA's rule promotes, replayed here from the trial rows in the
+    # order the book learned each rung's result (its last trial's launch).
+    assert _asha_promoted(store, job_id, "arith.r0", gru) == rung1
+    assert _asha_promoted(store, job_id, "arith.r1", gru) == top
+
+
+def _asha_promoted(
+    store: ResultStore, job_id: int, label: str, baseline: int | None, eta: int = 3
+) -> set[int]:
+    """Every candidate that was in the best floor(n/eta) of the n finished on ``label`` at some point."""
+    finished = []
+    for evaluation in store.evaluations(job_id):
+        if evaluation.task_label == label and evaluation.architecture_id != baseline:
+            learned = max(t.launch or 0 for t in store.trials(evaluation_id=evaluation.id))
+            finished.append((learned, evaluation.architecture_id, evaluation.best_value or 0.0))
+    finished.sort()
+    promoted: set[int] = set()
+    for n in range(1, len(finished) + 1):
+        best_first = sorted(finished[:n], key=lambda f: (-f[2], f[0]))
+        promoted |= {arch for _, arch, _ in best_first[: n // eta]}
+    return promoted
 
 
 def test_a_halving_job_replays_its_promotions(ray_instance: None, tmp_path: Path) -> None:
