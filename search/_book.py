@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from cells import CellGraph
 from search._final_round import FINAL_SUFFIX, FinalRound
-from search._job_budget import JobBudget, StopReason
+from search._job_budget import JobBudget
 from search._jobspec import JobSpec, TaskEntry
 from search._progress import ProgressFeed
 from search._records import EvaluationRecord
 from search._result_store import ResultStore
 from search._score_bounds import evaluation_interval, score_bounds
 from search._states import EvaluationStatus
-from search._strategies import Candidate, Outcome, Refine, Stages, StageStatus, Strategy, best_of
+from search._strategies import Candidate, Ladder, Outcome, Refine, Stages, StageStatus, Strategy, best_of
 from search._tuning import StudyBook, TunedStudy, study_name
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,11 @@ class ArchitectureBook:
         feed: ProgressFeed,
     ) -> None:
         self.spec, self.job_id, self.store, self.studies = spec, job_id, store, studies
+        self.tasks = spec.stage_tasks
+        """The stages: the job's tasks, with the lower rungs of its laddered ones (``halving``)."""
+        self.ladder = None if spec.halving is None else Ladder(spec.tasks, spec.halving)
+        self.promoted_again: set[str] = set()
+        """Architectures a later result promoted after they had been scored at a lower rung."""
         self.strategy, self.budget, self.feed = strategy, budget, feed
         self.archs: dict[str, Architecture] = {}
         self.active: dict[str, Architecture] = {}
@@ -87,7 +93,7 @@ class ArchitectureBook:
         self.prefiltered: set[str] = set()
         """Hashes of the mutants the pre-filter dropped (in the job, never trained)."""
         self.strategy_idle = False
-        self.distributions = {t.id: spec.search_space(t).to_optuna() for t in spec.tasks}
+        self.distributions = {t.id: spec.search_space(t).to_optuna() for t in self.tasks}
         self.final: FinalRound | None = None
         """The job's final round, once the search is over (``spec.final``)."""
         self.window = 1
@@ -142,14 +148,21 @@ class ArchitectureBook:
             if not created:
                 reuse = True
                 self.store.update_job_architecture(self.job_id, arch_id, duplicate=True)
-        trials = {t.id: self.spec.trials_for(t) for t in self.spec.tasks}
+        trials = {t.id: self.spec.trials_for(t) for t in self.tasks}
+        ladder = self.ladder if candidate.gated else None
         arch = Architecture(
             id=arch_id,
             hash=candidate.hash,
             graph=candidate.graph,
             label=candidate.library_name or candidate.mutation or candidate.origin,
             baseline=candidate.origin == "baseline",
-            stages=Stages(self.spec.tasks, trials, gated=candidate.gated),
+            stages=Stages(
+                self.tasks,
+                trials,
+                gated=candidate.gated,
+                rungs=self.spec.rungs,
+                promotion=None if ladder is None else partial(ladder.verdict, candidate.hash),
+            ),
             parent_hash=candidate.parent_hash,
             cell_data=candidate.graph.model_dump(mode="json"),
         )
@@ -173,7 +186,7 @@ class ArchitectureBook:
 
     def reuse_evaluations(self, arch: Architecture) -> None:
         """Take finished evaluations of earlier jobs with the same task settings instead of training."""
-        for task in self.spec.tasks:
+        for task in self.tasks:
             if task.id in arch.evaluations:
                 continue
             source = self.store.find_reusable_evaluation(arch.id, task.key, exclude_job_id=self.job_id)
@@ -309,8 +322,8 @@ class ArchitectureBook:
         """Write finished stages to the store (evaluation status, the filter verdict); True when
         a baseline value became known."""
         stages = arch.stages
-        known = len(self.baseline_best)
-        for task in self.spec.tasks:
+        known, promoted = len(self.baseline_best), False
+        for task in self.tasks:
             progress = stages.progress[task.id]
             if task.id in arch.recorded or not progress.complete or progress.running:
                 continue
@@ -322,12 +335,27 @@ class ArchitectureBook:
                 self.store.set_evaluation(evaluation_id, status=status, best_interval=interval)
             arch.recorded.add(task.id)
             self.update_baseline_best(arch, task)
+            promoted |= self._rung_finished(arch, task)
         filters = [t for t in self.spec.tasks if t.role == "filter"]
         if filters and not arch.filter_recorded and all(stages.progress[t.id].complete for t in filters):
             passed = all(t.passes_filter(stages.progress[t.id].best) for t in filters)
             self.store.update_job_architecture(self.job_id, arch.id, filter_passed=passed)
             arch.filter_recorded = True
-        return len(self.baseline_best) != known
+        return len(self.baseline_best) != known or promoted
+
+    def _rung_finished(self, arch: Architecture, task: TaskEntry) -> bool:
+        """Rank a gated candidate that finished a lower rung; bring back the stopped candidates
+        it promoted (:mod:`search._strategies._halving`). True when it promoted any."""
+        if self.ladder is None or arch.baseline or not arch.stages.gated or not self.ladder.laddered(task.id):
+            return False
+        promoted = self.ladder.record(arch.hash, task.id, arch.stages.progress[task.id].best)
+        for cell_hash in promoted:
+            waiting = self.archs[cell_hash]
+            if waiting.stages.promote():  # retired at this rung: it goes on
+                waiting.finalized = False
+                self.promoted_again.add(cell_hash)
+                self.active[cell_hash] = waiting
+        return bool(promoted)
 
     def update_baseline_best(self, arch: Architecture, task: TaskEntry) -> None:
         """Learn a task's best baseline value once every baseline finished it; then score the
@@ -346,13 +374,13 @@ class ArchitectureBook:
                         self.finalize(waiting)
 
     def baselines_complete(self) -> bool:
-        return all(t.id in self.baseline_best for t in self.spec.tasks if t.role != "filter")
+        return all(t.id in self.baseline_best for t in self.tasks if t.role != "filter")
 
     def _retire(self, arch: Architecture) -> None:
         """The architecture's stages are over: score it once the baselines are known."""
         self.active.pop(arch.hash, None)
         arch.cell_data = {}  # rebuilt if it is refined; thousands of retired cells stay small
-        for task in self.spec.tasks:
+        for task in self.tasks:
             self.studies.forget(study_name(self.job_id, arch.id, task.key, task.id))
         if self.baselines_complete() or arch.stages.status == StageStatus.FILTERED:
             self.finalize(arch)
@@ -365,7 +393,7 @@ class ArchitectureBook:
         stages = arch.stages
         relative = stages.relative(self.baseline_best)
         baselines = [self.archs[h] for h in self.baseline_hashes if h in self.archs]
-        bounds = score_bounds(self.store, self.spec.tasks, arch, baselines, relative, self.baseline_best)
+        bounds = score_bounds(self.store, self.tasks, arch, baselines, relative, self.baseline_best)
         for task_name, value in relative.items():
             if task_name in arch.evaluations:
                 self.store.set_evaluation(
@@ -383,7 +411,7 @@ class ArchitectureBook:
             score_interval=None if score is None else bounds.score,
             evaluated=evaluated,
         )
-        if arch.hash not in self.refined:
+        if arch.hash not in self.refined and arch.hash not in self.promoted_again:
             self.report_done(arch, score)
         if score is not None and (self.feed.best_score is None or score > self.feed.best_score):
             equations = self.store.get_architecture(arch.id).equations
@@ -406,54 +434,6 @@ class ArchitectureBook:
         self.strategy_idle = False
         listed = [self.archs[h].id for h in self.strategy.listed() if h in self.archs]
         self.store.set_listed(self.job_id, listed)
-
-    # -- the final round ---------------------------------------------------------------
-
-    def begin_final(self) -> bool:
-        """The search is over: start the final round (``spec.final``) with the ``top_k`` best
-        architectures and every baseline; ``False`` if there is none to start (now)."""
-        section = self.spec.final
-        if section is None or self.final is not None or self.budget.stop_reason is StopReason.CLUSTER_LOST:
-            return False
-        limit = section.top_k + len(self.baseline_hashes)
-        ranked = [r.canonical_hash for r in self.store.top_architectures(self.job_id, limit=limit)]
-        top = [h for h in ranked if h not in self.baseline_hashes and h in self.archs][: section.top_k]
-        baselines = [h for h in self.baseline_hashes if h in self.archs]
-        if not top:
-            return False
-        search_tasks = [t for t in self.spec.tasks if t.role == "search"]
-        self.final = FinalRound([*top, *baselines], search_tasks, section.seeds)
-        for search_id, task in self.final.tasks.items():
-            self.distributions[task.id] = self.distributions[search_id]
-        self.feed.state_changed("final round")
-        return True
-
-    def record_final(self) -> None:
-        """Write what the final round found: each final evaluation's mean, intervals and verdict,
-        each architecture's final score."""
-        if self.final is None or not self.final.complete:
-            return
-        results, scores = self.final.results(self.baseline_hashes)
-        for r in results:
-            arch = self.archs[r.arch_hash]
-            verdict = r.verdict
-            self.store.set_evaluation(
-                self.evaluation(arch, self.final.tasks[r.task_id.removesuffix(FINAL_SUFFIX)]),
-                relative_score=r.relative,
-                best_interval=r.mean_interval,
-                relative_interval=r.relative_interval,
-                final=(
-                    r.mean,
-                    None if verdict is None else verdict.outcome.value,
-                    None if verdict is None else verdict.p_value,
-                ),
-                status=EvaluationStatus.DONE,
-            )
-        for score in scores:
-            arch_id = self.archs[score.arch_hash].id
-            self.store.update_job_architecture(
-                self.job_id, arch_id, final_score=score.score, final_interval=score.interval
-            )
 
     # -- saving --------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from search._book import ArchitectureBook
+from search._book_final import begin_final, record_final
 from search._cluster_fit import check_cluster_fit
 from search._job_budget import JobBudget, StopReason
 from search._job_outcome import job_unscored_reason
@@ -205,14 +206,14 @@ def _loop(book: ArchitectureBook, scheduler: TrialScheduler, budget: JobBudget) 
         if scheduler.release():
             continue
         if scheduler.all_released:
-            if book.begin_final():  # the search is over: its best go to the final round
+            if begin_final(book):  # the search is over: its best go to the final round
                 scheduler.add_tasks(book.final.tasks if book.final else {})
                 continue
             break
         scheduler.wait()
     book.settle()
     if not budget.interrupted:
-        book.record_final()
+        record_final(book)
 
 
 def _decide(book: ArchitectureBook, scheduler: TrialScheduler, budget: JobBudget) -> bool:

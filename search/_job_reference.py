@@ -44,7 +44,7 @@ def job_file_reference() -> str:
     from search._job_limits import Resources, SearchBudget
     from search._job_tasks import TaskEntry
     from search._jobspec import JobSpec
-    from search._strategies import STRATEGIES, PrefilterSection
+    from search._strategies import STRATEGIES, HalvingSection, PrefilterSection
 
     parts = [_INTRO, "## The job\n", model_table(JobSpec)]
     parts += ["## `budget`: when the search stops\n", model_table(SearchBudget)]
@@ -62,7 +62,15 @@ def job_file_reference() -> str:
         "## `final`: the best re-evaluated with fresh seeds on the test split\n",
         model_table(FinalSection),
     ]
+    parts += ["## `halving`: successive halving across architectures\n", _HALVING]
+    parts += [model_table(HalvingSection)]
     return "\n".join(parts).rstrip() + "\n"
+
+
+_HALVING = (
+    "Each search task becomes a ladder of budgets; the best `1/eta` of the candidates finishing a "
+    "rung go up to the next. See [halving.md](halving.md).\n"
+)
 
 
 def model_table(model: type[BaseModel]) -> str:

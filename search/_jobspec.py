@@ -45,7 +45,15 @@ from search._job_limits import Resources, SearchBudget
 from search._job_model import MAX_SEED, MAX_TRIALS, StrictModel
 from search._job_tasks import TaskEntry, TaskRole, check_hparams, task_key
 from search._job_yaml import STRUCTURAL, load_job_yaml, plain_data_problems
-from search._strategies import STRATEGY_KINDS, PrefilterSection, StrategyConfig
+from search._strategies import (
+    STRATEGY_KINDS,
+    HalvingSection,
+    PrefilterSection,
+    Rung,
+    StrategyConfig,
+    ladder_tasks,
+    rungs_of,
+)
 
 MAX_TASKS = 100
 MAX_URL_LENGTH = 4096
@@ -92,7 +100,10 @@ class JobSpec(StrictModel):
     trials_per_task: int = Field(default=20, ge=1, le=MAX_TRIALS)
     """Hyperparameter trials per (cell, task), 1 to 1000; 20 random settings in the paper."""
     sampler: Literal["random", "tpe"] = "random"
-    pruner: Literal["none", "median", "hyperband"] = "none"
+    pruner: Literal["none", "median", "hyperband", "successive_halving"] = "none"
+    """Stops unpromising trials inside one (cell, task) study from their intermediate values:
+    ``median`` (below the median of earlier trials at the same step), ``hyperband`` or
+    ``successive_halving`` (Optuna's pruners). Across architectures, see ``halving``."""
     budget: SearchBudget = Field(default_factory=SearchBudget)
     resources: Resources = Field(default_factory=Resources)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -102,6 +113,9 @@ class JobSpec(StrictModel):
     final: FinalSection | None = None
     """After the search, its best architectures and every baseline trained again with fresh seeds
     and scored on the test split (see ``docs/final-round.md``); ``None``: no final round."""
+    halving: HalvingSection | None = None
+    """Successive halving across architectures (see ``docs/halving.md``); ``None``: every
+    candidate trains each search task's full budget."""
     db_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
     """The results database (a SQLAlchemy URL, not an in-memory SQLite); ``--db`` wins over it."""
     mlflow_uri: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
@@ -213,6 +227,11 @@ class JobSpec(StrictModel):
             if clash:
                 reason = f"the final round names its tasks '<task>{FINAL_SUFFIX}'; rename {clash[0]!r}"
                 errors.append((("final",), reason))
+        if self.halving is not None:
+            if kind == "fixed":
+                reason = "the fixed strategy trains every listed cell fully; remove the section"
+                errors.append((("halving",), reason))
+            errors += [(("tasks", *where), reason) for where, reason in self.halving.problems(self.tasks)]
         if self.device == "cuda" and self.resources.gpus == 0:
             reason = "'cuda' needs resources.gpus above 0 (a trial that asks Ray for no GPU sees none)"
             errors.append((("device",), reason))
@@ -265,9 +284,20 @@ class JobSpec(StrictModel):
         """Hyperparameter trials per (cell, task)."""
         return task.trials if task.trials is not None else self.trials_per_task
 
+    @cached_property
+    def stage_tasks(self) -> list[TaskEntry]:
+        """The stages a candidate walks: :attr:`tasks`, each search task preceded by its lower
+        rungs under ``halving`` (:func:`search._strategies.ladder_tasks`)."""
+        return ladder_tasks(self.tasks, self.halving)
+
+    @cached_property
+    def rungs(self) -> dict[str, Rung]:
+        """Task id -> its rung, for the stages of laddered tasks (empty without ``halving``)."""
+        return rungs_of(self.tasks, self.halving)
+
     def task(self, task_id: str) -> TaskEntry:
-        """The task entry whose :attr:`TaskEntry.id` (label, else name) is ``task_id``; ids are unique."""
-        for t in self.tasks:
+        """The stage whose :attr:`TaskEntry.id` (label, else name) is ``task_id``; ids are unique."""
+        for t in self.stage_tasks:
             if t.id == task_id:
                 return t
         raise KeyError(f"job {self.name!r} has no task {task_id!r}")

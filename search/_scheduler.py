@@ -121,7 +121,7 @@ class TrialScheduler:
     ) -> None:
         self.spec, self.job_id, self.store, self.book = spec, job_id, store, book
         self.budget, self.feed, self.max_retries = budget, feed, max_retries
-        self.spaces = {t.id: spec.search_space(t) for t in spec.tasks}
+        self.spaces = {t.id: spec.search_space(t) for t in spec.stage_tasks}
         resources = spec.resources
         options: dict[str, Any] = {"num_cpus": resources.cpus, "num_gpus": resources.gpus}
         if resources.custom:
@@ -132,7 +132,7 @@ class TrialScheduler:
         device = spec.device if spec.device != "auto" else "cuda" if resources.gpus > 0 else "cpu"
         self.population_limit = population_size(spec.population, device)
         """Most trials of one (cell, task) trained together as one population (1: each alone)."""
-        self.seeded = {t.id: "seed" not in spec.hparams and "seed" not in t.hparams for t in spec.tasks}
+        self.seeded = {t.id: "seed" not in spec.hparams and "seed" not in t.hparams for t in spec.stage_tasks}
         """Tasks whose trials get derived seeds (the job does not set ``seed`` itself)."""
         self.order = LaunchOrder(window=1)
         self.recorded = RecordedLaunches()

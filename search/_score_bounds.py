@@ -79,5 +79,6 @@ def score_bounds(
         bounds[task.id] = (
             None if relative[task.id] is None else relative_interval(best[task.id], baseline, task.direction)
         )
-    scored = [bounds.get(t.id) for t in tasks if t.role == "search" and relative.get(t.id) is not None]
+    counted = set(arch.stages.scored())  # of a halving ladder, the highest rung reached
+    scored = [bounds.get(t.id) for t in tasks if t.id in counted and relative.get(t.id) is not None]
     return ScoreBounds(best=best, relative=bounds, score=score_interval(scored))

@@ -73,11 +73,20 @@ def make_sampler(kind: Literal["random", "tpe"], seed: int) -> optuna.samplers.B
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def make_pruner(kind: Literal["none", "median", "hyperband"]) -> optuna.pruners.BasePruner:
+PrunerKind = Literal["none", "median", "hyperband", "successive_halving"]
+"""The pruners a job may pick for the trials inside one (cell, task) study."""
+
+
+def make_pruner(kind: PrunerKind) -> optuna.pruners.BasePruner:
+    """The Optuna pruner of a study. ``successive_halving`` is Optuna's asynchronous
+    successive halving (ASHA) over the intermediate values a trial reports every ``eval_every``
+    steps; ``hyperband`` runs several such brackets."""
     if kind == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner()
+    if kind == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
     return optuna.pruners.NopPruner()
 
 
@@ -242,7 +251,7 @@ class StudyBook:
         self,
         url: str,
         sampler: Literal["random", "tpe"] = "random",
-        pruner: Literal["none", "median", "hyperband"] = "none",
+        pruner: PrunerKind = "none",
         seed: int = 0,
     ) -> None:
         self.storage = open_storage(url)

@@ -317,11 +317,8 @@ def train_population(
     """
     started = time.perf_counter()
     budget = budget or Budget()
-    if budget.score_split != "valid":
-        raise ValueError(
-            "a population scores on the validation split; "
-            f"expected score_split 'valid', got {budget.score_split!r}"
-        )
+    if budget.score_split != "valid":  # a test-split score is the final round's, trained alone
+        raise ValueError(f"a population scores on 'valid'; expected it, got {budget.score_split!r}")
     if not hparams_list:
         raise ValueError("hparams_list: a population needs at least one trial")
     results: list[TrialResult | None] = [None] * len(hparams_list)

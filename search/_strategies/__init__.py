@@ -25,6 +25,7 @@ from search._strategies._base import (
     Strategy,
 )
 from search._strategies._evolution import RegularizedEvolution, RegularizedEvolutionConfig
+from search._strategies._halving import HalvingSection, Ladder, Rung, ladder_tasks, rungs_of
 from search._strategies._jozefowicz import JozefowiczConfig, JozefowiczSearch
 from search._strategies._prefilter import PREFILTER_BATCH, PrefilterSection
 from search._strategies._registry import STRATEGIES, STRATEGY_KINDS, StrategyConfig
@@ -40,8 +41,10 @@ __all__ = [
     "Candidate",
     "FixedCells",
     "FixedConfig",
+    "HalvingSection",
     "JozefowiczConfig",
     "JozefowiczSearch",
+    "Ladder",
     "Outcome",
     "Prefilter",
     "PrefilterSection",
@@ -51,12 +54,15 @@ __all__ = [
     "Refine",
     "RegularizedEvolution",
     "RegularizedEvolutionConfig",
+    "Rung",
     "StageStatus",
     "Stages",
     "Strategy",
     "StrategyConfig",
     "TaskProgress",
     "best_of",
+    "ladder_tasks",
     "relative_value",
+    "rungs_of",
     "worst_task_score",
 ]

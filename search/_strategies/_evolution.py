@@ -125,7 +125,10 @@ class RegularizedEvolution(Strategy):
         return self._new_mutant(draw)
 
     def _observe(self, outcome: Outcome, proposed: dict[str, Any] | None) -> None:
-        if proposed is None:  # a refinement: evolution never asks for one
+        if proposed is None:  # told again: successive halving promoted it to a higher rung
+            for member in self._population:
+                if member["hash"] == outcome.hash:
+                    member["score"] = outcome.score
             return
         self._population.append({**proposed, "score": outcome.score})
         del self._population[: max(0, len(self._population) - self.config.population_size)]

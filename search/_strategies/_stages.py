@@ -3,7 +3,10 @@
 Tasks run in the job's order. A gated candidate finishes one task's trials before the
 next starts: a ``filter`` task must reach its absolute threshold, a ``search`` task its
 threshold relative to the best baseline; otherwise it stops there. An ungated cell (a
-baseline, a fixed cell) runs every task at once. The driver applies the gates
+baseline, a fixed cell) runs every task at once. With successive halving
+(:mod:`search._strategies._halving`) a search task is a ladder of rungs: a lower rung's gate is
+the candidate's promotion (``promotion``), the search task's threshold applies at the top rung,
+and the score takes each ladder's highest rung finished. The driver applies the gates
 (:meth:`Stages.update`), launches what :meth:`Stages.wanted` asks for (a query: it changes
 nothing) and reports each finished trial back.
 
@@ -21,12 +24,13 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from cells import TextEnum
 from search._job_tasks import TaskEntry
+from search._strategies._halving import Rung
 from search._strategies._scoring import best_of, relative_value, worst_task_score
 
 
@@ -68,9 +72,20 @@ class Stages:
     its task's baseline.
     """
 
-    def __init__(self, tasks: Sequence[TaskEntry], trials: Mapping[str, int], gated: bool = True) -> None:
+    def __init__(
+        self,
+        tasks: Sequence[TaskEntry],
+        trials: Mapping[str, int],
+        gated: bool = True,
+        rungs: Mapping[str, Rung] | None = None,
+        promotion: Callable[[str], bool | None] | None = None,
+    ) -> None:
+        """``rungs``: task id -> its rung, for laddered tasks; ``promotion(task id)``: whether the
+        candidate went up from that lower rung (``None``: its result is not ranked yet)."""
         self.tasks = list(tasks)
         self.gated = gated
+        self.rungs = dict(rungs or {})
+        self.promotion = promotion
         self.progress = {t.id: TaskProgress(target=trials[t.id]) for t in self.tasks}
         self.status = StageStatus.RUNNING
         self.stopped_at: str | None = None
@@ -133,12 +148,31 @@ class Stages:
 
     def refine(self, trials: int) -> bool:
         """Ask for ``trials`` more trials on every search task finished; ``False`` if there is none."""
-        tasks = [t.id for t in self.tasks if t.role == "search" and self.progress[t.id].complete]
+        tasks = [t for t in self.scored() if self.progress[t].complete]
         for name in tasks:
             self.progress[name].target += trials
         if tasks and self.status is StageStatus.DONE:
             self.status = StageStatus.RUNNING
         return bool(tasks)
+
+    def promote(self) -> bool:
+        """Go on from the lower rung the candidate was stopped at (a later result promoted it)."""
+        rung = self.rungs.get(self.stopped_at or "")
+        if self.status is not StageStatus.STOPPED or rung is None or rung.top:
+            return False
+        self.status, self.stopped_at = StageStatus.RUNNING, None
+        return True
+
+    def scored(self) -> list[str]:
+        """The search tasks that count in the score: of a ladder, its highest rung finished (its
+        lowest while none is)."""
+        plain = [t.id for t in self.tasks if t.role == "search" and t.id not in self.rungs]
+        highest: dict[str, tuple[int, str]] = {}  # ladder -> (rung index, rung task id)
+        for task_id, rung in self.rungs.items():
+            reached = highest.get(rung.ladder)
+            if reached is None or (self.progress[task_id].complete and rung.index > reached[0]):
+                highest[rung.ladder] = (rung.index, task_id)
+        return plain + [task_id for _, task_id in highest.values()]
 
     @property
     def running(self) -> int:
@@ -158,9 +192,9 @@ class Stages:
         }
 
     def score(self, baselines: Mapping[str, float | None]) -> float | None:
-        """The worst finished search task relative to the best baseline."""
+        """The worst finished search task (of a ladder, its highest rung) relative to the best baseline."""
         relative = self.relative(baselines)
-        return worst_task_score({t.id: relative.get(t.id) for t in self.tasks if t.role == "search"})
+        return worst_task_score({t: relative.get(t) for t in self.scored()})
 
     def _gate(
         self, task: TaskEntry, best: float | None, baselines: Mapping[str, float | None]
@@ -168,6 +202,10 @@ class Stages:
         """``pass`` on to the next task, ``wait`` for the baseline, or the status it stops at."""
         if task.role == "filter":
             return "pass" if task.passes_filter(best) else StageStatus.FILTERED
+        rung = self.rungs.get(task.id)
+        if rung is not None and not rung.top and self.promotion is not None:
+            promoted = self.promotion(task.id)
+            return "wait" if promoted is None else "pass" if promoted else StageStatus.STOPPED
         if task.role != "search" or task.threshold is None:
             return "pass"
         if task.id not in baselines:
