@@ -25,6 +25,19 @@ if TYPE_CHECKING:
     from search._cluster_fit import ClusterFitError
     from search._driver import JobStateError, run_job
     from search._engine import is_sqlite, is_sqlite_uri, make_engine, sqlite_file, use_fast_sqlite_commits
+    from search._final_board import (
+        final_baselines,
+        final_legend,
+        final_seeds,
+        final_task_cell,
+        final_tasks_of,
+        format_p,
+        is_final_task,
+        search_task_of,
+        split_tasks,
+        verdict_mark,
+        verdict_words,
+    )
     from search._intervals import (
         Interval,
         best_interval,
@@ -112,6 +125,19 @@ __getattr__ = lazy_exports(
             "top_architectures",
         ),
         "search._ranking": ("leaderboard_rank_sql",),
+        "search._final_board": (
+            "final_baselines",
+            "final_legend",
+            "final_seeds",
+            "final_task_cell",
+            "final_tasks_of",
+            "format_p",
+            "is_final_task",
+            "search_task_of",
+            "split_tasks",
+            "verdict_mark",
+            "verdict_words",
+        ),
         "search._intervals": (
             "Interval",
             "best_interval",
@@ -191,7 +217,14 @@ __all__ = [
     "best_interval",
     "check_db_url",
     "check_results_url",
+    "final_baselines",
+    "final_legend",
+    "final_seeds",
+    "final_task_cell",
+    "final_tasks_of",
     "format_estimate",
+    "format_p",
+    "is_final_task",
     "is_sqlite",
     "is_sqlite_header",
     "is_sqlite_uri",
@@ -209,9 +242,13 @@ __all__ = [
     "resolve_settings",
     "run_job",
     "score_interval",
+    "search_task_of",
+    "split_tasks",
     "sqlite_file",
     "task_key",
     "top_architectures",
     "upgrade_database",
     "use_fast_sqlite_commits",
+    "verdict_mark",
+    "verdict_words",
 ]
