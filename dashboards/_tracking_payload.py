@@ -60,6 +60,16 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
             metrics[f"{key}.relative"] = float(result.relative)
             metrics.update(_bounds(f"{key}.relative", result.relative_interval))
         metrics[f"{key}.trials"] = float(result.trials)
+        if result.final:
+            if result.mean is not None:
+                metrics[f"{key}.mean"] = float(result.mean)
+            if result.p_value is not None:
+                metrics[f"{key}.p_value"] = float(result.p_value)
+    if membership.final_score is not None:
+        metrics["final_score"] = float(membership.final_score)
+        if membership.final_interval is not None:
+            metrics["final_low"] = membership.final_interval.low
+            metrics["final_high"] = membership.final_interval.high
     evaluated_tasks = {t.result.task for t in membership.tasks if t.result.status == EvaluationStatus.DONE}
     if membership.filter_passed is False:
         outcome = "filtered"
@@ -72,6 +82,11 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
         "cellsearch.outcome": outcome,
         "cellsearch.library_name": details.library_name or "",
         "cellsearch.listed": str(membership.listed).lower(),
+        **{
+            f"{metric_key(t.result.task)}.verdict": t.result.verdict
+            for t in membership.tasks
+            if t.result.final and t.result.verdict is not None
+        },
     }
     graph = CellGraph.parse(details.graph)
     artifacts = {
@@ -93,7 +108,7 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
         "metrics": metrics,
         "tags": tags,
         "artifacts": artifacts,
-        "score": membership.score,
+        "score": (membership.score, membership.final_score),  # a change is logged again
     }
 
 

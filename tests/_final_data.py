@@ -95,15 +95,15 @@ class FinalJob:
     ids: dict[str, int] = field(default_factory=dict)
 
 
-def build_final_job(url: str) -> FinalJob:
-    """Record the job described above in the database at ``url`` (created if missing)."""
+def build_final_job(url: str, *, with_final: bool = True) -> FinalJob:
+    """Record the job described above in the database at ``url`` (created if missing);
+    without ``with_final``, as it stands before its final round (see :func:`record_final_round`)."""
     data = FinalJob(url=url)
     store = ResultStore.open(url)
     try:
         spec = JobSpec.from_dict(FINAL_JOB)
         job = data.job = store.create_job(spec)
         store.set_job_state(job, "running")
-        finals = {f"{t.id}.final": final_task(t, 3) for t in spec.tasks}
         for name, score in SEARCH_SCORES.items():
             arch, _ = store.add_architecture(library.get(name), job_id=job, library_name=name)
             data.ids[name] = arch
@@ -111,10 +111,25 @@ def build_final_job(url: str) -> FinalJob:
                 evaluation = store.get_or_create_evaluation(job, arch, task)
                 _trials(store, evaluation.id, [0.5 * score], task.name)
                 store.set_evaluation(evaluation.id, status="done", relative_score=score)
-            for label, (values, mean, mean_iv, relative, relative_iv, verdict, p) in FINALS.get(
-                name, {}
-            ).items():
-                evaluation = store.get_or_create_evaluation(job, arch, finals[label])
+            store.update_job_architecture(job, arch, score=score, evaluated=True)
+        store.set_job_state(job, "finished")
+    finally:
+        store.close()
+    if with_final:
+        record_final_round(data)
+    return data
+
+
+def record_final_round(data: FinalJob) -> None:
+    """What the job's final round found: its evaluations and final scores."""
+    store = ResultStore.open(data.url)
+    try:
+        spec = JobSpec.from_dict(FINAL_JOB)
+        finals = {f"{t.id}.final": final_task(t, 3) for t in spec.tasks}
+        for name, results in FINALS.items():
+            arch = data.ids[name]
+            for label, (values, mean, mean_iv, relative, relative_iv, verdict, p) in results.items():
+                evaluation = store.get_or_create_evaluation(data.job, arch, finals[label])
                 _trials(store, evaluation.id, values, finals[label].name)
                 store.set_evaluation(
                     evaluation.id,
@@ -124,14 +139,10 @@ def build_final_job(url: str) -> FinalJob:
                     relative_interval=relative_iv,
                     final=(mean, verdict, p),
                 )
-            final_score, final_iv = FINAL_SCORES.get(name, (None, None))
-            store.update_job_architecture(
-                job, arch, score=score, evaluated=True, final_score=final_score, final_interval=final_iv
-            )
-        store.set_job_state(job, "finished")
+            final_score, final_iv = FINAL_SCORES[name]
+            store.update_job_architecture(data.job, arch, final_score=final_score, final_interval=final_iv)
     finally:
         store.close()
-    return data
 
 
 def _trials(store: ResultStore, evaluation_id: int, values: list[float], task: str) -> None:
