@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         search_task_of,
         split_tasks,
         verdict_mark,
+        verdict_sentence,
         verdict_words,
     )
     from search._intervals import (
@@ -136,6 +137,7 @@ __getattr__ = lazy_exports(
             "search_task_of",
             "split_tasks",
             "verdict_mark",
+            "verdict_sentence",
             "verdict_words",
         ),
         "search._intervals": (
@@ -250,5 +252,6 @@ __all__ = [
     "upgrade_database",
     "use_fast_sqlite_commits",
     "verdict_mark",
+    "verdict_sentence",
     "verdict_words",
 ]

@@ -97,7 +97,7 @@ def verdict_sentence(
         against = "" if baseline == named else f" {baseline}"
         named = baseline
         relation = {
-            "better": f"beats{against}",
+            "better": f"beats{against}" if against else "better",
             "worse": f"is worse than{against}" if against else "worse",
             "indistinguishable": (
                 f"is not distinguishable from{against}" if against else "not distinguishable"
