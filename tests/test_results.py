@@ -466,3 +466,20 @@ def test_show_has_a_final_round_block_in_words(final_job: FinalJob) -> None:
     assert (job["final_score"], job["rank"]) == (1.02, 1)
     assert job["per_task"]["xml.final"]["verdict"] == "better"
     assert job["per_task"]["xml.final"]["p_value"] == 0.04
+
+
+def test_status_ranks_by_the_final_score_and_shows_it(final_job: FinalJob) -> None:
+    code, out, err = cli("status", "--db", final_job.url)
+    assert code == 0, err
+    board = out[out.index("top architectures") :]
+    header = next(line for line in board.splitlines() if "rank" in line)
+    assert [c.strip() for c in header.strip("┃ ").split("┃")][:5] == [
+        "rank",
+        "arch",
+        "name",
+        "score",
+        "final",
+    ]
+    names = [line.split("│")[3].strip() for line in board.splitlines() if line.count("│") > 5]
+    assert names == BY_FINAL
+    assert "1.0200 [0.980, 1.060]" in board and "1.2000" in board  # lstm keeps its search score
