@@ -26,7 +26,16 @@ from rich.console import Console
 from rich.table import Table
 
 from cells import cli_failure
-from search import format_estimate, resolve_settings
+from search import (
+    final_legend,
+    final_task_cell,
+    format_estimate,
+    is_final_task,
+    resolve_settings,
+    search_task_of,
+    split_tasks,
+    verdict_words,
+)
 
 if TYPE_CHECKING:
     from search import ResultStore
@@ -130,11 +139,17 @@ def results_top(
 
     if all_jobs and job is not None:
         raise cli_failure("give --job or --all-jobs, not both", code=2)
+    from dashboards._queries import final_baselines, final_seeds
+
+    baselines: dict[str, str] = {}
+    seeds: int | None = None
     with _open(db) as store:
         rows = top_architectures(store, job, task=task, limit=n, all_jobs=all_jobs)
         tasks: list[str] = []
         for job_id in dict.fromkeys(r.job_id for r in rows):
             tasks += [t for t in job_tasks(store, job_id) if t not in tasks]
+            baselines = final_baselines(store, job_id) | baselines
+            seeds = seeds or final_seeds(store, job_id)
     for row in rows:
         tasks += [t for t in row.per_task if t not in tasks]
     if format == TopFormat.json:
@@ -152,6 +167,8 @@ def results_top(
             writer.writerow({k: "" if v is None else v for k, v in flat_row(row, tasks).items()})
     else:
         _print_top(rows, tasks, task)
+        if any(is_final_task(t) for t in tasks):
+            typer.echo(final_legend(baselines, seeds))
 
 
 @results_app.command("show")
@@ -329,11 +346,16 @@ def _print_top(rows: list[Any], tasks: list[str], by_task: str | None) -> None:
         return
     multi_job = len({r.job_id for r in rows}) > 1
     table = Table(title="top architectures" + (f" by {by_task}" if by_task else ""), title_justify="left")
+    tasks, final_tasks = split_tasks(tasks)
     headers = ["rank", *(["job"] if multi_job else []), "arch", "name", "score", "gen", "params"]
     for header in headers:
         table.add_column(header, justify="left" if header == "name" else "right")
     for task in tasks:
         table.add_column(f"{task}\nrelative \\[interval] (value)", justify="right")
+    if final_tasks:
+        table.add_column("final\nscore \\[interval]", justify="right")
+    for task in final_tasks:
+        table.add_column(f"{task}\nverdict relative", justify="right")
     for r in rows:
         cells = [str(r.rank), *([str(r.job_id)] if multi_job else []), str(r.arch_id)]
         cells += [
@@ -349,6 +371,9 @@ def _print_top(rows: list[Any], tasks: list[str], by_task: str | None) -> None:
                 if result is None
                 else f"{format_estimate(result.relative, result.relative_interval)} ({_num(result.value, 4)})"
             )
+        if final_tasks:
+            cells.append(format_estimate(r.final_score, r.final_interval))
+        cells += [final_task_cell(r.per_task, task) for task in final_tasks]
         table.add_row(*cells)
     Console().print(table)
 
@@ -385,6 +410,8 @@ def _print_details(details: Any, dashboard: str) -> None:
             table.add_column(header)
         for t in job.tasks:
             r = t.result
+            if r.final:
+                continue
             table.add_row(
                 r.task,
                 r.metric,
@@ -394,8 +421,9 @@ def _print_details(details: Any, dashboard: str) -> None:
                 r.status,
             )
         console.print(table)
+        _print_final_round(console, job)
         for t in job.tasks:
-            if t.best_hparams:
+            if t.best_hparams and not t.result.final:
                 hparams = ", ".join(f"{k}={_short(v)}" for k, v in t.best_hparams.items() if v is not None)
                 console.print(f"  best hyperparameters on {t.result.task}: {hparams}", markup=False)
     if details.runs:
@@ -407,6 +435,32 @@ def _print_details(details: Any, dashboard: str) -> None:
                 console.print(
                     f"  (start the UI with `cellsearch dashboard --mlflow {run.tracking_uri}`)", markup=False
                 )
+
+
+def _print_final_round(console: Console, job: Any) -> None:
+    """The final round's block of one job: per task the seed mean on test, its value relative
+    to the best baseline and the verdict in words (``docs/final-round.md``)."""
+    finals = [t.result for t in job.tasks if t.result.final]
+    if not finals:
+        return
+    seeds = f"{job.final_seeds} seeds" if job.final_seeds else "its seeds"
+    console.print(
+        f"\n[bold]final round[/bold] (test split, mean over {seeds}): "
+        f"final score {format_estimate(job.final_score, job.final_interval)}"
+    )
+    table = Table(show_edge=False)
+    for header in ("task", "mean \\[interval]", "relative \\[interval]", "verdict"):
+        table.add_column(header)
+    baselines = job.final_baselines or {}
+    for r in finals:
+        task = search_task_of(r.task)
+        table.add_row(
+            task,
+            format_estimate(r.mean, r.value_interval, 4),
+            format_estimate(r.relative, r.relative_interval),
+            verdict_words(r.verdict, r.p_value, baselines.get(r.task, "the baseline"), task),
+        )
+    console.print(table)
 
 
 def _short(value: Any) -> str:

@@ -6,9 +6,11 @@ read, mailed or archived. Sections: a summary; the best score against the number
 architectures evaluated, with the baseline cells as horizontal lines; the distribution of
 scores; the top scores with their intervals; score against parameter count; for a job with
 the ``fixed`` strategy the comparison table of the paper (cells by tasks, relative scores);
-the top cells with their equations and diagrams. Every plot of scores draws each score's
-interval as an error bar where it has one (``docs/uncertainty.md``), and is followed by its
-numbers, intervals included, in a collapsed table.
+the top cells with their equations and diagrams; for a job with a final round
+(``docs/final-round.md``) its cells with their final scores (error bars), the verdicts against
+the best baseline and sentences saying them (:mod:`dashboards._report_final`). Every plot of
+scores draws each score's interval as an error bar where it has one (``docs/uncertainty.md``),
+and is followed by its numbers, intervals included, in a collapsed table.
 
 Example:
     >>> import tempfile, pathlib
@@ -25,17 +27,29 @@ Example:
 
 from __future__ import annotations
 
-import html
-import io
 import math
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dashboards._export import _atomic
-from search import Interval, RankedArchitecture, StoreReader, format_estimate, job_architectures, job_tasks
+from dashboards._report_figures import bar_lengths as _bar_lengths
+from dashboards._report_figures import cell_name as _name
+from dashboards._report_figures import data_table as _data_table
+from dashboards._report_figures import escape as _e
+from dashboards._report_figures import figure as _figure
+from dashboards._report_figures import strip_xml_header as _strip_xml_header
+from search import (
+    RankedArchitecture,
+    StoreReader,
+    final_baselines,
+    final_seeds,
+    final_tasks_of,
+    format_estimate,
+    job_architectures,
+    job_tasks,
+)
 
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -44,7 +58,8 @@ h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom:
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f3f3f3; } td.name, th.name { text-align: left; }
-td.win { font-weight: bold; background: #e2f0d9; } td small { color: #666; }
+td.win { font-weight: bold; background: #e2f0d9; } td.loss { background: #f8dedd; }
+td small { color: #666; }
 pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.9em; }
 .cell { border: 1px solid #ddd; border-radius: 6px; padding: 0.5em 1em; margin: 1em 0; }
@@ -100,11 +115,24 @@ def render_report(store: StoreReader, job_id: int, *, top: int = 5) -> str:
         parts.append("<h2>Score distribution</h2>")
         parts.append(_histogram([p.arch.score for p in scored if p.arch.score is not None]))
         parts.append("<h2>Top scores with their intervals</h2>")
-        parts.append(_forest([a for a in archs if a.score is not None][:FOREST_ROWS]))
+        by_search = sorted(
+            (a for a in archs if a.score is not None), key=lambda a: (-(a.score or 0.0), a.arch_id)
+        )
+        parts.append(_forest(by_search[:FOREST_ROWS]))
         parts.append("<h2>Score against parameter count</h2>")
         parts.append(_scatter(scored))
     else:
         parts.append("<p>No architecture has a score yet.</p>")
+
+    final_tasks = final_tasks_of(archs)
+    if final_tasks:
+        from dashboards._report_final import final_round_section
+
+        parts.append(
+            final_round_section(
+                archs, final_tasks, final_baselines(store, job_id), final_seeds(store, job_id)
+            )
+        )
 
     if strategy == "fixed":
         parts.append("<h2>Comparison of the cells (relative to the best baseline)</h2>")
@@ -323,43 +351,6 @@ def _cell_section(arch: RankedArchitecture, tasks: list[str]) -> str:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _figure(draw: Any, caption: str, data: str) -> str:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError:
-        missing = "(matplotlib is not installed: no plot)"
-        return f"<figure><figcaption>{_e(caption)} {missing}</figcaption>{data}</figure>"
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    try:
-        draw(ax)
-        ax.grid(True, alpha=0.3)
-        fig.tight_layout()
-        buffer = io.StringIO()
-        fig.savefig(buffer, format="svg")
-    finally:
-        plt.close(fig)
-    return (
-        f"<figure>{_strip_xml_header(buffer.getvalue())}<figcaption>{_e(caption)}</figcaption>{data}</figure>"
-    )
-
-
-def _data_table(headers: list[str], rows: list[list[str]], name: str) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    table = f'<table class="data {name}"><tr>{head}</tr>{body}</table>'
-    return f"<details><summary>the numbers</summary>{table}</details>"
-
-
-def _strip_xml_header(svg: str) -> str:
-    """An SVG document as an element to inline in HTML (no XML declaration or doctype)."""
-    start = svg.find("<svg")
-    text = svg[start:] if start >= 0 else svg
-    return re.sub(r"<!--.*?-->", "", text, flags=re.S)
-
-
 FOREST_ROWS = 15
 """Architectures in the plot of the top scores with their intervals."""
 
@@ -375,20 +366,8 @@ def _error_bars(ax: Any, xs: list[Any], archs: list[RankedArchitecture], color: 
                 ecolor=color, elinewidth=1, capsize=2, alpha=0.7, label="score interval")  # fmt: skip
 
 
-def _bar_lengths(scores: list[float], intervals: list[Interval | None]) -> list[list[float]]:
-    """Error-bar lengths below and above each score (0 without an interval; never negative,
-    should a bound lie a rounding error past its score)."""
-    below = [0.0 if iv is None else max(0.0, s - iv.low) for s, iv in zip(scores, intervals, strict=True)]
-    above = [0.0 if iv is None else max(0.0, iv.high - s) for s, iv in zip(scores, intervals, strict=True)]
-    return [below, above]
-
-
 def _estimate(arch: RankedArchitecture) -> str:
     return format_estimate(arch.score, arch.score_interval)
-
-
-def _name(arch: RankedArchitecture) -> str:
-    return arch.library_name or arch.canonical_hash[:12]
 
 
 def _n(value: float | None, digits: int = 4) -> str:
@@ -397,7 +376,3 @@ def _n(value: float | None, digits: int = 4) -> str:
 
 def _time(value: datetime | None) -> str:
     return "-" if value is None else f"{value:%Y-%m-%d %H:%M:%S %Z}"
-
-
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)

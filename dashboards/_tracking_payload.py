@@ -46,20 +46,7 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
         "library_name": details.library_name or "",
         **{f"ops.{op}": str(count) for op, count in sorted(details.op_counts.items())},
     }
-    metrics: dict[str, float] = {}
-    if membership.score is not None:
-        metrics["score"] = float(membership.score)
-        metrics.update(_bounds("score", membership.score_interval))
-    for task in membership.tasks:
-        result = task.result
-        key = metric_key(result.task)
-        if result.value is not None:
-            metrics[f"{key}.best"] = float(result.value)
-            metrics.update(_bounds(f"{key}.best", result.value_interval))
-        if result.relative is not None:
-            metrics[f"{key}.relative"] = float(result.relative)
-            metrics.update(_bounds(f"{key}.relative", result.relative_interval))
-        metrics[f"{key}.trials"] = float(result.trials)
+    metrics = _metrics(membership)
     evaluated_tasks = {t.result.task for t in membership.tasks if t.result.status == EvaluationStatus.DONE}
     if membership.filter_passed is False:
         outcome = "filtered"
@@ -72,6 +59,11 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
         "cellsearch.outcome": outcome,
         "cellsearch.library_name": details.library_name or "",
         "cellsearch.listed": str(membership.listed).lower(),
+        **{  # the final round's verdicts against the best baseline (docs/final-round.md)
+            f"{metric_key(t.result.task)}.verdict": t.result.verdict
+            for t in membership.tasks
+            if t.result.final and t.result.verdict is not None
+        },
     }
     graph = CellGraph.parse(details.graph)
     artifacts = {
@@ -93,8 +85,38 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
         "metrics": metrics,
         "tags": tags,
         "artifacts": artifacts,
-        "score": membership.score,
+        "score": (membership.score, membership.final_score),  # a change is logged again
     }
+
+
+def _metrics(membership: Any) -> dict[str, float]:
+    """An architecture's metrics in one job: its score, per task the best value, relative score
+    and trials (a final task also its seed mean and p-value), the final round's score."""
+    metrics: dict[str, float] = {}
+    if membership.score is not None:
+        metrics["score"] = float(membership.score)
+        metrics.update(_bounds("score", membership.score_interval))
+    for task in membership.tasks:
+        result = task.result
+        key = metric_key(result.task)
+        if result.value is not None:
+            metrics[f"{key}.best"] = float(result.value)
+            metrics.update(_bounds(f"{key}.best", result.value_interval))
+        if result.relative is not None:
+            metrics[f"{key}.relative"] = float(result.relative)
+            metrics.update(_bounds(f"{key}.relative", result.relative_interval))
+        metrics[f"{key}.trials"] = float(result.trials)
+        if result.final:
+            if result.mean is not None:
+                metrics[f"{key}.mean"] = float(result.mean)
+            if result.p_value is not None:
+                metrics[f"{key}.p_value"] = float(result.p_value)
+    if membership.final_score is not None:
+        metrics["final_score"] = float(membership.final_score)
+        if membership.final_interval is not None:
+            metrics["final_low"] = membership.final_interval.low
+            metrics["final_high"] = membership.final_interval.high
+    return metrics
 
 
 def _bounds(key: str, interval: Interval | None) -> dict[str, float]:

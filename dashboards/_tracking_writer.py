@@ -11,7 +11,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from sqlalchemy import Engine
@@ -52,7 +52,8 @@ class MlflowWriter:
         self._experiment_id: str | None = None
         self._job_meta: dict[str, str] = {}
         self._arch_runs: dict[int, str] = {}
-        self._logged_scores: dict[int, float | None] = {}
+        self._logged_scores: dict[int, tuple[float | None, float | None]] = {}
+        """Architecture -> the (score, final score) this writer logged last."""
         self._updates: dict[int, int] = {}
         self.logged_architectures = 0
         """Architecture runs created so far."""
@@ -205,8 +206,9 @@ class MlflowWriter:
         existing = self._arch_runs.get(op.arch_id)
         if existing is not None and op.run_id is None:
             # Logged before (by the sweep, or by an earlier run of a resumed job): only a score
-            # changed since (a refinement) is worth new metric values, one step further.
-            if op.arch_id not in self._logged_scores or self._logged_scores[op.arch_id] == payload["score"]:
+            # changed since (a refinement, the final round) is worth new metric values, one step
+            # further.
+            if not self._changed(op.arch_id, existing, payload):
                 self._logged_scores.setdefault(op.arch_id, payload["score"])
                 return
             step = self._updates[op.arch_id] = self._updates.get(op.arch_id, 0) + 1
@@ -253,6 +255,15 @@ class MlflowWriter:
         client.set_terminated(op.run_id, status="FINISHED")
         self._logged_scores[op.arch_id] = payload["score"]
 
+    def _changed(self, arch_id: int, run_id: str, payload: dict[str, Any]) -> bool:
+        """Whether a logged architecture's scores changed since: against what this writer logged,
+        else (logged by an earlier process: a resumed job, ``sync-mlflow``) whether the run
+        lacks the final round's score that the database has."""
+        if arch_id in self._logged_scores:
+            return self._logged_scores[arch_id] != payload["score"]
+        final = payload["score"][1]
+        return final is not None and self._mlflow().get_run(run_id).data.metrics.get("final_score") != final
+
     def _sweep(self, op: Sweep) -> None:
         if self.job_id is None or self.job_run_id is None:
             return
@@ -263,6 +274,7 @@ class MlflowWriter:
                 for arch_id, score in rows
                 if arch_id not in self._arch_runs
                 or (arch_id in self._logged_scores and self._logged_scores[arch_id] != score)
+                or (arch_id not in self._logged_scores and score[1] is not None)  # see _changed
             ]
         while op.pending:
             self._architecture(op.pending[0])

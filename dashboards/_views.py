@@ -9,9 +9,12 @@ about the dashboards. See ``docs/querying.md`` for what each column means.
 
 - ``leaderboard``: one row per scored architecture of a job, ``rank`` 1 the best, ranked
   as ``cellsearch results top`` ranks them (ties: :mod:`search._ranking`), with the score's
-  interval (``score_low``, ``score_high``; ``docs/uncertainty.md``).
+  interval (``score_low``, ``score_high``; ``docs/uncertainty.md``) and the final round's
+  score (``final_score``, ``final_low``, ``final_high``; ``docs/final-round.md``), which ranks
+  first where there is one.
 - ``architecture_tasks``: one row per job, architecture and task: best value, relative score,
-  their intervals, trials.
+  their intervals, trials; a final task (``arith.final``) its seed mean (``mean_value``), its
+  ``verdict`` against the best baseline and the test's ``p_value``.
 - ``trial_summary``: one row per job, architecture and task, aggregated from the trials
   themselves (counts by status, best and mean value, seconds trained).
 
@@ -44,6 +47,9 @@ LEADERBOARD_COLUMNS = (
     "score",
     "score_low",
     "score_high",
+    "final_score",
+    "final_low",
+    "final_high",
     "generation",
     "parent_id",
     "mutation",
@@ -68,6 +74,9 @@ ARCHITECTURE_TASKS_COLUMNS = (
     "relative_score",
     "relative_low",
     "relative_high",
+    "mean_value",
+    "verdict",
+    "p_value",
     "trials",
     "trials_completed",
     "trials_pruned",
@@ -113,6 +122,9 @@ SELECT
     ja.score,
     ja.score_low,
     ja.score_high,
+    ja.final_score,
+    ja.final_low,
+    ja.final_high,
     ja.generation,
     a.parent_id,
     a.mutation,
@@ -144,6 +156,9 @@ SELECT
     e.relative_score,
     e.relative_low,
     e.relative_high,
+    e.mean_value,
+    e.verdict,
+    e.p_value,
     e.trials_completed + e.trials_pruned + e.trials_failed + e.trials_diverged AS trials,
     e.trials_completed,
     e.trials_pruned,

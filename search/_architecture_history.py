@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session, aliased
 
+from search._final_board import final_baselines, final_seeds
 from search._intervals import Interval
 from search._leaderboard import (
     EVALUATION_COLUMNS,
@@ -78,6 +79,13 @@ class JobMembership:
     duplicate: bool
     tasks: list[TaskDetail]
     score_interval: Interval | None = None
+    final_score: float | None = None
+    """The final round's score (``docs/final-round.md``); ``None`` where it did not take it."""
+    final_interval: Interval | None = None
+    final_seeds: int | None = None
+    """Seeds of the job's final round (``None``: the job has none)."""
+    final_baselines: dict[str, str] | None = None
+    """Final task -> the baseline it was judged against."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,8 @@ def _membership_dict(j: JobMembership) -> dict[str, Any]:
         "job_name": j.job_name,
         "score": finite(j.score),
         **interval_columns("score", j.score_interval),
+        "final_score": finite(j.final_score),
+        **interval_columns("final", j.final_interval),
         "rank": j.rank,
         "generation": j.generation,
         "listed": j.listed,
@@ -196,7 +206,9 @@ def _memberships(store: StoreReader, conn: Session, arch_id: int, job_id: int | 
         member = row.JobArchitecture
         rank = None
         if member.score is not None:
-            ahead = select(func.count()).where(ranked_ahead(ja, member.job_id, arch_id, member.score))
+            ahead = select(func.count()).where(
+                ranked_ahead(ja, member.job_id, arch_id, member.score, member.final_score)
+            )
             rank = int(conn.execute(ahead).scalar_one()) + 1
         details = [_task_detail(ev, best_trials) for ev in evaluations if ev.job_id == member.job_id]
         jobs.append(
@@ -212,6 +224,12 @@ def _memberships(store: StoreReader, conn: Session, arch_id: int, job_id: int | 
                 duplicate=bool(member.duplicate),
                 tasks=_in_job_order(store, member.job_id, details),
                 score_interval=Interval.of(member.score_low, member.score_high),
+                final_score=member.final_score,
+                final_interval=Interval.of(member.final_low, member.final_high),
+                final_seeds=final_seeds(store, member.job_id),
+                final_baselines=final_baselines(store, member.job_id)
+                if any(d.result.final for d in details)
+                else None,
             )
         )
     return jobs

@@ -191,7 +191,15 @@ def _run(spec: JobSpec, settings: Settings, job_id: int | None, tracker: JobTrac
 def _print_top(console: Console, store: ResultStore, job_id: int, spec: JobSpec) -> None:
     """The leaderboard: rank, architecture, score, what it is, and its value relative to the best
     baseline on each scored or reported task."""
-    leaders = store.top_architectures(job_id, TOP_ROWS)
+    from search._final_board import (
+        final_baselines,
+        final_legend,
+        final_seeds,
+        final_task_cell,
+        final_tasks_of,
+    )
+
+    leaders = store.top_architectures(job_id, TOP_ROWS, final_first=True)
     if not leaders:
         console.print(f"job {job_id}: no architecture scored yet")
         return
@@ -201,6 +209,11 @@ def _print_top(console: Console, store: ResultStore, job_id: int, spec: JobSpec)
         table.add_column(column, justify="left" if column == "cell" else "right")
     for label in labels:
         table.add_column(label, justify="right")
+    final_tasks = final_tasks_of(leaders)
+    if final_tasks:
+        table.add_column("final", justify="right")
+    for label in final_tasks:
+        table.add_column(f"{label}\nverdict relative", justify="right")
     for entry in leaders:
         cell = entry.library_name or _short(entry.mutation) or entry.canonical_hash
         row = [
@@ -210,8 +223,13 @@ def _print_top(console: Console, store: ResultStore, job_id: int, spec: JobSpec)
             cell,
         ]
         row += [_relative(entry, label) for label in labels]
+        if final_tasks:
+            row.append(format_estimate(entry.final_score, entry.final_interval, 4))
+        row += [final_task_cell(entry.per_task, label) for label in final_tasks]
         table.add_row(*row)
     console.print(table)
+    if final_tasks:
+        console.print(final_legend(final_baselines(store, job_id), final_seeds(store, job_id)), markup=False)
     best = leaders[0]
     if best.equations:
         console.print(f"best architecture {best.arch_id}:\n{best.equations}")

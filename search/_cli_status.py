@@ -76,7 +76,7 @@ def status(
                 if job_id is None:
                     raise _fail(f"no jobs in {store.url} yet (start one with `cellsearch launch JOB.yaml`)")
             summary = store.job_summary(job_id)
-            leaders = store.top_architectures(job_id, LEADERBOARD_ROWS)
+            leaders = store.top_architectures(job_id, LEADERBOARD_ROWS, final_first=True)
         except StoreError as exc:
             raise _fail(f"{exc} in {store.url}") from None
     if format == StatusFormat.json:
@@ -153,7 +153,9 @@ def _print_job(summary: JobSummary, leaders: list[RankedArchitecture]) -> None:
     console.print(table)
     if leaders:
         board = Table(title="top architectures", title_justify="left")
-        for column in ("rank", "arch", "name", "score", "generation", "states", "nodes"):
+        final = any(e.final_score is not None for e in leaders)  # the job had a final round
+        columns = ("rank", "arch", "name", "score", *(("final",) if final else ()), "generation", "states")
+        for column in (*columns, "nodes"):
             board.add_column(column, justify="right" if column != "name" else "left")
         for e in leaders:
             board.add_row(
@@ -161,6 +163,7 @@ def _print_job(summary: JobSummary, leaders: list[RankedArchitecture]) -> None:
                 str(e.arch_id),
                 e.library_name or e.canonical_hash,
                 format_estimate(e.score, e.score_interval, 4),
+                *((format_estimate(e.final_score, e.final_interval, 4),) if final else ()),
                 str(e.generation),
                 str(e.num_states),
                 str(e.num_nodes),

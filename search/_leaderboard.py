@@ -40,8 +40,9 @@ from typing import Any
 from sqlalchemy import and_, case, or_, select
 from sqlalchemy.orm import Session
 
+from search._final_board import is_final_task
 from search._intervals import Interval
-from search._ranking import by_score
+from search._ranking import by_final_score, by_score
 from search._records import finite, interval_columns
 from search._schema import Architecture, Evaluation, JobArchitecture
 from search._store_errors import UnknownJobError, UnknownTaskError
@@ -77,9 +78,21 @@ class TaskResult:
     """How much ``value`` depends on which trials were drawn (a bootstrap; ``docs/uncertainty.md``)."""
     relative_interval: Interval | None = None
     """``value_interval`` against the best baseline's, by interval arithmetic."""
+    mean: float | None = None
+    """A final task's mean over its seeds (then ``value_interval`` is the mean's t-interval and
+    ``relative`` the mean relative to the best baseline's); ``None`` for a search task."""
+    verdict: str | None = None
+    """A final task against its best baseline: ``better``, ``worse``, ``indistinguishable``
+    (``None`` for that baseline itself)."""
+    p_value: float | None = None
+
+    @property
+    def final(self) -> bool:
+        """A final round's task (``arith.final``)."""
+        return is_final_task(self.task)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "metric": self.metric,
             "value": finite(self.value),
             **interval_columns("value", self.value_interval),
@@ -88,6 +101,14 @@ class TaskResult:
             "trials": self.trials,
             "status": self.status,
         }
+        if self.final:
+            out |= {
+                "mean": finite(self.mean),
+                **interval_columns("mean", self.value_interval),
+                "verdict": self.verdict,
+                "p_value": finite(self.p_value),
+            }
+        return out
 
 
 @dataclass(frozen=True)
@@ -114,6 +135,10 @@ class RankedArchitecture:
     """On the strategy's list in this job (the top-K list, or the living population)."""
     score_interval: Interval | None = None
     """The score's interval: the minimum over the search tasks of their relative intervals."""
+    final_score: float | None = None
+    """The final round's score (its worst final task relative to the best baseline);
+    ``None`` where the round did not take it or the job has none."""
+    final_interval: Interval | None = None
 
     @property
     def architecture_id(self) -> int:
@@ -128,6 +153,8 @@ class RankedArchitecture:
             "arch_id": self.arch_id,
             "score": finite(self.score),
             **interval_columns("score", self.score_interval),
+            "final_score": finite(self.final_score),
+            **interval_columns("final", self.final_interval),
             "library_name": self.library_name,
             "parent_id": self.parent_id,
             "mutation": self.mutation,
@@ -166,6 +193,9 @@ _LEADERBOARD_COLUMNS = (
     JobArchitecture.score,
     JobArchitecture.score_low,
     JobArchitecture.score_high,
+    JobArchitecture.final_score,
+    JobArchitecture.final_low,
+    JobArchitecture.final_high,
     JobArchitecture.generation,
     JobArchitecture.listed,
     Architecture.id,
@@ -188,6 +218,7 @@ def top_architectures(
     task: str | None = None,
     limit: int = 10,
     all_jobs: bool = False,
+    final_first: bool = True,
 ) -> list[RankedArchitecture]:
     """The best architectures of a job (default: the latest), best first.
 
@@ -196,8 +227,11 @@ def top_architectures(
     in the job file; an unknown one raises :class:`UnknownTaskError` naming the known
     ones. ``all_jobs`` ranks every job's architectures together (a cell scored in two
     jobs appears twice). Equal scores (or task results) go to the lower architecture id:
-    the one tie rule, :mod:`search._ranking`.
+    the one tie rule, :mod:`search._ranking`. ``final_first`` (the default) puts a final
+    round's architectures first, by their final score (:func:`search._ranking.by_final_score`);
+    without it the order is the search's alone (what the driver takes the round from).
     """
+    order = by_final_score if final_first else by_score
     if limit < 1:
         raise ValueError(f"limit: must be at least 1, got {limit}")
     ja, a = JobArchitecture, Architecture
@@ -208,7 +242,7 @@ def top_architectures(
             select(*_LEADERBOARD_COLUMNS)
             .join(a, a.id == ja.architecture_id)
             .where(ja.score.is_not(None))
-            .order_by(*by_score(ja, across_jobs=True))
+            .order_by(*order(ja, across_jobs=True))
         )
     else:
         job_id = resolve_job(store, job_id)
@@ -217,7 +251,7 @@ def top_architectures(
                 select(*_LEADERBOARD_COLUMNS)
                 .join(a, a.id == ja.architecture_id)
                 .where(ja.job_id == job_id, ja.score.is_not(None))
-                .order_by(*by_score(ja))
+                .order_by(*order(ja))
             )
         else:
             label, direction = _resolve_task(store, job_id, task)
@@ -262,6 +296,8 @@ def _ranked(rank: int, r: Any, per_task: dict[tuple[int, int], dict[str, TaskRes
         graph=r.graph,
         listed=bool(r.listed),
         score_interval=Interval.of(r.score_low, r.score_high),
+        final_score=r.final_score,
+        final_interval=Interval.of(r.final_low, r.final_high),
     )
 
 
@@ -274,7 +310,7 @@ def job_architectures(store: StoreReader, job_id: int) -> list[RankedArchitectur
         select(*_LEADERBOARD_COLUMNS)
         .join(a, a.id == ja.architecture_id)
         .where(ja.job_id == job_id)
-        .order_by(case((ja.score.is_(None), 1), else_=0), *by_score(ja))
+        .order_by(case((ja.score.is_(None), 1), else_=0), *by_final_score(ja))
     )
     with Session(store.engine) as conn:
         rows = conn.execute(query).all()
@@ -349,6 +385,9 @@ EVALUATION_COLUMNS = (
     Evaluation.best_high,
     Evaluation.relative_low,
     Evaluation.relative_high,
+    Evaluation.mean_value,
+    Evaluation.verdict,
+    Evaluation.p_value,
     Evaluation.trials_completed,
     Evaluation.trials_pruned,
     Evaluation.trials_failed,
@@ -373,6 +412,9 @@ def task_result(ev: Any) -> TaskResult:
         reused_from_id=ev.reused_from_id,
         value_interval=Interval.of(ev.best_low, ev.best_high),
         relative_interval=Interval.of(ev.relative_low, ev.relative_high),
+        mean=ev.mean_value,
+        verdict=ev.verdict,
+        p_value=ev.p_value,
     )
 
 

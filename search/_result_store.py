@@ -288,10 +288,14 @@ class ResultStore(StoreReader):
                     .values(listed=True)
                 )
 
-    def top_architectures(self, job_id: int, limit: int = 10) -> list[RankedArchitecture]:
-        """The job's leaderboard, best first, ties by :mod:`search._ranking`'s rule (what
-        ``cellsearch status`` and ``launch`` print): :func:`search.top_architectures`."""
-        return top_architectures(self, job_id, limit=limit)
+    def top_architectures(
+        self, job_id: int, limit: int = 10, *, final_first: bool = False
+    ) -> list[RankedArchitecture]:
+        """The job's leaderboard, best first, ties by :mod:`search._ranking`'s rule:
+        :func:`search.top_architectures`. By the search's scores alone (what the driver takes
+        its final round from); ``final_first``: a final round's architectures first, by their
+        final score (what ``cellsearch status`` and ``launch`` print)."""
+        return top_architectures(self, job_id, limit=limit, final_first=final_first)
 
     # -- evaluations ---------------------------------------------------------------------
 

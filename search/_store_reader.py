@@ -114,12 +114,13 @@ class StoreReader:
             rows = s.scalars(query.order_by(JobArchitecture.proposed_at, JobArchitecture.architecture_id))
             return [record(JobArchitectureRecord, r) for r in rows]
 
-    def settled_scores(self, job_id: int) -> list[tuple[int, float | None]]:
-        """``(architecture id, score)`` of a job's architectures that are settled (evaluated,
-        filtered out or scored), in the order they were proposed: what a tracker logs."""
+    def settled_scores(self, job_id: int) -> list[tuple[int, tuple[float | None, float | None]]]:
+        """``(architecture id, (score, final score))`` of a job's architectures that are settled
+        (evaluated, filtered out or scored), in the order they were proposed: what a tracker
+        logs (and logs again when either score changed)."""
         ja = JobArchitecture
         query = (
-            select(ja.architecture_id, ja.score)
+            select(ja.architecture_id, ja.score, ja.final_score)
             .where(
                 ja.job_id == job_id,
                 or_(ja.evaluated.is_(True), ja.filter_passed.is_(False), ja.score.is_not(None)),
@@ -127,7 +128,7 @@ class StoreReader:
             .order_by(ja.proposed_at, ja.architecture_id)
         )
         with self.engine.connect() as conn:
-            return [(arch_id, score) for arch_id, score in conn.execute(query).all()]
+            return [(arch_id, (score, final)) for arch_id, score, final in conn.execute(query).all()]
 
     # -- evaluations and trials ----------------------------------------------------------
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from _dashboard_data import RealJob, Synthetic, build_synthetic, real_job
+from _final_data import BY_FINAL, build_final_job
 from typer.testing import CliRunner
 
 from cellsearch._cli import app
@@ -152,3 +153,31 @@ def test_report_of_a_real_job(tmp_path_factory: pytest.TempPathFactory, pytestco
     assert page.references == []
     shown = [h for h in page.headings if h.startswith("#")]
     assert [int(h.split()[2]) for h in shown] == [e.architecture_id for e in leaders]
+
+
+def test_final_round_section(tmp_path: Path) -> None:
+    data = build_final_job(f"sqlite:///{tmp_path / 'final.db'}")
+    with ResultStore.open(data.url, upgrade=False, create=False) as store:
+        text = render_report(store, data.job, top=4)
+    page = Page(text)
+    assert "Final round: the best cells re-evaluated over 3 seeds on the test split" in page.headings
+    header, *rows = page.tables["final"]
+    assert header[:5] == ["rank", "architecture", "name", "search score", "final score [interval]"]
+    assert [r[2] for r in rows] == BY_FINAL[:3]  # tanh was not taken
+    lstm = next(r for r in rows if r[2] == "lstm")
+    assert lstm[0] == "3" and lstm[4] == "0.900 [0.85, 0.95]"
+    assert lstm[5] == "+ 0.5500 [0.525, 0.575] 1.100 [1.00, 1.20]; better than gru on arith (p = 0.003)"
+    assert lstm[6].startswith("- 0.5400") and lstm[6].endswith("worse than gru on xml (p < 0.001)")
+    assert "lstm beats gru on arith (p = 0.003), worse on xml (p &lt; 0.001)." in text
+    assert "mut1 is not distinguishable from gru on arith (p = 0.2), better on xml (p = 0.04)." in text
+    assert "not corrected for multiple comparisons" in text
+    forest = page.tables["final-forest"]
+    assert [r[4] for r in forest[1:]] == ["1.020 [0.98, 1.06]", "1.000 [0.95, 1.04]", "0.900 [0.85, 0.95]"]
+    assert page.tags.count("svg") >= 5  # the final scores' plot among them
+    cells = [h for h in page.headings if h.startswith("#")]
+    assert [h.split()[3].rstrip(":") for h in cells] == BY_FINAL  # the top cells follow the final ranking
+
+
+def test_no_final_round_no_section(synthetic: Synthetic) -> None:
+    _, page = report(synthetic, synthetic.search_job)
+    assert not any(h.startswith("Final round") for h in page.headings) and "final" not in page.tables

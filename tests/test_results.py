@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from _dashboard_data import RealJob, Synthetic, build_synthetic, real_job
+from _final_data import BY_FINAL, FinalJob, build_final_job
 from _postgres import postgres_database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -388,3 +389,97 @@ def test_real_job_export(real: RealJob, tmp_path: Path) -> None:
         assert sorted(r["arch_id"] for r in rows) == sorted(
             m.architecture_id for m in store.job_architectures(real.job_id)
         )
+
+
+# -- a job with a final round ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def final_job(tmp_path_factory: pytest.TempPathFactory) -> FinalJob:
+    return build_final_job(f"sqlite:///{tmp_path_factory.mktemp('final') / 'final.db'}")
+
+
+def test_top_ranks_a_final_round_first_by_its_final_score(final_job: FinalJob) -> None:
+    with ResultStore.open(final_job.url, upgrade=False, create=False) as store:
+        rows = top_architectures(store, final_job.job, limit=10)
+        search_order = [r.arch_id for r in top_architectures(store, final_job.job, final_first=False)]
+    by_id = {v: k for k, v in final_job.ids.items()}
+    assert [by_id[r.arch_id] for r in rows] == BY_FINAL  # lstm's best search score does not count
+    assert [by_id[i] for i in search_order] == ["lstm", "mut1", "gru", "tanh"]
+    assert [r.final_score for r in rows] == [1.02, 1.0, 0.9, None]
+
+
+def test_top_table_shows_the_final_round_apart_with_marks_and_a_legend(final_job: FinalJob) -> None:
+    code, out, err = cli("results", "top", "--db", final_job.url)
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if "rank" in line)
+    assert header.count("verdict relative") == 2  # arith.final and xml.final, after the search columns
+    lines = {line.split("│")[3].strip(): line for line in out.splitlines() if line.count("│") > 5}
+    assert "1.020 [0.98, 1.06]" in lines["mut1"] and "= 1.040" in lines["mut1"] and "+ 1.020" in lines["mut1"]
+    assert "+ 1.100" in lines["lstm"] and "- 0.900" in lines["lstm"]
+    assert lines["gru"].count("b 1.000") == 2
+    assert [n for n in lines] == BY_FINAL
+    assert "best baseline (gru)" in out and "95%, paired over 3 seeds" in out
+
+
+def test_top_json_carries_the_final_round(final_job: FinalJob) -> None:
+    code, out, err = cli("results", "top", "-f", "json", "--db", final_job.url)
+    assert code == 0, err
+    rows = {r["library_name"]: r for r in json.loads(out)}
+    lstm = rows["lstm"]
+    assert (lstm["final_score"], lstm["final_low"], lstm["final_high"]) == (0.9, 0.85, 0.95)
+    assert lstm["per_task"]["arith.final"] | {"value": None} == {
+        "metric": "char_accuracy",  # arith's primary metric
+        "value": None,
+        "value_low": 0.525,
+        "value_high": 0.575,
+        "relative": 1.1,
+        "relative_low": 1.0,
+        "relative_high": 1.2,
+        "trials": 3,
+        "status": "done",
+        "mean": 0.55,
+        "mean_low": 0.525,
+        "mean_high": 0.575,
+        "verdict": "better",
+        "p_value": 0.003,
+    }
+    assert lstm["per_task"]["arith.final"]["value"] == pytest.approx(0.56)  # the best seed
+    assert rows["gru"]["per_task"]["xml.final"]["verdict"] is None
+    assert rows["tanh"]["final_score"] is None and "arith.final" not in rows["tanh"]["per_task"]
+    assert "mean" not in lstm["per_task"]["arith"]  # search tasks keep their shape
+
+
+def test_show_has_a_final_round_block_in_words(final_job: FinalJob) -> None:
+    code, out, err = cli("results", "show", str(final_job.ids["lstm"]), "--db", final_job.url)
+    assert code == 0, err
+    block = out[out.index("final round") :]
+    assert "mean over 3 seeds" in block and "final score 0.900 [0.85, 0.95]" in block
+    assert "better than gru on arith (p = 0.003)" in block
+    assert "worse than gru on xml (p < 0.001)" in block
+    assert "0.5500 [0.525, 0.575]" in block and "1.100 [1.00, 1.20]" in block
+    assert ", rank 3" in out  # ranked as results top ranks it
+    main_table = out[: out.index("final round")]
+    assert "arith.final" not in main_table
+    code, out, err = cli("results", "show", str(final_job.ids["mut1"]), "-f", "json", "--db", final_job.url)
+    [job] = json.loads(out)["jobs"]
+    assert (job["final_score"], job["rank"]) == (1.02, 1)
+    assert job["per_task"]["xml.final"]["verdict"] == "better"
+    assert job["per_task"]["xml.final"]["p_value"] == 0.04
+
+
+def test_status_ranks_by_the_final_score_and_shows_it(final_job: FinalJob) -> None:
+    code, out, err = cli("status", "--db", final_job.url)
+    assert code == 0, err
+    board = out[out.index("top architectures") :]
+    header = next(line for line in board.splitlines() if "rank" in line)
+    assert [c.strip() for c in header.strip("┃ ").split("┃")][:5] == [
+        "rank",
+        "arch",
+        "name",
+        "score",
+        "final",
+    ]
+    names = [line.split("│")[3].strip() for line in board.splitlines() if line.count("│") > 5]
+    assert names == BY_FINAL
+    assert "1.0200 [0.980, 1.060]" in board and "1.2000" in board  # lstm keeps its search score

@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from _dashboard_data import REAL_JOB_YAML, RealJob, build_synthetic, free_port, real_job
+from _final_data import build_final_job, record_final_round
 from typer.testing import CliRunner
 
 from cells import CellGraph, canonical_hash, to_markdown
@@ -249,3 +250,55 @@ def test_flatten_params_cuts_to_mlflow_limits() -> None:
     assert len(params["a.b.1.c"]) == 6000 and params["a.b.1.c"].endswith("...[cut]")
     assert params["a.empty"] == "[]" and params["a.none"] == ""
     assert max(len(k) for k in params) == 250
+
+
+def _final_values(client: MlflowClient, job_id: int, ids: dict[str, int]) -> dict[str, Any]:
+    _, children = job_and_children(client, job_id)
+    by_name = {v: k for k, v in ids.items()}
+    return {by_name[int(r.data.params["arch_id"])]: r.data for r in children}
+
+
+def test_the_final_round_reaches_the_architecture_runs(tmp_path: Path) -> None:
+    """The final round is written after its cells' runs were logged: the tracker's end sweep
+    (the same writer) and a later ``sync-mlflow`` (a fresh one) both log its values."""
+    data = build_final_job(f"sqlite:///{tmp_path / 'results.db'}", with_final=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, data.url)
+    assert tracker.sync(data.job) == 4
+    client = MlflowClient(tracking_uri=uri)
+    assert "final_score" not in _final_values(client, data.job, data.ids)["lstm"].metrics
+    record_final_round(data)
+    assert tracker.sync(data.job) == 0  # the runs are there: only their values change
+    runs = _final_values(client, data.job, data.ids)
+    lstm = runs["lstm"]
+    assert (lstm.metrics["final_score"], lstm.metrics["final_low"], lstm.metrics["final_high"]) == (
+        0.9,
+        0.85,
+        0.95,
+    )
+    assert lstm.metrics["arith.final.mean"] == 0.55 and lstm.metrics["arith.final.p_value"] == 0.003
+    assert lstm.metrics["xml.final.p_value"] == 0.0004
+    assert (lstm.tags["arith.final.verdict"], lstm.tags["xml.final.verdict"]) == ("better", "worse")
+    assert lstm.metrics["score"] == 1.2  # the search's score stays
+    assert "arith.final.verdict" not in runs["gru"].tags and runs["gru"].metrics["final_score"] == 1.0
+    assert "final_score" not in runs["tanh"].metrics  # the round did not take it
+
+    # A fresh writer (``sync-mlflow`` after an outage) finds runs without the final values.
+    fresh = build_final_job(f"sqlite:///{tmp_path / 'results2.db'}", with_final=False)
+    uri2 = f"sqlite:///{tmp_path / 'mlflow2.db'}"
+    assert Tracker(uri2, fresh.url).sync(fresh.job) == 4
+    record_final_round(fresh)
+    result = CliRunner().invoke(
+        app, ["results", "sync-mlflow", "--job", str(fresh.job), "--mlflow", uri2, "--db", fresh.url]
+    )
+    assert result.exit_code == 0, result.stderr
+    client2 = MlflowClient(tracking_uri=uri2)
+    mut1 = _final_values(client2, fresh.job, fresh.ids)["mut1"]
+    assert mut1.metrics["final_score"] == 1.02 and mut1.tags["xml.final.verdict"] == "better"
+    assert Tracker(uri2, fresh.url).sync(fresh.job) == 0
+    [steps] = {
+        len(client2.get_metric_history(r.info.run_id, "final_score"))
+        for r in job_and_children(client2, fresh.job)[1]
+        if "final_score" in r.data.metrics
+    }
+    assert steps == 1  # logged once: a second sync finds the values there

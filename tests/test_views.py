@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from _dashboard_data import REPO, Synthetic, build_synthetic
+from _final_data import BY_FINAL, build_final_job
 from _postgres import postgres_database
 
 from dashboards import VIEW_NAMES, ensure_views, top_architectures
@@ -41,7 +42,13 @@ def synthetic(
             yield data
 
 
+FINAL_JOBS: dict[str, int] = {}
+"""Database URL -> the job with a final round added next to the synthetic ones (the final
+round's SQL example reads it)."""
+
+
 def _prepare(data: Synthetic) -> None:
+    FINAL_JOBS[data.url] = build_final_job(data.url).job
     engine = sa.create_engine(data.url)
     assert ensure_views(engine) == list(VIEW_NAMES)
     ensure_links_table(engine)
@@ -67,7 +74,8 @@ def rows(engine: sa.Engine, sql: str, **params: object) -> list[dict[str, object
 def test_documented_sql_runs(engine: sa.Engine, synthetic: Synthetic, index: int) -> None:
     sql = sql_examples()[index]
     assert "job_id = 1" in sql or "FROM" in sql
-    result = rows(engine, sql.replace("job_id = 1", f"job_id = {synthetic.search_job}"))
+    job = FINAL_JOBS[synthetic.url] if "final_score IS NOT NULL" in sql else synthetic.search_job
+    result = rows(engine, sql.replace("job_id = 1", f"job_id = {job}"))
     assert result, f"example {index + 1} returned no rows:\n{sql}"
 
 
@@ -120,6 +128,7 @@ def test_leaderboard_agrees_with_results_top(engine: sa.Engine, synthetic: Synth
     assert both_jobs == [
         {"job_id": synthetic.search_job, "rank": 4},
         {"job_id": synthetic.fixed_job, "rank": 2},
+        {"job_id": FINAL_JOBS[synthetic.url], "rank": 2},  # behind mut1's final score
     ]
 
 
@@ -177,3 +186,34 @@ def test_ensure_views_replaces_a_stale_view_and_is_idempotent(tmp_path: Path) ->
             "SELECT arch_id, rank FROM leaderboard WHERE job_id = ? AND rank = 1", (data.search_job,)
         )
         assert first.fetchall() == [(data.ids["child"], 1)]
+
+
+def test_views_carry_the_final_round(tmp_path: Path) -> None:
+    data = build_final_job(f"sqlite:///{tmp_path / 'final.db'}")
+    engine = sa.create_engine(data.url)
+    try:
+        ensure_views(engine)
+        by_id = {v: k for k, v in data.ids.items()}
+        board = rows(engine, "SELECT * FROM leaderboard ORDER BY rank")
+        assert [by_id[r["arch_id"]] for r in board] == BY_FINAL  # ranked as results top ranks them
+        assert [(r["final_score"], r["final_low"], r["final_high"]) for r in board] == [
+            (1.02, 0.98, 1.06),
+            (1.0, 0.95, 1.04),
+            (0.9, 0.85, 0.95),
+            (None, None, None),
+        ]
+        [example] = [s for s in sql_examples() if "final_score IS NOT NULL" in s]
+        finals = rows(engine, example.replace("job_id = 1", f"job_id = {data.job}"))
+        assert [(by_id[r["arch_id"]], r["task"], r["verdict"], r["p_value"]) for r in finals] == [
+            ("mut1", "arith.final", "indistinguishable", 0.2),
+            ("mut1", "xml.final", "better", 0.04),
+            ("gru", "arith.final", None, None),
+            ("gru", "xml.final", None, None),
+            ("lstm", "arith.final", "better", 0.003),
+            ("lstm", "xml.final", "worse", 0.0004),
+        ]
+        assert {r["mean_value"] for r in finals if by_id[r["arch_id"]] == "lstm"} == {0.55, 0.54}
+        search_rows = rows(engine, "SELECT mean_value, verdict FROM architecture_tasks WHERE task = 'arith'")
+        assert search_rows and all(r == {"mean_value": None, "verdict": None} for r in search_rows)
+    finally:
+        engine.dispose()
