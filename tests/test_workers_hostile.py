@@ -152,7 +152,7 @@ def test_budget_takes_every_value_in_its_ranges(data: st.DataObject) -> None:
         name: data.draw(inside(Budget.model_fields[name]), label=name) for name in numeric_fields(Budget)
     }
     budget = Budget.model_validate(values)
-    assert budget.model_dump() == values
+    assert {name: value for name, value in budget.model_dump().items() if name in values} == values
 
 
 # -- every task's config ------------------------------------------------------------------------
