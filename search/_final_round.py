@@ -158,11 +158,10 @@ def _task_results(entries: list[FinalEntry], baselines: list[FinalEntry]) -> lis
         return []
     direction = entries[0].task.direction
     means = {e.arch_hash: _mean(e.values) for e in entries}
-    scored = [b for b in baselines if means[b.arch_hash] is not None]
-    best = None
-    for candidate in scored:  # the first of equal means: baselines are in the job's order
-        value, current = means[candidate.arch_hash], None if best is None else means[best.arch_hash]
-        if current is None or (value is not None and direction.is_better(value, current)):
+    best: FinalEntry | None = None
+    for candidate in baselines:  # the first of equal means: baselines are in the job's order
+        value = means[candidate.arch_hash]
+        if value is not None and (best is None or direction.is_better(value, means[best.arch_hash] or 0.0)):
             best = candidate
     best_mean = None if best is None else means[best.arch_hash]
     best_interval = None if best is None else mean_interval(best.values)

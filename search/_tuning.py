@@ -189,7 +189,9 @@ class TunedStudy:
         sampled by a sampler seeded from the study's seed and its ordinal, so a trial's parameters
         depend on what the study has been told, never on when it is asked (a resumed job asks
         again what its interrupted run asked)."""
-        ordinals = list(range(self.num_trials, self.num_trials + count)) if ordinals is None else ordinals
+        if ordinals is None:
+            first = self.num_trials
+            ordinals = list(range(first, first + count))
         if len(ordinals) != count:
             raise ValueError(f"ordinals: {len(ordinals)} given for {count} trials")
         trials = []
