@@ -193,3 +193,33 @@ def test_a_budget_that_scores_on_test_reports_the_test_value() -> None:
     assert test.metrics["valid_value"] == pytest.approx(valid.value)  # the same training
     assert test.value == pytest.approx(test.metrics[f"test_{task.primary_metric}"])
     assert test.curve == valid.curve
+
+
+@pytest.mark.parametrize(
+    ("final", "extra", "expected"),
+    [
+        ({"top_k": 0}, {}, "final.top_k: "),
+        ({"seeds": 1}, {}, "final.seeds: "),
+        ({"seeds": 101}, {}, "final.seeds: "),
+        ({"top_k": 2, "size": 3}, {}, "final.size: "),
+        ({}, {"label": "arith.final"}, "final: the final round names its tasks '<task>.final'; rename 'arith.final'"),
+    ],
+)
+def test_a_bad_final_section_is_refused_naming_the_field(
+    tmp_path: Path, final: dict[str, Any], extra: dict[str, Any], expected: str
+) -> None:
+    """Refused by `cellsearch launch` with one line naming the field, exit 2, no database written."""
+    from typer.testing import CliRunner
+
+    from cellsearch._cli import app
+
+    job = _spec().model_dump(mode="json", exclude_none=True)
+    job["final"] = final
+    job["tasks"][0].update(extra)
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(job))
+    db = tmp_path / "results.db"
+    result = CliRunner().invoke(app, ["launch", str(path), "--db", f"sqlite:///{db}", "--no-mlflow"])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert not db.exists()
