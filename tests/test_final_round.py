@@ -202,7 +202,11 @@ def test_a_budget_that_scores_on_test_reports_the_test_value() -> None:
         ({"seeds": 1}, {}, "final.seeds: "),
         ({"seeds": 101}, {}, "final.seeds: "),
         ({"top_k": 2, "size": 3}, {}, "final.size: "),
-        ({}, {"label": "arith.final"}, "final: the final round names its tasks '<task>.final'; rename 'arith.final'"),
+        (
+            {},
+            {"label": "arith.final"},
+            "final: the final round names its tasks '<task>.final'; rename 'arith.final'",
+        ),
     ],
 )
 def test_a_bad_final_section_is_refused_naming_the_field(
