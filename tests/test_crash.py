@@ -112,13 +112,20 @@ def test_sigkill_mid_job_then_resume_loses_and_repeats_nothing(ray_head: RayHead
         assert _rows(db, f"SELECT status FROM cs_trials WHERE id = {trial_id}") == [("interrupted",)]
 
 
+_STARTED_AFTER_A_RESULT = (
+    "SELECT count(*) FROM cs_trials WHERE status = 'running' "
+    "AND started_at > (SELECT max(finished_at) FROM cs_trials WHERE status = 'ok')"
+)
+
+
 def test_ctrl_c_interrupts_cleanly_with_exit_130_then_resume_finishes(
     ray_head: RayHead, tmp_path: Path
 ) -> None:
     db, log = tmp_path / "results.db", tmp_path / "cellsearch.log"
     url = f"sqlite:///{db}"
-    # Trials of 5 s: the one seen running is still running when the signal lands, even on a busy
-    # machine (the driver handles it within its 1 s poll).
+    # Trials of 5 s, and the signal is sent once a trial started after the first result came back:
+    # that one is still running when the signal lands, even on a busy machine (the driver handles it
+    # within its 1 s poll), where one started beside the first may finish just before it.
     (tmp_path / "job.yaml").write_text(JOB % {"seconds": 5.0})
     launch = _cellsearch(
         ["launch", "job.yaml", "--db", url, "--ray-address", ray_head.address], ray_head.env, tmp_path, log
@@ -126,10 +133,10 @@ def test_ctrl_c_interrupts_cleanly_with_exit_130_then_resume_finishes(
 
     try:
         _wait_for(
-            lambda: _count(db, "ok") >= 1 and _count(db, "running") >= 1,
+            lambda: _rows(db, _STARTED_AFTER_A_RESULT) not in ([], [(0,)]),
             launch,
             log,
-            "a trial was done and another running",
+            "a trial was done and another, started after it, running",
         )
         os.killpg(launch.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
         code = _finish(launch, log)
