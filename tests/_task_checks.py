@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
+from _test_data import TEST_DATA, needs_test_data
 
 from workers import (
     ArithTask,
@@ -16,15 +15,11 @@ from workers import (
 )
 from workers._arith import strip_distractors
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = TEST_DATA
 PTB = DATA / "ptb"
 SHAKESPEARE = DATA / "tinyshakespeare" / "input.txt"
-needs_ptb = pytest.mark.skipif(
-    not (PTB / "ptb.valid.txt").is_file(), reason=f"shared data set missing: {PTB}/ptb.valid.txt"
-)
-needs_shakespeare = pytest.mark.skipif(
-    not SHAKESPEARE.is_file(), reason=f"shared data set missing: {SHAKESPEARE}"
-)
+needs_ptb = needs_test_data("ptb/ptb.valid.txt")
+needs_shakespeare = needs_test_data("tinyshakespeare/input.txt")
 
 SMALL = {"valid_size": 100, "test_size": 100}
 PTB_SPLITS = {

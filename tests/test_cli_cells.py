@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _test_data import TEST_DATA, require_test_data
 from typer.testing import CliRunner, Result
 
 from cells import CellGraph, canonical_hash, library
@@ -15,16 +16,14 @@ from cells._nasbench import load_nasbench_recipes
 from cells._reference import ReferenceLayer
 from cellsearch._cli import app
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-RECIPES = DATA / "nasbench-nlp" / "recipes_example.json"
+RECIPES = TEST_DATA / "nasbench-nlp" / "recipes_example.json"
 
 runner = CliRunner()
 
 
 @pytest.fixture()
 def recipes_file() -> Path:
-    if not RECIPES.is_file():
-        pytest.skip(f"NAS-Bench-NLP example recipes not found at {RECIPES}")
+    require_test_data("nasbench-nlp/recipes_example.json")
     return RECIPES
 
 

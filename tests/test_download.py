@@ -11,12 +11,13 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from _test_data import TEST_DATA, needs_test_data
 from typer.testing import CliRunner
 
 from cellsearch._cli import app
 from workers import DATASETS, DownloadError, MusicTask, download_dataset, download_file, make_task
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = TEST_DATA
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -129,9 +130,7 @@ def test_known_digests_are_checked(served: tuple[str, Path], tmp_path: Path) -> 
     assert leftovers(tmp_path / "jsb") == []
 
 
-@pytest.mark.skipif(
-    not (DATA / "ptb" / "ptb.valid.txt").is_file(), reason=f"shared data set missing: {DATA}/ptb"
-)
+@needs_test_data("ptb/ptb.valid.txt")
 def test_pinned_ptb_digests_match_the_real_files(served: tuple[str, Path], tmp_path: Path) -> None:
     base, root = served
     pinned = {file.name: file.sha256 for file in DATASETS["ptb"]}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _test_data import TEST_DATA, needs_test_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -32,7 +33,7 @@ from workers._hparams import SearchSpace
 from workers._task import TaskSpec
 from workers._task_registry import make_task
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = TEST_DATA
 MEMORIZE = TaskSpec(
     name="memorize",
     settings={"min_length": 3, "max_length": 5, "symbols": 4, "valid_size": 100, "test_size": 100},
@@ -265,9 +266,7 @@ def test_tune_cell_runs_a_seeded_study() -> None:
     assert best is not None and best.value == max(r.value for r in first if r.value is not None)
 
 
-@pytest.mark.skipif(
-    not (DATA / "ptb" / "ptb.valid.txt").is_file(), reason="PTB data not found in shared/data/ptb"
-)
+@needs_test_data("ptb/ptb.valid.txt")
 def test_lstm_language_model_on_ptb_beats_uniform() -> None:
     task = make_task(
         "text",

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from _test_data import TEST_DATA, require_test_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,8 +16,7 @@ from cells import CellGraph, CellGraphError, canonical_hash, from_nasbench_recip
 from cells._nasbench import NASBENCH_TO_OP, dump_nasbench_recipes, load_nasbench_recipes
 from cells._reference import ReferenceCell
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-RECIPES = DATA / "nasbench-nlp" / "recipes_example.json"
+RECIPES = TEST_DATA / "nasbench-nlp" / "recipes_example.json"
 
 TANH_RECIPE = {
     "node_0": {"op": "linear", "input": ["x", "h_prev_0"]},
@@ -26,8 +26,7 @@ TANH_RECIPE = {
 
 @pytest.fixture(scope="module")
 def recipes() -> list[dict[str, Any]]:
-    if not RECIPES.is_file():
-        pytest.skip(f"NAS-Bench-NLP example recipes not found at {RECIPES}")
+    require_test_data("nasbench-nlp/recipes_example.json")
     return json.loads(RECIPES.read_text())
 
 

@@ -8,11 +8,11 @@ stays far below the tolerance even after Adam has amplified it for twenty steps.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _test_data import TEST_DATA, needs_test_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -218,10 +218,10 @@ def test_carried_state_and_unequal_lengths_match(task: Task) -> None:
         assert_same_result(member, evaluate_trial("gru", task, hp, budget, device="cpu"))
 
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = TEST_DATA
 
 
-@pytest.mark.skipif(not (DATA / "ptb" / "ptb.valid.txt").exists(), reason="shared/data/ptb not present")
+@needs_test_data("ptb/ptb.valid.txt")
 def test_language_model_members_match_on_real_text() -> None:
     # Character-level text: windows continue each other (state carried) and every epoch starts
     # at a random offset, so members with different seeds read windows of different lengths.
