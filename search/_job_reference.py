@@ -1,8 +1,8 @@
 """The reference of every job-file setting, generated from the models that validate it.
 
-``docs/job-file.md`` is this module's output (``python -m search._job_reference``; a test keeps
-the two equal), so the documented type, default and range of a setting are the ones the
-validation enforces.
+``docs/jobs.md`` is this module's output (``python -m search._job_reference > docs/jobs.md``;
+a test keeps the two equal), so the documented type, default and range of a setting are the
+ones the validation enforces.
 
 Example:
     >>> from search._job_limits import SearchBudget
@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import inspect
 import itertools
+import re
 import textwrap
 import types
 import typing
@@ -45,8 +46,9 @@ def job_file_reference() -> str:
     from search._job_tasks import TaskEntry
     from search._jobspec import JobSpec
     from search._strategies import STRATEGIES, HalvingSection, PrefilterSection
+    from search._strategies._prefilter import PREFILTER_LIMITS
 
-    parts = [_INTRO, "## The job\n", model_table(JobSpec)]
+    parts = [_HEADER, _INTRO, _SCHEMA, "## The job\n", model_table(JobSpec)]
     parts += ["## `budget`: when the search stops\n", model_table(SearchBudget)]
     parts += ["## `resources`: what one trial asks of the cluster\n", model_table(Resources)]
     parts += ["## `tasks`: the stages every candidate goes through\n", model_table(TaskEntry)]
@@ -54,10 +56,15 @@ def job_file_reference() -> str:
     for name in sorted(workers.TASKS):
         config = workers.TASKS[name].config_class
         parts += [f"### `tasks[].settings` of `{name}`\n", model_table(config)]
+        for section, fields in _sections_of(config).items():
+            names = ", ".join(f"`{field}`" for field in fields)
+            parts += [f"#### `tasks[].settings` of `{name}`: {names}\n", model_table(section)]
     parts += ["## `hparams`: the hyperparameter search space\n", _HPARAMS, _hparams_table()]
     for kind in sorted(STRATEGIES):
         parts += [f"## `strategy` of kind `{kind}`\n", model_table(STRATEGIES[kind].config_class)]
-    parts += ["## `prefilter`: zero-cost screening of mutants\n", model_table(PrefilterSection)]
+    parts += ["## `prefilter`: zero-cost screening of mutants\n", _PREFILTER]
+    screen = model_table(workers.PrefilterConfig, PREFILTER_LIMITS, header=False)
+    parts += [model_table(PrefilterSection) + screen]
     parts += [
         "## `final`: the best re-evaluated with fresh seeds on the test split\n",
         model_table(FinalSection),
@@ -67,21 +74,41 @@ def job_file_reference() -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+_FALLBACK = {"kind": "Chooses this strategy."}
+"""The meaning of a field the models leave undocumented because its name says it all."""
+
 _HALVING = (
     "Each search task becomes a ladder of budgets; the best `1/eta` of the candidates finishing a "
     "rung go up to the next. See [halving.md](halving.md).\n"
 )
 
 
-def model_table(model: type[BaseModel]) -> str:
-    """A Markdown table of ``model``'s fields: name, type, default, allowed values, meaning."""
+def model_table(model: type[BaseModel], upper: dict[str, int] | None = None, header: bool = True) -> str:
+    """A Markdown table of ``model``'s fields: name, type, default, allowed values, meaning.
+
+    ``upper``: a field's largest value where the job holds it below the model's own bound;
+    ``header=False`` gives the rows only (to continue the table above)."""
     docs = dict(_attribute_docstrings(model))
-    rows = ["| setting | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    rows = ["| setting | type | default | allowed | meaning |", "|---|---|---|---|---|"] if header else []
     for name, info in model.model_fields.items():
         kind, allowed = _type_and_range(info.annotation, info)
-        meaning = " ".join((docs.get(name) or info.description or "").split())
+        meaning = " ".join((docs.get(name) or info.description or _FALLBACK.get(name, "")).split())
+        if upper and name in upper:
+            held = re.sub(r"≤ [0-9,]+", f"≤ {_number(upper[name])}", allowed)
+            meaning += f" In a job at most {_number(upper[name])}." if held != allowed else ""
+            allowed = held
         rows.append(f"| `{name}` | {kind} | {_default(info)} | {allowed} | {_cell(meaning)} |")
     return "\n".join(rows) + "\n"
+
+
+def _sections_of(model: type[BaseModel]) -> dict[type[BaseModel], list[str]]:
+    """Each model a field of ``model`` may hold as a section of its own -> those fields."""
+    sections: dict[type[BaseModel], list[str]] = {}
+    for name, info in model.model_fields.items():
+        for arg in typing.get_args(info.annotation) or (info.annotation,):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                sections.setdefault(arg, []).append(name)
+    return sections
 
 
 def _hparams_table() -> str:
@@ -179,6 +206,8 @@ def _default(info: FieldInfo) -> str:
     if info.default == "":
         return '`""`'
     value = info.default.value if isinstance(info.default, Enum) else info.default
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"  # as YAML writes it
     return f"`{_number(value) if isinstance(value, int | float) and not isinstance(value, bool) else value}`"
 
 
@@ -216,6 +245,11 @@ def _attribute_docstrings(model: type[BaseModel]) -> Iterator[tuple[str, str]]:
                 yield node.target.id, inspect.cleandoc(following.value.value)
 
 
+_HEADER = """\
+<!-- Generated from the job models by `python -m search._job_reference > docs/jobs.md`;
+     edit the models' field docstrings, not this file (a test compares the two). -->
+"""
+
 _INTRO = """\
 # The job file
 
@@ -239,6 +273,34 @@ filter) ends `failed`, exits 1 and says why in one line; `cellsearch status` sho
 This page is generated from the models that validate a job (`search._job_reference`), so the
 ranges below are the enforced ones.
 """
+
+_SCHEMA = """\
+## Completion in an editor
+
+`cellsearch job schema` prints the JSON Schema of a job file. Save it once and point the
+YAML language server (VS Code's YAML extension, Neovim's `yamlls`, ...) at it with a first
+line in the job file:
+
+```yaml
+# yaml-language-server: $schema=job-schema.json
+name: my-search
+```
+
+```bash
+cellsearch job schema > job-schema.json
+```
+
+The editor then completes the sections and settings below, shows their meaning, and marks
+unknown keys and values out of range as you type. The schema is generated from the same
+models; what it cannot express (a task's `settings`, which depend on its `name`; checks
+across sections) is still checked by `cellsearch launch`.
+"""
+
+_PREFILTER = (
+    "Mutants are scored at initialisation by a zero-cost proxy, in batches, and the worst "
+    "`floor(fraction * batch)` of each batch are dropped without training. The section's "
+    "settings (`enabled: false` keeps the section but turns the screen off):\n"
+)
 
 _HPARAMS = """\
 Each entry overrides one field of the default search space: a fixed value, a list of

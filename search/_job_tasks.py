@@ -71,11 +71,14 @@ class TaskEntry(StrictModel):
     """One task of a job, a stage of the pipeline every candidate goes through in order."""
 
     name: str
+    """The task (``arith``, ``memorize``, ``music``, ``text``, ``xml``)."""
     label: str | None = Field(default=None, min_length=1, max_length=100)
     """Tells apart two entries of the same task (e.g. ``music`` on two corpora); see :attr:`id`.
     At most 100 characters: letters, digits, ``_``, ``-`` and ``.``, starting with a letter or
     digit (it becomes part of metric names, file names and SQL view columns)."""
     role: TaskRole = "search"
+    """``filter``: a candidate must reach ``threshold`` to go on, and is not scored on it;
+    ``search``: scored against the baselines; ``report-only``: trained and reported, not scored."""
     settings: dict[str, Any] = Field(default_factory=dict)
     """Validated against the task's config class (e.g. sequence lengths, data directory)."""
     threshold: float | None = Field(default=None, ge=-MAX_THRESHOLD, le=MAX_THRESHOLD)

@@ -87,6 +87,7 @@ class JobSpec(StrictModel):
     description: str = Field(default="", max_length=10_000)
     """Free text, at most 10,000 characters; line breaks and tabs are the only control characters."""
     strategy: StrategyConfig
+    """How candidates are proposed: a section with a ``kind`` and that strategy's settings (below)."""
     seed_cells: list[str] = Field(
         default_factory=lambda: ["lstm", "gru", "tanh"], max_length=MAX_CELL_ENTRIES
     )
@@ -100,16 +101,21 @@ class JobSpec(StrictModel):
     trials_per_task: int = Field(default=20, ge=1, le=MAX_TRIALS)
     """Hyperparameter trials per (cell, task), 1 to 1000; 20 random settings in the paper."""
     sampler: Literal["random", "tpe"] = "random"
+    """How each (cell, task) study draws hyperparameters: ``random`` (as in the paper) or Optuna's ``tpe``."""
     pruner: Literal["none", "median", "hyperband", "successive_halving"] = "none"
     """Stops unpromising trials inside one (cell, task) study from their intermediate values:
     ``median`` (below the median of earlier trials at the same step), ``hyperband`` or
     ``successive_halving`` (Optuna's pruners). Across architectures, see ``halving``."""
     budget: SearchBudget = Field(default_factory=SearchBudget)
+    """When the search stops (below); a search needs at least one of its limits."""
     resources: Resources = Field(default_factory=Resources)
+    """What one trial asks of the cluster (below)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where trials train: ``auto`` (a GPU when the trial has one), ``cpu`` or ``cuda``."""
     population: Literal["auto", "off"] | Annotated[int, Field(ge=1, le=MAX_TRIALS)] = "auto"
     """Trials of one (cell, task) trained together: ``auto``, ``off`` (each alone) or 1 to 1000."""
     prefilter: PrefilterSection | None = None
+    """Zero-cost screening of mutants before they train (below); ``None``: no screen."""
     final: FinalSection | None = None
     """After the search, its best architectures and every baseline trained again with fresh seeds
     and scored on the test split (see ``docs/final-round.md``); ``None``: no final round."""

@@ -47,6 +47,7 @@ class ArithConfig(SequenceTaskConfig):
     max_digits: int = Field(default=3, ge=1, le=30, strict=True)
     """Each operand has 1..max_digits digits (the count drawn uniformly, then the value); 1 to 30."""
     operators: str = Field(default="+-", strict=True)
+    """Distinct operators drawn per problem, from ``+`` and ``-``."""
     distractors: int = Field(default=0, ge=0, le=1000, strict=True)
     """At most this many distractor symbols between successive problem characters, 0 to 1000."""
     distractor_symbols: str = Field(default="abcdefghij", max_length=256, strict=True)

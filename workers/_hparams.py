@@ -85,6 +85,7 @@ class HyperParams(BaseModel):
     """Overrides the bias of every ``forget_gate``-tagged linear node, -100 to 100; ``None``
     keeps the cell's."""
     optimizer: Literal["adam", "sgd"] = "adam"
+    """``adam`` or plain ``sgd``."""
     batch_size: int = Field(default=32, ge=1, le=MAX_BATCH_SIZE, strict=True)
     """Training sequences per step, 1 to 4096."""
     seed: int = Field(default=0, ge=0, le=MAX_HPARAM_SEED, strict=True)

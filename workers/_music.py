@@ -93,6 +93,7 @@ class MusicConfig(TaskConfig):
     """Which corpus, and how to cut it for quick trials."""
 
     preset: MusicPreset | None = None
+    """A known corpus (downloaded by ``cellsearch data download``); ``None``: give ``path``."""
     path: str | None = None
     """A pickle in the standard format (relative paths are read from ``dir``)."""
     dir: str | None = None

@@ -72,6 +72,7 @@ class PrefilterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     proxy: Proxy = "jacob_cov"
+    """The zero-cost score: ``jacob_cov`` (Mellor et al.), ``snip`` or ``grad_norm``; higher is better."""
     fraction: float = Field(default=0.5, ge=0.0, lt=1.0, strict=True, allow_inf_nan=False)
     """Share of each batch of candidates dropped, the lowest-scoring first: at least 0, below 1."""
     hidden_size: int = Field(default=32, ge=1, le=4096, strict=True)

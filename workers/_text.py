@@ -60,6 +60,7 @@ class FileSlice(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str
+    """The text file (relative paths are read from ``dir``)."""
     start: float = Field(default=0.0, ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
     """Fraction of the lines to start at, 0 to 1."""
     stop: float = Field(default=1.0, ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
@@ -76,16 +77,21 @@ class TextConfig(TaskConfig):
     """Where the text is, how it is tokenized and how long the BPTT windows are."""
 
     preset: Literal["ptb"] | None = None
+    """A known corpus (``ptb``: Penn Treebank, fetched by ``cellsearch data download``);
+    ``None``: give ``train``."""
     dir: str | None = None
     """Folder that relative file paths are read from (a preset's default: ``<data dir>/<preset>``)."""
     train: FileSlice | None = None
     """A file path (relative to ``dir``) or a :class:`FileSlice`; a preset fills in unset splits."""
     valid: FileSlice | None = None
+    """The validation split: a file path or a :class:`FileSlice`, like ``train``."""
     test: FileSlice | None = None
+    """The test split: a file path or a :class:`FileSlice`, like ``train``."""
     split_fractions: tuple[Fraction, Fraction, Fraction] | None = None
     """Cut the train file's lines into train, valid and test parts of these sizes (each in
     (0, 1], together 1)."""
     level: Literal["word", "char"] = "word"
+    """Tokens: ``word`` (split on whitespace) or ``char``."""
     bptt: int = Field(default=35, ge=1, le=100_000, strict=True)
     """Steps per truncated-backpropagation window, 1 to 100,000."""
     max_tokens: int | None = Field(default=None, ge=2, le=MAX_TOKENS, strict=True)

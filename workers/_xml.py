@@ -35,6 +35,7 @@ class XmlConfig(SequenceTaskConfig):
     """Tag alphabet and lengths, nesting, and text content."""
 
     tag_symbols: str = Field(default="abcdefgh", strict=True)
+    """Distinct ASCII letters tag names are made of."""
     min_tag_length: int = Field(default=1, ge=1, le=MAX_TAG_LENGTH, strict=True)
     """Shortest tag name, 1 to 100 characters."""
     max_tag_length: int = Field(default=3, ge=1, le=MAX_TAG_LENGTH, strict=True)
@@ -46,6 +47,7 @@ class XmlConfig(SequenceTaskConfig):
     text_probability: float = Field(default=0.0, ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
     """Chance of a text run before the first child and after each child, 0 to 1."""
     text_symbols: str = Field(default="0123456789", strict=True)
+    """Distinct ASCII characters of text runs (not ``<``, ``>``, ``&``, ``/`` or a newline)."""
     max_text_length: int = Field(default=3, ge=1, le=1000, strict=True)
     """Longest text run, 1 to 1000 characters."""
 

@@ -48,6 +48,7 @@ class PrefilterSection(StrictModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     enabled: bool = True
+    """``false`` keeps the section but screens nothing."""
     batch: int = Field(default=PREFILTER_BATCH, ge=2, le=MAX_PREFILTER_BATCH)
     """Mutants scored together, 2 to 1024."""
     _config: PrefilterConfig = PrivateAttr()
