@@ -9,7 +9,7 @@ MLflow, Optuna) are imported only inside the commands that use them, so reading 
 Example:
     >>> from typer.main import get_command
     >>> sorted(get_command(app).commands)
-    ['cells', 'dashboard', 'data', 'db', 'launch', 'report', 'results', 'resume', 'status']
+    ['cells', 'dashboard', 'data', 'db', 'job', 'launch', 'report', 'results', 'resume', 'status']
     >>> "eval" in get_command(app).commands["cells"].commands
     True
 """
@@ -24,7 +24,7 @@ import typer
 from cells import OneLineErrors
 from cells._cli import cells_app
 from dashboards import _cli as dashboards_cli
-from search import _cli_jobs, _cli_status
+from search import _cli_job_schema, _cli_jobs, _cli_status
 from workers._cli import data_app, eval_cell
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ cells_app.command("eval")(eval_cell)
 app.add_typer(cells_app, name="cells")
 app.add_typer(data_app, name="data")
 _cli_status.register(app)
+_cli_job_schema.register(app)
 _cli_jobs.register(app, track=track_in_mlflow, check_tracking=check_mlflow)
 dashboards_cli.register(app)
 

@@ -368,6 +368,9 @@ class ArchitectureBook:
         ):
             values = [b.stages.progress[task.id].best for b in baselines]
             self.baseline_best[task.id] = best_of(values, task.direction)
+            if task.role == "filter" and not any(task.passes_filter(v) for v in values):
+                where = next(i for i, t in enumerate(self.spec.tasks) if t.id == task.id)
+                self.feed.warned(_no_baseline_passes(where, task, self.baseline_best[task.id]))
             if self.baselines_complete():
                 for waiting in self.archs.values():
                     if not waiting.finalized and waiting.hash not in self.active:
@@ -455,3 +458,13 @@ class ArchitectureBook:
             },
         }
         self.store.save_strategy_state(self.job_id, state)
+
+
+def _no_baseline_passes(where: int, task: TaskEntry, best: float | None) -> str:
+    """The warning for a filter task that every baseline failed."""
+    metric = task.task_class.primary_metric
+    got = "no value" if best is None else f"{best:.4g}"
+    return (
+        f"tasks.{where}.threshold: no baseline reaches the filter ({metric} {task.threshold:g}; the best "
+        f"baseline got {got}): most candidates will be filtered out; lower the threshold or stop the job"
+    )

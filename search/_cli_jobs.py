@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -169,9 +169,11 @@ def _run(spec: JobSpec, settings: Settings, job_id: int | None, tracker: JobTrac
 
     console = Console()
     feed = ProgressFeed(job_name=spec.name)
+    errors = Console(stderr=True)
+    feed.subscribe(lambda event, data: _warn(errors, event, data))
     try:
         tracking = nullcontext() if tracker is None else tracker(settings, feed)
-        with ProgressDisplay(feed, console=Console(stderr=True)), tracking:
+        with ProgressDisplay(feed, console=errors), tracking:
             job_id = run_job(spec, settings, job_id=job_id, resume=job_id is not None, progress=feed)
     except (StoreError, JobStateError, ClusterFitError) as exc:
         raise cli_failure(str(exc)) from None
@@ -186,6 +188,12 @@ def _run(spec: JobSpec, settings: Settings, job_id: int | None, tracker: JobTrac
         reason = f": {error}" if error else ""
         raise cli_failure(f"job {job_id} ended {state}{reason}")
     console.print(f"job {job_id} finished")
+
+
+def _warn(console: Console, event: str, data: dict[str, Any]) -> None:
+    """A driver's warning, above the live view (or as a plain line when not on a terminal)."""
+    if event == "warning":
+        console.print(f"warning: {data['message']}", style="bold yellow", markup=False, highlight=False)
 
 
 def _print_top(console: Console, store: ResultStore, job_id: int, spec: JobSpec) -> None:

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-__all__ = ["job_file_reference", "model_table"]
+__all__ = ["FALLBACK_MEANINGS", "attribute_docstrings", "job_file_reference", "model_table"]
 
 _BOUNDS = (
     (annotated_types.Ge, "ge", "≥"),
@@ -74,7 +74,7 @@ def job_file_reference() -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-_FALLBACK = {"kind": "Chooses this strategy."}
+FALLBACK_MEANINGS = {"kind": "Chooses this strategy."}
 """The meaning of a field the models leave undocumented because its name says it all."""
 
 _HALVING = (
@@ -88,11 +88,11 @@ def model_table(model: type[BaseModel], upper: dict[str, int] | None = None, hea
 
     ``upper``: a field's largest value where the job holds it below the model's own bound;
     ``header=False`` gives the rows only (to continue the table above)."""
-    docs = dict(_attribute_docstrings(model))
+    docs = dict(attribute_docstrings(model))
     rows = ["| setting | type | default | allowed | meaning |", "|---|---|---|---|---|"] if header else []
     for name, info in model.model_fields.items():
         kind, allowed = _type_and_range(info.annotation, info)
-        meaning = " ".join((docs.get(name) or info.description or _FALLBACK.get(name, "")).split())
+        meaning = " ".join((docs.get(name) or info.description or FALLBACK_MEANINGS.get(name, "")).split())
         if upper and name in upper:
             held = re.sub(r"≤ [0-9,]+", f"≤ {_number(upper[name])}", allowed)
             meaning += f" In a job at most {_number(upper[name])}." if held != allowed else ""
@@ -116,7 +116,7 @@ def _hparams_table() -> str:
     value a trial gets from ``HyperParams`` (both ends of a range are held to it)."""
     from workers import HyperParams, SearchSpace
 
-    docs = dict(_attribute_docstrings(HyperParams))
+    docs = dict(attribute_docstrings(HyperParams))
     rows = ["| setting | type | default | allowed | meaning |", "|---|---|---|---|---|"]
     for name, info in SearchSpace.model_fields.items():
         value = HyperParams.model_fields[name]
@@ -223,7 +223,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _attribute_docstrings(model: type[BaseModel]) -> Iterator[tuple[str, str]]:
+def attribute_docstrings(model: type[BaseModel]) -> Iterator[tuple[str, str]]:
     """The docstring under each field (``x: int = 1`` then ``\"\"\"...\"\"\"``), from the source of
     the model and of its bases."""
     for cls in reversed(model.__mro__):

@@ -113,7 +113,8 @@ class JobSpec(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where trials train: ``auto`` (a GPU when the trial has one), ``cpu`` or ``cuda``."""
     population: Literal["auto", "off"] | Annotated[int, Field(ge=1, le=MAX_TRIALS)] = "auto"
-    """Trials of one (cell, task) trained together: ``auto``, ``off`` (each alone) or 1 to 1000."""
+    """Trials of one (cell, task) trained together: ``auto``, ``off`` (each alone; YAML's ``off``
+    and ``false`` both) or 1 to 1000."""
     prefilter: PrefilterSection | None = None
     """Zero-cost screening of mutants before they train (below); ``None``: no screen."""
     final: FinalSection | None = None
@@ -176,8 +177,14 @@ class JobSpec(StrictModel):
     @field_validator("population", mode="plain")
     @classmethod
     def _population(cls, value: Any) -> Literal["auto", "off"] | int:
+        if value is False:  # YAML 1.1 reads a bare `off` (and `no`, `false`) as false
+            return "off"
         if value in ("auto", "off"):
             return value  # type: ignore[no-any-return]
+        if value is True:
+            raise ValueError(
+                f"expected 'auto', 'off' or an integer from 1 to {MAX_TRIALS}, got true (YAML's `on`)"
+            )
         if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_TRIALS:
             return value
         raise ValueError(f"expected 'auto', 'off' or an integer from 1 to {MAX_TRIALS}, got {value!r}")
@@ -241,6 +248,38 @@ class JobSpec(StrictModel):
         if self.device == "cuda" and self.resources.gpus == 0:
             reason = "'cuda' needs resources.gpus above 0 (a trial that asks Ray for no GPU sees none)"
             errors.append((("device",), reason))
+        return errors + self._idle_settings()
+
+    def _idle_settings(self) -> ErrorList:
+        """Settings under which the job would run and do nothing useful: an evolution whose first
+        population takes the whole architecture budget (it never mutates), a filter threshold no
+        value of the task's metric reaches (every cell, baselines too, fails it)."""
+        errors: ErrorList = []
+        size, most = getattr(self.strategy, "population_size", None), self.budget.max_architectures
+        if (
+            self.strategy.kind == "regularized_evolution"
+            and most is not None
+            and size is not None
+            and size >= most
+        ):
+            reason = (
+                f"{size} fills the whole architecture budget (budget.max_architectures: {most}) with seed "
+                f"and random cells, so nothing is ever mutated; set it below {most}"
+            )
+            errors.append((("strategy", "population_size"), reason))
+        for i, task in enumerate(self.tasks):
+            if task.role != "filter" or task.threshold is None:
+                continue
+            low, high = task.task_class.metric_range
+            metric = task.task_class.primary_metric
+            if task.direction == "maximize" and task.threshold > high:
+                bound = f"{metric} is at most {_plain(high)}"
+            elif task.direction == "minimize" and task.threshold < low:
+                bound = f"{metric} is at least {_plain(low)}"
+            else:
+                continue
+            reason = f"{_plain(task.threshold)} is out of reach ({bound}): the filter would stop every cell"
+            errors.append((("tasks", i, "threshold"), reason))
         return errors
 
     # -- reading ---------------------------------------------------------------------------
@@ -324,6 +363,10 @@ class JobSpec(StrictModel):
     def baseline_graphs(self) -> list[tuple[str | None, CellGraph]]:
         """``(library name or None, graph)`` of each baseline cell."""
         return [resolve_cell_entry(entry) for entry in self.baselines]
+
+
+def _plain(value: float) -> str:
+    return str(int(value)) if value.is_integer() else str(value)
 
 
 def _path(loc: tuple[int | str, ...]) -> str:

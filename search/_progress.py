@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 Subscriber = Callable[[str, dict[str, Any]], None]
 """Called with an event name and its data: ``trial_started`` (key, worker: pid, host, node),
-``trial_finished`` (key, status), ``architecture`` (arch_id, outcome), ``best`` (arch_id, score)."""
+``trial_finished`` (key, status), ``architecture`` (arch_id, outcome), ``best`` (arch_id, score),
+``warning`` (message)."""
 
 _COUNTED = frozenset({TrialStatus.OK, TrialStatus.DIVERGED, TrialStatus.PRUNED, TrialStatus.FAILED})
 """Trial statuses that end a trial for good (``interrupted`` runs again)."""
@@ -78,6 +79,8 @@ class ProgressFeed:
     started: float = field(default_factory=time.monotonic)
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Running trial key -> worker (pid, host, node)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the driver found, while running, that makes the job unlikely to be useful."""
     _subscribers: list[Subscriber] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -161,6 +164,13 @@ class ProgressFeed:
             else:
                 self.architectures_evaluated += 1
         self.emit("architecture", arch_id=arch_id, outcome=outcome, score=score)
+
+    def warned(self, message: str) -> None:
+        """Something the job could only learn once running, and the user must hear at once
+        (``launch`` prints it as it comes; ``warning`` event with ``message``)."""
+        with self._lock:
+            self.warnings.append(message)
+        self.emit("warning", message=message)
 
     def new_best(self, arch_id: int, score: float, label: str, equations: str) -> None:
         with self._lock:

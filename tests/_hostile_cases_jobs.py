@@ -315,6 +315,60 @@ CLASS_7 = [  # honest endings: real small jobs (Ray), nothing scored must not en
     ),
 ]
 
+_EVOLUTION = {"kind": "regularized_evolution", "population_size": 4, "sample_size": 2}
+_TEXT_FILTER = {"name": "text", "role": "filter", "threshold": 0.5, "settings": {"preset": "ptb"}}
+
+CLASS_7_IDLE = [  # jobs that would run and do nothing useful: refused before anything is written
+    bad_job(
+        "c7-evolution-population-fills-budget",
+        "7",
+        "strategy",
+        _EVOLUTION,
+        "strategy.population_size",
+        "max_architectures",
+        base=JOZ,
+        note="population 4, budget 2 architectures: every one is a seed or random cell, none a mutant",
+    ),
+    bad_job(
+        "c7-evolution-default-population-over-budget",
+        "7",
+        "strategy",
+        {"kind": "regularized_evolution"},
+        "strategy.population_size",
+        "100",
+        base={**JOZ, "budget": {"max_architectures": 12}},
+        note="the issue's case: the default population_size 100 with max_architectures 12",
+    ),
+    bad_job(
+        "c7-evolution-population-equals-budget",
+        "7",
+        "budget.max_architectures",
+        4,
+        "strategy.population_size",
+        base={**JOZ, "strategy": _EVOLUTION},
+    ),
+    bad_job(
+        "c7-filter-accuracy-above-1",
+        "7",
+        "tasks.0.threshold",
+        1.5,
+        "tasks.0.threshold",
+        "at most 1",
+        base=JOZ_FILTER,
+        note="memorize's accuracy is at most 1: no cell, no baseline passes",
+    ),
+    bad_job(
+        "c7-filter-perplexity-below-1",
+        "7",
+        "tasks.0",
+        _TEXT_FILTER,
+        "tasks.0.threshold",
+        "at least 1",
+        base=JOZ_FILTER,
+        note="a perplexity is at least 1: no cell, no baseline passes",
+    ),
+]
+
 CLASS_10_JOBS = [
     bad_job("c10-trials-per-task-true", "10", "trials_per_task", True),
     bad_job("c10-trials-per-task-string", "10", "trials_per_task", "3"),
@@ -342,6 +396,9 @@ CLASS_10_JOBS = [
     bad_job("c10-label-rlo", "10", "tasks.0.label", "m\u202e"),
     bad_job("c10-description-nul", "10", "description", "a\x00b"),
     bad_job("c10-prefilter-enabled-string", "10", "prefilter", {"enabled": "yes"}, "prefilter.enabled"),
+    bad_job(
+        "c10-population-yaml-on", "10", "population", Raw("on"), "population", note="YAML reads on as true"
+    ),
     Case(
         "c10-job-duplicate-key-control",
         "10",
@@ -352,4 +409,4 @@ CLASS_10_JOBS = [
     ),
 ]
 
-CASES = CLASS_1 + CLASS_2 + CLASS_3 + CLASS_6 + CLASS_7 + CLASS_10_JOBS
+CASES = CLASS_1 + CLASS_2 + CLASS_3 + CLASS_6 + CLASS_7 + CLASS_7_IDLE + CLASS_10_JOBS

@@ -189,7 +189,8 @@ def test_a_threshold_applies_at_the_top_rung() -> None:
 
 
 def test_evolution_learns_the_score_of_a_promoted_candidates_higher_rung() -> None:
-    spec = _spec(strategy={"kind": "regularized_evolution", "population_size": 4, "sample_size": 2})
+    evolution = {"kind": "regularized_evolution", "population_size": 4, "sample_size": 2}
+    spec = _spec(strategy=evolution, budget={"max_architectures": 5})
     strategy = RegularizedEvolution.from_config(spec.strategy, spec.seed_graphs, spec.seed, None)
     first = strategy.ask()
     assert first is not None and not isinstance(first, Refine)

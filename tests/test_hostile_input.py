@@ -39,7 +39,10 @@ def selected() -> list[Case]:
 def message_lines(stderr: str) -> list[str]:
     """The non-empty lines of stderr; Click's usage-error block (Usage, Try, the boxed error)
     counts as the one line inside its box."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    # a driver's warning (``warning: ...``, said while a job runs) is not the refusal's message
+    lines = [
+        line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("warning: ")
+    ]
     if not lines or not lines[0].startswith("Usage:"):
         return lines
     boxed = [line.strip("│ ") for line in lines if line.startswith("│")]

@@ -165,7 +165,12 @@ def test_a_search_whose_every_candidate_fails_the_filter_exits_1_and_says_so(
     result = CliRunner().invoke(app, ["launch", str(job), "--db", url, "--no-mlflow"])
     reason = "nothing was scored: every candidate failed the filter memorize (threshold 1)"
     assert result.exit_code == 1, result.output
-    assert f"error: job 1 ended failed: {reason}" in result.output.splitlines()
+    lines = result.output.splitlines()
+    assert f"error: job 1 ended failed: {reason}" in lines
+    # the baseline failed the filter too: said once, as soon as its trials were in, not at the end
+    warned = "warning: tasks.0.threshold: no baseline reaches the filter (accuracy 1; the best baseline got "
+    (at,) = [i for i, line in enumerate(lines) if line.startswith(warned)]
+    assert at < lines.index(f"error: job 1 ended failed: {reason}")
     status = CliRunner().invoke(app, ["status", "--db", url, "--format", "json"])
     summary = json.loads(status.output)
     assert (summary["state"], summary["error"]) == ("failed", reason)

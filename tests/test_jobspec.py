@@ -165,6 +165,36 @@ MALFORMED = [
         "listed twice",
     ),
     ("missing name", {k: v for k, v in VALID.items() if k != "name"}, "name", "required"),
+    (
+        "evolution whose population takes the whole budget",
+        with_changes(strategy={"kind": "regularized_evolution"}, budget={"max_architectures": 12}),
+        "strategy.population_size",
+        "100 fills the whole architecture budget (budget.max_architectures: 12)",
+    ),
+    (
+        "evolution whose population equals the budget",
+        with_changes(strategy={"kind": "regularized_evolution", "population_size": 10, "sample_size": 3}),
+        "strategy.population_size",
+        "nothing is ever mutated; set it below 10",
+    ),
+    (
+        "filter accuracy no cell reaches",
+        with_changes(tasks=[{"name": "memorize", "role": "filter", "threshold": 1.01}, {"name": "arith"}]),
+        "tasks.0.threshold",
+        "1.01 is out of reach (accuracy is at most 1)",
+    ),
+    (
+        "filter perplexity no cell reaches",
+        with_changes(
+            tasks=[
+                {"name": "text", "role": "filter", "threshold": 0.9, "settings": {"preset": "ptb"}},
+                {"name": "arith"},
+            ]
+        ),
+        "tasks.0.threshold",
+        "0.9 is out of reach (perplexity is at least 1)",
+    ),
+    ("population on", with_changes(population=True), "population", "got true (YAML's `on`)"),
 ]
 
 
@@ -314,6 +344,32 @@ def test_filter_threshold_follows_the_metric_direction() -> None:
     assert text.direction == "minimize" and text.passes_filter(150.0) and not text.passes_filter(250.0)
 
 
+def test_settings_that_would_do_something_are_kept() -> None:
+    """The controls of the idle-setting refusals: one below the budget, a threshold at the bound."""
+    evolution = {"kind": "regularized_evolution", "population_size": 9, "sample_size": 3}
+    assert JobSpec.from_dict(with_changes(strategy=evolution)).strategy.kind == "regularized_evolution"
+    no_limit = with_changes(strategy={"kind": "regularized_evolution"}, budget={"max_seconds": 60})
+    assert JobSpec.from_dict(no_limit).budget.max_architectures is None  # the budget is not known
+    tasks = [{"name": "memorize", "role": "filter", "threshold": 1.0}, {"name": "arith"}]
+    assert JobSpec.from_dict(with_changes(tasks=tasks)).tasks[0].threshold == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "population"), [("off", "off"), ("false", "off"), ("auto", "auto"), ("4", 4)]
+)
+def test_population_off_is_read_as_yaml_writes_it(text: str, population: str | int) -> None:
+    """YAML 1.1 reads a bare ``off`` as false: the documented ``population: off`` means off."""
+    job = yaml.safe_dump(VALID) + f"population: {text}\n"
+    assert JobSpec.from_yaml_text(job).population == population
+    assert JobSpec.from_dict(JobSpec.from_yaml_text(job).to_dict()).population == population  # stored
+
+
+@pytest.mark.parametrize("text", ["on", "true", "yes"])
+def test_population_on_is_refused_naming_the_field(text: str) -> None:
+    with pytest.raises(JobError, match=r"population: expected 'auto', 'off' or an integer"):
+        JobSpec.from_yaml_text(yaml.safe_dump(VALID) + f"population: {text}\n")
+
+
 def test_gpus_whole_above_one_and_fractions_below() -> None:
     assert JobSpec.from_dict(with_changes(resources={"gpus": 0.25})).resources.gpus == 0.25
     assert JobSpec.from_dict(with_changes(resources={"gpus": 2})).resources.gpus == 2
@@ -370,7 +426,7 @@ FIELDS: list[tuple[tuple[Any, ...], list[Any], list[Any]]] = [
         [{"gpus": 1.01}, {"cpus": -1}, {"gpus": -1}, {"ram": 3}],
         [{"gpus": 0.5, "cpus": 2}, {}],
     ),
-    (("population",), ["on", -2, True, 1.5], ["off", "auto", 7]),
+    (("population",), ["on", -2, True, 1.5], ["off", False, "auto", 7]),
     (("sampler",), ["grid", 1], ["tpe"]),
     (("trials_per_task",), [0, -1, "x"], [1, 50]),
     (

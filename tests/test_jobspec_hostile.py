@@ -255,7 +255,7 @@ def test_a_non_finite_number_is_refused_also_in_free_form_sections(
     [
         (0, "expected 'auto', 'off' or an integer from 1 to 1000, got 0"),
         (1001, "expected 'auto', 'off' or an integer from 1 to 1000, got 1001"),
-        (True, "expected 'auto', 'off' or an integer from 1 to 1000, got True"),
+        (True, "expected 'auto', 'off' or an integer from 1 to 1000, got true (YAML's `on`)"),
         ("4", "expected 'auto', 'off' or an integer from 1 to 1000, got '4'"),
         (math.nan, "expected a finite number, got nan"),
     ],
@@ -570,21 +570,24 @@ def valid_jobs(draw: st.DrawFn) -> dict[str, Any]:
         role = draw(st.sampled_from(["filter", "search", "report-only"]))
         task: dict[str, Any] = {"name": "memorize", "label": label, "role": role}
         task["threshold"] = (
-            draw(st.floats(-1e9, 1e9)) if role == "filter" else draw(st.none() | st.floats(0, 10))
+            # memorize's accuracy is at most 1: a filter above it is refused (no cell reaches it)
+            draw(st.floats(-1e9, 1.0)) if role == "filter" else draw(st.none() | st.floats(0, 10))
         )
         task["trials"] = draw(st.none() | st.integers(1, 1000))
         tasks.append(task)
+    strategy = draw(strategy_sections())
+    fewest = strategy.get("population_size", 0) + 1  # an evolution must have room to mutate
     data: dict[str, Any] = {
         "name": draw(st.text(st.characters(categories=["L", "N", "P", "Zs"]), min_size=1, max_size=40)),
         "description": draw(st.text(st.characters(categories=["L", "N", "Zs"], include_characters="\n\t"))),
-        "strategy": draw(strategy_sections()),
+        "strategy": strategy,
         "tasks": tasks,
         "trials_per_task": draw(st.integers(1, 1000)),
         "seed": draw(st.integers(0, 2**32 - 1)),
         "population": draw(st.sampled_from(["auto", "off"]) | st.integers(1, 1000)),
         "seed_cells": draw(st.lists(st.sampled_from(["gru", "lstm", "tanh"]), max_size=3)),
         "budget": {
-            "max_architectures": draw(st.none() | st.integers(1, 1_000_000)),
+            "max_architectures": draw(st.none() | st.integers(fewest, 1_000_000)),
             "max_trials": draw(st.integers(1, 100_000_000)),
             "max_seconds": draw(st.none() | st.floats(0.001, 31_622_400)),
         },

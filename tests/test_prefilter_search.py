@@ -107,7 +107,8 @@ def test_jozefowicz_drops_the_worst_half_of_each_batch_of_mutants_never_seeds() 
 
 
 def test_evolution_screens_only_the_mutants_after_the_first_population() -> None:
-    strategy = make_strategy(_spec({"kind": "regularized_evolution", "population_size": 2, "sample_size": 2}))
+    evolution = {"kind": "regularized_evolution", "population_size": 2, "sample_size": 2}
+    strategy = make_strategy(_spec(evolution, budget={"max_architectures": 3}))
     initial = [strategy.ask(), strategy.ask()]
     assert [c.origin for c in initial if isinstance(c, Candidate)] == ["seed", "random"]
     assert strategy.take_prefiltered() == []

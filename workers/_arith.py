@@ -90,6 +90,7 @@ class ArithTask(SequenceTask):
     config_class = ArithConfig
     primary_metric = "char_accuracy"
     direction = Direction.MAXIMIZE
+    metric_range = (0.0, 1.0)
     config: ArithConfig
 
     def build_vocab(self) -> list[str]:

@@ -115,6 +115,7 @@ class Range(BaseModel):
     high: int | float
     """A finite number, at least ``low``; the field's own range applies to it."""
     log: bool = Field(default=False, strict=True)
+    """Sample log-uniformly (``low`` above 0)."""
     step: int | float | None = Field(default=None, gt=0)
     """The grid's spacing: a finite number above 0."""
 

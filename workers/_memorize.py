@@ -61,6 +61,7 @@ class MemorizeTask(SequenceTask):
     config_class = MemorizeConfig
     primary_metric = "accuracy"
     direction = Direction.MAXIMIZE
+    metric_range = (0.0, 1.0)
     config: MemorizeConfig
 
     def build_vocab(self) -> list[str]:

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import pickle
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -122,6 +123,7 @@ class MusicTask(Task):
     config_class = MusicConfig
     primary_metric = "nll"
     direction = Direction.MINIMIZE
+    metric_range = (0.0, math.inf)
     input_kind = "frames"
     loss = "bce"
     config: MusicConfig

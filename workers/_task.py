@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -89,6 +90,9 @@ class Task(ABC):
     config_class: ClassVar[type[TaskConfig]]
     primary_metric: ClassVar[str]
     direction: ClassVar[Direction]
+    metric_range: ClassVar[tuple[float, float]] = (-math.inf, math.inf)
+    """The values ``primary_metric`` can take at all (an accuracy lies in ``[0, 1]``): a filter
+    threshold beyond them stops every cell, and a job with one is refused."""
     input_kind: ClassVar[Literal["tokens", "frames"]]
     loss: ClassVar[Literal["ce", "bce"]]
 

@@ -157,6 +157,7 @@ class TextTask(Task):
     config_class = TextConfig
     primary_metric = "perplexity"
     direction = Direction.MINIMIZE
+    metric_range = (1.0, math.inf)
     input_kind = "tokens"
     loss = "ce"
     config: TextConfig

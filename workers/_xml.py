@@ -112,6 +112,7 @@ class XmlTask(SequenceTask):
     config_class = XmlConfig
     primary_metric = "accuracy"
     direction = Direction.MAXIMIZE
+    metric_range = (0.0, 1.0)
     config: XmlConfig
 
     def build_vocab(self) -> list[str]:
