@@ -193,7 +193,9 @@ def _run(spec: JobSpec, settings: Settings, job_id: int | None, tracker: JobTrac
 def _warn(console: Console, event: str, data: dict[str, Any]) -> None:
     """A driver's warning, above the live view (or as a plain line when not on a terminal)."""
     if event == "warning":
-        console.print(f"warning: {data['message']}", style="bold yellow", markup=False, highlight=False)
+        console.print(
+            f"warning: {data['message']}", style="bold yellow", markup=False, highlight=False, soft_wrap=True
+        )
 
 
 def _print_top(console: Console, store: ResultStore, job_id: int, spec: JobSpec) -> None:

@@ -11,6 +11,7 @@ dashboard commands then run against its results, as a reader would run them.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shlex
@@ -33,6 +34,9 @@ CI_SCRIPT = REPO / ".ci" / "run"
 CI = ".ci/run"
 
 QUICKSTART = "cellsearch launch examples/quickstart.yaml"
+CPU_TORCH = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+EXPORT = "cellsearch results export -o results.csv"
+FAST_TIER = 'python -m pytest -m "not slow"'
 SQL_QUERY = (
     'sqlite3 cellsearch.db "SELECT a.library_name, a.canonical_hash, ja.score FROM cs_job_architectures ja '
     "JOIN cs_architectures a ON a.id = ja.architecture_id WHERE ja.score IS NOT NULL "
@@ -40,12 +44,15 @@ SQL_QUERY = (
 )
 
 EXERCISED_BY: dict[str, str] = {
+    CPU_TORCH: "test_the_cpu_torch_install_asks_pip_for_torch_from_the_cpu_index",
     'pip install -e ".[dev]"': CI,
     QUICKSTART: "test_the_quickstart_finishes_and_leaves_its_results_where_the_readme_says",
     "cellsearch dashboard": "test_the_dashboard_serves_the_quickstart_runs",
     "cellsearch status": "test_status_and_results_top_show_the_quickstart_job",
     "cellsearch results top": "test_status_and_results_top_show_the_quickstart_job",
+    EXPORT: "test_results_export_writes_every_architecture_of_the_quickstart",
     SQL_QUERY: "test_the_sql_query_lists_the_best_architectures",
+    FAST_TIER: "test_the_fast_tier_selects_every_test_but_the_slow_ones",
     "python -m pytest": CI,
 }
 """README command -> the test in this module that runs it, or ``.ci/run``."""
@@ -107,6 +114,7 @@ def test_cellsearch_commands_in_the_readme_exist() -> None:
         "cellsearch dashboard",
         "cellsearch status",
         "cellsearch results top",
+        "cellsearch results export",
     }
 
 
@@ -125,6 +133,34 @@ def test_the_readme_names_the_default_locations_the_settings_use() -> None:
     for url in (DEFAULT_DB_URL, DEFAULT_MLFLOW_URI):
         assert f"`{url.removeprefix('sqlite:///')}`" in text
     assert f"`{DEFAULT_DATA_DIR}/`" in text
+
+
+def test_the_cpu_torch_install_asks_pip_for_torch_from_the_cpu_index() -> None:
+    """Installing needs the network, which a test does not have: the command goes through pip's
+    own parser of ``pip install`` instead, as it would on the command line."""
+    from pip._internal.commands import create_command
+
+    argv = _readme_command(CPU_TORCH)
+    assert argv[:2] == ["pip", "install"]
+    # isolated: what the command says, not this machine's pip configuration
+    options, packages = create_command("install", isolated=True).parse_args(argv[2:])
+    assert packages == ["torch"]
+    assert options.index_url == "https://download.pytorch.org/whl/cpu"
+    assert not options.extra_index_urls  # only the CPU index: no CUDA build from another
+    readme = README.read_text()
+    assert readme.index(CPU_TORCH) < readme.index('pip install -e ".[dev]"')  # torch first
+
+
+def test_the_fast_tier_selects_every_test_but_the_slow_ones() -> None:
+    """The fast tier as written, collecting only (running it here would run this test again)."""
+    result = _run([*shlex.split(FAST_TIER)[:1], *shlex.split(FAST_TIER)[1:], "--collect-only", "-q"], REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    selected = set(result.stdout.split())
+    here = "tests/test_readme.py::"
+    assert here + "test_the_fast_tier_selects_every_test_but_the_slow_ones" in selected
+    assert here + "test_every_readme_command_is_exercised" in selected
+    assert here + "test_the_quickstart_finishes_and_leaves_its_results_where_the_readme_says" not in selected
+    assert re.search(r"\d+ deselected", result.stdout), result.stdout[-500:]
 
 
 # -- the quickstart, run as the README shows it --------------------------------------------------
@@ -177,6 +213,41 @@ def test_status_and_results_top_show_the_quickstart_job(quickstart: Quickstart) 
     top = _run(_readme_command("cellsearch results top"), cwd)
     assert top.returncode == 0, top.stderr
     assert "gru" in top.stdout  # the baseline is ranked with the candidates
+
+
+@pytest.mark.slow
+def test_results_export_writes_every_architecture_of_the_quickstart(quickstart: Quickstart) -> None:
+    cwd = _finished(quickstart)
+    result = _run(_readme_command(EXPORT), cwd)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(cwd / "cellsearch.db") as db:
+        (architectures,) = db.execute("SELECT count(*) FROM cs_job_architectures WHERE job_id = 1").fetchone()
+    assert result.stdout.strip() == f"wrote {architectures} architectures of job 1 to results.csv"
+    with open(cwd / "results.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == architectures > 3  # the seeds, the baseline and mutants
+    scores = [float(row["score"]) for row in rows if row["score"]]
+    assert scores and scores == sorted(scores, reverse=True)  # scored ones first, best first
+    assert {"arith_relative", "xml_relative"} <= set(rows[0])
+
+
+@pytest.mark.slow
+def test_git_ignores_everything_the_quickstart_leaves_behind(quickstart: Quickstart) -> None:
+    """Run in the folder of a finished quickstart (databases, their lock files, MLflow's
+    artifacts): with the project's .gitignore, git sees only what was there before."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    cwd = _finished(quickstart)
+    shutil.copy(REPO / ".gitignore", cwd / ".gitignore")
+    left = {p.name for p in cwd.iterdir()}
+    assert {"cellsearch.db", "mlflow.db"} <= left, left
+    subprocess.run(["git", "init", "-q"], cwd=cwd, check=True)
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=cwd, capture_output=True, text=True
+    )
+    seen = {line[3:] for line in status.stdout.splitlines()}
+    expected = {".gitignore", "examples/quickstart.yaml"} | {n for n in seen if n.startswith("results.")}
+    assert seen == expected, seen
 
 
 @pytest.mark.slow
