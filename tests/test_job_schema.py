@@ -103,3 +103,29 @@ def test_the_schema_holds_the_screen_to_the_bounds_of_a_job(schema: dict[str, An
     base = _example("quickstart.yaml")
     assert _schema_errors(schema, base | {"prefilter": {"batches": 100}}) == []
     assert _schema_errors(schema, base | {"prefilter": {"batches": 101}})  # PrefilterConfig allows 1000
+
+
+def test_the_editor_setup_in_docs_jobs_names_the_file_the_command_writes(
+    schema: dict[str, Any], tmp_path: Path
+) -> None:
+    """docs/jobs.md: save the schema with its command, then name that file in the job's first
+    line; the YAML language server reads ``# yaml-language-server: $schema=<file>``."""
+    import re
+    import shlex
+
+    from _commands import check_command, shell_commands
+
+    doc = (REPO / "docs" / "jobs.md").read_text(encoding="utf-8")
+    (command,) = shell_commands(doc)
+    argv, target = command.split(" > ")
+    assert check_command(argv) == "cellsearch job schema"
+    modeline = re.search(r"^# yaml-language-server: \$schema=(\S+)$", doc, re.M)
+    assert modeline and modeline[1] == target.strip() == "job-schema.json"
+    written = subprocess.run(
+        [sys.executable, "-m", "cellsearch", *shlex.split(argv)[1:]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (tmp_path / target).write_text(written)
+    assert json.loads((tmp_path / target).read_text()) == schema

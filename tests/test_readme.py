@@ -66,11 +66,13 @@ CLEAN_ENV = {
 
 
 def _readme_command(command: str) -> list[str]:
-    """The command as the README shows it; ``cellsearch`` runs as ``python -m cellsearch`` with
-    this interpreter (the script's own entry point), so the checkout under test is what runs,
-    whichever version of the script is installed."""
+    """The command as the README shows it; ``cellsearch`` runs as ``python -m cellsearch`` and
+    ``python`` as this interpreter (the script's own entry point), so the checkout under test is
+    what runs, whichever version of the script is installed."""
     assert command in shell_commands(README.read_text()), f"the README no longer shows `{command}`"
     argv = shlex.split(command)
+    if argv[0] == "python":
+        return [sys.executable, *argv[1:]]
     return [sys.executable, "-m", "cellsearch", *argv[1:]] if argv[0] == "cellsearch" else argv
 
 
@@ -153,7 +155,7 @@ def test_the_cpu_torch_install_asks_pip_for_torch_from_the_cpu_index() -> None:
 
 def test_the_fast_tier_selects_every_test_but_the_slow_ones() -> None:
     """The fast tier as written, collecting only (running it here would run this test again)."""
-    result = _run([*shlex.split(FAST_TIER)[:1], *shlex.split(FAST_TIER)[1:], "--collect-only", "-q"], REPO)
+    result = _run([*_readme_command(FAST_TIER), "--collect-only", "-q"], REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     selected = set(result.stdout.split())
     here = "tests/test_readme.py::"
