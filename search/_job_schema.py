@@ -111,8 +111,7 @@ def _bound(prop: dict[str, Any], limit: int) -> None:
 
 def _hparams(defs: dict[str, Any]) -> dict[str, Any]:
     """The overrides: per hyperparameter, a fixed value, a list of choices or a range."""
-    from workers import HyperParams, SearchSpace
-    from workers._hparams import Range
+    from workers import HyperParams, Range, SearchSpace
 
     values = HyperParams.model_json_schema(ref_template=_REF)["properties"]
     _describe({"properties": values}, HyperParams)
