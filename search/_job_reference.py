@@ -267,6 +267,20 @@ Before the first write, `launch` (and `resume`) also check:
 - the cluster: at least one node has every resource one trial asks for (`resources`);
   otherwise the job is refused with what was asked and what the largest node has (exit 1).
 
+A job that would run and find nothing is refused like a bad file (one line naming the
+setting, exit 2, nothing written):
+
+- a `regularized_evolution` strategy whose `population_size` is at least
+  `budget.max_architectures` (its first population, seed and random cells, would take the
+  whole budget, and nothing would ever be mutated);
+- a filter task's `threshold` that no value of the task's metric reaches (an accuracy above 1,
+  a perplexity below 1, a negative log-likelihood below 0): every cell, baselines too, would
+  fail it.
+
+Whether the baselines pass a filter is known only once they have trained: when none does,
+`launch` says so on a `warning:` line as soon as their trials are in (most candidates will
+fail it too), and the job goes on.
+
 A job that ran to its end but scored nothing (every trial failed, every candidate failed the
 filter) ends `failed`, exits 1 and says why in one line; `cellsearch status` shows the same.
 
