@@ -114,8 +114,8 @@ def eval_cell(
         Path | None,
         typer.Option(
             "--space",
-            help="YAML or JSON file of search-space overrides over the defaults below, "
-            "e.g. {num_layers: [1, 2], hidden_size: {low: 32, high: 128, log: true}}.",
+            help="YAML or JSON file of search-space overrides (by default one layer of 32 units, "
+            "no dropout), e.g. {num_layers: [1, 2], hidden_size: {low: 32, high: 128, log: true}}.",
         ),
     ] = None,
     sampler: Annotated[
