@@ -125,7 +125,7 @@ class ProgressLines:
         """Lines written so far (the final one included)."""
 
     def poll(self, now: float | None = None) -> bool:
-        """Write a line if one is due at ``now`` (default: the clock); returns whether it did.
+        """Write a line if one is due at ``now`` (default: the clock); returns whether it wrote.
         The next line is due on the next multiple of ``every`` after ``now``."""
         now = self._clock() if now is None else now
         if now < self._next:
@@ -134,22 +134,22 @@ class ProgressLines:
         self._next = self._start + ticks * self.every
         if self.feed.job_id is None:  # Ray is starting: nothing of the job to say yet
             return False
-        self._write(progress_line(self.feed))
-        return True
+        return self._write(progress_line(self.feed))
 
     def final(self) -> None:
         """The last line: the job's counts as the driver left them."""
         if self.feed.job_id is not None:
             self._write(progress_line(self.feed))
 
-    def _write(self, line: str) -> None:
+    def _write(self, line: str) -> bool:
         try:
             self.stream.write(line + "\n")
             self.stream.flush()
         except (OSError, ValueError):  # a closed pipe or file: the job goes on without lines
             self.enabled = False
-        else:
-            self.lines += 1
+            return False
+        self.lines += 1
+        return True
 
     def _run(self) -> None:
         while self.enabled and not self._stop.wait(max(self._next - self._clock(), 0.0)):
