@@ -165,8 +165,8 @@ def test_the_defaults_are_a_trial_of_the_quickstart_job() -> None:
 
     quickstart = load_job(Path(__file__).resolve().parents[1] / "examples" / "quickstart.yaml")
     arith = quickstart.task("arith")
-    assert (DEFAULT_STEPS, DEFAULT_EVAL_EVERY) == (arith.budget.max_steps, arith.budget.eval_every)
-    assert DEFAULT_TRIALS == quickstart.trials_per_task
+    assert (arith.budget.max_steps, arith.budget.eval_every) == (DEFAULT_STEPS, DEFAULT_EVAL_EVERY)
+    assert quickstart.trials_per_task == DEFAULT_TRIALS
     for name, value in DEFAULT_SPACE.items():
         assert quickstart.hparams[name] == value, name
     # ... and a run with no options but a short budget trains that model, twice.
