@@ -46,6 +46,11 @@ def track_in_mlflow(settings: Settings, feed: ProgressFeed) -> AbstractContextMa
     return track_job(settings, feed)
 
 
+MLFLOW_LOGGERS = ("mlflow.store", "mlflow.tracking", "alembic.runtime.migration")
+"""MLflow's loggers of its store's start-up (the table creation and its migrations), held at
+``WARNING`` while a job runs unless ``--verbose``."""
+
+
 def check_mlflow(uri: str) -> None:
     """Refuse, before a job writes anything, an MLflow store the tracker could not use."""
     from dashboards import check_tracking_uri
@@ -58,7 +63,7 @@ app.add_typer(cells_app, name="cells")
 app.add_typer(data_app, name="data")
 _cli_status.register(app)
 _cli_job_schema.register(app)
-_cli_jobs.register(app, track=track_in_mlflow, check_tracking=check_mlflow)
+_cli_jobs.register(app, track=track_in_mlflow, check_tracking=check_mlflow, tracker_loggers=MLFLOW_LOGGERS)
 dashboards_cli.register(app)
 
 

@@ -418,7 +418,7 @@ class ArchitectureBook:
             self.report_done(arch, score)
         if score is not None and (self.feed.best_score is None or score > self.feed.best_score):
             equations = self.store.get_architecture(arch.id).equations
-            self.feed.new_best(arch.id, score, arch.label, equations)
+            self.feed.new_best(arch.id, score, arch.label, equations, interval=bounds.score)
         self._tell(arch, arch.hash)
         self.save()
 

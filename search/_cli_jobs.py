@@ -10,8 +10,9 @@ was written.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,8 +24,10 @@ from cells import CellsearchError, cli_failure
 from search._ids import ID_MAX
 from search._intervals import format_estimate
 from search._jobspec import JobError, JobSpec
+from search._library_logs import configure_library_logs
 from search._preflight import check_db_url, load_job
 from search._progress import ProgressDisplay, ProgressFeed
+from search._progress_lines import DEFAULT_EVERY, ProgressLines, check_every
 from search._settings import ENV_DB_URL, ENV_MLFLOW_URI, Settings, resolve_settings
 from search._states import JobState
 
@@ -56,6 +59,18 @@ RayOption = Annotated[
         "--ray-address", help="Ray cluster to join (else RAY_ADDRESS; none: start a local instance)."
     ),
 ]
+ProgressEveryOption = Annotated[
+    float,
+    typer.Option(
+        "--progress-every",
+        help="Seconds between two progress lines, 1 to 3600, when stderr is not a terminal "
+        "(a pipe, a log file, CI); a terminal shows the live view instead.",
+    ),
+]
+VerboseOption = Annotated[
+    bool,
+    typer.Option("--verbose", help="Show Ray's and MLflow's own start-up logs and the Ray workers' output."),
+]
 
 
 JobTracker = Callable[[Settings, ProgressFeed], AbstractContextManager[object]]
@@ -70,9 +85,20 @@ TrackingCheck = Callable[[str], None]
 class _JobCommands:
     """``launch`` and ``resume``, each job followed by ``track`` unless ``--no-mlflow`` is given."""
 
-    def __init__(self, track: JobTracker | None, check_tracking: TrackingCheck | None) -> None:
+    def __init__(
+        self, track: JobTracker | None, check_tracking: TrackingCheck | None, tracker_loggers: Sequence[str]
+    ) -> None:
         self._track = track
         self._check_tracking = check_tracking
+        self._tracker_loggers = tuple(tracker_loggers)
+
+    def _output(self, progress_every: float, verbose: bool) -> _Output:
+        """The progress interval checked (exit 2, one line), and the libraries' logs set."""
+        problem = check_every(progress_every)
+        if problem:
+            raise cli_failure(f"--progress-every: {problem}", EXIT_INVALID)
+        configure_library_logs(verbose, self._tracker_loggers)
+        return _Output(progress_every)
 
     def launch(
         self,
@@ -81,8 +107,14 @@ class _JobCommands:
         mlflow: MlflowOption = None,
         ray_address: RayOption = None,
         no_mlflow: NoMlflowOption = False,
+        progress_every: ProgressEveryOption = DEFAULT_EVERY,
+        verbose: VerboseOption = False,
     ) -> None:
-        """Launch a job: validate it, run it on Ray, show progress, print the best architectures."""
+        """Launch a job: validate it, run it on Ray, show progress, print the best architectures.
+
+        On a terminal the progress is a live view; otherwise (a pipe, a log) a plain line every
+        --progress-every seconds and a last one, then the table."""
+        output = self._output(progress_every, verbose)
         try:
             spec = load_job(job_file)
             settings = resolve_settings(
@@ -96,7 +128,7 @@ class _JobCommands:
             self._preflight_tracking(
                 settings, _source("--mlflow", mlflow, "mlflow_uri", spec.mlflow_uri, ENV_MLFLOW_URI)
             )
-        _run(spec, settings, job_id=None, tracker=tracker)
+        _run(spec, settings, job_id=None, tracker=tracker, output=output)
 
     def resume(
         self,
@@ -105,9 +137,12 @@ class _JobCommands:
         mlflow: MlflowOption = None,
         ray_address: RayOption = None,
         no_mlflow: NoMlflowOption = False,
+        progress_every: ProgressEveryOption = DEFAULT_EVERY,
+        verbose: VerboseOption = False,
     ) -> None:
         """Continue a job that was interrupted or crashed; finished trials are kept, not run again.
-        A job that another process is still running is refused."""
+        A job that another process is still running is refused. Progress is shown as by launch."""
+        output = self._output(progress_every, verbose)
         from search._result_store import ResultStore  # SQLAlchemy and Alembic: not for --help
         from search._store_errors import StoreError
 
@@ -124,7 +159,7 @@ class _JobCommands:
                 spec = store.load_job_spec(job_id)
         except (StoreError, JobError) as exc:
             raise cli_failure(str(exc)) from None
-        _run(spec, settings, job_id=job_id, tracker=tracker)
+        _run(spec, settings, job_id=job_id, tracker=tracker, output=output)
 
     def _preflight_tracking(self, settings: Settings, field: str) -> None:
         if self._check_tracking is None:
@@ -137,11 +172,15 @@ class _JobCommands:
 
 
 def register(
-    app: typer.Typer, track: JobTracker | None = None, check_tracking: TrackingCheck | None = None
+    app: typer.Typer,
+    track: JobTracker | None = None,
+    check_tracking: TrackingCheck | None = None,
+    tracker_loggers: Sequence[str] = (),
 ) -> None:
     """Add ``launch`` and ``resume`` to the root app; ``track`` follows each job they run, once
-    ``check_tracking`` has accepted its store."""
-    commands = _JobCommands(track, check_tracking)
+    ``check_tracking`` has accepted its store. ``tracker_loggers``: the tracker's libraries'
+    loggers, held at ``WARNING`` unless ``--verbose`` (its store's start-up lines)."""
+    commands = _JobCommands(track, check_tracking, tracker_loggers)
     app.command("launch")(commands.launch)
     app.command("resume")(commands.resume)
 
@@ -156,7 +195,17 @@ def _source(option: str, given: str | None, field: str, in_job: str | None, env:
     return env if os.environ.get(env) else f"{field} (the default)"
 
 
-def _run(spec: JobSpec, settings: Settings, job_id: int | None, tracker: JobTracker | None) -> None:
+@dataclass(frozen=True)
+class _Output:
+    """How a running job reports: plain progress lines every ``progress_every`` seconds when
+    stderr is not a terminal."""
+
+    progress_every: float = DEFAULT_EVERY
+
+
+def _run(
+    spec: JobSpec, settings: Settings, job_id: int | None, tracker: JobTracker | None, output: _Output
+) -> None:
     from search._cluster_fit import ray_address_problem
 
     problem = ray_address_problem(settings.ray_address)
@@ -167,13 +216,13 @@ def _run(spec: JobSpec, settings: Settings, job_id: int | None, tracker: JobTrac
     from search._result_store import ResultStore
     from search._store_errors import StoreError
 
-    console = Console()
+    console, errors = Console(), Console(stderr=True)
     feed = ProgressFeed(job_name=spec.name)
-    errors = Console(stderr=True)
     feed.subscribe(lambda event, data: _warn(errors, event, data))
+    lines = ProgressLines(feed, errors.file, every=output.progress_every, enabled=not errors.is_terminal)
     try:
         tracking = nullcontext() if tracker is None else tracker(settings, feed)
-        with ProgressDisplay(feed, console=errors), tracking:
+        with ProgressDisplay(feed, console=errors), lines, tracking:
             job_id = run_job(spec, settings, job_id=job_id, resume=job_id is not None, progress=feed)
     except (StoreError, JobStateError, ClusterFitError) as exc:
         raise cli_failure(str(exc)) from None

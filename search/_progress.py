@@ -31,6 +31,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from search._intervals import Interval, format_estimate
 from search._states import JobState
 from workers import TrialStatus
 
@@ -39,8 +40,8 @@ if TYPE_CHECKING:
 
 Subscriber = Callable[[str, dict[str, Any]], None]
 """Called with an event name and its data: ``trial_started`` (key, worker: pid, host, node),
-``trial_finished`` (key, status), ``architecture`` (arch_id, outcome), ``best`` (arch_id, score),
-``warning`` (message)."""
+``trial_finished`` (key, status), ``architecture`` (arch_id, outcome), ``best`` (arch_id, score,
+interval: the score's :class:`~search._intervals.Interval` or ``None``), ``warning`` (message)."""
 
 _COUNTED = frozenset({TrialStatus.OK, TrialStatus.DIVERGED, TrialStatus.PRUNED, TrialStatus.FAILED})
 """Trial statuses that end a trial for good (``interrupted`` runs again)."""
@@ -70,6 +71,8 @@ class ProgressFeed:
     trials_retried: int = 0
     best_score: float | None = None
     best_arch_id: int | None = None
+    best_interval: Interval | None = None
+    """The best score's interval (``docs/uncertainty.md``), ``None`` without one."""
     best_label: str = ""
     """Library name or mutation of the best architecture."""
     best_equations: str = ""
@@ -172,11 +175,13 @@ class ProgressFeed:
             self.warnings.append(message)
         self.emit("warning", message=message)
 
-    def new_best(self, arch_id: int, score: float, label: str, equations: str) -> None:
+    def new_best(
+        self, arch_id: int, score: float, label: str, equations: str, interval: Interval | None = None
+    ) -> None:
         with self._lock:
-            self.best_arch_id, self.best_score = arch_id, score
+            self.best_arch_id, self.best_score, self.best_interval = arch_id, score, interval
             self.best_label, self.best_equations = label, equations
-        self.emit("best", arch_id=arch_id, score=score)
+        self.emit("best", arch_id=arch_id, score=score, interval=interval)
 
     # -- read by displays and trackers ---------------------------------------------------
 
@@ -212,6 +217,13 @@ class ProgressFeed:
         return out
 
 
+def clock_text(seconds: float) -> str:
+    """``h:mm:ss`` of a duration (the job's clock in the display and the progress lines)."""
+    minutes, secs = divmod(max(int(seconds), 0), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
 def render(feed: ProgressFeed) -> RenderableType:
     """The progress panel of a feed (what ``cellsearch launch`` shows while it runs)."""
     m = feed.metrics()
@@ -232,13 +244,12 @@ def render(feed: ProgressFeed) -> RenderableType:
         f"{m['trials_failed']:.0f} failed   {m['trials_diverged']:.0f} diverged   "
         f"{m['trials_retried']:.0f} retried",
     )
-    minutes, seconds = divmod(int(m["elapsed_seconds"]), 60)
-    hours, minutes = divmod(minutes, 60)
-    table.add_row("elapsed", f"{hours}:{minutes:02d}:{seconds:02d}   {m['trials_per_minute']:.1f} trials/min")
+    table.add_row("elapsed", f"{clock_text(m['elapsed_seconds'])}   {m['trials_per_minute']:.1f} trials/min")
     if feed.best_score is None:
         table.add_row("best", "none scored yet")
     else:
-        table.add_row("best", f"arch {feed.best_arch_id}  score {feed.best_score:.4f}  {feed.best_label}")
+        score = format_estimate(feed.best_score, feed.best_interval, 4)
+        table.add_row("best", f"arch {feed.best_arch_id}  score {score}  {feed.best_label}")
     title = Text(f"job {feed.job_id} {feed.job_name}: {feed.state}", style="bold cyan")
     parts: list[RenderableType] = [title, table]
     if feed.best_equations:

@@ -11,6 +11,7 @@ import ray
 from cells import first_line
 from search._cluster_fit import ClusterFitError
 from search._jobspec import JobSpec
+from search._library_logs import RAY_TOKEN_LOGGER, ray_logging, verbose
 
 
 @contextmanager
@@ -20,10 +21,11 @@ def ray_session(address: str | None) -> Iterator[None]:
         yield
         return
     # Ray warns at every start that token authentication is on (its default): noise on the
-    # terminal of every job, and in front of the one line a refused job prints.
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    # terminal of every job, and in front of the one line a refused job prints (--verbose shows it).
+    if not verbose():
+        logging.getLogger(RAY_TOKEN_LOGGER).setLevel(logging.ERROR)
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(address=address, include_dashboard=False, **ray_logging())
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterFitError(f"cannot join the Ray cluster at {address}: {first_line(exc)}") from None
     try:

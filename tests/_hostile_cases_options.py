@@ -260,6 +260,42 @@ OTHER = [
         words=("JOB_ID",),
         db=True,
     ),
+    *[
+        Case(
+            f"o-launch-progress-every-{name}",
+            "other",
+            (
+                "launch",
+                "{tmp}/job.yaml",
+                "--no-mlflow",
+                "--db",
+                "sqlite:///{tmp}/r.db",
+                "--progress-every",
+                value,
+            ),
+            words=("--progress-every",),
+            files=JOB_FILES,
+        )
+        for name, value in (
+            ("0", "0"),
+            ("negative", "-1"),
+            ("3601", "3601"),
+            ("nan", "nan"),
+            ("inf", "inf"),
+            ("word", "abc"),
+            ("empty", ""),
+        )
+    ],
+    *[
+        Case(
+            f"o-resume-progress-every-{name}",
+            "other",
+            ("resume", "1", "--no-mlflow", "--db", REAL, "--progress-every", value),
+            words=("--progress-every",),
+            db=True,
+        )
+        for name, value in (("0", "0"), ("nan", "nan"), ("1e9", "1e9"))
+    ],
     Case("o-dashboard-port-0", "other", ("dashboard", "--port", "0"), words=("--port",)),
     Case("o-dashboard-port-huge", "other", ("dashboard", "--port", "70000"), words=("--port",)),
     Case(

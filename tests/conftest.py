@@ -13,6 +13,29 @@ from _postgres import postgres_database
 
 from search import ResultStore
 
+# The fast tier (`python -m pytest -m "not slow"`) leaves out what starts Ray, a whole job, the
+# MLflow server or a browser. Tests that use one of these fixtures, or live in one of these
+# modules, are marked slow here, so a new test of that kind cannot forget the mark.
+SLOW_FIXTURES = frozenset({"ray_instance", "ray_head", "ray_head_node", "ray_cluster"})
+SLOW_MODULES = frozenset(
+    {
+        "test_cluster.py",  # a two-node Ray cluster
+        "test_dashboard_server.py",  # MLflow servers started and signalled
+        "test_dashboard_ui.py",  # a finished job, the MLflow server and Chromium
+        "test_fidelity_benchmark.py",  # the benchmark's quick mode trains cells
+        "test_hostile_input.py",  # the hostile corpus through the real command line
+    }
+)
+SLOW_TESTS = frozenset({"test_jobs_starting_together_on_a_fresh_store_all_get_working_tracking"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        name = getattr(item, "originalname", item.name)
+        if fixtures & SLOW_FIXTURES or item.path.name in SLOW_MODULES or name in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def float64_one_thread() -> Iterator[None]:

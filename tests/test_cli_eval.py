@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,3 +127,55 @@ def test_the_cellsearch_app_mounts_the_command() -> None:
 
     result = CliRunner().invoke(cellsearch, ["cells", "eval", "--help"])
     assert result.exit_code == 0 and "--budget-seconds" in result.stdout
+
+
+def test_each_trial_prints_a_line_as_it_starts_and_as_it_ends(space_file: Path) -> None:
+    code, out, err = run(
+        "tanh", *MEMORIZE, *FAST, "--trials", "3", "--space", str(space_file), "--format", "json"
+    )
+    assert code == 0, err
+    trials = json.loads(out)["trials"]  # the lines go to stderr: stdout stays one JSON document
+    lines = [line for line in err.splitlines() if "] trial " in line]
+    assert len(lines) == 6, err
+    best = None
+    for number, trial in enumerate(trials):
+        started, ended = lines[2 * number], lines[2 * number + 1]
+        assert re.fullmatch(rf"\[0:\d\d:\d\d\] trial {number} \({number + 1} of 3\) started: .*", started)
+        assert f"hidden {trial['hparams']['hidden_size']}" in started and "layers 1" in started
+        best = trial["value"] if best is None else max(best, trial["value"])
+        assert re.fullmatch(
+            rf"\[0:\d\d:\d\d\] trial {number} \({number + 1} of 3\) ok: accuracy {trial['value']:.4g} "
+            rf"after 4 steps in \d+\.\d s; best {best:.4g}",
+            ended,
+        ), ended
+
+
+def test_a_failed_trial_says_why_in_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text("hidden_size: null\nparam_budget: 10\n")
+    code, _, err = run("tanh", *MEMORIZE, *FAST, "--trials", "1", "--space", str(path))
+    assert code == 1
+    ended = [line for line in err.splitlines() if "trial 0 (1 of 1) failed:" in line]
+    assert len(ended) == 1 and "param_budget 10" in ended[0] and ended[0].endswith("best -"), err
+
+
+def test_the_defaults_are_a_trial_of_the_quickstart_job() -> None:
+    from search import load_job
+    from workers._cli import DEFAULT_EVAL_EVERY, DEFAULT_SPACE, DEFAULT_STEPS, DEFAULT_TRIALS
+
+    quickstart = load_job(Path(__file__).resolve().parents[1] / "examples" / "quickstart.yaml")
+    arith = quickstart.task("arith")
+    assert (arith.budget.max_steps, arith.budget.eval_every) == (DEFAULT_STEPS, DEFAULT_EVAL_EVERY)
+    assert quickstart.trials_per_task == DEFAULT_TRIALS
+    for name, value in DEFAULT_SPACE.items():
+        assert quickstart.hparams[name] == value, name
+    # ... and a run with no options but a short budget trains that model, twice.
+    code, out, _ = run("tanh", *MEMORIZE, "--budget-steps", "2", "--device", "cpu", "--format", "json")
+    assert code == 0, out
+    trials = json.loads(out)["trials"]
+    assert len(trials) == DEFAULT_TRIALS
+    for trial in trials:
+        assert {k: trial["hparams"][k] for k in DEFAULT_SPACE} == DEFAULT_SPACE
+    help_text = " ".join(CliRunner().invoke(app, ["cells", "eval", "--help"]).stdout.split())
+    for words in ("2 trials of 200 steps", "every 100", "32 hidden units"):
+        assert words in help_text.replace("│", "").replace("  ", " "), words

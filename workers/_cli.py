@@ -8,7 +8,6 @@ Heavy imports (torch, Optuna) happen inside the command.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -18,6 +17,7 @@ from rich.table import Table
 
 from cells import cli_failure
 from workers._download import DATASETS, DownloadError, dataset_dir, download_dataset
+from workers._eval_progress import TrialProgress
 from workers._problems import shown_value
 
 if TYPE_CHECKING:
@@ -76,6 +76,16 @@ def list_command(
     Console().print(table)
 
 
+DEFAULT_TRIALS = 2
+"""``cells eval``'s defaults: a trial of ``examples/quickstart.yaml`` (its trials per task, its
+arith budget and its model)."""
+DEFAULT_STEPS = 200
+DEFAULT_EVAL_EVERY = 100
+DEFAULT_SPACE = {"num_layers": 1, "hidden_size": 32, "dropout": 0.0}
+"""The search space of ``cells eval`` unless ``--space`` overrides a field (the rest of
+:class:`workers.SearchSpace`'s defaults are sampled)."""
+
+
 def eval_cell(
     cell: Annotated[str, typer.Argument(help="A library cell name or a cell JSON file.")],
     task: Annotated[str, typer.Option("--task", "-t", help="Task: memorize, arith, xml, text or music.")],
@@ -83,7 +93,9 @@ def eval_cell(
         list[str] | None,
         typer.Option("--task-setting", help="A task setting KEY=VALUE (repeatable), e.g. max_digits=2."),
     ] = None,
-    trials: Annotated[int, typer.Option("--trials", "-n", help="Hyperparameter trials, 1 to 100,000.")] = 5,
+    trials: Annotated[
+        int, typer.Option("--trials", "-n", help="Hyperparameter trials, 1 to 100,000.")
+    ] = DEFAULT_TRIALS,
     budget_seconds: Annotated[
         float | None,
         typer.Option("--budget-seconds", help="Wall-clock limit per trial, above 0 and at most a week."),
@@ -91,15 +103,20 @@ def eval_cell(
     budget_steps: Annotated[
         int | None,
         typer.Option(
-            "--budget-steps", help="Step limit per trial, 1 to 10,000,000 (200 when no limit is given)."
+            "--budget-steps",
+            help=f"Step limit per trial, 1 to 10,000,000 ({DEFAULT_STEPS} when no limit is given).",
         ),
     ] = None,
     eval_every: Annotated[
         int, typer.Option("--eval-every", help="Validate every this many steps, 1 to 10,000,000.")
-    ] = 50,
+    ] = DEFAULT_EVAL_EVERY,
     space_file: Annotated[
         Path | None,
-        typer.Option("--space", help="YAML or JSON file of search-space overrides, e.g. {num_layers: 1}."),
+        typer.Option(
+            "--space",
+            help="YAML or JSON file of search-space overrides (by default one layer of 32 units, "
+            "no dropout), e.g. {num_layers: [1, 2], hidden_size: {low: 32, high: 128, log: true}}.",
+        ),
     ] = None,
     sampler: Annotated[
         Literal["random", "tpe"], typer.Option("--sampler", help="Optuna sampler.")
@@ -117,6 +134,11 @@ def eval_cell(
 ) -> None:
     """Tune one cell on one task with a small local Optuna study and print the best trial.
 
+    The defaults are sized like a trial of examples/quickstart.yaml: 2 trials of 200 steps,
+    validated every 100, of a one-layer model with 32 hidden units and no dropout (the learning
+    rate, init scale and gradient clipping sampled); the task's own settings otherwise. A line
+    on stderr says when each trial starts and how it ended.
+
     Errors print one line to stderr and exit with code 1 (bad cell file, no trial
     completed) or 2 (bad usage: unknown task, bad setting, budget or space).
     """
@@ -130,8 +152,8 @@ def eval_cell(
     settings = _settings(task, task_settings or [])
     graph = _cell(cell)
     resolved = _task(task, settings)
-    with _TrialProgress(f"{graph.name} on {resolved.name}", trials) as advance:
-        results = tune_cell(graph, resolved, trials, budget, space, sampler, seed, device, advance)
+    with TrialProgress(f"{graph.name} on {resolved.name}", trials) as (start, advance):
+        results = tune_cell(graph, resolved, trials, budget, space, sampler, seed, device, advance, start)
     best = best_result(results)
     if format == "json":
         typer.echo(json.dumps(_json_report(graph, resolved, results, best), indent=2))
@@ -228,7 +250,7 @@ def _budget(budget_steps: int | None, budget_seconds: float | None, eval_every: 
     from workers._results import Budget
 
     try:
-        steps = budget_steps if budget_steps is not None or budget_seconds is not None else 200
+        steps = budget_steps if budget_steps is not None or budget_seconds is not None else DEFAULT_STEPS
         return Budget(max_steps=steps, max_seconds=budget_seconds, eval_every=eval_every)
     except ValidationError as exc:
         problem, message = described_errors(exc)[0]
@@ -240,7 +262,7 @@ def _space(space_file: Path | None) -> SearchSpace:
     from cells import UserFileError, read_text_file
     from workers._hparams import SearchSpace, SearchSpaceError
 
-    space = SearchSpace()
+    space = SearchSpace().with_overrides(DEFAULT_SPACE)
     if space_file is None:
         return space
     try:
@@ -260,39 +282,6 @@ def _space(space_file: Path | None) -> SearchSpace:
 
 
 # -- progress and output -----------------------------------------------------------------------------
-
-
-class _TrialProgress:
-    """A progress bar on stderr, gone when the study ends; entering it gives the callback that
-    advances it by one finished trial and shows the best value so far."""
-
-    def __init__(self, description: str, trials: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        self._progress = Progress(*columns, console=Console(stderr=True), transient=True)
-        self._description = description
-        self._trials = trials
-        self._finished: list[TrialResult] = []
-
-    def __enter__(self) -> Callable[[TrialResult], None]:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._progress.__enter__()
-        self._bar = self._progress.add_task(self._description, total=self._trials)
-        return self._advance
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._progress.__exit__(None, None, None)
-
-    def _advance(self, result: TrialResult) -> None:
-        from workers._evaluate import best_result
-
-        self._finished.append(result)
-        best = best_result(self._finished)
-        shown = "-" if best is None else f"{best.value:.4g}"
-        self._progress.update(self._bar, advance=1, description=f"{self._description}: best {shown}")
 
 
 def _json_report(

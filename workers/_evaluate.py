@@ -96,11 +96,13 @@ def tune_cell(
     seed: int = 0,
     device: str = "auto",
     on_trial: Callable[[TrialResult], None] | None = None,
+    on_start: Callable[[int, HyperParams], None] | None = None,
 ) -> list[TrialResult]:
     """A small local Optuna study (in memory) of one cell on one task; one result per trial.
 
     Trial ``n`` trains with seed ``seed + n`` unless the space samples ``seed``; validation
     values reach Optuna's median pruner. Unknown cells or tasks raise before any training.
+    ``on_start(number, hparams)`` is called as each trial starts, ``on_trial(result)`` as it ends.
 
     Example:
         >>> task = TaskSpec(name="memorize", settings={"valid_size": 20, "test_size": 20})
@@ -122,6 +124,8 @@ def tune_cell(
     for _ in range(n_trials):
         trial = study.ask(distributions)
         hparams = space.hparams_from({"seed": seed + trial.number, **trial.params})
+        if on_start is not None:
+            on_start(trial.number, hparams)
 
         def report(step: int, value: float, trial: optuna.Trial = trial) -> bool:
             trial.report(value, step)
