@@ -26,7 +26,12 @@ SLOW_MODULES = frozenset(
         "test_hostile_input.py",  # the hostile corpus through the real command line
     }
 )
-SLOW_TESTS = frozenset({"test_jobs_starting_together_on_a_fresh_store_all_get_working_tracking"})
+SLOW_TESTS = frozenset(
+    {
+        "test_jobs_starting_together_on_a_fresh_store_all_get_working_tracking",
+        "test_report_of_a_real_job",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
