@@ -21,7 +21,7 @@ from cells._cli_failure import cli_failure
 from cells._graph import INPUT_X, CellGraph, CellGraphError
 from cells._hash import canonical_hash
 from cells._nasbench import load_nasbench_recipes, write_all_atomic
-from cells._render import to_dot, to_equations, to_markdown
+from cells._render import equation_legend, to_dot, to_equations, to_markdown
 
 cells_app = typer.Typer(help="Browse, render and import cell graphs.", no_args_is_help=True)
 
@@ -146,6 +146,7 @@ def show_cell(
             typer.echo("uses x directly: input size must equal hidden size")
         typer.echo("")
         typer.echo(to_equations(graph))
+        typer.echo(equation_legend(graph))
     elif format == ShowFormat.latex:
         typer.echo("\\begin{align*}\n" + to_equations(graph, "latex") + "\n\\end{align*}")
     elif format == ShowFormat.markdown:
