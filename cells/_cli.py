@@ -86,6 +86,21 @@ def parameter_count(graph: CellGraph, input_size: int, hidden_size: int) -> int:
     return total
 
 
+def _states(graph: CellGraph) -> str:
+    """The states the cell reads, and the declared count where some are never read.
+
+    Example:
+        >>> _states(library.get("lstm"))
+        '2'
+    """
+    read = len(graph.states_read)
+    return (
+        str(read)
+        if read == graph.num_states
+        else f"{read} ({graph.num_states} declared, {graph.num_states - read} never read)"
+    )
+
+
 @cells_app.command("list")
 def list_cells(
     format: Annotated[ListFormat, typer.Option("--format", "-f", help="table or json.")] = ListFormat.table,
@@ -141,7 +156,7 @@ def show_cell(
     if format == ShowFormat.text:
         header = f"{graph.name}: {graph.description}" if graph.description else graph.name
         typer.echo(header)
-        typer.echo(f"states {graph.num_states}, nodes {len(graph.nodes)}, hash {canonical_hash(graph)}")
+        typer.echo(f"states {_states(graph)}, nodes {len(graph.nodes)}, hash {canonical_hash(graph)}")
         if graph.requires_input_equals_hidden:
             typer.echo("uses x directly: input size must equal hidden size")
         typer.echo("")

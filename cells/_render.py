@@ -99,10 +99,12 @@ def equation_legend(graph: CellGraph) -> str:
 
     Example:
         >>> from cells import library
-        >>> print(equation_legend(library.get("gru-cho")))
-        W: weights on the input x, U: on a previous state, V: on a node of this step, b: biases; h' is the new h
+        >>> print(equation_legend(library.get("lstm")))
+        W: weights on the input x, U: on a previous state, b: biases; h', c' are the new h, c
     """
-    letters = {weight_letter(graph, src) for node in graph.nodes if node.op == "linear" for src in node.inputs}
+    letters = {
+        weight_letter(graph, src) for node in graph.nodes if node.op == "linear" for src in node.inputs
+    }
     used = [(letter, what) for letter, what in _LEGEND_WEIGHTS if letter in letters]
     parts = [f"{letter}: {'weights ' if i == 0 else ''}on {what}" for i, (letter, what) in enumerate(used)]
     if any(node.op == "linear" for node in graph.nodes):

@@ -299,7 +299,10 @@ def test_identity_is_looked_through() -> None:
 
 def test_the_legend_names_only_what_the_cell_has() -> None:
     assert equation_legend(one_node("tanh", ["h_prev_0"])) == "h' is the new h"
-    assert equation_legend(one_node("linear", ["h_prev_0"])) == "U: weights on a previous state, b: biases; h' is the new h"
+    assert (
+        equation_legend(one_node("linear", ["h_prev_0"]))
+        == "U: weights on a previous state, b: biases; h' is the new h"
+    )
     peephole = equation_legend(library.get("lstm-peephole"))
     assert "d: diagonal weights" in peephole and "V:" not in peephole
     assert "V: on a node of this step" in equation_legend(library.get("gru-cho"))
@@ -448,7 +451,10 @@ def test_each_weight_letter_counts_the_operands_of_its_kind(graph: CellGraph) ->
     text = to_equations(graph)
     for letter in "WUV":
         expected = sum(
-            weight_letter(graph, src) == letter for node in graph.nodes if node.op == "linear" for src in node.inputs
+            weight_letter(graph, src) == letter
+            for node in graph.nodes
+            if node.op == "linear"
+            for src in node.inputs
         )
         assert len(re.findall(rf"(?<![A-Za-z0-9_]){letter}_", text)) == expected
         assert (f"{letter}: " in equation_legend(graph)) == (expected > 0)
