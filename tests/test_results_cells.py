@@ -54,7 +54,8 @@ def propose(url: str, job: JobSpec, count: int) -> tuple[int, list[int]]:
     with ResultStore.open(url) as store:
         job_id = store.create_job(job)
         studies = StudyBook(url, sampler=job.sampler, pruner=job.pruner, seed=job.seed)
-        book = ArchitectureBook(job, job_id, store, studies, make_strategy(job), JobBudget(job.budget), ProgressFeed())
+        strategy, budget = make_strategy(job), JobBudget(job.budget)
+        book = ArchitectureBook(job, job_id, store, studies, strategy, budget, ProgressFeed())
         book.start()
         for _ in range(count):
             book.propose()
@@ -91,8 +92,11 @@ def test_parameters_are_counted_at_the_jobs_hidden_size(tmp_path: Path, hidden: 
     for arch, graph in graphs.items():
         code, out = cli("results", "show", str(arch), "-f", "json", "--db", url)
         data = json.loads(out)
-        assert (data["parameter_count"], data["parameter_hidden"]) == (built_parameters(graph, hidden), hidden)
+        assert (
+            data["parameter_count"] == built_parameters(graph, hidden) and data["parameter_hidden"] == hidden
+        )
         code, out = cli("results", "show", str(arch), "--db", url)
+        assert code == 0
         count = f"{built_parameters(graph, hidden):,}"
         assert f"{count} parameters per layer at input and hidden size {hidden}" in out
     assert built_parameters(graphs[lstm], hidden) == 4 * (2 * hidden * hidden + hidden)
@@ -102,6 +106,7 @@ def test_a_sampled_hidden_size_counts_at_the_reference_size_and_says_so(tmp_path
     url = f"sqlite:///{tmp_path / 'results.db'}"
     _, [lstm, _random] = propose(url, spec(hparams={"hidden_size": [32, 64]}), 2)
     code, out = cli("results", "show", str(lstm), "--db", url)
+    assert code == 0
     count = f"{built_parameters(library.get('lstm').model_dump(mode='json'), PARAMETER_COUNT_HIDDEN):,}"
     assert f"{count} parameters per layer at input and hidden size {PARAMETER_COUNT_HIDDEN}" in out
 
