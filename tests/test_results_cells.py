@@ -100,6 +100,23 @@ def test_parameters_are_counted_at_the_jobs_hidden_size(tmp_path: Path, hidden: 
         count = f"{built_parameters(graph, hidden):,}"
         assert f"{count} parameters per layer at input and hidden size {hidden}" in out
     assert built_parameters(graphs[lstm], hidden) == 4 * (2 * hidden * hidden + hidden)
+    # Scored, the cells reach the leaderboard and the report with the same count and size.
+    with ResultStore.open(url) as store:
+        job_id = store.latest_job_id()
+        assert job_id is not None
+        for arch in graphs:
+            store.update_job_architecture(job_id, arch, score=1.0, evaluated=True)
+    code, out = cli("results", "top", "--db", url)
+    assert code == 0 and f"at hidden {hidden}" in out
+    assert all(f"{built_parameters(graph, hidden):,}" in out for graph in graphs.values())
+    page = tmp_path / "report.html"
+    code, _ = cli("report", str(job_id), "-o", str(page), "--db", url)
+    assert code == 0
+    html = page.read_text()
+    for graph in graphs.values():
+        count = f"{built_parameters(graph, hidden):,}"
+        assert f"{count} parameters per layer at input and hidden size {hidden}" in html
+    assert "W: weights on the input x" in html  # the equations' legend
 
 
 def test_a_sampled_hidden_size_counts_at_the_reference_size_and_says_so(tmp_path: Path) -> None:
