@@ -32,7 +32,7 @@ from cells._nasbench import (
 )
 from cells._ops import OPS, OpSpec
 from cells._plain_text import control_character_problem
-from cells._render import render_svg, to_dot, to_equations, to_markdown
+from cells._render import equation_legend, render_svg, to_dot, to_equations, to_markdown, weight_letter
 from cells._strict_json import MAX_JSON_DEPTH, StrictJSONError, load_strict_json
 from cells._strict_yaml import MAX_YAML_DEPTH, MAX_YAML_VALUES, StrictYAMLError, load_strict_yaml
 from cells._text_enum import TextEnum
@@ -100,6 +100,7 @@ __all__ = [
     "dropout",
     "dropout_mask",
     "dump_nasbench_recipes",
+    "equation_legend",
     "first_line",
     "from_nasbench_recipe",
     "join_problems",
@@ -117,4 +118,5 @@ __all__ = [
     "to_markdown",
     "to_nasbench_recipe",
     "validation_problems",
+    "weight_letter",
 ]

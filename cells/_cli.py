@@ -21,7 +21,7 @@ from cells._cli_failure import cli_failure
 from cells._graph import INPUT_X, CellGraph, CellGraphError
 from cells._hash import canonical_hash
 from cells._nasbench import load_nasbench_recipes, write_all_atomic
-from cells._render import to_dot, to_equations, to_markdown
+from cells._render import equation_legend, to_dot, to_equations, to_markdown
 
 cells_app = typer.Typer(help="Browse, render and import cell graphs.", no_args_is_help=True)
 
@@ -86,6 +86,21 @@ def parameter_count(graph: CellGraph, input_size: int, hidden_size: int) -> int:
     return total
 
 
+def _states(graph: CellGraph) -> str:
+    """The states the cell reads, and the declared count where some are never read.
+
+    Example:
+        >>> _states(library.get("lstm"))
+        '2'
+    """
+    read = len(graph.states_read)
+    return (
+        str(read)
+        if read == graph.num_states
+        else f"{read} ({graph.num_states} declared, {graph.num_states - read} never read)"
+    )
+
+
 @cells_app.command("list")
 def list_cells(
     format: Annotated[ListFormat, typer.Option("--format", "-f", help="table or json.")] = ListFormat.table,
@@ -141,11 +156,12 @@ def show_cell(
     if format == ShowFormat.text:
         header = f"{graph.name}: {graph.description}" if graph.description else graph.name
         typer.echo(header)
-        typer.echo(f"states {graph.num_states}, nodes {len(graph.nodes)}, hash {canonical_hash(graph)}")
+        typer.echo(f"states {_states(graph)}, nodes {len(graph.nodes)}, hash {canonical_hash(graph)}")
         if graph.requires_input_equals_hidden:
             typer.echo("uses x directly: input size must equal hidden size")
         typer.echo("")
         typer.echo(to_equations(graph))
+        typer.echo(equation_legend(graph))
     elif format == ShowFormat.latex:
         typer.echo("\\begin{align*}\n" + to_equations(graph, "latex") + "\n\\end{align*}")
     elif format == ShowFormat.markdown:

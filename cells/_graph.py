@@ -192,6 +192,23 @@ class CellGraph(BaseModel):
         """``("x", "h_prev_0", ...)``."""
         return (INPUT_X, *(state_input(i) for i in range(self.num_states)))
 
+    @property
+    def states_read(self) -> tuple[int, ...]:
+        """The previous states the cell reads (``i`` of each ``h_prev_i`` a node takes, or an
+        output other than ``h_new_i`` passes on), in order. A state written but never read is
+        not carried from one step to the next: it is not counted as the cell's state.
+
+        Example:
+            >>> g = CellGraph.parse({"num_states": 2, "outputs": ["h", "c"], "nodes": [
+            ...     {"name": "h", "op": "tanh", "inputs": ["h_prev_0"]},
+            ...     {"name": "c", "op": "sigmoid", "inputs": ["x"]}]})
+            >>> g.num_states, g.states_read
+            (2, (0,))
+        """
+        read = {src for node in self.nodes for src in node.inputs}
+        read.update(out for i, out in enumerate(self.outputs) if out != state_input(i))
+        return tuple(i for i in range(self.num_states) if state_input(i) in read)
+
     @cached_property
     def node_map(self) -> dict[str, Node]:
         return {n.name: n for n in self.nodes}

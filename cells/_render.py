@@ -3,6 +3,8 @@
 Equations read like a textbook: gates and other nodes used more than once get their own
 line, single-use plumbing (the ``linear`` inside a sigmoid, a product feeding a sum) is
 written inline. States are ``h``, ``c``, ``m`` (previous) and ``h'``, ``c'``, ``m'`` (new).
+A weight is ``W`` on the input ``x``, ``U`` on a previous state, ``V`` on a node of the same
+step (:func:`weight_letter`); :func:`equation_legend` says so in a line under the equations.
 
 Example:
     >>> from cells import library
@@ -71,8 +73,57 @@ def to_equations(graph: CellGraph, format: Literal["text", "latex"] = "text") ->
     return " \\\\\n".join(lines) if format == "latex" else "\n".join(lines)
 
 
+def weight_letter(graph: CellGraph, source: str) -> Literal["W", "U", "V"]:
+    """The letter of a ``linear``'s weight on ``source``: ``W`` when it reads the input ``x``,
+    ``U`` a previous state (``h_prev_i``), ``V`` a node of the same step (an ``identity`` is
+    looked through: it reads what its input reads).
+
+    Example:
+        >>> from cells import library
+        >>> gru = library.get("gru-cho")
+        >>> [weight_letter(gru, src) for src in ("x", "h_prev_0", "rh")]
+        ['W', 'U', 'V']
+    """
+    nodes = graph.node_map
+    while source in nodes and nodes[source].op == "identity":
+        source = nodes[source].inputs[0]
+    if source == INPUT_X:
+        return "W"
+    return "V" if source in nodes else "U"
+
+
+def equation_legend(graph: CellGraph) -> str:
+    """The line under a cell's equations saying what its letters are: the weights it has
+    (``W`` on the input, ``U`` on a previous state, ``V`` on a node of the same step), biases,
+    diagonal weights, and its states.
+
+    Example:
+        >>> from cells import library
+        >>> print(equation_legend(library.get("lstm")))
+        W: weights on the input x, U: on a previous state, b: biases; h', c' are the new h, c
+    """
+    letters = {
+        weight_letter(graph, src) for node in graph.nodes if node.op == "linear" for src in node.inputs
+    }
+    used = [(letter, what) for letter, what in _LEGEND_WEIGHTS if letter in letters]
+    parts = [f"{letter}: {'weights ' if i == 0 else ''}on {what}" for i, (letter, what) in enumerate(used)]
+    if any(node.op == "linear" for node in graph.nodes):
+        parts.append("b: biases")
+    if any(node.op == "diag" for node in graph.nodes):
+        parts.append("d: diagonal weights")
+    symbols = _state_symbols(graph.num_states)
+    new = ", ".join(f"{s}'" for s in symbols)
+    states = f"{new} {'is' if len(symbols) == 1 else 'are'} the new {', '.join(symbols)}"
+    return "; ".join(filter(None, [", ".join(parts), states]))
+
+
+_LEGEND_WEIGHTS = (("W", "the input x"), ("U", "a previous state"), ("V", "a node of this step"))
+"""The weight letters of :func:`weight_letter`, in the legend's order, with what each reads."""
+
+
 def to_markdown(graph: CellGraph) -> str:
-    """A Markdown page for the cell: name, description and its equations as display math.
+    """A Markdown page for the cell: name, description, its equations as display math and
+    their legend (:func:`equation_legend`).
 
     The math uses ``aligned`` inside ``$$`` so MathJax and KaTeX (MLflow, GitHub) render it.
 
@@ -89,11 +140,14 @@ def to_markdown(graph: CellGraph) -> str:
         \\end{aligned}
         $$
         <BLANKLINE>
+        W: weights on the input x, U: on a previous state, b: biases; h' is the new h
+        <BLANKLINE>
     """
     parts = [f"### {graph.name}", ""]
     if graph.description:
         parts += [graph.description, ""]
     parts += ["$$", "\\begin{aligned}", to_equations(graph, "latex"), "\\end{aligned}", "$$", ""]
+    parts += [equation_legend(graph), ""]
     return "\n".join(parts)
 
 
@@ -381,13 +435,17 @@ class _Equations:
         return f"{fn}({inner})"
 
     def _linear(self, node: Node, notes: list[str]) -> str:
+        """``W x + U h + V n + b``: each weight lettered by what it reads (:func:`weight_letter`),
+        subscripted by the operand too where the linear has two weights of one letter."""
         key = self.key[node.name]
-        hidden = [src for src in node.inputs if src != INPUT_X]
+        letters = {src: weight_letter(self.graph, src) for src in node.inputs}
+        # The input first, then the other operands in their order (a linear reads x at most once).
+        ordered = sorted(node.inputs, key=lambda src: letters[src] != "W")
         terms = []
-        if INPUT_X in node.inputs:
-            terms.append(f"{self._param('W', key)} x")
-        for src in hidden:
-            weight = self._param("U", key) if len(hidden) == 1 else self._param("U", key, self.display[src])
+        for src in ordered:
+            letter = letters[src]
+            shared = sum(1 for other in letters.values() if other == letter) > 1
+            weight = self._param(letter, key, self.display[src]) if shared else self._param(letter, key)
             terms.append(f"{weight} {self._operand(src, notes, _ATOM)}")
         bias = self._param("b", key)
         terms.append(bias)

@@ -186,7 +186,7 @@ def results_show(
     ] = f"http://127.0.0.1:{DEFAULT_DASHBOARD_PORT}",
     db: DbOption = None,
 ) -> None:
-    """One architecture: equations, lineage back to a seed cell, per-task results with the
+    """One architecture: equations, lineage back to its first ancestor, per-task results with the
     best hyperparameters, and its MLflow run."""
     from dashboards._queries import describe_architecture
 
@@ -347,7 +347,9 @@ def _print_top(rows: list[Any], tasks: list[str], by_task: str | None) -> None:
     multi_job = len({r.job_id for r in rows}) > 1
     table = Table(title="top architectures" + (f" by {by_task}" if by_task else ""), title_justify="left")
     tasks, final_tasks = split_tasks(tasks)
-    headers = ["rank", *(["job"] if multi_job else []), "arch", "name", "score", "gen", "params"]
+    sizes = {r.parameter_hidden for r in rows}
+    params = f"params\nat hidden {next(iter(sizes))}" if len(sizes) == 1 else "params\n(at hidden)"
+    headers = ["rank", *(["job"] if multi_job else []), "arch", "name", "score", "gen", params]
     for header in headers:
         table.add_column(header, justify="left" if header == "name" else "right")
     for task in tasks:
@@ -362,7 +364,7 @@ def _print_top(rows: list[Any], tasks: list[str], by_task: str | None) -> None:
             _name(r.library_name, r.canonical_hash),
             format_estimate(r.score, r.score_interval),
             str(r.generation),
-            f"{r.parameter_count:,}",
+            f"{r.parameter_count:,}" if len(sizes) == 1 else f"{r.parameter_count:,} ({r.parameter_hidden})",
         ]
         for task in tasks:
             result = r.per_task.get(task)
@@ -378,6 +380,17 @@ def _print_top(rows: list[Any], tasks: list[str], by_task: str | None) -> None:
     Console().print(table)
 
 
+def _legend(graph: dict[str, Any]) -> str:
+    """The line under a cell's equations (``cells.equation_legend``); none for a stored graph
+    this version cannot read."""
+    from cells import CellGraph, CellsearchError, equation_legend
+
+    try:
+        return equation_legend(CellGraph.parse(graph))
+    except (CellsearchError, ValueError):
+        return ""
+
+
 def _print_details(details: Any, dashboard: str) -> None:
     console = Console(highlight=False)
     title = f"architecture {details.arch_id}"
@@ -386,15 +399,18 @@ def _print_details(details: Any, dashboard: str) -> None:
     console.print(f"[bold]{title}[/bold]  hash {details.canonical_hash}")
     console.print(
         f"{details.num_states} state(s), {details.num_nodes} nodes, "
-        f"{details.parameter_count:,} parameters per layer at hidden size 128"
+        f"{details.parameter_count:,} parameters per layer at input and hidden size "
+        f"{details.parameter_hidden}"
     )
     console.print("\n[bold]equations[/bold]")
     console.print(details.equations or "(not rendered)", markup=False)
+    legend = _legend(details.graph)
+    if details.equations and legend:
+        console.print(legend, markup=False, style="dim")
     console.print("\n[bold]lineage[/bold] (newest first)")
     for step in details.lineage:
         name = f" ({step.library_name})" if step.library_name else ""
-        how = f"mutated: {step.mutation}" if step.mutation else "seed cell"
-        console.print(f"  {step.arch_id}{name}, generation {step.generation}: {how}", markup=False)
+        console.print(f"  {step.arch_id}{name}, generation {step.generation}: {step.origin}", markup=False)
     if not details.jobs:
         console.print("\nnot part of any job")
     for job in details.jobs:

@@ -56,6 +56,7 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("num_states", "int"),
     ("num_nodes", "int"),
     ("parameter_count", "int"),
+    ("parameter_hidden", "int"),
     ("equations", "str"),
 )
 """The flat columns before the per-task ones, with their types (for Parquet's schema)."""

@@ -87,7 +87,7 @@ class ArchitectureDetails(ArchitectureHistory):
 
 
 def describe_architecture(store: StoreReader, arch_id: int, job_id: int | None = None) -> ArchitectureDetails:
-    """One architecture: its graph and equations, its lineage back to a seed cell, its
+    """One architecture: its graph and equations, its lineage back to its first ancestor, its
     results (with the best trial's hyperparameters) in every job that evaluated it (or
     only in ``job_id``) and its MLflow runs."""
     history = architecture_history(store, arch_id, job_id)

@@ -238,7 +238,8 @@ def _scatter(points: list[_Point]) -> str:
             if p.arch.library_name:
                 ax.annotate(p.arch.library_name, (p.arch.parameter_count, p.arch.score), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")  # fmt: skip
-        ax.set_xlabel("parameters per layer (input and hidden size 128)")
+        sizes = sorted({p.arch.parameter_hidden for p in points})
+        ax.set_xlabel(f"parameters per layer (input and hidden size {', '.join(map(str, sizes))})")
         ax.set_ylabel("score")
 
     data = _data_table(
@@ -312,7 +313,7 @@ def _paper_table(archs: list[RankedArchitecture], tasks: list[str], cell_order: 
 
 
 def _cell_section(arch: RankedArchitecture, tasks: list[str]) -> str:
-    from cells import CellGraph, render_svg, to_dot
+    from cells import CellGraph, equation_legend, render_svg, to_dot
 
     try:
         graph: CellGraph | None = CellGraph.parse(arch.graph)
@@ -337,14 +338,16 @@ def _cell_section(arch: RankedArchitecture, tasks: list[str]) -> str:
         if t in arch.per_task and arch.per_task[t].relative is not None
     )
     lineage = (
-        "seed cell" if arch.parent_id is None else f"child of {arch.parent_id}: {_e(arch.mutation or '')}"
+        _e(arch.origin) if arch.parent_id is None else f"child of {arch.parent_id}: {_e(arch.mutation or '')}"
     )
     return (
         f'<div class="cell" id="arch-{arch.arch_id}"><h3>#{arch.rank} architecture {arch.arch_id} '
         f"{_e(_name(arch))}: score {_e(_estimate(arch))}</h3>"
         f"<p>{lineage}<br>relative scores: {results or '-'}<br>"
-        f"{arch.parameter_count:,} parameters per layer at hidden size 128</p>"
-        f"<pre>{_e(arch.equations)}</pre>{diagram}</div>"
+        f"{arch.parameter_count:,} parameters per layer at input and hidden size {arch.parameter_hidden}</p>"
+        f"<pre>{_e(arch.equations)}</pre>"
+        + (f"<p><small>{_e(equation_legend(graph))}</small></p>" if graph is not None else "")
+        + f"{diagram}</div>"
     )
 
 

@@ -43,6 +43,8 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
         "num_states": str(details.num_states),
         "num_nodes": str(details.num_nodes),
         "parameter_count": str(details.parameter_count),
+        "parameter_hidden": str(details.parameter_hidden),  # the size it is counted at
+        "origin": details.lineage[0].origin,
         "library_name": details.library_name or "",
         **{f"ops.{op}": str(count) for op, count in sorted(details.op_counts.items())},
     }

@@ -1,4 +1,4 @@
-"""One architecture in depth: its lineage back to a seed cell and how every job saw it (its
+"""One architecture in depth: its lineage back to its first ancestor and how every job saw it (its
 rank there and its result on each task, with the best trial's hyperparameters).
 
 Example:
@@ -27,11 +27,14 @@ from search._final_board import final_baselines, final_seeds
 from search._intervals import Interval
 from search._leaderboard import (
     EVALUATION_COLUMNS,
+    PARAMETER_COUNT_HIDDEN,
     TaskResult,
     job_tasks,
     parameter_count,
+    parameter_hidden,
     task_result,
 )
+from search._origin import origin_text
 from search._ranking import ranked_ahead
 from search._records import finite, interval_columns
 from search._schema import Architecture, Evaluation, Job, JobArchitecture, Trial
@@ -48,9 +51,16 @@ class LineageStep:
     arch_id: int
     library_name: str | None
     mutation: str | None
-    """How this architecture was made from the next step (``None``: a seed cell)."""
+    """How this architecture was made from the next step, or for a random cell
+    ``random cell (job J, seed N)`` (``None``: a library cell or a cell from a file)."""
     generation: int
     canonical_hash: str
+    parent_id: int | None = None
+
+    @property
+    def origin(self) -> str:
+        """How it came to be, in words (:func:`search._origin.origin_text`)."""
+        return origin_text(self.library_name, self.parent_id, self.mutation)
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,9 @@ class ArchitectureHistory:
     first_job_id: int | None
     lineage: list[LineageStep]
     jobs: list[JobMembership]
+    parameter_hidden: int = PARAMETER_COUNT_HIDDEN
+    """The input and hidden size ``parameter_count`` is counted at: that of the jobs shown
+    when they agree (``search._leaderboard.parameter_hidden``), else the reference size."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (what ``cellsearch results show --format json`` prints, before the runs)."""
@@ -116,6 +129,7 @@ class ArchitectureHistory:
             "num_nodes": self.num_nodes,
             "op_counts": self.op_counts,
             "parameter_count": self.parameter_count,
+            "parameter_hidden": self.parameter_hidden,
             "first_job_id": self.first_job_id,
             "graph": self.graph,
             "lineage": [
@@ -123,6 +137,7 @@ class ArchitectureHistory:
                     "arch_id": s.arch_id,
                     "library_name": s.library_name,
                     "mutation": s.mutation,
+                    "origin": s.origin,
                     "generation": s.generation,
                     "canonical_hash": s.canonical_hash,
                 }
@@ -163,7 +178,7 @@ def _membership_dict(j: JobMembership) -> dict[str, Any]:
 
 
 def architecture_history(store: StoreReader, arch_id: int, job_id: int | None = None) -> ArchitectureHistory:
-    """One architecture: its graph and equations, its lineage back to a seed cell, and its
+    """One architecture: its graph and equations, its lineage back to its first ancestor, and its
     results (with the best trial's hyperparameters) in every job that evaluated it (or
     only in ``job_id``). Raises :class:`UnknownArchitectureError`."""
     with Session(store.engine) as conn:
@@ -174,6 +189,9 @@ def architecture_history(store: StoreReader, arch_id: int, job_id: int | None = 
             store.get_job(job_id)  # raises UnknownJobError
         lineage = _lineage(conn, arch_id)
         jobs = _memberships(store, conn, arch_id, job_id)
+    shown = [job_id] if job_id is not None else [m.job_id for m in jobs]
+    sizes = {parameter_hidden(store, j) for j in shown}
+    hidden = sizes.pop() if len(sizes) == 1 else PARAMETER_COUNT_HIDDEN
     return ArchitectureHistory(
         arch_id=record.id,
         canonical_hash=record.canonical_hash,
@@ -183,7 +201,8 @@ def architecture_history(store: StoreReader, arch_id: int, job_id: int | None = 
         num_states=record.num_states,
         num_nodes=record.num_nodes,
         op_counts=dict(record.op_counts),
-        parameter_count=parameter_count(record.graph),
+        parameter_count=parameter_count(record.graph, hidden),
+        parameter_hidden=hidden,
         first_job_id=record.first_job_id,
         lineage=lineage,
         jobs=jobs,
@@ -266,11 +285,14 @@ def _lineage(conn: Session, arch_id: int) -> list[LineageStep]:
         .where(chain.c.depth < 10_000)  # a guard; parents are always older, so there is no cycle
     )
     rows = conn.execute(
-        select(a.id, a.library_name, a.mutation, a.generation, a.canonical_hash)
+        select(a.id, a.library_name, a.mutation, a.generation, a.canonical_hash, a.parent_id)
         .join(chain, chain.c.id == a.id)
         .order_by(chain.c.depth)
     ).all()
-    return [LineageStep(r.id, r.library_name, r.mutation, r.generation, r.canonical_hash) for r in rows]
+    return [
+        LineageStep(r.id, r.library_name, r.mutation, r.generation, r.canonical_hash, r.parent_id)
+        for r in rows
+    ]
 
 
 def _in_job_order(store: StoreReader, job_id: int, details: Iterable[TaskDetail]) -> list[TaskDetail]:

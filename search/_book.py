@@ -26,6 +26,7 @@ from cells import CellGraph
 from search._final_round import FINAL_SUFFIX, FinalRound
 from search._job_budget import JobBudget
 from search._jobspec import JobSpec, TaskEntry
+from search._origin import random_origin
 from search._progress import ProgressFeed
 from search._records import EvaluationRecord
 from search._result_store import ResultStore
@@ -175,11 +176,14 @@ class ArchitectureBook:
     def _store_candidate(self, candidate: Candidate) -> tuple[int, bool]:
         """Add a candidate's architecture to the store (deduplicated by hash) under this job."""
         parent = self.archs.get(candidate.parent_hash or "")
+        mutation = candidate.mutation
+        if candidate.origin == "random":  # so it never reads as a seed cell (search._origin)
+            mutation = random_origin(self.job_id, self.spec.seed)
         return self.store.add_architecture(
             candidate.graph,
             job_id=self.job_id,
             parent_id=parent.id if parent else None,
-            mutation=candidate.mutation,
+            mutation=mutation,
             generation=candidate.generation,
             library_name=candidate.library_name,
         )

@@ -291,7 +291,10 @@ def _print_top(console: Console, store: ResultStore, job_id: int, spec: JobSpec)
         console.print(final_legend(final_baselines(store, job_id), final_seeds(store, job_id)), markup=False)
     best = leaders[0]
     if best.equations:
-        console.print(f"best architecture {best.arch_id}:\n{best.equations}")
+        from cells import CellGraph, equation_legend
+
+        console.print(f"best architecture {best.arch_id}:\n{best.equations}", markup=False)
+        console.print(equation_legend(CellGraph.parse(best.graph)), markup=False)
 
 
 def _relative(entry: RankedArchitecture, label: str) -> str:

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from search._final_board import is_final_task
 from search._intervals import Interval
+from search._origin import origin_text
 from search._ranking import by_final_score, by_score
 from search._records import finite, interval_columns
 from search._schema import Architecture, Evaluation, JobArchitecture
@@ -50,7 +51,8 @@ from search._store_reader import StoreReader
 from workers import Direction
 
 PARAMETER_COUNT_HIDDEN = 128
-"""Hidden (and input) size at which :func:`parameter_count` counts a cell's parameters."""
+"""Hidden (and input) size at which :func:`parameter_count` counts a cell's parameters when
+the job does not fix one (:func:`job_hidden_size`)."""
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -127,6 +129,7 @@ class RankedArchitecture:
     num_states: int
     num_nodes: int
     parameter_count: int
+    """Parameters of one layer at ``parameter_hidden`` (:func:`parameter_count`)."""
     equations: str
     per_task: dict[str, TaskResult] = field(default_factory=dict)
     graph: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -139,6 +142,14 @@ class RankedArchitecture:
     """The final round's score (its worst final task relative to the best baseline);
     ``None`` where the round did not take it or the job has none."""
     final_interval: Interval | None = None
+    parameter_hidden: int = PARAMETER_COUNT_HIDDEN
+    """The input and hidden size ``parameter_count`` is counted at: the job's
+    (:func:`job_hidden_size`), else :data:`PARAMETER_COUNT_HIDDEN`."""
+
+    @property
+    def origin(self) -> str:
+        """How it came to be, in words (:func:`search._origin.origin_text`)."""
+        return origin_text(self.library_name, self.parent_id, self.mutation)
 
     @property
     def architecture_id(self) -> int:
@@ -163,6 +174,7 @@ class RankedArchitecture:
             "num_states": self.num_states,
             "num_nodes": self.num_nodes,
             "parameter_count": self.parameter_count,
+            "parameter_hidden": self.parameter_hidden,
             "equations": self.equations,
             "per_task": {name: result.to_dict() for name, result in self.per_task.items()},
         }
@@ -273,11 +285,15 @@ def top_architectures(
     with Session(store.engine) as conn:
         rows = conn.execute(query.limit(limit)).all()
         per_task = _task_results(conn, [(r.job_id, r.id) for r in rows])
-    return [_ranked(rank, r, per_task) for rank, r in enumerate(rows, start=1)]
+    sizes = {job: parameter_hidden(store, job) for job in {r.job_id for r in rows}}
+    return [_ranked(rank, r, per_task, sizes[r.job_id]) for rank, r in enumerate(rows, start=1)]
 
 
-def _ranked(rank: int, r: Any, per_task: dict[tuple[int, int], dict[str, TaskResult]]) -> RankedArchitecture:
-    """A leaderboard row (job architecture joined with its architecture) as a record."""
+def _ranked(
+    rank: int, r: Any, per_task: dict[tuple[int, int], dict[str, TaskResult]], hidden: int
+) -> RankedArchitecture:
+    """A leaderboard row (job architecture joined with its architecture) as a record, its
+    parameters counted at ``hidden``."""
     return RankedArchitecture(
         rank=rank,
         job_id=r.job_id,
@@ -290,7 +306,7 @@ def _ranked(rank: int, r: Any, per_task: dict[tuple[int, int], dict[str, TaskRes
         canonical_hash=r.canonical_hash,
         num_states=r.num_states,
         num_nodes=r.num_nodes,
-        parameter_count=parameter_count(r.graph),
+        parameter_count=parameter_count(r.graph, hidden),
         equations=r.equations,
         per_task=per_task.get((r.job_id, r.id), {}),
         graph=r.graph,
@@ -298,6 +314,7 @@ def _ranked(rank: int, r: Any, per_task: dict[tuple[int, int], dict[str, TaskRes
         score_interval=Interval.of(r.score_low, r.score_high),
         final_score=r.final_score,
         final_interval=Interval.of(r.final_low, r.final_high),
+        parameter_hidden=hidden,
     )
 
 
@@ -315,21 +332,24 @@ def job_architectures(store: StoreReader, job_id: int) -> list[RankedArchitectur
     with Session(store.engine) as conn:
         rows = conn.execute(query).all()
         per_task = _task_results(conn, None, job_id=job_id)
+    hidden = parameter_hidden(store, job_id)
     out = []
     rank = 0
     for r in rows:
         if r.score is not None:
             rank += 1
-        out.append(_ranked(rank if r.score is not None else 0, r, per_task))
+        out.append(_ranked(rank if r.score is not None else 0, r, per_task, hidden))
     return out
 
 
 def parameter_count(graph: dict[str, Any], hidden_size: int = PARAMETER_COUNT_HIDDEN) -> int:
     """Parameters of one layer of the cell with input and hidden size ``hidden_size``: a
-    weight matrix per input of every ``linear`` plus its bias, a vector per ``diag``.
+    weight matrix per input of every ``linear`` plus its bias, a vector per ``diag``. What
+    ``cells.build_layer(cell, H, H)`` holds: the model feeds the cell its embedding (or
+    projection) of width ``H``, so a layer's input size is its hidden size.
 
-    A property of the architecture alone (a trial's model adds embeddings, more layers
-    and its own sizes), so cells compare on it.
+    At one size for every cell of a job (:func:`parameter_hidden`), cells compare on it (a
+    trial's model adds the embedding, more layers and the output layer).
 
     Example:
         >>> from cells import library
@@ -343,6 +363,40 @@ def parameter_count(graph: dict[str, Any], hidden_size: int = PARAMETER_COUNT_HI
         elif node["op"] == "diag":
             total += hidden_size
     return total
+
+
+def job_hidden_size(spec: dict[str, Any]) -> int | None:
+    """The hidden size every trial of a job (a stored spec) has: one its ``hparams`` and every
+    task's own fix (a number, or one choice); ``None`` when it is sampled, sized by
+    ``param_budget``, or differs between tasks. Read from the spec's text alone (no Optuna).
+
+    Example:
+        >>> job_hidden_size({"hparams": {"hidden_size": 32}, "tasks": [{"name": "arith"}]})
+        32
+        >>> job_hidden_size({"hparams": {}, "tasks": [{"name": "arith"}]}) is None  # 32-128, sampled
+        True
+        >>> job_hidden_size({"hparams": {"hidden_size": 32}, "tasks": [
+        ...     {"name": "a"}, {"name": "b", "hparams": {"param_budget": 9000}}]}) is None
+        True
+    """
+    sizes = set()
+    for task in spec.get("tasks") or [{}]:
+        hidden: Any = None  # the default search space samples it
+        for overrides in (spec.get("hparams") or {}, task.get("hparams") or {}):
+            if "hidden_size" in overrides:
+                hidden = overrides["hidden_size"]
+            elif overrides.get("param_budget") is not None:
+                hidden = None  # a parameter budget sizes the model instead (workers.SearchSpace)
+        if isinstance(hidden, list) and len(hidden) == 1:
+            hidden = hidden[0]
+        sizes.add(hidden if isinstance(hidden, int) and not isinstance(hidden, bool) and hidden > 0 else None)
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def parameter_hidden(store: StoreReader, job_id: int) -> int:
+    """The size a job's parameter counts are given at: its own hidden size (:func:`job_hidden_size`),
+    else :data:`PARAMETER_COUNT_HIDDEN`."""
+    return job_hidden_size(store.get_job(job_id).spec) or PARAMETER_COUNT_HIDDEN
 
 
 # -- internals ------------------------------------------------------------------------------

@@ -205,7 +205,7 @@ class ResultStore(StoreReader):
                             canonical_hash=key,
                             graph=graph.model_dump(mode="json"),
                             equations=_equations(graph),
-                            num_states=graph.num_states,
+                            num_states=len(graph.states_read),
                             num_nodes=len(graph.nodes),
                             op_counts=dict(graph.op_counts()),
                             requires_input_equals_hidden=graph.requires_input_equals_hidden,

@@ -99,6 +99,8 @@ class Architecture(Base):
     graph: Mapped[dict[str, Any]]
     equations: Mapped[str] = mapped_column(Text, default="")
     num_states: Mapped[int]
+    """The previous states the cell reads (``CellGraph.states_read``): a state it writes but
+    never reads is not carried, so not counted (the graph's own ``num_states`` may be higher)."""
     num_nodes: Mapped[int]
     op_counts: Mapped[dict[str, Any]]
     requires_input_equals_hidden: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -80,7 +80,11 @@ def test_show_text() -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "lstm: LSTM (PyTorch LSTMCell layout)."
     assert lines[1] == f"states 2, nodes 13, hash {canonical_hash(library.get('lstm'))}"
-    assert lines[-2:] == ["c' = f ⊙ c + i ⊙ g", "h' = o ⊙ tanh(c')"]
+    assert lines[-3:] == [
+        "c' = f ⊙ c + i ⊙ g",
+        "h' = o ⊙ tanh(c')",
+        "W: weights on the input x, U: on a previous state, b: biases; h', c' are the new h, c",
+    ]
     assert "i = σ(W_i x + U_i h + b_i)" in lines
     assert "input size must equal hidden size" in invoke("cells", "show", "mut2").stdout
 
@@ -104,7 +108,26 @@ def test_show_a_file(tmp_path: Path) -> None:
     result = invoke("cells", "show", path)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].startswith("mine: ")
-    assert result.stdout.rstrip().endswith("h' = tanh(W_h x + U_h h + b_h)")
+    assert result.stdout.rstrip().splitlines()[-2] == "h' = tanh(W_h x + U_h h + b_h)"
+
+
+def test_show_counts_the_states_the_cell_reads(tmp_path: Path) -> None:
+    """A cell declaring c but never reading it carries one state, and says so."""
+    data = {
+        "name": "writes-c",
+        "num_states": 2,
+        "nodes": [
+            {"name": "a", "op": "linear", "inputs": ["x", "h_prev_0"]},
+            {"name": "h_new", "op": "tanh", "inputs": ["a"]},
+            {"name": "c_new", "op": "sigmoid", "inputs": ["a"]},
+        ],
+        "outputs": ["h_new", "c_new"],
+    }
+    path = tmp_path / "writes-c.json"
+    path.write_text(json.dumps(data))
+    result = invoke("cells", "show", path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].startswith("states 1 (2 declared, 1 never read), nodes 3, hash ")
 
 
 def test_show_errors_are_one_clear_line(tmp_path: Path) -> None:

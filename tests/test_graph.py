@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from cells import CellGraph, CellGraphError, canonical_hash, library
+from cells import CellGraph, CellGraphError, canonical_hash, library, mutate, random_cell
 
 LIBRARY_NAMES = (
     "cifg",
@@ -270,3 +273,97 @@ def test_library_lstms_tag_their_forget_gate(name: str) -> None:
 
 def test_lstm_without_forget_gate_has_no_tag() -> None:
     assert all(n.tag is None for n in library.get("lstm-nofg").nodes)
+
+
+# --- the states a cell reads ----------------------------------------------------------------
+
+
+def unread_cell_state() -> CellGraph:
+    """Two states declared, ``c`` written (from ``x``) but never read: one state is carried."""
+    return CellGraph.parse(
+        {
+            "name": "writes-c",
+            "num_states": 2,
+            "nodes": [
+                {"name": "a", "op": "linear", "inputs": ["x", "h_prev_0"]},
+                {"name": "h_new", "op": "tanh", "inputs": ["a"]},
+                {"name": "c_new", "op": "sigmoid", "inputs": ["a"]},
+            ],
+            "outputs": ["h_new", "c_new"],
+        }
+    )
+
+
+def test_a_state_written_but_never_read_is_not_counted() -> None:
+    graph = unread_cell_state()
+    assert (graph.num_states, graph.states_read) == (2, (0,))
+    assert library.get("lstm").states_read == (0, 1)
+    # An output passing a state on to another state reads it; passing it to itself does not.
+    moved = CellGraph.parse({**tanh_rnn(), "num_states": 2, "outputs": ["h", "h_prev_1"]})
+    assert moved.states_read == (0,)
+    swapped = CellGraph.parse({**tanh_rnn(), "num_states": 2, "outputs": ["h_prev_1", "h"]})
+    assert swapped.states_read == (0, 1)
+
+
+OPS_FOR_STATES = ("linear", "tanh", "mul", "add", "identity")
+
+
+@st.composite
+def small_graphs(draw: st.DrawFn) -> CellGraph:
+    """Graphs over a few ops whose outputs may be states (passed on, or kept in place)."""
+    k = draw(st.integers(1, 3))
+    available = ["x", *(f"h_prev_{i}" for i in range(k))]
+    nodes = []
+    for n in range(draw(st.integers(1, 6))):
+        op = draw(st.sampled_from(OPS_FOR_STATES))
+        arity = 1 if op in ("tanh", "identity") else draw(st.integers(1 if op == "linear" else 2, 3))
+        arity = min(arity, len(available)) if op == "linear" else arity
+        inputs = draw(
+            st.lists(st.sampled_from(available), min_size=arity, max_size=arity, unique=op == "linear")
+        )
+        nodes.append({"name": f"n{n}", "op": op, "inputs": inputs})
+        available.append(f"n{n}")
+    outputs = [nodes[-1]["name"], *(draw(st.sampled_from(available)) for _ in range(k - 1))]
+    return CellGraph.parse({"num_states": k, "nodes": nodes, "outputs": outputs})
+
+
+@settings(max_examples=200, deadline=None)
+@given(small_graphs())
+def test_the_count_is_the_distinct_states_the_nodes_read(graph: CellGraph) -> None:
+    """Without outputs that pass a state on, the states read are those the nodes reference."""
+    assume(all(out == f"h_prev_{i}" or not out.startswith("h_prev_") for i, out in enumerate(graph.outputs)))
+    referenced = {src for node in graph.nodes for src in node.inputs if src.startswith("h_prev_")}
+    assert len(graph.states_read) == len(referenced)
+
+
+@settings(max_examples=100, deadline=None)
+@given(small_graphs(), st.integers(0, 2**32 - 1))
+def test_a_state_not_read_changes_no_other_output(graph: CellGraph, seed: int) -> None:
+    """What ``states_read`` leaves out is really not read: another start value of such a state
+    changes no new state but its own (kept in place)."""
+    import torch
+
+    from cells._reference import ReferenceCell
+
+    torch.manual_seed(seed)
+    layer = ReferenceCell(graph, 3, 3).double()
+    x = torch.randn(2, 3, dtype=torch.float64)
+    state = [torch.randn(2, 3, dtype=torch.float64) for _ in range(graph.num_states)]
+    before = layer(x, tuple(state))
+    for j in set(range(graph.num_states)) - set(graph.states_read):
+        changed = list(state)
+        changed[j] = changed[j] + 1.0
+        after = layer(x, tuple(changed))
+        for i in range(graph.num_states):
+            if graph.outputs[i] != f"h_prev_{j}":
+                assert torch.equal(before[i], after[i]), (i, j)
+
+
+def test_mutants_count_the_states_they_read() -> None:
+    rng = np.random.default_rng(0)
+    graph = random_cell(rng, num_states=3)
+    for _ in range(40):
+        graph, _ = mutate(graph, rng)
+        referenced = {src for node in graph.nodes for src in node.inputs}
+        referenced |= {out for i, out in enumerate(graph.outputs) if out != f"h_prev_{i}"}
+        assert graph.states_read == tuple(i for i in range(3) if f"h_prev_{i}" in referenced)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from cells import OPS, CellGraph, canonical_hash, library, random_cell, to_dot, to_equations
 from cells._nasbench import from_nasbench_recipe
 from cells._reference import ReferenceCell
-from cells._render import render_svg, to_markdown
+from cells._render import equation_legend, render_svg, to_markdown, weight_letter
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cell-format.md"
 
@@ -72,15 +72,16 @@ def test_gru_and_mut_cells_render_sensibly() -> None:
     assert gru[1] == "z = σ(W_z x + U_z h + b_z)"
     assert gru[2] == "n = tanh(W_{n_x} x + b_{n_x} + r ⊙ (U_{n_h} h + b_{n_h}))"
     assert gru[3] == "h' = z ⊙ h + (1 − z) ⊙ n"
-    assert "n = tanh(W_n x + U_n (r ⊙ h) + b_n)" in to_equations(library.get("gru-cho"))
+    # r ⊙ h is a node of this step: its weight is V, not the recurrent U.
+    assert "n = tanh(W_n x + V_n (r ⊙ h) + b_n)" in to_equations(library.get("gru-cho"))
 
     mut1 = to_equations(library.get("mut1"))
     assert "z = σ(W_z x + b_z)" in mut1
     assert "r = σ(W_r x + U_r h + b_r)" in mut1
-    assert "n = tanh(U_n (r ⊙ h) + b_n + tanh(x))" in mut1
+    assert "n = tanh(V_n (r ⊙ h) + b_n + tanh(x))" in mut1
     assert mut1.endswith("h' = z ⊙ n + (1 − z) ⊙ h")
     assert "r = σ(x + U_r h + b_r)" in to_equations(library.get("mut2"))
-    assert "z = σ(W_z x + U_z tanh(h) + b_z)" in to_equations(library.get("mut3"))
+    assert "z = σ(W_z x + V_z tanh(h) + b_z)" in to_equations(library.get("mut3"))
 
 
 def test_variants_render_their_difference() -> None:
@@ -252,8 +253,60 @@ def test_markdown_wraps_latex_for_mlflow() -> None:
     assert md == (
         "### lstm\n\nLSTM (PyTorch LSTMCell layout).\n\n$$\n\\begin{aligned}\n"
         + LSTM_LATEX
-        + "\n\\end{aligned}\n$$\n"
+        + "\n\\end{aligned}\n$$\n\n"
+        + "W: weights on the input x, U: on a previous state, b: biases; h', c' are the new h, c\n"
     )
+
+
+# --- weight letters and the legend ----------------------------------------------------------
+
+
+def test_a_weight_is_lettered_by_what_it_reads() -> None:
+    """W on x, U on a previous state, V on a node of this step: ``i ⊙ g`` is no recurrent input."""
+    graph = cell(
+        [
+            {"name": "i_lin", "op": "linear", "inputs": ["x", "h_prev_0"]},
+            {"name": "i", "op": "sigmoid", "inputs": ["i_lin"]},
+            {"name": "g_lin", "op": "linear", "inputs": ["x", "h_prev_0"]},
+            {"name": "g", "op": "tanh", "inputs": ["g_lin"]},
+            {"name": "ig", "op": "mul", "inputs": ["i", "g"]},
+            {"name": "c_new", "op": "linear", "inputs": ["ig", "h_prev_1", "x", "h_prev_0"]},
+            {"name": "h_new", "op": "tanh", "inputs": ["c_new"]},
+        ],
+        ["h_new", "c_new"],
+        num_states=2,
+    )
+    assert to_equations(graph).splitlines()[2] == "c' = W_c x + V_c (i ⊙ g) + U_{c,c} c + U_{c,h} h + b_c"
+    assert r"V_{c} (i \odot g)" in to_equations(graph, "latex")
+    assert equation_legend(graph) == (
+        "W: weights on the input x, U: on a previous state, V: on a node of this step, b: biases; "
+        "h', c' are the new h, c"
+    )
+
+
+def test_identity_is_looked_through() -> None:
+    graph = cell(
+        [
+            {"name": "hh", "op": "identity", "inputs": ["h_prev_0"]},
+            {"name": "xx", "op": "identity", "inputs": ["x"]},
+            {"name": "a", "op": "linear", "inputs": ["xx", "hh"]},
+        ],
+        ["a"],
+    )
+    assert [weight_letter(graph, name) for name in ("xx", "hh", "a")] == ["W", "U", "V"]
+    assert to_equations(graph) == "h' = W_h x + U_h h + b_h"
+
+
+def test_the_legend_names_only_what_the_cell_has() -> None:
+    assert equation_legend(one_node("tanh", ["h_prev_0"])) == "h' is the new h"
+    assert (
+        equation_legend(one_node("linear", ["h_prev_0"]))
+        == "U: weights on a previous state, b: biases; h' is the new h"
+    )
+    peephole = equation_legend(library.get("lstm-peephole"))
+    assert "d: diagonal weights" in peephole and "V:" not in peephole
+    assert "V: on a node of this step" in equation_legend(library.get("gru-cho"))
+    assert to_markdown(library.get("gru-cho")).endswith(equation_legend(library.get("gru-cho")) + "\n")
 
 
 # --- DOT -----------------------------------------------------------------------------------------
@@ -390,6 +443,23 @@ def test_text_equations_compute_what_the_cell_computes(graph: CellGraph, values:
         assert namespace[symbol + "_new"] == pytest.approx(expected[i].item(), rel=1e-9, abs=1e-9)
 
 
+@settings(max_examples=150, deadline=None)
+@given(graphs(list(OPS), PLAIN_NAME))
+def test_each_weight_letter_counts_the_operands_of_its_kind(graph: CellGraph) -> None:
+    """The text has as many W (U, V) weights as linears have operands reading x (a previous
+    state, a node of this step), and the legend names exactly the letters used."""
+    text = to_equations(graph)
+    for letter in "WUV":
+        expected = sum(
+            weight_letter(graph, src) == letter
+            for node in graph.nodes
+            if node.op == "linear"
+            for src in node.inputs
+        )
+        assert len(re.findall(rf"(?<![A-Za-z0-9_]){letter}_", text)) == expected
+        assert (f"{letter}: " in equation_legend(graph)) == (expected > 0)
+
+
 def test_random_cells_render() -> None:
     try:
         cells = [random_cell(np.random.default_rng(seed)) for seed in range(30)]
@@ -423,9 +493,10 @@ def test_every_json_example_in_the_doc_is_valid() -> None:
             assert canonical_hash(graph) == canonical_hash(library.get("gru-cho"))
             recipes_seen += 1
         elif info == "text":
-            # Rendered equations shown in the doc are those of the cell just above them.
+            # Rendered equations shown in the doc are those of the cell just above them, with
+            # their legend (as `cellsearch cells show` prints them).
             assert last_cell is not None
-            assert to_equations(last_cell) == body.rstrip("\n")
+            assert body.rstrip("\n") == to_equations(last_cell) + "\n" + equation_legend(last_cell)
         else:
             raise AssertionError(f"unexpected code block {info!r} in {DOC.name}")
     assert cells_seen >= 3 and recipes_seen == 1

@@ -245,7 +245,7 @@ def test_show_cli_table_and_json(synthetic: Synthetic) -> None:
     code, out, err = cli("results", "show", str(arch), "--db", synthetic.url)
     assert code == 0, err
     assert "rewired node 'r' input 0 to x" in out
-    assert "seed cell" in out and "(lstm)" in out
+    assert "generation 0: library cell lstm" in out and "(lstm)" in out
     assert "learning_rate=0.02" in out
     code, out, err = cli("results", "show", str(arch), "-f", "json", "--db", synthetic.url)
     assert code == 0, err

@@ -29,7 +29,7 @@ from cells import CellGraph, canonical_hash, to_markdown
 from cellsearch._cli import app
 from dashboards import Tracker, runs_of
 from dashboards._tracking import flatten_params
-from search import ResultStore
+from search import ResultStore, parameter_count
 from search._jobspec import JobSpec
 
 mlflow = pytest.importorskip("mlflow")
@@ -124,7 +124,11 @@ def test_every_finished_architecture_is_a_nested_run(real: RealJob, client: Mlfl
             assert params["generation"] == str(member.generation)
             assert params["num_nodes"] == str(record.num_nodes)
             assert {k[4:]: int(v) for k, v in params.items() if k.startswith("ops.")} == record.op_counts
-            assert int(params["parameter_count"]) > 0
+            # Counted at the job's hidden size, which the run names (the cell's layer at that size).
+            hidden = int(params["parameter_hidden"])
+            assert hidden == 16  # the real job's hparams
+            assert int(params["parameter_count"]) == parameter_count(record.graph, hidden) > 0
+            assert params["origin"].startswith("mutated: " if record.parent_id else "library cell ")
             assert metrics["memorize.best"] == pytest.approx(evaluation.best_value)
             assert metrics["memorize.relative"] == pytest.approx(evaluation.relative_score)
             assert metrics["score"] == pytest.approx(finished[arch_id])
