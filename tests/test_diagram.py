@@ -166,3 +166,19 @@ def test_diagram_without_graphviz(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     with Image.open(tmp_path / "lstm.png") as image:
         assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 600
+
+
+def test_cells_draw_command(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cellsearch._cli import app
+
+    runner = CliRunner()
+    done = runner.invoke(app, ["cells", "draw", "lstm", str(tmp_path / "lstm.svg")])
+    assert done.exit_code == 0 and done.output == f"wrote {tmp_path / 'lstm.svg'}\n"
+    assert (tmp_path / "lstm.svg").read_text() == diagram_svg(library.get("lstm"))
+    bad = runner.invoke(app, ["cells", "draw", "lstm", str(tmp_path / "lstm.jpg")])
+    assert bad.exit_code == 2 and "OUTPUT: expected a .png or .svg file, got 'lstm.jpg'" in bad.output
+    missing = runner.invoke(app, ["cells", "draw", "lstm", str(tmp_path / "no" / "lstm.png")])
+    assert missing.exit_code == 1 and "OUTPUT: cannot write" in missing.output
+    assert runner.invoke(app, ["cells", "draw", "no-such-cell", str(tmp_path / "x.png")]).exit_code == 1
