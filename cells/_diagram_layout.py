@@ -276,7 +276,8 @@ class _Grid:
             start.update(zip(ks, _spread(boxes[key], len(ks)), strict=True))
         for key, ks in arriving.items():
             ks.sort(key=lambda k: (boxes[self.chains[k][-2]].x, k))
-            end.update(zip(ks, _spread(boxes[key], len(ks)), strict=True))
+            labelled = any(self.wires[k][2] is not None for k in ks)  # room for the numbers
+            end.update(zip(ks, _spread(boxes[key], len(ks), 26.0 if labelled else 12.0), strict=True))
         edges = []
         for k, (chain, (source, target, label, dashed)) in enumerate(
             zip(self.chains, self.wires, strict=True)
@@ -324,11 +325,12 @@ def _layer_tops(
     return tops, heights
 
 
-def _spread(box: Box, count: int) -> list[float]:
-    """``count`` points along the middle of a box's side, left to right."""
+def _spread(box: Box, count: int, step: float = 12.0) -> list[float]:
+    """``count`` points along the middle of a box's side, left to right, ``step`` apart where
+    the box is wide enough."""
     if count == 1 or box.width == 0:
         return [box.x] * count
-    span = min(box.width * 0.6, 12.0 * (count - 1))
+    span = min(box.width * 0.8, step * (count - 1))
     return [box.x - span / 2 + span * i / (count - 1) for i in range(count)]
 
 
