@@ -1,4 +1,4 @@
-"""``cellsearch cells ...``: list, show and import cell graphs.
+"""``cellsearch cells ...``: list, show, draw and import cell graphs.
 
 Errors print one line to stderr and exit with code 1 (bad file or cell) or 2 (bad usage).
 """
@@ -170,6 +170,27 @@ def show_cell(
         typer.echo(to_dot(graph), nl=False)
     else:
         typer.echo(graph.to_json())
+
+
+@cells_app.command("draw")
+def draw_cell(
+    cell: Annotated[str, typer.Argument(help="A library cell name or a cell JSON file.")],
+    output: Annotated[Path, typer.Argument(help="The image to write: a .png or .svg file.")],
+) -> None:
+    """Draw a cell's diagram to a PNG or SVG file (matplotlib: Graphviz is not needed)."""
+    if output.suffix.lower() not in (".png", ".svg"):
+        raise cli_failure(f"OUTPUT: expected a .png or .svg file, got {output.name!r}", 2)
+    try:
+        graph = library.resolve(cell)
+    except CellGraphError as exc:
+        raise cli_failure(str(exc)) from None
+    from cells._diagram import draw_diagram  # matplotlib: loaded for this command only
+
+    try:
+        draw_diagram(graph, output)
+    except OSError as exc:
+        raise cli_failure(f"OUTPUT: cannot write {output}: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {output}")
 
 
 @cells_app.command("import")

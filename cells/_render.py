@@ -1,4 +1,4 @@
-"""Rendering of cell graphs: equations (plain text, LaTeX, Markdown) and Graphviz DOT.
+"""Rendering of cell graphs: equations (plain text, LaTeX, Markdown), Graphviz DOT and SVG.
 
 Equations read like a textbook: gates and other nodes used more than once get their own
 line, single-use plumbing (the ``linear`` inside a sigmoid, a product feeding a sum) is
@@ -20,8 +20,6 @@ Example:
 from __future__ import annotations
 
 import heapq
-import shutil
-import subprocess
 from typing import Literal
 
 from cells._graph import INPUT_X, CellGraph, Node, state_input, state_output
@@ -210,20 +208,15 @@ def to_dot(graph: CellGraph) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_svg(graph: CellGraph, timeout: float = 30.0) -> str | None:
-    """SVG text of :func:`to_dot` drawn by Graphviz's ``dot`` program, or ``None`` when it is absent.
+def render_svg(graph: CellGraph) -> str:
+    """SVG text of the cell's diagram, drawn with matplotlib (:func:`cells.diagram_svg`).
 
-    Raises :class:`RuntimeError` with dot's message if dot fails.
+    Graphviz is not used, so a diagram looks the same on every machine: :func:`to_dot` gives
+    the DOT text for those who draw with Graphviz themselves.
     """
-    dot = shutil.which("dot")
-    if dot is None:
-        return None
-    proc = subprocess.run(
-        [dot, "-Tsvg"], input=to_dot(graph), capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"dot failed on cell {graph.name!r}: {proc.stderr.strip()}")
-    return proc.stdout
+    from cells._diagram import diagram_svg  # matplotlib: loaded when a diagram is drawn
+
+    return diagram_svg(graph)
 
 
 def _dot_quote(text: str) -> str:

@@ -269,8 +269,12 @@ def dashboard(
         str, typer.Option("--host", help="Interface to bind; 0.0.0.0 exposes the UI to the network.")
     ] = "127.0.0.1",
     mlflow: MlflowOption = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the server's own logging here, not in its log file.")
+    ] = False,
 ) -> None:
-    """Start the MLflow UI on the tracking store and print its URL (Ctrl-C stops it)."""
+    """Start the MLflow UI on the tracking store and print its URL as soon as it answers
+    (Ctrl-C stops it; the command then exits 0)."""
     from dashboards._server import DashboardError, serve
 
     uri = resolve_settings(mlflow_uri=mlflow).mlflow_uri
@@ -279,10 +283,22 @@ def dashboard(
         # server this machine cannot).
         _check_mlflow(uri)
     try:
-        code = serve(uri, host=host, port=port, echo=typer.echo)
+        code = serve(uri, host=host, port=port, echo=typer.echo, verbose=verbose)
     except DashboardError as exc:
         raise cli_failure(str(exc)) from None
+    if not uri.lower().startswith(("http://", "https://")):  # a server ran here and is stopped
+        _quiet_exit()
     raise typer.Exit(code)
+
+
+def _quiet_exit() -> None:
+    """Once the server is stopped, a further Ctrl-C cannot interrupt the interpreter's exit
+    (where it would print "Exception ignored in threading" while MLflow's threads finish)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def report(

@@ -1,10 +1,9 @@
 """``cellsearch report``: one self-contained HTML file about a job.
 
-Plots are inline SVG (matplotlib), cell diagrams inline SVG (Graphviz, where ``dot`` is
-installed; the DOT text otherwise), styles inline: the file needs nothing else to be
-read, mailed or archived. Sections: a summary; the best score against the number of
-architectures evaluated, with the baseline cells as horizontal lines; the distribution of
-scores; the top scores with their intervals; score against parameter count; for a job with
+Plots and cell diagrams are inline SVG (matplotlib; no Graphviz needed), styles inline: the
+file needs nothing else to be read, mailed or archived. Sections: a summary; the best score
+against the number of architectures evaluated, with the baseline cells as horizontal lines;
+the distribution of scores; the top scores with their intervals; score against parameter count; for a job with
 the ``fixed`` strategy the comparison table of the paper (cells by tasks, relative scores);
 the top cells with their equations and diagrams; for a job with a final round
 (``docs/final-round.md``) its cells with their final scores (error bars), the verdicts against
@@ -313,25 +312,13 @@ def _paper_table(archs: list[RankedArchitecture], tasks: list[str], cell_order: 
 
 
 def _cell_section(arch: RankedArchitecture, tasks: list[str]) -> str:
-    from cells import CellGraph, equation_legend, render_svg, to_dot
+    from cells import CellGraph, equation_legend
 
     try:
         graph: CellGraph | None = CellGraph.parse(arch.graph)
     except ValueError:  # a stored graph this version cannot read: show the text parts only
         graph = None
-    diagram = ""
-    if graph is not None:
-        svg = None
-        try:
-            svg = render_svg(graph)
-        except (RuntimeError, OSError):
-            svg = None
-        diagram = (
-            f'<div class="diagram">{_strip_xml_header(svg)}</div>'
-            if svg
-            else "<details><summary>Graphviz DOT (install Graphviz for a diagram)</summary>"
-            f"<pre>{_e(to_dot(graph))}</pre></details>"
-        )
+    diagram = "" if graph is None else _diagram(graph)
     results = ", ".join(
         f"{_e(t)} {_e(format_estimate(arch.per_task[t].relative, arch.per_task[t].relative_interval))}"
         for t in tasks
@@ -352,6 +339,17 @@ def _cell_section(arch: RankedArchitecture, tasks: list[str]) -> str:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _diagram(graph: Any) -> str:
+    """The cell's diagram as inline SVG (matplotlib), or its DOT text where it cannot be drawn."""
+    from cells import diagram_svg, to_dot
+
+    try:
+        svg = diagram_svg(graph)
+    except (ImportError, RuntimeError, ValueError, OSError):  # matplotlib missing or failing
+        return f"<details><summary>Graphviz DOT</summary><pre>{_e(to_dot(graph))}</pre></details>"
+    return f'<div class="diagram">{_strip_xml_header(svg)}</div>'
 
 
 FOREST_ROWS = 15

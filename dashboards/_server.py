@@ -5,6 +5,11 @@ A store that is a file or a database gets an ``mlflow server`` child process, bo
 file (where the tracker puts them too). A store that is already an MLflow server is the
 dashboard: its URL is printed and nothing is started.
 
+The server's own output (MLflow's and uvicorn's logging) goes to a log file, named on the
+line after the address (:func:`server_log_path`), unless ``verbose``; the address is printed
+as soon as the server answers its health check. A stop by Ctrl-C or SIGTERM is the normal
+end of a dashboard: the command exits 0.
+
 Example:
     >>> server_command("sqlite:////data/mlflow.db", host="127.0.0.1", port=5000)[3:9]
     ['server', '--backend-store-uri', 'sqlite:////data/mlflow.db', '--host', '127.0.0.1', '--port']
@@ -15,16 +20,20 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
 
 from cells import CellsearchError
 from dashboards._links import is_server_uri
@@ -73,6 +82,7 @@ def serve(
     port: int = 5000,
     echo: Callable[[str], object] = print,
     timeout: float = STARTUP_TIMEOUT,
+    verbose: bool = False,
 ) -> int:
     """Run the UI until it exits, or until SIGINT (Ctrl-C) or SIGTERM stops it (exit code 0);
     returns the exit code for the command.
@@ -80,7 +90,8 @@ def serve(
     The server runs in a session (process group) of its own, and stopping stops the whole
     group: the server and every worker it started, so the port is free when this returns.
     Both signals get handlers here, also when the parent ignored SIGINT (``cellsearch
-    dashboard &`` in a script), so that either one stops the UI.
+    dashboard &`` in a script), so that either one stops the UI. ``verbose``: the server's
+    output is shown here rather than written to :func:`server_log_path`.
     """
     if is_server_uri(tracking_uri):
         echo(f"the tracking store is an MLflow server; its UI is at {tracking_uri.rstrip('/')}")
@@ -91,15 +102,22 @@ def serve(
     # Signal handlers can only be set on the main thread (a test may call serve from another).
     main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.signal(sig, _raise_stop) for sig in STOP_SIGNALS} if main else {}
+    log_path = None if verbose else server_log_path(tracking_uri, port)
+    log: IO[bytes] | None = None
     try:
-        _prepare_store(tracking_uri)
+        _prepare_store(tracking_uri, quiet=not verbose)
+        log = _open_log(log_path)
         process = subprocess.Popen(
             server_command(tracking_uri, host=host, port=port),
             start_new_session=True,
             env=server_environment(),
+            stdout=log,
+            stderr=None if log is None else subprocess.STDOUT,
         )
-        _wait_until_up(process, url, timeout)
+        _wait_until_up(process, url, timeout, log_path)
         echo(f"MLflow UI at {url} (store: {tracking_uri}); Ctrl-C stops it")
+        if log_path is not None:
+            echo(f"server log: {log_path} (--verbose shows it here)")
         return process.wait()
     except (KeyboardInterrupt, _Stop):
         return 0
@@ -108,6 +126,8 @@ def serve(
             signal.signal(sig, signal.SIG_IGN)
         if process is not None:
             stop_process_group(process)
+        if log is not None:
+            log.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -120,9 +140,10 @@ def _raise_stop(signum: int, _frame: object) -> None:
     raise _Stop(signum)
 
 
-def _prepare_store(tracking_uri: str) -> None:
+def _prepare_store(tracking_uri: str, quiet: bool = True) -> None:
     """Create a fresh store's tables here, under the lock the trackers take, so that a job
-    starting at the same time does not race the server's own creation of them."""
+    starting at the same time does not race the server's own creation of them (``quiet``:
+    without MLflow's and Alembic's lines about creating them)."""
     artifacts = artifacts_folder(tracking_uri)
     if artifacts is None:
         return
@@ -130,11 +151,25 @@ def _prepare_store(tracking_uri: str) -> None:
     from mlflow import MlflowClient
 
     try:
-        with store_creation_lock(tracking_uri):
+        with store_creation_lock(tracking_uri), _quiet_loggers(quiet):
             MlflowClient(tracking_uri=tracking_uri)
     except Exception as exc:  # a damaged store, a newer MLflow's schema: one line, no traceback
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise DashboardError(f"--mlflow: cannot open the MLflow store {tracking_uri}: {reason}") from None
+
+
+@contextlib.contextmanager
+def _quiet_loggers(quiet: bool) -> Iterator[None]:
+    """MLflow's and Alembic's info lines held back while the block runs (when ``quiet``)."""
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")] if quiet else []
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -150,21 +185,39 @@ def _check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def _wait_until_up(process: subprocess.Popen[bytes], url: str, timeout: float) -> None:
+def server_log_path(tracking_uri: str, port: int) -> Path:
+    """Where the server's output goes: ``mlflow-server.log`` beside a SQLite store (next to its
+    ``mlartifacts``), else ``cellsearch-dashboard-PORT.log`` in the temporary folder."""
+    artifacts = artifacts_folder(tracking_uri)
+    if artifacts is not None:
+        return artifacts.parent / "mlflow-server.log"
+    return Path(tempfile.gettempdir()) / f"cellsearch-dashboard-{port}.log"
+
+
+def _open_log(path: Path | None) -> IO[bytes] | None:
+    if path is None:
+        return None
+    try:
+        return path.open("ab")
+    except OSError as exc:
+        raise DashboardError(f"cannot write the server log {path}: {exc.strerror or exc}") from None
+
+
+def _wait_until_up(process: subprocess.Popen[bytes], url: str, timeout: float, log: Path | None) -> None:
+    """Poll the health endpoint (often: the address is printed as soon as the server answers)."""
     deadline = time.monotonic() + timeout
+    where = "its output above" if log is None else log
     while time.monotonic() < deadline:
         code = process.poll()
         if code is not None:
-            raise DashboardError(
-                f"mlflow server exited with code {code} before answering (see its output above)"
-            )
+            raise DashboardError(f"mlflow server exited with code {code} before answering (see {where})")
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=5):
                 return
         except urllib.error.HTTPError:
             return  # it answers
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.2)
     raise DashboardError(f"mlflow server did not answer at {url} within {timeout:.0f} s")
 
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def start_dashboard(
             break
         seen.append(line)
         if line.startswith("MLflow UI at "):
+            assert seen == [line], seen  # the address line comes first: the server logs to a file
             return process
     process.kill()
     pytest.fail("the dashboard did not start:\n" + "".join(seen[-20:]))
@@ -148,3 +150,36 @@ def test_sigint_stops_a_dashboard_started_with_sigint_ignored(tmp_path: Path) ->
     port = free_port()
     process = start_dashboard(tmp_path, port, preexec=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     stop_and_check(process, signal.SIGINT, port)
+
+
+def test_the_address_comes_first_and_ctrl_c_ends_quietly(tmp_path: Path) -> None:
+    """stdout starts with the address line (the server's logging is in its log file, named on
+    the next line); the address answers HTTP; SIGINT ends the command within a few seconds
+    with exit code 0 and nothing on stderr about ignored exceptions or tracebacks."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [sys.executable, "-m", "cellsearch", "dashboard", "--port", str(port)]
+    command += ["--mlflow", f"sqlite:///{tmp_path}/mlflow.db"]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        first = process.stdout.readline()  # blocks until the server answers (or the command ends)
+        url = f"http://127.0.0.1:{port}"
+        assert first.startswith(f"MLflow UI at {url}"), first + process.stderr.read()
+        log = tmp_path / "mlflow-server.log"
+        assert process.stdout.readline() == f"server log: {log} (--verbose shows it here)\n"
+        with urllib.request.urlopen(f"{url}/health", timeout=10) as answer:
+            assert answer.status == 200
+        assert log.stat().st_size > 0  # the server's own logging went there
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=STOPPED_WITHIN + 5) == 0
+        assert port_free(port)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    errors = process.stderr.read()
+    assert "Exception ignored" not in errors and "Traceback" not in errors, errors
+    assert process.stdout.read() == ""  # nothing of the server's after the address either

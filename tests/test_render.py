@@ -347,12 +347,9 @@ def test_dot_labels_operand_positions_of_non_commutative_ops() -> None:
     assert 'label="f_lin\\nlinear\\nbias_init=1"' in to_dot(library.get("lstm-b1"))
 
 
-def test_svg_when_dot_is_installed() -> None:
-    if shutil.which("dot") is None:
-        assert render_svg(library.get("lstm")) is None
-        pytest.skip("Graphviz's dot program is not installed")
-    svg = render_svg(library.get("lstm"))
-    assert svg is not None and "<svg" in svg and "c_new" in svg
+def test_svg_is_drawn_without_graphviz() -> None:
+    svg = render_svg(library.get("lstm"))  # matplotlib's drawing, Graphviz installed or not
+    assert svg.startswith("<?xml") and "<svg" in svg and svg.rstrip().endswith("</svg>")
 
 
 # --- random graphs ---------------------------------------------------------------------------------

@@ -3,7 +3,9 @@ the top cells, checked on a hand-made database with known answers and on a real 
 
 from __future__ import annotations
 
-import shutil
+import os
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -87,8 +89,7 @@ def test_search_report_has_plots_cells_and_no_outside_references(synthetic: Synt
     assert "Best score against architectures evaluated" in page.headings
     assert "Score distribution" in page.headings and "Score against parameter count" in page.headings
     assert not any(h.startswith("Comparison") for h in page.headings)  # not a fixed-strategy job
-    diagrams = 3 if shutil.which("dot") else 0
-    assert page.tags.count("svg") >= 3 + diagrams
+    assert page.tags.count("svg") >= 3 + 3  # the plots and the three top cells' diagrams
     cells = [h for h in page.headings if h.startswith("#")]
     ids = synthetic.ids
     assert [int(h.split()[2]) for h in cells] == [ids["child"], ids["grandchild"], ids["tie"]]
@@ -102,8 +103,7 @@ def test_search_report_has_plots_cells_and_no_outside_references(synthetic: Synt
     ]
     assert "xml-small 1.200 [1.10, 1.30]" in text  # the child's relative scores with their intervals
     assert "rewired node &#x27;r&#x27; input 0 to x" in text  # the mutation, escaped
-    if not shutil.which("dot"):
-        assert "digraph" in text
+    assert text.count('<div class="diagram"><svg') == 3 and "digraph" not in text
 
 
 def test_best_curve_numbers_follow_the_proposal_order(synthetic: Synthetic) -> None:
@@ -181,3 +181,20 @@ def test_final_round_section(tmp_path: Path) -> None:
 def test_no_final_round_no_section(synthetic: Synthetic) -> None:
     _, page = report(synthetic, synthetic.search_job)
     assert not any(h.startswith("Final round") for h in page.headings) and "final" not in page.tables
+
+
+def test_report_has_diagrams_without_graphviz(synthetic: Synthetic, tmp_path: Path) -> None:
+    """``cellsearch report`` run with no ``dot`` on PATH (PATH names an empty folder): the
+    top cells' diagrams are inline SVG all the same, not the DOT text."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    out = tmp_path / "report.html"
+    code = "import sys\nfrom cellsearch._cli import main\nsys.argv[0] = 'cellsearch'\nmain()\n"
+    env = {**os.environ, "PATH": str(empty), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = ["report", str(synthetic.search_job), "--db", synthetic.url, "-o", str(out), "--top", "3"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert text.count('<div class="diagram"><svg') == 3 and "digraph" not in text
