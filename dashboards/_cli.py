@@ -269,8 +269,12 @@ def dashboard(
         str, typer.Option("--host", help="Interface to bind; 0.0.0.0 exposes the UI to the network.")
     ] = "127.0.0.1",
     mlflow: MlflowOption = None,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the address in a web browser once the UI answers.")
+    ] = False,
 ) -> None:
-    """Start the MLflow UI on the tracking store and print its URL (Ctrl-C stops it)."""
+    """Start the MLflow UI on the tracking store and print its URL: the latest job's
+    architectures (Ctrl-C stops it)."""
     from dashboards._server import DashboardError, serve
 
     uri = resolve_settings(mlflow_uri=mlflow).mlflow_uri
@@ -279,7 +283,7 @@ def dashboard(
         # server this machine cannot).
         _check_mlflow(uri)
     try:
-        code = serve(uri, host=host, port=port, echo=typer.echo)
+        code = serve(uri, host=host, port=port, echo=typer.echo, open_browser=open_browser)
     except DashboardError as exc:
         raise cli_failure(str(exc)) from None
     raise typer.Exit(code)
