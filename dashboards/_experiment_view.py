@@ -37,6 +37,11 @@ JOB_TAG = "cellsearch.job_id"
 MAX_EXPERIMENT_NAME = 500
 """MLflow's limit on an experiment's name."""
 LEADERBOARD_FILE = "leaderboard.json"
+JOB_NOTE = (
+    "The job's run: its file (`job.yaml` and the parameters), its progress over time (the "
+    "metrics' charts), and at its end the leaderboard (`leaderboard.json`, an MLflow table). "
+    "Every architecture is a run of this experiment."
+)
 MAX_LEADERBOARD_ROWS = 100_000
 
 

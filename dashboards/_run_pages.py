@@ -47,15 +47,21 @@ def description(
     parent: str | None,
     summary: Sequence[str],
 ) -> str:
-    """The Markdown of an architecture's run page: what it is, its scores, its equations."""
-    lines = [f"**{plain(name)}**", ""]
-    if cell_description:
-        lines += [plain(cell_description), ""]
+    """The Markdown of an architecture's run page: its equations first (what the page shows
+    before "Show more"), what it is, its scores."""
+    lines = [fenced(equations), ""]
     if parent:
-        lines += [f"Mutant of {plain(parent)}:", "", fenced(mutation or "(no mutation recorded)"), ""]
+        lines += [
+            f"**{plain(name)}**, a mutant of {plain(parent)}:",
+            "",
+            fenced(mutation or "(not recorded)"),
+            "",
+        ]
+    elif cell_description:
+        lines += [f"**{plain(name)}**: {plain(cell_description)}", ""]
     if summary:
         lines += [fenced("\n".join(summary)), ""]
-    lines += ["Equations (h, c, m: the states before the step; h', c', m': after):", "", fenced(equations)]
+    lines.append("h, c, m: the states before the step; h', c', m': after it.")
     return "\n".join(lines)
 
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from sqlalchemy import Engine
 
-from dashboards._experiment_view import experiment_name, log_leaderboard, set_experiment_view
-from dashboards._run_pages import NOTE_TAG, diagram_png
+from dashboards._experiment_view import JOB_NOTE, experiment_name, log_leaderboard, set_experiment_view
+from dashboards._run_pages import NOTE_TAG, diagram_png, epoch_ms
 from dashboards._tracking_ops import (
     JOB_RUN_STATUS,
     METRICS_PER_BATCH,
@@ -149,7 +149,10 @@ class MlflowWriter:
         self._experiment_id = self._experiment_for(experiment_name(self.experiment, job.name, job.id))
         set_experiment_view(client, self._experiment_id, job_tasks(store, job.id), job.id)
         run = client.create_run(
-            self._experiment_id, run_name=f"job-{job.id}", tags={**self._job_meta, "cellsearch.kind": "job"}
+            self._experiment_id,
+            start_time=epoch_ms(job.started_at or job.created_at),
+            run_name=f"job-{job.id}",
+            tags={**self._job_meta, "cellsearch.kind": "job", NOTE_TAG: JOB_NOTE},
         )
         self.job_run_id = run.info.run_id
         from mlflow.entities import Param
@@ -321,4 +324,7 @@ class MlflowWriter:
             log_leaderboard(client, self._results(), self.job_id, self.job_run_id)
             op.table_done = True
         client.set_tag(self.job_run_id, "cellsearch.job_state", state)
-        client.set_terminated(self.job_run_id, status=JOB_RUN_STATUS.get(state, "KILLED"))
+        finished = self._results().get_job(self.job_id).finished_at
+        client.set_terminated(
+            self.job_run_id, status=JOB_RUN_STATUS.get(state, "KILLED"), end_time=epoch_ms(finished)
+        )
