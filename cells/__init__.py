@@ -43,13 +43,14 @@ if TYPE_CHECKING:
     from cells._compile import CellLayer, build_layer
     from cells._compile_cache import CompileCacheInfo, clear_compile_cache, compile_cache_info
     from cells._compile_population import PopulationLayer, build_population_layer
+    from cells._diagram import diagram_svg, draw_diagram
     from cells._dropout import dropout, dropout_mask
     from cells._mutation import mutate
     from cells._random_cell import random_cell
     from cells._reference import ReferenceLayer
 
-# The layers import torch and the mutations NumPy: loaded on first use (PEP 562), so that
-# reading graphs (the results database, `cellsearch cells show`) stays quick.
+# The layers import torch, the mutations NumPy and the diagrams matplotlib: loaded on first
+# use (PEP 562), so that reading graphs (the results database, `cellsearch cells show`) stays quick.
 __getattr__ = lazy_exports(
     globals(),
     {
@@ -57,6 +58,7 @@ __getattr__ = lazy_exports(
         "cells._compile": ("CellLayer", "build_layer"),
         "cells._compile_cache": ("CompileCacheInfo", "clear_compile_cache", "compile_cache_info"),
         "cells._compile_population": ("PopulationLayer", "build_population_layer"),
+        "cells._diagram": ("diagram_svg", "draw_diagram"),
         "cells._dropout": ("dropout", "dropout_mask"),
         "cells._mutation": ("mutate",),
         "cells._random_cell": ("random_cell",),
@@ -97,6 +99,8 @@ __all__ = [
     "cli_failure",
     "compile_cache_info",
     "control_character_problem",
+    "diagram_svg",
+    "draw_diagram",
     "dropout",
     "dropout_mask",
     "dump_nasbench_recipes",
