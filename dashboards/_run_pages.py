@@ -155,9 +155,9 @@ def epoch_ms(moment: datetime | None) -> int | None:
 def training_span(trials: Sequence[Any]) -> tuple[int | None, int | None]:
     """When an architecture's first trial started and its last one finished (ms), its
     run's start and end: the run's duration is the time it spent training."""
-    starts = [epoch_ms(t.started_at) for t in trials if t.started_at is not None]
-    ends = [epoch_ms(t.finished_at) for t in trials if t.finished_at is not None]
-    return (min(starts) if starts else None, max(e for e in ends if e is not None) if ends else None)
+    starts = [ms for t in trials if (ms := epoch_ms(t.started_at)) is not None]
+    ends = [ms for t in trials if (ms := epoch_ms(t.finished_at)) is not None]
+    return (min(starts) if starts else None, max(ends) if ends else None)
 
 
 def diagram_png(graph: Any, folder: Any) -> str | None:
