@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 
 class MlflowWriter:
-    """The job's MLflow runs: the job's run, one nested run per finished architecture."""
+    """The job's MLflow runs: the job's run, and beside it a run per finished architecture."""
 
     def __init__(self, tracking_uri: str, db_url: str, experiment: str | None = None) -> None:
         self.tracking_uri = tracking_uri
