@@ -173,3 +173,25 @@ def test_screenshot_script(real: RealJob, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_open_hands_the_runs_page_to_the_browser(real: RealJob, tmp_path: Path) -> None:
+    """``--open``: the printed address goes to the user's browser ($BROWSER, here a script)."""
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+    browser.chmod(0o755)
+    code = (
+        "from dashboards._landing import announce; "
+        f"announce({real.mlflow_store!r}, {real.server.url!r}, print, open_browser=True)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(BROWSER=f"{browser} %s"),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert opened.read_text() == printed_url(real)
+    assert f"MLflow UI at {printed_url(real)} " in proc.stdout
