@@ -272,9 +272,12 @@ def dashboard(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show the server's own logging here, not in its log file.")
     ] = False,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the address in a web browser once the UI answers.")
+    ] = False,
 ) -> None:
-    """Start the MLflow UI on the tracking store and print its URL as soon as it answers
-    (Ctrl-C stops it; the command then exits 0)."""
+    """Start the MLflow UI on the tracking store and print its URL, the latest job's
+    architectures, as soon as it answers (Ctrl-C stops it; the command then exits 0)."""
     from dashboards._server import DashboardError, serve
 
     uri = resolve_settings(mlflow_uri=mlflow).mlflow_uri
@@ -283,7 +286,7 @@ def dashboard(
         # server this machine cannot).
         _check_mlflow(uri)
     try:
-        code = serve(uri, host=host, port=port, echo=typer.echo, verbose=verbose)
+        code = serve(uri, host=host, port=port, echo=typer.echo, verbose=verbose, open_browser=open_browser)
     except DashboardError as exc:
         raise cli_failure(str(exc)) from None
     if not uri.lower().startswith(("http://", "https://")):  # a server ran here and is stopped

@@ -14,7 +14,7 @@ Example:
     >>> [(r.job_id, r.arch_id, r.run_id) for r in runs_of(store.engine, job_id=1)]
     [(1, None, 'abc')]
     >>> run_url("http://mlflow:5000/", "1", "abc")
-    'http://mlflow:5000/#/experiments/1/runs/abc'
+    'http://mlflow:5000/#/experiments/1/runs/abc?workflowType=machine_learning'
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def is_server_uri(uri: str) -> bool:
 
 
 def run_url(base: str, experiment_id: str, run_id: str) -> str:
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    """A run's page in the MLflow UI, opened as model training (the UI's default is GenAI)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def ensure_links_table(engine: Engine) -> None:

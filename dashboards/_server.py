@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO
 
 from cells import CellsearchError
+from dashboards._landing import announce
 from dashboards._links import is_server_uri
 from dashboards._store_lock import store_creation_lock
 from dashboards._tracking_ops import artifacts_folder
@@ -83,9 +84,11 @@ def serve(
     echo: Callable[[str], object] = print,
     timeout: float = STARTUP_TIMEOUT,
     verbose: bool = False,
+    open_browser: bool = False,
 ) -> int:
     """Run the UI until it exits, or until SIGINT (Ctrl-C) or SIGTERM stops it (exit code 0);
-    returns the exit code for the command.
+    returns the exit code for the command. The address printed (and opened in a browser
+    with ``open_browser``) is the latest job's runs page (:mod:`dashboards._landing`).
 
     The server runs in a session (process group) of its own, and stopping stops the whole
     group: the server and every worker it started, so the port is free when this returns.
@@ -115,7 +118,7 @@ def serve(
             stderr=None if log is None else subprocess.STDOUT,
         )
         _wait_until_up(process, url, timeout, log_path)
-        echo(f"MLflow UI at {url} (store: {tracking_uri}); Ctrl-C stops it")
+        announce(tracking_uri, url, echo, open_browser)
         if log_path is not None:
             echo(f"server log: {log_path} (--verbose shows it here)")
         return process.wait()

@@ -1,4 +1,4 @@
-"""MLflow tracking of jobs: a parent run per job, a nested run per finished architecture.
+"""MLflow tracking of jobs: an experiment per job, holding the job's run and a run per finished architecture.
 
 The :class:`Tracker` is one observer of the driver: it follows the job's progress feed
 (:meth:`Tracker.follow`, the feed's events), so ``search`` never imports it; whoever composes

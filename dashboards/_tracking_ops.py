@@ -9,6 +9,10 @@ from typing import Any
 from search import JobState, sqlite_file
 
 PARAMS_PER_BATCH = 100
+MAX_KEY_LENGTH = 250
+"""MLflow's limit on a key's length."""
+KEY_SUFFIX_ROOM = 16
+"""Characters a key leaves for the suffix the tracker adds (the longest: ``.relative_high``)."""
 METRICS_PER_BATCH = 1000
 
 JOB_RUN_STATUS: dict[str, str] = {
@@ -67,6 +71,7 @@ class JobEnd:
     close_running: bool = True
     """Close the job's run even if the job is not over (the tracker is closing)."""
     sweep: Sweep = field(default_factory=Sweep)
+    table_done: bool = False
 
 
 Operation = JobStart | ProgressSample | ArchitectureDone | Sweep | JobEnd
@@ -99,3 +104,21 @@ def is_transient(exc: BaseException) -> bool:
 def first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def metric_key(name: str, room: int = KEY_SUFFIX_ROOM) -> str:
+    """A task label, job name or spec key as an MLflow metric or parameter key.
+
+    MLflow takes letters, digits, ``_ - . / :`` and spaces, and refuses a key that reads as
+    a path going elsewhere (``../x``, ``/x``, ``a//b``); a key refused mid-job would cost the
+    job its runs. So only ASCII letters, digits and ``_ - .`` and spaces are kept, anything
+    else becomes ``_``, as do dots at the start; the key is cut to leave ``room`` characters
+    for a suffix (a parameter's key needs none).
+
+    Example:
+        >>> metric_key("../../etc/passwd"), metric_key("xml-small"), metric_key("")
+        ('___.._etc_passwd', 'xml-small', '_')
+    """
+    key = "".join(c if (c.isascii() and c.isalnum()) or c in "_-. " else "_" for c in name)
+    key = "_" * (len(key) - len(key.lstrip("."))) + key.lstrip(".")
+    return key[: MAX_KEY_LENGTH - room] or "_"

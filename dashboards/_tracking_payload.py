@@ -7,24 +7,20 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from dashboards._run_pages import run_page
+from dashboards._tracking_ops import MAX_KEY_LENGTH, metric_key
 from search import EvaluationStatus, Interval, ResultStore
 
 logger = logging.getLogger(__name__)
 
 MAX_PARAM_LENGTH = 6000
 """MLflow's limit on a parameter's value (longer values are cut, with a marker)."""
-MAX_KEY_LENGTH = 250
-"""MLflow's limit on a key's length."""
-KEY_SUFFIX_ROOM = 16
-"""Characters a key leaves for the suffix the tracker adds (the longest: ``.relative_high``)."""
-MAX_EXPERIMENT_NAME = 500
-"""MLflow's limit on an experiment's name (a job's name, by default)."""
 
 
 def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[str, Any] | None:
     """The run of a finished architecture of a job: run name, params, metrics, tags and
     artifacts (file name -> text); ``None`` when it is not part of the job or not finished."""
-    from cells import CellGraph, render_svg, to_dot, to_markdown
+    from cells import CellGraph, to_dot, to_equations
     from dashboards._queries import describe_architecture, job_tasks
 
     member = store.job_architecture(job_id, arch_id)
@@ -70,23 +66,19 @@ def architecture_payload(store: ResultStore, job_id: int, arch_id: int) -> dict[
     graph = CellGraph.parse(details.graph)
     artifacts = {
         "cell.json": graph.model_dump_json(indent=2),
-        "equations.md": to_markdown(graph),
+        "equations.txt": to_equations(graph) + "\n",
         "cell.dot": to_dot(graph),
     }
-    try:
-        svg = render_svg(graph)
-    except (RuntimeError, OSError) as exc:  # a Graphviz failure costs the picture, not the run
-        logger.info("no diagram for architecture %s: %s", arch_id, exc)
-        svg = None
-    if svg is not None:
-        artifacts["cell.svg"] = svg
     name = f"arch-{arch_id}" + (f"-{details.library_name}" if details.library_name else "")
+    evaluations = [(e, store.trials(evaluation_id=e.id)) for e in store.evaluations(job_id, arch_id=arch_id)]
     return {
+        **run_page(name, graph, details, membership, evaluations),
         "run_name": name,
         "params": {metric_key(k, room=0): _truncate(v, MAX_PARAM_LENGTH) for k, v in params.items()},
         "metrics": metrics,
         "tags": tags,
         "artifacts": artifacts,
+        "graph": graph,
         "score": (membership.score, membership.final_score),  # a change is logged again
     }
 
@@ -167,21 +159,3 @@ def _text(value: Any) -> str:
 def _truncate(text: str, limit: int) -> str:
     marker = "...[cut]"
     return text if len(text) <= limit else text[: limit - len(marker)] + marker
-
-
-def metric_key(name: str, room: int = KEY_SUFFIX_ROOM) -> str:
-    """A task label, job name or spec key as an MLflow metric or parameter key.
-
-    MLflow takes letters, digits, ``_ - . / :`` and spaces, and refuses a key that reads as
-    a path going elsewhere (``../x``, ``/x``, ``a//b``); a key refused mid-job would cost the
-    job its runs. So only ASCII letters, digits and ``_ - .`` and spaces are kept, anything
-    else becomes ``_``, as do dots at the start; the key is cut to leave ``room`` characters
-    for a suffix (a parameter's key needs none).
-
-    Example:
-        >>> metric_key("../../etc/passwd"), metric_key("xml-small"), metric_key("")
-        ('___.._etc_passwd', 'xml-small', '_')
-    """
-    key = "".join(c if (c.isascii() and c.isalnum()) or c in "_-. " else "_" for c in name)
-    key = "_" * (len(key) - len(key.lstrip("."))) + key.lstrip(".")
-    return key[: MAX_KEY_LENGTH - room] or "_"

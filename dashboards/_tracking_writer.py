@@ -7,6 +7,7 @@ from the results database and links each run it creates there (:mod:`dashboards.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from sqlalchemy import Engine
 
+from dashboards._experiment_view import JOB_NOTE, experiment_name, log_leaderboard, set_experiment_view
+from dashboards._run_pages import NOTE_TAG, diagram_png, epoch_ms
 from dashboards._tracking_ops import (
     JOB_RUN_STATUS,
     METRICS_PER_BATCH,
@@ -28,17 +31,20 @@ from dashboards._tracking_ops import (
     Sweep,
     Transient,
     artifact_location,
+    first_line,
     is_transient,
 )
-from dashboards._tracking_payload import MAX_EXPERIMENT_NAME, architecture_payload, flatten_params, metric_key
-from search import JobState, ResultStore, use_fast_sqlite_commits
+from dashboards._tracking_payload import architecture_payload, flatten_params, metric_key
+from search import JobState, ResultStore, job_tasks, use_fast_sqlite_commits
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+logger = logging.getLogger(__name__)
+
 
 class MlflowWriter:
-    """The job's MLflow runs: the job's run, one nested run per finished architecture."""
+    """The job's MLflow runs: the job's run, and beside it a run per finished architecture."""
 
     def __init__(self, tracking_uri: str, db_url: str, experiment: str | None = None) -> None:
         self.tracking_uri = tracking_uri
@@ -140,10 +146,13 @@ class MlflowWriter:
             if job.state == JobState.RUNNING and run.info.status != "RUNNING":
                 client.update_run(self.job_run_id, status="RUNNING")  # a resumed job
             return
-        name = (self.experiment or job.name).strip() or f"job-{job.id}"
-        self._experiment_id = self._experiment_for(name[:MAX_EXPERIMENT_NAME])
+        self._experiment_id = self._experiment_for(experiment_name(self.experiment, job.name, job.id))
+        set_experiment_view(client, self._experiment_id, job_tasks(store, job.id), job.id)
         run = client.create_run(
-            self._experiment_id, run_name=f"job-{job.id}", tags={**self._job_meta, "cellsearch.kind": "job"}
+            self._experiment_id,
+            start_time=epoch_ms(job.started_at or job.created_at),
+            run_name=f"job-{job.id}",
+            tags={**self._job_meta, "cellsearch.kind": "job", NOTE_TAG: JOB_NOTE},
         )
         self.job_run_id = run.info.run_id
         from mlflow.entities import Param
@@ -222,11 +231,14 @@ class MlflowWriter:
             tags = {
                 **self._job_meta,
                 **payload["tags"],
-                "mlflow.parentRunId": self.job_run_id,
+                NOTE_TAG: payload["description"],
+                "cellsearch.job_run_id": self.job_run_id,
                 "cellsearch.kind": "architecture",
             }
             assert self._experiment_id is not None
-            run = client.create_run(self._experiment_id, run_name=payload["run_name"], tags=tags)
+            run = client.create_run(
+                self._experiment_id, start_time=payload["start_ms"], run_name=payload["run_name"], tags=tags
+            )
             op.run_id = run.info.run_id
             record_run(
                 self._results().engine,
@@ -240,20 +252,40 @@ class MlflowWriter:
             self.logged_architectures += 1
         if not op.batch_done:
             params = [Param(k, v) for k, v in payload["params"].items()]
-            metrics = [Metric(k, v, now, 0) for k, v in payload["metrics"].items()]
-            client.log_batch(op.run_id, metrics=metrics, params=params[:PARAMS_PER_BATCH])
+            at = payload["end_ms"] or now
+            metrics = [Metric(k, v, at, 0) for k, v in payload["metrics"].items()]
+            metrics += [
+                Metric(k, v, at, step) for k, points in payload["curves"].items() for step, v in points
+            ]
+            metrics.append(Metric("train_seconds", payload["train_seconds"], at, 0))
+            client.log_batch(op.run_id, metrics=metrics[:METRICS_PER_BATCH], params=params[:PARAMS_PER_BATCH])
             for start in range(PARAMS_PER_BATCH, len(params), PARAMS_PER_BATCH):
                 client.log_batch(op.run_id, params=params[start : start + PARAMS_PER_BATCH])
+            for start in range(METRICS_PER_BATCH, len(metrics), METRICS_PER_BATCH):
+                client.log_batch(op.run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
             op.batch_done = True
-        artifacts = {k: v for k, v in payload["artifacts"].items() if k not in op.artifacts_done}
-        if artifacts:  # one upload of a folder: a quarter of the store calls of one file each
-            with tempfile.TemporaryDirectory() as folder:
-                for name, text in artifacts.items():
-                    (Path(folder) / name).write_text(text, encoding="utf-8")
-                client.log_artifacts(op.run_id, folder)
-            op.artifacts_done.update(artifacts)
-        client.set_terminated(op.run_id, status="FINISHED")
+        if "cell.png" not in op.artifacts_done or set(payload["artifacts"]) - op.artifacts_done:
+            self._artifacts(op, payload)
+        client.set_terminated(op.run_id, status="FINISHED", end_time=payload["end_ms"])
         self._logged_scores[op.arch_id] = payload["score"]
+
+    def _artifacts(self, op: ArchitectureDone, payload: dict[str, Any]) -> None:
+        """The cell's JSON, equations, DOT and diagram, in one upload of a folder (a quarter
+        of the store calls of one file each)."""
+        assert op.run_id is not None
+        artifacts = {k: v for k, v in payload["artifacts"].items() if k not in op.artifacts_done}
+        with tempfile.TemporaryDirectory() as name:
+            folder = Path(name)
+            for file, text in artifacts.items():
+                (folder / file).write_text(text, encoding="utf-8")
+            if "cell.png" not in op.artifacts_done:
+                try:
+                    diagram_png(payload["graph"], folder)
+                except Exception as exc:  # a drawing failure costs the picture, not the run
+                    logger.info("no diagram for architecture %s: %s", op.arch_id, first_line(exc))
+            if any(folder.iterdir()):
+                self._mlflow().log_artifacts(op.run_id, str(folder))
+        op.artifacts_done.update(artifacts, {"cell.png"})
 
     def _changed(self, arch_id: int, run_id: str, payload: dict[str, Any]) -> bool:
         """Whether a logged architecture's scores changed since: against what this writer logged,
@@ -288,5 +320,11 @@ class MlflowWriter:
         if state not in JOB_RUN_STATUS and not op.close_running:
             return  # sync() of a job that is still running: its own tracker will close the run
         client = self._mlflow()
+        if not op.table_done:
+            log_leaderboard(client, self._results(), self.job_id, self.job_run_id)
+            op.table_done = True
         client.set_tag(self.job_run_id, "cellsearch.job_state", state)
-        client.set_terminated(self.job_run_id, status=JOB_RUN_STATUS.get(state, "KILLED"))
+        finished = self._results().get_job(self.job_id).finished_at
+        client.set_terminated(
+            self.job_run_id, status=JOB_RUN_STATUS.get(state, "KILLED"), end_time=epoch_ms(finished)
+        )

@@ -1,17 +1,18 @@
 """``cellsearch dashboard`` in a real browser: headless Chromium renders the MLflow UI
 (a JavaScript app) served on the store a real job was tracked into.
 
-What is checked in the rendered DOM: the experiment's runs page lists the job's run, and
-an architecture's run page shows its name, canonical hash, a metric and its parent (the
-job's run). The runs table collapses nested runs under their parent, so the full list of
-architecture runs is checked through the REST endpoint the UI's runs table reads
-(``/ajax-api/2.0/mlflow/runs/search``), not in the DOM.
+What is checked in the rendered DOM: the address ``cellsearch dashboard`` prints opens the
+job's runs table with every architecture's name and score, without a click; an
+architecture's page shows its equations as text and its diagram (an image). The REST
+endpoint the runs table reads (``/ajax-api/2.0/mlflow/runs/search``) lists every run.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,13 +24,17 @@ import sqlalchemy as sa
 from _dashboard_data import REPO, RealJob, real_job, subprocess_env
 from typer.testing import CliRunner
 
+from cells import CellGraph, to_equations
 from cellsearch._cli import app
 from dashboards import runs_of
+from search import ResultStore
 
 sys.path.insert(0, str(REPO / "scripts"))
 from screenshot_dashboard import browser_command, find_browser
 
 BROWSER = find_browser()
+mlflow = pytest.importorskip("mlflow")
+from mlflow import MlflowClient  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -65,32 +70,56 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_dashboard_prints_its_url_and_binds_to_loopback(real: RealJob) -> None:
-    assert f"MLflow UI at {real.server.url} (store: {real.mlflow_store})" in real.server.log.read_text()
-    assert listening_addresses(real.server.port) == {"127.0.0.1"}
+def printed_url(real: RealJob) -> str:
+    """The address ``cellsearch dashboard`` printed last."""
+    lines = [line for line in real.server.log.read_text().splitlines() if line.startswith("MLflow UI at ")]
+    return lines[-1].removeprefix("MLflow UI at ").split(" ")[0]
 
 
-def test_runs_page_lists_the_job_run(real: RealJob, tmp_path: Path) -> None:
+def test_dashboard_prints_the_jobs_runs_page_and_binds_to_loopback(real: RealJob) -> None:
     [job_link] = runs_of(
         sa.create_engine(real.db_url), job_id=real.job_id, jobs_only=True, tracking_uri=real.server.url
     )
-    dom = render(f"{real.server.url}/#/experiments/{job_link.experiment_id}/runs", tmp_path)
-    assert "dash-real" in dom  # the experiment, named after the job
-    assert f"job-{real.job_id}" in dom
+    url = printed_url(real)
+    assert url.startswith(f"{real.server.url}/#/experiments/{job_link.experiment_id}/runs?")
+    assert f"(store: {real.mlflow_store})" in real.server.log.read_text()
+    assert listening_addresses(real.server.port) == {"127.0.0.1"}
 
 
-def test_architecture_run_page_shows_its_details(real: RealJob, tmp_path: Path) -> None:
+def test_printed_page_shows_every_architecture_and_its_score(real: RealJob, tmp_path: Path) -> None:
+    """No click: the experiment opens as model training, one row per architecture with its
+    score and relative score in columns."""
+    dom = render(printed_url(real), tmp_path)
+    client = MlflowClient(tracking_uri=real.server.url)
+    links = runs_of(sa.create_engine(real.db_url), job_id=real.job_id, tracking_uri=real.server.url)
+    runs = [client.get_run(link.run_id) for link in links if link.arch_id is not None]
+    assert len(runs) >= 3
+    assert ">Overview<" not in dom  # the model-training experiment page, not GenAI's overview
+    for run in runs:
+        assert f">{run.info.run_name}<" in dom
+        if "score" in run.data.metrics:
+            assert _shown(run.data.metrics["score"]) in dom
+    assert ">score<" in dom and ">memorize.relative<" in dom and ">parameter_count<" in dom
+
+
+def _shown(value: float) -> str:
+    """A metric as the runs table writes it (JavaScript's shortest digits)."""
+    return f">{int(value)}<" if value.is_integer() else f">{value!r}<"
+
+
+def test_architecture_page_shows_equations_and_diagram(real: RealJob, tmp_path: Path) -> None:
     links = runs_of(sa.create_engine(real.db_url), job_id=real.job_id, tracking_uri=real.server.url)
     arch = next(link for link in links if link.arch_id is not None)
-    dom = render(f"{real.server.url}/#/experiments/{arch.experiment_id}/runs/{arch.run_id}", tmp_path)
-    result = CliRunner().invoke(
-        app, ["results", "show", str(arch.arch_id), "-f", "json", "--db", real.db_url]
-    )
-    details = json.loads(result.stdout)
-    assert f"arch-{arch.arch_id}" in dom
-    assert details["canonical_hash"] in dom
-    assert "memorize.relative" in dom
-    assert "Parent run" in dom and f"job-{real.job_id}" in dom
+    with ResultStore.open(real.db_url, upgrade=False, create=False) as store:
+        graph = CellGraph.parse(store.get_architecture(arch.arch_id).graph)
+    page = f"{real.server.url}/#/experiments/{arch.experiment_id}/runs/{arch.run_id}"
+    dom = render(f"{page}?workflowType=machine_learning", tmp_path)
+    first = to_equations(graph).splitlines()[0]
+    assert html.escape(first, quote=False) in dom  # the equations as text, in the description
+    assert "begin{aligned}" not in dom
+    dom = render(f"{page}/artifacts/cell.png?workflowType=machine_learning", tmp_path / "artifacts")
+    # The artifact viewer fetched the PNG from the server and shows it as an image.
+    assert re.search(r'<img alt="cell\.png" src="blob:', dom), "the artifacts tab does not show the diagram"
 
 
 def test_ui_api_lists_every_architecture_run(real: RealJob) -> None:
@@ -144,3 +173,25 @@ def test_screenshot_script(real: RealJob, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_open_hands_the_runs_page_to_the_browser(real: RealJob, tmp_path: Path) -> None:
+    """``--open``: the printed address goes to the user's browser ($BROWSER, here a script)."""
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+    browser.chmod(0o755)
+    code = (
+        "from dashboards._landing import announce; "
+        f"announce({real.mlflow_store!r}, {real.server.url!r}, print, open_browser=True)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(BROWSER=f"{browser} %s"),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert opened.read_text() == printed_url(real)
+    assert f"MLflow UI at {printed_url(real)} " in proc.stdout

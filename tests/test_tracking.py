@@ -10,11 +10,13 @@ store (no server) is checked by syncing the same job into a fresh one.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sqlite3
 import time
 import urllib.request
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from _dashboard_data import REAL_JOB_YAML, RealJob, build_synthetic, free_port, 
 from _final_data import build_final_job, record_final_round
 from typer.testing import CliRunner
 
-from cells import CellGraph, canonical_hash, to_markdown
+from cells import CellGraph, canonical_hash, to_equations
 from cellsearch._cli import app
 from dashboards import Tracker, runs_of
 from dashboards._tracking import flatten_params
@@ -61,7 +63,8 @@ def job_and_children(client: MlflowClient, job_id: int) -> tuple[Any, list[Any]]
         [e.experiment_id for e in client.search_experiments()], f"tags.`cellsearch.job_id` = '{job_id}'"
     )
     [job_run] = [r for r in runs if r.data.tags.get("cellsearch.kind") == "job"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == job_run.info.run_id]
+    children = [r for r in runs if r.data.tags.get("cellsearch.job_run_id") == job_run.info.run_id]
+    assert {r.info.experiment_id for r in children} <= {job_run.info.experiment_id}
     return job_run, children
 
 
@@ -82,7 +85,14 @@ def test_job_run_holds_the_spec_and_progress_over_time(real: RealJob, client: Ml
     job_run, _ = job_and_children(client, real.job_id)
     assert job_run.info.status == "FINISHED"
     assert job_run.info.run_name == f"job-{real.job_id}"
-    assert client.get_experiment(job_run.info.experiment_id).name == "dash-real"
+    experiment = client.get_experiment(job_run.info.experiment_id)
+    assert experiment.name == f"dash-real (job {real.job_id})"  # an experiment per job
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # not GenAI
+    view = json.loads(experiment.tags["mlflow.sharedViewState.cellsearch"])
+    assert view["orderByKey"] == "metrics.`score`" and view["orderByAsc"] is False
+    assert {"metrics.`score`", "metrics.`memorize.relative`", "params.`parameter_count`"} <= set(
+        view["selectedColumns"]
+    )
     params = job_run.data.params
     assert params["strategy.kind"] == "jozefowicz"
     assert params["tasks.0.name"] == "memorize"
@@ -103,7 +113,7 @@ def test_job_run_holds_the_spec_and_progress_over_time(real: RealJob, client: Ml
     assert job_run.data.metrics["trials_per_minute"] > 0
 
 
-def test_every_finished_architecture_is_a_nested_run(real: RealJob, client: MlflowClient) -> None:
+def test_every_finished_architecture_is_a_top_level_run(real: RealJob, client: MlflowClient) -> None:
     finished = finished_architectures(real.db_url, real.job_id)
     _, children = job_and_children(client, real.job_id)
     assert real.dropped == []
@@ -118,6 +128,7 @@ def test_every_finished_architecture_is_a_nested_run(real: RealJob, client: Mlfl
             [evaluation] = store.evaluations(real.job_id, arch_id=arch_id)
             params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
             assert run.info.status == "FINISHED"
+            assert "mlflow.parentRunId" not in tags  # a row of the runs table, nothing to expand
             assert params["canonical_hash"] == record.canonical_hash
             assert params["parent_id"] == ("" if record.parent_id is None else str(record.parent_id))
             assert params["mutation"] == (record.mutation or "")
@@ -147,14 +158,56 @@ def test_architecture_artifacts(real: RealJob, client: MlflowClient, tmp_path: P
     _, children = job_and_children(client, real.job_id)
     for run in children:
         names = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert names == {"cell.json", "equations.md", "cell.dot", "cell.svg"}  # the SVG without Graphviz
+        assert names == {"cell.json", "equations.txt", "cell.dot", "cell.png"}
         folder = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / run.info.run_id)))
         graph = CellGraph.from_json((folder / "cell.json").read_text())
         assert canonical_hash(graph) == run.data.params["canonical_hash"]
-        assert (folder / "equations.md").read_text() == to_markdown(graph)
-        assert "\\begin{aligned}" in (folder / "equations.md").read_text()
+        assert (folder / "equations.txt").read_text() == to_equations(graph) + "\n"
         assert (folder / "cell.dot").read_text().startswith("digraph ")
-        assert "<svg" in (folder / "cell.svg").read_text()
+        assert (folder / "cell.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # drawn without Graphviz
+
+
+def test_architecture_pages_read_as_text_and_last_as_long_as_training(
+    real: RealJob, client: MlflowClient
+) -> None:
+    """The description shows the equations as plain text (no LaTeX, nothing Markdown reads as
+    a link), the curves are step metrics, and a run lasts from its first trial's start to its
+    last trial's end."""
+    _, children = job_and_children(client, real.job_id)
+    with ResultStore.open(real.db_url, upgrade=False, create=False) as store:
+        for run in children:
+            arch_id = int(run.data.params["arch_id"])
+            graph = CellGraph.parse(store.get_architecture(arch_id).graph)
+            note = run.data.tags["mlflow.note.content"]
+            assert note.startswith("```text\n" + to_equations(graph) + "\n```")  # line breaks kept
+            assert "\\begin" not in note and "$$" not in note and "](" not in note
+            [evaluation] = store.evaluations(real.job_id, arch_id=arch_id)
+            trials = store.trials(evaluation_id=evaluation.id)
+            for number, trial in enumerate(trials):
+                history = client.get_metric_history(run.info.run_id, f"memorize.trial_{number}")
+                assert [(m.step, m.value) for m in history] == [(s, pytest.approx(v)) for s, v in trial.curve]
+            best = next(t for t in trials if t.id == evaluation.best_trial_id)
+            curve = client.get_metric_history(run.info.run_id, "memorize.curve")
+            assert [(m.step, m.value) for m in curve] == [(s, pytest.approx(v)) for s, v in best.curve]
+            start = min(t.started_at for t in trials).replace(tzinfo=UTC).timestamp() * 1000
+            end = max(t.finished_at for t in trials).replace(tzinfo=UTC).timestamp() * 1000
+            assert run.info.start_time == pytest.approx(start, abs=2)
+            assert run.info.end_time == pytest.approx(end, abs=2)
+            assert run.data.metrics["train_seconds"] == pytest.approx(sum(t.seconds for t in trials))
+
+
+def test_job_run_holds_the_leaderboard_table(real: RealJob, client: MlflowClient, tmp_path: Path) -> None:
+    job_run, _ = job_and_children(client, real.job_id)
+    path = Path(client.download_artifacts(job_run.info.run_id, "leaderboard.json", str(tmp_path)))
+    table = json.loads(path.read_text())  # MLflow's table format: columns and rows
+    rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+    result = CliRunner().invoke(
+        app, ["results", "top", "--job", str(real.job_id), "-f", "json", "--db", real.db_url]
+    )
+    top = json.loads(result.stdout)
+    assert [r["architecture"].split("-")[1] for r in rows][: len(top)] == [str(t["arch_id"]) for t in top]
+    assert [r["score"] for r in rows][: len(top)] == [pytest.approx(t["score"]) for t in top]
+    assert rows[0]["memorize.relative"] == pytest.approx(top[0]["per_task"]["memorize"]["relative"])
 
 
 def test_results_show_links_the_run(real: RealJob) -> None:
