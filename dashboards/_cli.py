@@ -278,7 +278,7 @@ def dashboard(
 ) -> None:
     """Start the MLflow UI on the tracking store and print its URL, the latest job's
     architectures, as soon as it answers (Ctrl-C stops it; the command then exits 0)."""
-    from dashboards._server import DashboardError, serve
+    from dashboards._server import DashboardError, ignore_further_interrupts, serve
 
     uri = resolve_settings(mlflow_uri=mlflow).mlflow_uri
     if not uri.lower().startswith(("http://", "https://")):
@@ -290,18 +290,8 @@ def dashboard(
     except DashboardError as exc:
         raise cli_failure(str(exc)) from None
     if not uri.lower().startswith(("http://", "https://")):  # a server ran here and is stopped
-        _quiet_exit()
+        ignore_further_interrupts()
     raise typer.Exit(code)
-
-
-def _quiet_exit() -> None:
-    """Once the server is stopped, a further Ctrl-C cannot interrupt the interpreter's exit
-    (where it would print "Exception ignored in threading" while MLflow's threads finish)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def report(

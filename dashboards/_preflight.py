@@ -119,23 +119,24 @@ def _check_sqlite(uri: str, fail: _Fail) -> None:
     if database.startswith("file:"):
         raise fail("expected a path to a SQLite file, got a SQLite file: URI", usage=True)
     path = Path(database)
+    shown = database if database.isprintable() else repr(database)  # one line, whatever the name
     if path.exists() or path.is_symlink():
         if not path.is_file():
-            raise fail(f"expected a SQLite file, got {_kind(path)} at {database}")
+            raise fail(f"expected a SQLite file, got {_kind(path)} at {shown}")
         try:
             sqlite = is_sqlite_header(path)
         except OSError as exc:
-            raise fail(f"cannot read {database}: {exc.strerror}") from None
+            raise fail(f"cannot read {shown}: {exc.strerror}") from None
         if not sqlite:
-            raise fail(f"{database} is not a SQLite file")
+            raise fail(f"{shown} is not a SQLite file")
         if not os.access(path, os.R_OK | os.W_OK):
-            raise fail(f"{database} is not writable")
+            raise fail(f"{shown} is not writable")
     folder = path.parent
     if not folder.is_dir():
-        raise fail(f"the folder {str(folder)!r} of {database} does not exist")
+        raise fail(f"the folder {str(folder)!r} of {shown} does not exist")
     problem = unwritable_folder(folder)
     if problem:
-        raise fail(f"cannot create files in the folder {str(folder)!r} of {database}: {problem}")
+        raise fail(f"cannot create files in the folder {str(folder)!r} of {shown}: {problem}")
 
 
 def _check_folder_store(path: Path, fail: _Fail) -> None:

@@ -250,3 +250,10 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def ignore_further_interrupts() -> None:
+    """Once the server is stopped, a further Ctrl-C cannot interrupt the interpreter's exit
+    (where it would print "Exception ignored in threading" while MLflow's threads finish)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -16,7 +16,9 @@ from search import ResultStore
 # The fast tier (`python -m pytest -m "not slow"`) leaves out what starts Ray, a whole job, the
 # MLflow server or a browser. Tests that use one of these fixtures, or live in one of these
 # modules, are marked slow here, so a new test of that kind cannot forget the mark.
-SLOW_FIXTURES = frozenset({"ray_instance", "ray_head", "ray_head_node", "ray_cluster"})
+SLOW_FIXTURES = frozenset(
+    {"ray_instance", "ray_head", "ray_head_node", "ray_cluster", "real"}
+)  # real: a tracked job
 SLOW_MODULES = frozenset(
     {
         "test_cluster.py",  # a two-node Ray cluster
@@ -30,6 +32,7 @@ SLOW_TESTS = frozenset(
     {
         "test_jobs_starting_together_on_a_fresh_store_all_get_working_tracking",
         "test_report_of_a_real_job",
+        "test_the_fast_tier_selects_every_test_but_the_slow_ones",  # collects the whole suite again
     }
 )
 
