@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from cells._compile import CellLayer, build_layer
     from cells._compile_cache import CompileCacheInfo, clear_compile_cache, compile_cache_info
     from cells._compile_population import PopulationLayer, build_population_layer
+    from cells._console import table_console
     from cells._diagram import diagram_svg, draw_diagram
     from cells._dropout import dropout, dropout_mask
     from cells._mutation import mutate
@@ -56,6 +57,7 @@ __getattr__ = lazy_exports(
     {
         "cells._cli_failure": ("OneLineErrors", "cli_failure"),
         "cells._compile": ("CellLayer", "build_layer"),
+        "cells._console": ("table_console",),
         "cells._compile_cache": ("CompileCacheInfo", "clear_compile_cache", "compile_cache_info"),
         "cells._compile_population": ("PopulationLayer", "build_population_layer"),
         "cells._diagram": ("diagram_svg", "draw_diagram"),
@@ -117,6 +119,7 @@ __all__ = [
     "random_cell",
     "read_text_file",
     "render_svg",
+    "table_console",
     "to_dot",
     "to_equations",
     "to_markdown",

@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cells import cli_failure
+from cells import cli_failure, table_console
 from search import (
     final_legend,
     final_task_cell,
@@ -386,7 +386,7 @@ def _print_top(rows: list[Any], tasks: list[str], by_task: str | None) -> None:
             cells.append(format_estimate(r.final_score, r.final_interval))
         cells += [final_task_cell(r.per_task, task) for task in final_tasks]
         table.add_row(*cells)
-    Console().print(table)
+    table_console().print(table)
 
 
 def _legend(graph: dict[str, Any]) -> str:
@@ -401,7 +401,7 @@ def _legend(graph: dict[str, Any]) -> str:
 
 
 def _print_details(details: Any, dashboard: str) -> None:
-    console = Console(highlight=False)
+    console = table_console(highlight=False)
     title = f"architecture {details.arch_id}"
     if details.library_name:
         title += f" ({details.library_name})"

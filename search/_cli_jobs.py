@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cells import CellsearchError, cli_failure
+from cells import CellsearchError, cli_failure, table_console
 from search._ids import ID_MAX
 from search._intervals import format_estimate
 from search._jobspec import JobError, JobSpec
@@ -216,7 +216,7 @@ def _run(
     from search._result_store import ResultStore
     from search._store_errors import StoreError
 
-    console, errors = Console(), Console(stderr=True)
+    console, errors = table_console(), Console(stderr=True)
     feed = ProgressFeed(job_name=spec.name)
     feed.subscribe(lambda event, data: _warn(errors, event, data))
     lines = ProgressLines(feed, errors.file, every=output.progress_every, enabled=not errors.is_terminal)

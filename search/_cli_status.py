@@ -12,10 +12,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from cells import cli_failure as _fail
+from cells import table_console
 from search._ids import ID_MAX
 from search._intervals import format_estimate
 from search._settings import ENV_DB_URL, resolve_settings
@@ -149,7 +149,7 @@ def _print_job(summary: JobSummary, leaders: list[RankedArchitecture]) -> None:
         else f"architecture {best['arch_id']}, score "
         f"{format_estimate(best['score'], summary.best_score_interval, 4)}",
     )
-    console = Console()
+    console = table_console()
     console.print(table)
     if leaders:
         board = Table(title="top architectures", title_justify="left")
@@ -200,4 +200,4 @@ def _print_all(summaries: list[JobSummary], format: StatusFormat) -> None:
             "-" if s.best_arch_id is None else str(s.best_arch_id),
             format_estimate(s.best_score, s.best_score_interval, 4),
         )
-    Console().print(table)
+    table_console().print(table)
