@@ -148,23 +148,32 @@ def test_hostile_text_is_drawn_as_text(tmp_path: Path) -> None:
     assert "$" not in diagram_layout(graph, _measure).boxes["n:a"].label
 
 
-def test_diagram_without_graphviz(tmp_path: Path) -> None:
+DRAWERS = {
+    "cells": "from cells import draw_diagram\ndraw_diagram(library.get('lstm'), out)\n",
+    # what the MLflow writer logs as an architecture run's cell.png
+    "mlflow artifact": "from dashboards._run_pages import diagram_png\n"
+    "assert diagram_png(library.get('lstm'), out.parent) == 'cell.png' == out.name\n",
+}
+
+
+@pytest.mark.parametrize("drawer", DRAWERS)
+def test_diagram_without_graphviz(tmp_path: Path, drawer: str) -> None:
     """With no ``dot`` on PATH (PATH names only an empty folder) the diagram is still drawn."""
     empty = tmp_path / "bin"
     empty.mkdir()
     code = (
-        "import shutil, sys\n"
-        "from cells import draw_diagram, library\n"
+        "import shutil, sys\nfrom pathlib import Path\n"
+        "from cells import library\n"
         "assert shutil.which('dot') is None\n"
-        "print(draw_diagram(library.get('lstm'), sys.argv[1]))\n"
+        "out = Path(sys.argv[1])\n" + DRAWERS[drawer]
     )
     env = {**os.environ, "PATH": str(empty), "PYTHONPATH": str(REPO), "MPLCONFIGDIR": str(tmp_path / "mpl")}
     done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "lstm.png")],
+        [sys.executable, "-c", code, str(tmp_path / "cell.png")],
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    with Image.open(tmp_path / "lstm.png") as image:
+    with Image.open(tmp_path / "cell.png") as image:
         assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 600
 
 
