@@ -6,9 +6,14 @@ there is as wide as its content needs, up to ``COLUMNS`` when that is set, else
 :data:`PIPED_WIDTH`.
 
 Example:
-    >>> import io
-    >>> table_console(file=io.StringIO()).width
+    >>> import io, os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"COLUMNS": ""}):
+    ...     table_console(file=io.StringIO()).width
     200
+    >>> with mock.patch.dict(os.environ, {"COLUMNS": "132"}):
+    ...     table_console(file=io.StringIO()).width
+    132
 """
 
 from __future__ import annotations
