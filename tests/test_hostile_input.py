@@ -28,6 +28,7 @@ from _hostile_runner import MEMORY_CAP, Case, run_cases
 pytestmark = pytest.mark.timeout(1800)
 BY_ID = {case.id: case for case in CASES}
 _PROBLEMS = re.compile(r"\b\d+ problems:\s*$")
+_PROGRESS_LINE = re.compile(r"\[\d+:\d\d:\d\d\] job \d+ ")
 
 
 def selected() -> list[Case]:
@@ -39,9 +40,13 @@ def selected() -> list[Case]:
 def message_lines(stderr: str) -> list[str]:
     """The non-empty lines of stderr; Click's usage-error block (Usage, Try, the boxed error)
     counts as the one line inside its box."""
-    # a driver's warning (``warning: ...``, said while a job runs) is not the refusal's message
+    # A driver's warning (``warning: ...``) and the progress lines of a job that ran and then
+    # failed (``[0:00:09] job 1 failed: ...``, written when stderr is not a terminal) are said
+    # while a job runs: they are not the refusal's message.
     lines = [
-        line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("warning: ")
+        line.strip()
+        for line in stderr.splitlines()
+        if line.strip() and not line.startswith("warning: ") and not _PROGRESS_LINE.match(line)
     ]
     if not lines or not lines[0].startswith("Usage:"):
         return lines
