@@ -139,11 +139,12 @@ def stop_and_check(process: subprocess.Popen[str], sig: signal.Signals, port: in
     assert "Traceback" not in process.stdout.read()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
-def test_a_signal_stops_the_server_and_all_its_workers(tmp_path: Path, sig: signal.Signals) -> None:
+def test_sigterm_stops_the_server_and_all_its_workers(tmp_path: Path) -> None:
+    # SIGINT's whole tree is checked below, in the harder case of a dashboard started with
+    # SIGINT ignored; a plain Ctrl-C's exit by the address test.
     port = free_port()
     process = start_dashboard(tmp_path, port)
-    stop_and_check(process, sig, port)
+    stop_and_check(process, signal.SIGTERM, port)
 
 
 def test_sigint_stops_a_dashboard_started_with_sigint_ignored(tmp_path: Path) -> None:
