@@ -31,7 +31,7 @@ from cells._nasbench import (
     to_nasbench_recipe,
 )
 from cells._ops import OPS, OpSpec
-from cells._plain_text import control_character_problem
+from cells._plain_text import clip, control_character_problem
 from cells._render import equation_legend, render_svg, to_dot, to_equations, to_markdown, weight_letter
 from cells._strict_json import MAX_JSON_DEPTH, StrictJSONError, load_strict_json
 from cells._strict_yaml import MAX_YAML_DEPTH, MAX_YAML_VALUES, StrictYAMLError, load_strict_yaml
@@ -99,6 +99,7 @@ __all__ = [
     "canonical_hash",
     "clear_compile_cache",
     "cli_failure",
+    "clip",
     "compile_cache_info",
     "control_character_problem",
     "diagram_svg",

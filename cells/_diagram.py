@@ -33,6 +33,7 @@ from matplotlib.textpath import TextToPath
 
 from cells._diagram_layout import Box, Edge, Layout, diagram_layout
 from cells._graph import CellGraph
+from cells._plain_text import clip
 
 FONT_SIZE = 10.0
 """Points, of the boxes' labels (the title is larger, the operand numbers smaller)."""
@@ -97,7 +98,7 @@ def diagram_bytes(graph: CellGraph, format: str = "png") -> bytes:
 
 
 def _draw(ax: Any, graph: CellGraph, layout: Layout) -> None:
-    title = graph.name if len(graph.name) <= _MAX_TITLE else graph.name[: _MAX_TITLE - 1] + "…"
+    title = clip(graph.name, _MAX_TITLE)
     ax.text(layout.width / 2, -_TITLE_ROOM / 2, title, ha="center", va="center", fontsize=FONT_SIZE + 2,
             fontweight="bold", parse_math=False)  # fmt: skip
     colour = {key: _WIRES[i % len(_WIRES)] for i, key in enumerate(_sources(layout))}

@@ -27,6 +27,10 @@ from typing import Literal
 
 from cells._graph import INPUT_X, CellGraph, Node, state_output
 from cells._ops import OPS
+from cells._plain_text import clip
+
+_NAME_WIDTH = 32
+"""A node's name is cut to this many characters in its box."""
 
 STATE_SYMBOLS = ("h", "c", "m")
 """How the states read (as in the equations): ``h_prev_0`` is ``h``, ``h_new_0`` is ``h'``."""
@@ -108,7 +112,7 @@ class Layout:
 def node_label(node: Node) -> str:
     """``i = sigmoid``; attributes on a second line (``bias_init=1``)."""
     attrs = ", ".join(f"{k}={v:g}" for k, v in sorted(node.attrs.items()))
-    return f"{_short(node.name)} = {node.op}" + (f"\n{attrs}" if attrs else "")
+    return f"{clip(node.name, _NAME_WIDTH)} = {node.op}" + (f"\n{attrs}" if attrs else "")
 
 
 def input_label(name: str) -> str:
@@ -296,10 +300,6 @@ def _ref(name: str, inputs: set[str]) -> str:
 
 def _kind(key: str) -> Kind:
     return {"in": "input", "n": "node", "out": "output", "lane": "lane"}[key.split(":", 1)[0]]  # type: ignore[return-value]
-
-
-def _short(name: str, limit: int = 32) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def _box_size(label: str, measure: Measure) -> tuple[float, float]:

@@ -10,13 +10,15 @@ Example:
     ('contains the control character U+202E', None)
     >>> control_character_problem("line 1\\nline 2", multiline=True) is None
     True
+    >>> clip("inserted node 'n10'", 12), clip("gru", 12)
+    ('inserted no…', 'gru')
 """
 
 from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["control_character_problem"]
+__all__ = ["clip", "control_character_problem"]
 
 _LINE_BREAKS = frozenset("\n\r\t")
 
@@ -32,3 +34,8 @@ def control_character_problem(text: str, multiline: bool = False) -> str | None:
         if unicodedata.category(char).startswith("C"):
             return f"contains the control character U+{ord(char):04X}"
     return None
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, its last one an ellipsis where it was cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"

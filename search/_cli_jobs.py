@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cells import CellsearchError, cli_failure, table_console
+from cells import CellsearchError, cli_failure, clip, table_console
 from search._ids import ID_MAX
 from search._intervals import format_estimate
 from search._jobspec import JobError, JobSpec
@@ -306,4 +306,4 @@ def _relative(entry: RankedArchitecture, label: str) -> str:
 def _short(text: str | None, width: int = 60) -> str | None:
     if not text:
         return None
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return clip(text, width)

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import IO
 
+from cells import clip
 from search._intervals import format_estimate
 from search._progress import ProgressFeed, clock_text
 
@@ -84,9 +85,7 @@ def _best(feed: ProgressFeed) -> str:
     score, arch_id = feed.best_score, feed.best_arch_id
     if score is None or arch_id is None:
         return "none yet"
-    label = " ".join(feed.best_label.split())
-    if len(label) > _LABEL_WIDTH:
-        label = label[: _LABEL_WIDTH - 1] + "…"
+    label = clip(" ".join(feed.best_label.split()), _LABEL_WIDTH)
     named = f" ({label})" if label else ""
     return f"{format_estimate(score, feed.best_interval, 4)} arch {arch_id}{named}"
 

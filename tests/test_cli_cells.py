@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _cell_examples import WRITES_C
 from _test_data import TEST_DATA, require_test_data
 from typer.testing import CliRunner, Result
 
@@ -113,18 +114,8 @@ def test_show_a_file(tmp_path: Path) -> None:
 
 def test_show_counts_the_states_the_cell_reads(tmp_path: Path) -> None:
     """A cell declaring c but never reading it carries one state, and says so."""
-    data = {
-        "name": "writes-c",
-        "num_states": 2,
-        "nodes": [
-            {"name": "a", "op": "linear", "inputs": ["x", "h_prev_0"]},
-            {"name": "h_new", "op": "tanh", "inputs": ["a"]},
-            {"name": "c_new", "op": "sigmoid", "inputs": ["a"]},
-        ],
-        "outputs": ["h_new", "c_new"],
-    }
     path = tmp_path / "writes-c.json"
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(WRITES_C))
     result = invoke("cells", "show", path)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[1].startswith("states 1 (2 declared, 1 never read), nodes 3, hash ")

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _cell_examples import WRITES_C
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -280,18 +281,7 @@ def test_lstm_without_forget_gate_has_no_tag() -> None:
 
 def unread_cell_state() -> CellGraph:
     """Two states declared, ``c`` written (from ``x``) but never read: one state is carried."""
-    return CellGraph.parse(
-        {
-            "name": "writes-c",
-            "num_states": 2,
-            "nodes": [
-                {"name": "a", "op": "linear", "inputs": ["x", "h_prev_0"]},
-                {"name": "h_new", "op": "tanh", "inputs": ["a"]},
-                {"name": "c_new", "op": "sigmoid", "inputs": ["a"]},
-            ],
-            "outputs": ["h_new", "c_new"],
-        }
-    )
+    return CellGraph.parse(WRITES_C)
 
 
 def test_a_state_written_but_never_read_is_not_counted() -> None:

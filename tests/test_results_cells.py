@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _cell_examples import WRITES_C
 from typer.testing import CliRunner
 
 from cells import CellGraph, build_layer, library
@@ -142,18 +143,7 @@ def test_the_jobs_hidden_size_is_read_from_its_settings() -> None:
 
 def test_a_state_the_cell_never_reads_is_not_counted(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'results.db'}"
-    writes_c = CellGraph.parse(
-        {
-            "name": "writes-c",
-            "num_states": 2,
-            "nodes": [
-                {"name": "a", "op": "linear", "inputs": ["x", "h_prev_0"]},
-                {"name": "h_new", "op": "tanh", "inputs": ["a"]},
-                {"name": "c_new", "op": "sigmoid", "inputs": ["a"]},
-            ],
-            "outputs": ["h_new", "c_new"],
-        }
-    )
+    writes_c = CellGraph.parse(WRITES_C)
     with ResultStore.open(url) as store:
         job_id = store.create_job(spec())
         arch, _ = store.add_architecture(writes_c, job_id=job_id)
