@@ -57,9 +57,13 @@ def task_key(
     from workers import SearchSpace  # Optuna: loaded only by what computes keys
 
     task_class = workers.TASKS.get(name)
+    base = SearchSpace()
     if task_class is not None:
+        base = workers.task_search_space(name, **settings)
         settings = task_class.config_class.model_validate(settings).model_dump(mode="json")
-    space = SearchSpace().with_overrides(hparams or {}).model_dump(mode="json")
+    space = base.with_overrides(hparams or {}).model_dump(mode="json")
+    if space.get("tie_weights") is False:  # the default: keys of jobs before the option stay
+        del space["tie_weights"]
     dumped = budget.model_dump(mode="json")
     if dumped.get("score_split") == "valid":  # the default: keys of jobs before the option stay
         del dumped["score_split"]

@@ -245,10 +245,27 @@ class JobSpec(StrictModel):
                 reason = "the fixed strategy trains every listed cell fully; remove the section"
                 errors.append((("halving",), reason))
             errors += [(("tasks", *where), reason) for where, reason in self.halving.problems(self.tasks)]
+        errors += self._untieable()
         if self.device == "cuda" and self.resources.gpus == 0:
             reason = "'cuda' needs resources.gpus above 0 (a trial that asks Ray for no GPU sees none)"
             errors.append((("device",), reason))
         return errors + self._idle_settings()
+
+    def _untieable(self) -> ErrorList:
+        """``tie_weights`` on a task whose inputs are frames, not tokens: every trial would fail."""
+        errors: ErrorList = []
+        for i, task in enumerate(self.tasks):
+            if task.task_class.input_kind == "tokens":
+                continue
+            tie = {**self.hparams, **task.hparams}.get("tie_weights")
+            if tie is True or (isinstance(tie, list) and True in tie):
+                where = ("tasks", i, "hparams", "tie_weights") if "tie_weights" in task.hparams else (
+                    "hparams",
+                    "tie_weights",
+                )
+                reason = f"task {task.id!r} reads frames, not tokens: it has no embedding to tie"
+                errors.append((where, reason))
+        return errors
 
     def _idle_settings(self) -> ErrorList:
         """Settings under which the job would run and do nothing useful: an evolution whose first
@@ -348,10 +365,12 @@ class JobSpec(StrictModel):
         raise KeyError(f"job {self.name!r} has no task {task_id!r}")
 
     def search_space(self, task: TaskEntry | None = None) -> Any:
-        """The ``workers.SearchSpace`` of a task: the defaults, the job's and the task's overrides."""
-        from workers import SearchSpace
+        """The ``workers.SearchSpace`` of a task: the defaults, the task's protocol (e.g. the
+        ``text`` task's language-model protocol), the job's and the task's overrides."""
+        from workers import SearchSpace, task_search_space
 
-        space = SearchSpace().with_overrides(self.hparams)
+        base = task_search_space(task.name, **task.settings) if task is not None else SearchSpace()
+        space = base.with_overrides(self.hparams)
         return space.with_overrides(task.hparams) if task is not None and task.hparams else space
 
     @cached_property

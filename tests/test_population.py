@@ -246,6 +246,21 @@ def test_language_model_members_match_on_real_text() -> None:
         assert_same_result(member, evaluate_trial("lstm", task, hp, budget, device="cpu"))
 
 
+@pytest.mark.parametrize("name", ["gru", "lstm-mutant"])
+def test_tied_weights_members_match_their_trials_alone(name: str, arith: Task) -> None:
+    # The language-model protocol ties the embedding to the output layer: one matrix gets the
+    # gradients of both uses, in the population as alone (with and without embedding dropout,
+    # which decides whether the embedding folds into the first layer's products).
+    cell = CELLS[name]()
+    members = [hp.model_copy(update={"tie_weights": True}) for hp in MEMBERS]
+    results = train_population(cell, arith, members, BUDGET, device="cpu")
+    for member, hp in zip(results, members, strict=True):
+        alone = evaluate_trial(cell, arith, hp, BUDGET, device="cpu")
+        assert_same_result(member, alone)
+    untied = evaluate_trial(cell, arith, MEMBERS[0], BUDGET, device="cpu")
+    assert results[0].num_params < untied.num_params  # the output matrix is not counted twice
+
+
 LINEAR_RNN = CellGraph.parse(
     {
         "name": "linear-rnn",

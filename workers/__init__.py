@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from workers._arith import ArithConfig, ArithTask
     from workers._evaluate import evaluate_trial, resolve_task
     from workers._hparams import HyperParams, Range, SearchSpace, SearchSpaceError
+    from workers._lm_protocol import LM_PROTOCOL
     from workers._memorize import MemorizeConfig, MemorizeTask
     from workers._model import (
         LayerFactory,
@@ -68,7 +69,14 @@ if TYPE_CHECKING:
         TaskConfigError,
         TaskSpec,
     )
-    from workers._task_registry import TASKS, clear_task_cache, make_task, register_task, task_config
+    from workers._task_registry import (
+        TASKS,
+        clear_task_cache,
+        make_task,
+        register_task,
+        task_config,
+        task_search_space,
+    )
     from workers._text import FileSlice, TextConfig, TextTask
     from workers._train import train
     from workers._xml import XmlConfig, XmlTask
@@ -122,7 +130,16 @@ __getattr__ = lazy_exports(
             "TaskConfigError",
             "TaskSpec",
         ),
-        "workers._task_registry": ("TASKS", "clear_task_cache", "make_task", "register_task", "task_config"),
+        "workers._task_registry": (
+            "TASKS",
+            "clear_task_cache",
+            "make_task",
+            "register_task",
+            "task_config",
+    "task_search_space",
+            "task_search_space",
+        ),
+        "workers._lm_protocol": ("LM_PROTOCOL",),
         "workers._text": ("FileSlice", "TextConfig", "TextTask"),
         "workers._train": ("train",),
         "workers._xml": ("XmlConfig", "XmlTask"),
@@ -134,6 +151,7 @@ __all__ = [
     "DATASETS",
     "DEFAULT_DATA_DIR",
     "ENV_DATA_DIR",
+    "LM_PROTOCOL",
     "PROXIES",
     "TASKS",
     "ArithConfig",
@@ -193,6 +211,7 @@ __all__ = [
     "set_forget_bias",
     "start_relay",
     "task_config",
+    "task_search_space",
     "torch_lstm_factory",
     "train",
     "train_population",

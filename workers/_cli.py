@@ -82,8 +82,9 @@ arith budget and its model)."""
 DEFAULT_STEPS = 200
 DEFAULT_EVAL_EVERY = 100
 DEFAULT_SPACE = {"num_layers": 1, "hidden_size": 32, "dropout": 0.0}
-"""The search space of ``cells eval`` unless ``--space`` overrides a field (the rest of
-:class:`workers.SearchSpace`'s defaults are sampled)."""
+"""The search space of ``cells eval`` unless the task's protocol (e.g. the ``text`` task's
+language-model protocol) or ``--space`` sets a field (the rest of :class:`workers.SearchSpace`'s
+defaults are sampled)."""
 
 
 def eval_cell(
@@ -148,8 +149,8 @@ def eval_cell(
     _check_range("--seed", seed, 0, MAX_SEED)
     budget = _budget(budget_steps, budget_seconds, eval_every)
     _check_device(device)
-    space = _space(space_file)
     settings = _settings(task, task_settings or [])
+    space = _space(space_file, _protocol(task, settings))
     graph = _cell(cell)
     resolved = _task(task, settings)
     with TrialProgress(f"{graph.name} on {resolved.name}", trials) as (start, advance):
@@ -258,11 +259,18 @@ def _budget(budget_steps: int | None, budget_seconds: float | None, eval_every: 
         raise cli_failure(f"{option}: {message}", 2) from None
 
 
-def _space(space_file: Path | None) -> SearchSpace:
+def _protocol(task: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The search-space fields the task's protocol sets (its settings are checked already)."""
+    from workers._task_registry import task_config
+
+    return task_config(task, **settings).search_space_defaults()
+
+
+def _space(space_file: Path | None, protocol: dict[str, Any]) -> SearchSpace:
     from cells import UserFileError, read_text_file
     from workers._hparams import SearchSpace, SearchSpaceError
 
-    space = SearchSpace().with_overrides(DEFAULT_SPACE)
+    space = SearchSpace().with_overrides({**DEFAULT_SPACE, **protocol})
     if space_file is None:
         return space
     try:

@@ -86,6 +86,9 @@ class HyperParams(BaseModel):
     keeps the cell's."""
     optimizer: Literal["adam", "sgd"] = "adam"
     """``adam`` or plain ``sgd``."""
+    tie_weights: bool = Field(default=False, strict=True)
+    """Share one matrix between the embedding and the output layer (Press & Wolf 2017; Inan et
+    al. 2017): token tasks whose inputs and outputs are the same vocabulary only."""
     batch_size: int = Field(default=32, ge=1, le=MAX_BATCH_SIZE, strict=True)
     """Training sequences per step, 1 to 4096."""
     seed: int = Field(default=0, ge=0, le=MAX_HPARAM_SEED, strict=True)
@@ -149,7 +152,7 @@ SpaceValue = Range | list[Any] | bool | int | float | str | None
 """A search-space field: a range (a mapping), a list of choices, or a fixed value."""
 
 _INT_FIELDS = frozenset({"num_layers", "hidden_size", "param_budget", "batch_size", "seed"})
-_CATEGORICAL_FIELDS = frozenset({"optimizer"})
+_CATEGORICAL_FIELDS = frozenset({"optimizer", "tie_weights"})
 
 
 @cache
@@ -196,6 +199,7 @@ class SearchSpace(BaseModel):
     dropout: SpaceValue = Range(low=0.0, high=0.5)
     forget_bias: SpaceValue = None
     optimizer: SpaceValue = "adam"
+    tie_weights: SpaceValue = False
     batch_size: SpaceValue = 32
     seed: SpaceValue = 0
 

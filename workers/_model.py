@@ -56,7 +56,12 @@ class _Dropout(nn.Dropout):
 class RecurrentModel(nn.Module):
     """Embedding (tokens) or linear projection (frames) to the hidden size, the recurrent layers
     (dropout between them), and a linear output layer; dropout also on the embedding and before
-    the output layer (Zaremba et al. 2014), so ``dropout=0`` turns it all off."""
+    the output layer (Zaremba et al. 2014), so ``dropout=0`` turns it all off.
+
+    ``tie_weights``: the output layer reads the embedding's matrix (Press & Wolf 2017), for token
+    inputs whose vocabulary is also the output's; ``parameters()`` then holds the matrix once,
+    as ``encoder.weight``.
+    """
 
     def __init__(
         self,
@@ -67,8 +72,14 @@ class RecurrentModel(nn.Module):
         layer_factory: LayerFactory,
         num_layers: int = 1,
         dropout: float = 0.0,
+        tie_weights: bool = False,
     ) -> None:
         super().__init__()
+        if tie_weights and (input_kind != "tokens" or input_size != output_size):
+            raise ValueError(
+                "tie_weights: expected token inputs with as many classes as input tokens, got "
+                f"{input_kind} inputs of size {input_size} and {output_size} outputs"
+            )
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.encoder = (
@@ -79,6 +90,9 @@ class RecurrentModel(nn.Module):
         self.rnn = layer_factory(hidden_size, hidden_size, num_layers, dropout)
         self.drop = _Dropout(dropout)
         self.decoder = nn.Linear(hidden_size, output_size)
+        self.tied = tie_weights
+        if tie_weights:
+            self.decoder.weight = self.encoder.weight  # [vocabulary, hidden] both
 
     def forward(self, inputs: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """``inputs`` ``[T, B]`` tokens or ``[T, B, D]`` frames -> (logits ``[T, B, output_size]``, state)."""
@@ -93,10 +107,10 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _build(
-    task: Task, factory: LayerFactory, hidden_size: int, num_layers: int, dropout: float
+    task: Task, factory: LayerFactory, hidden_size: int, num_layers: int, dropout: float, tied: bool
 ) -> RecurrentModel:
     return RecurrentModel(
-        task.input_kind, task.input_size, task.output_size, hidden_size, factory, num_layers, dropout
+        task.input_kind, task.input_size, task.output_size, hidden_size, factory, num_layers, dropout, tied
     )
 
 
@@ -106,6 +120,7 @@ def hidden_size_for_budget(
     num_layers: int,
     param_budget: int,
     layer_factory: LayerFactory | None = None,
+    tie_weights: bool = False,
 ) -> int:
     """The largest hidden size whose model (embedding and output layer included) has at most
     ``param_budget`` parameters.
@@ -116,7 +131,9 @@ def hidden_size_for_budget(
     """
     factory = layer_factory or cell_layer_factory(_need_cell(cell))
     with torch.random.fork_rng(devices=[]):  # sizing must not move the trial's random stream
-        c0, c1, c2 = (count_parameters(_build(task, factory, h, num_layers, 0.0)) for h in (1, 2, 3))
+        c0, c1, c2 = (
+            count_parameters(_build(task, factory, h, num_layers, 0.0, tie_weights)) for h in (1, 2, 3)
+        )
     # P(h) = a h^2 + b h + c through (1, c0), (2, c1), (3, c2).
     a = (c2 - 2 * c1 + c0) / 2
     b = c1 - c0 - 3 * a
@@ -142,7 +159,8 @@ def hidden_size_for_budget(
 def model_for(
     task: Task, cell: CellGraph | None, hparams: HyperParams, layer_factory: LayerFactory | None = None
 ) -> RecurrentModel:
-    """The model of one trial: sized from ``hidden_size`` or ``param_budget``, initialised
+    """The model of one trial: sized from ``hidden_size`` or ``param_budget``, weights tied when
+    ``tie_weights`` is set, initialised
     uniformly in ``[-init_scale, init_scale]`` when set, forget-gate biases overridden when
     ``forget_bias`` is set. Draws from torch's global generator: seed it first.
 
@@ -152,8 +170,10 @@ def model_for(
     hidden_size = hparams.hidden_size
     if hidden_size is None:
         assert hparams.param_budget is not None  # HyperParams sets one of the two
-        hidden_size = hidden_size_for_budget(task, cell, hparams.num_layers, hparams.param_budget, factory)
-    model = _build(task, factory, hidden_size, hparams.num_layers, hparams.dropout)
+        hidden_size = hidden_size_for_budget(
+            task, cell, hparams.num_layers, hparams.param_budget, factory, hparams.tie_weights
+        )
+    model = _build(task, factory, hidden_size, hparams.num_layers, hparams.dropout, hparams.tie_weights)
     if hparams.init_scale is not None:
         with torch.no_grad():
             for p in model.parameters():

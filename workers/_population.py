@@ -104,7 +104,7 @@ def population_size(setting: PopulationSetting, device: str | torch.device = "cp
 
 def population_key(hparams: HyperParams, hidden_size: int | None = None) -> tuple[Any, ...]:
     """What members of one population must share: layers, hidden size (or parameter budget),
-    batch size and optimizer kind."""
+    batch size, optimizer kind and whether the embedding and output weights are tied."""
     size: tuple[str, int | None] = (
         ("hidden", hidden_size)
         if hidden_size is not None
@@ -112,7 +112,7 @@ def population_key(hparams: HyperParams, hidden_size: int | None = None) -> tupl
         if hparams.hidden_size is not None
         else ("budget", hparams.param_budget)
     )
-    return (hparams.num_layers, size, hparams.batch_size, hparams.optimizer)
+    return (hparams.num_layers, size, hparams.batch_size, hparams.optimizer, hparams.tie_weights)
 
 
 def plan_populations(
@@ -144,7 +144,7 @@ def plan_populations(
         hidden = None
         if hp.hidden_size is None and task is not None and cell is not None:
             assert hp.param_budget is not None
-            hidden = hidden_size_for_budget(task, cell, hp.num_layers, hp.param_budget)
+            hidden = hidden_size_for_budget(task, cell, hp.num_layers, hp.param_budget, None, hp.tie_weights)
         chunks = groups.setdefault(population_key(hp, hidden), [])
         if not chunks or len(chunks[-1]) >= limit:
             chunks.append([])

@@ -58,8 +58,8 @@ class PopulationModel:
         if not isinstance(first.rnn, CellLayer):
             raise TypeError("population training needs cell layers built by cells.build_layer")
         shapes = {tuple((n, tuple(p.shape)) for n, p in m.named_parameters()) for m in models}
-        if len(shapes) != 1:
-            raise ValueError("models: members differ in shape (layers, hidden size or cell)")
+        if len(shapes) != 1 or len({m.tied for m in models}) != 1:
+            raise ValueError("models: members differ in shape (layers, hidden size, cell or tied weights)")
         self.input_kind = input_kind
         self.layer = build_population_layer(first.rnn.graph)
         """The batched code of every layer (all layers share one cell and shape)."""
@@ -118,7 +118,7 @@ class PopulationModel:
         shared = inputs.dim() == (2 if self.input_kind == "tokens" else 3)
         T, B = inputs.shape[int(not shared)], inputs.shape[1 + int(not shared)]
         if state is None:
-            zeros = p["decoder.weight"].new_zeros(P, B, H)
+            zeros = p["decoder.bias"].new_zeros(P, B, H)
             state = [[zeros] * self.num_states for _ in range(self.num_layers)]
         x: Tensor | None
         folded = None  # layer 0's pre-activations, when the embedding folds into its x-weights
@@ -160,9 +160,9 @@ class PopulationModel:
         if dropout is not None:
             x = dropout(x)
         outputs = p["decoder.bias"].shape[1]
-        logits = torch.baddbmm(
-            p["decoder.bias"][:, None, :], x.reshape(P, T * B, H), p["decoder.weight"].transpose(1, 2)
-        )
+        # A tied model has no decoder.weight of its own (parameters() lists the matrix once).
+        decoder = p["decoder.weight"] if "decoder.weight" in p else p["encoder.weight"]
+        logits = torch.baddbmm(p["decoder.bias"][:, None, :], x.reshape(P, T * B, H), decoder.transpose(1, 2))
         return logits.view(P, T, B, outputs), finals
 
     __call__ = forward

@@ -78,6 +78,11 @@ class TaskConfig(BaseModel):
     seed: int = Field(default=0, ge=-MAX_SEED - 1, le=MAX_SEED, strict=True)
     """Seeds the task's data: any 64-bit signed integer."""
 
+    def search_space_defaults(self) -> dict[str, Any]:
+        """Search-space fields this task's training protocol sets, on top of
+        :class:`workers.SearchSpace`'s defaults and under a job's ``hparams`` (none by default)."""
+        return {}
+
 
 class Task(ABC):
     """A task: training batches, fixed held-out splits and metrics.

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import threading
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -26,6 +26,9 @@ from workers._problems import described_problems
 from workers._task import Task, TaskConfig, TaskConfigError, TaskSpec
 from workers._text import TextTask
 from workers._xml import XmlTask
+
+if TYPE_CHECKING:
+    from workers._hparams import SearchSpace
 
 TASKS: dict[str, type[Task]] = {
     cls.name: cls for cls in (ArithTask, MemorizeTask, MusicTask, TextTask, XmlTask)
@@ -65,6 +68,15 @@ def task_config(spec: TaskSpec | str, /, **settings: Any) -> TaskConfig:
         workers._task.TaskConfigError: task 'arith': max_digits: Input should be greater than ... 1, got 0
     """
     return _resolve(spec, settings)[1]
+
+
+def task_search_space(spec: TaskSpec | str, /, **settings: Any) -> SearchSpace:
+    """The search space a task's trials start from: :class:`workers.SearchSpace`'s defaults with
+    the task's protocol on top (e.g. the ``text`` task's language-model protocol); a job's
+    ``hparams`` go on top of this."""
+    from workers._hparams import SearchSpace  # Optuna: loaded by what samples hyperparameters
+
+    return SearchSpace().with_overrides(task_config(spec, **settings).search_space_defaults())
 
 
 _TASK_CACHE: dict[tuple[str, str], Task] = {}

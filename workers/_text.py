@@ -33,6 +33,7 @@ from torch import Tensor
 
 from workers._direction import Direction
 from workers._download import dataset_dir
+from workers._lm_protocol import LM_PROTOCOL, Protocol
 from workers._task import (
     STREAM_TRAIN,
     Batch,
@@ -98,6 +99,21 @@ class TextConfig(TaskConfig):
     """Keep only the first this many training tokens (quick trials), 2 to 10**10."""
     max_eval_tokens: int | None = Field(default=None, ge=2, le=MAX_TOKENS, strict=True)
     """Keep only the first this many tokens of the valid and test splits, 2 to 10**10."""
+    protocol: Protocol | None = None
+    """How trials train: ``lm``, the language-model protocol (tied embedding and output weights,
+    clipping at 0.25, batches of 20, learning rate and dropout tuned; see docs/lm-protocol.md);
+    ``plain``, the search space's general defaults; ``None``: ``lm`` with the ``ptb`` preset,
+    else ``plain``."""
+
+    @property
+    def resolved_protocol(self) -> Protocol:
+        """The protocol in force (``protocol``, or the preset's default)."""
+        if self.protocol is not None:
+            return self.protocol
+        return "lm" if self.preset == "ptb" else "plain"
+
+    def search_space_defaults(self) -> dict[str, Any]:
+        return dict(LM_PROTOCOL) if self.resolved_protocol == "lm" else {}
 
     @field_validator("train", "valid", "test", mode="before")
     @classmethod
