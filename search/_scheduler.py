@@ -27,6 +27,7 @@ from ray import exceptions as ray_errors
 from cells import first_line
 from search._book import Architecture, ArchitectureBook
 from search._cluster_fit import FitWatch
+from search._honest_results import honest_result
 from search._job_budget import JobBudget
 from search._jobspec import JobSpec, TaskEntry
 from search._launch_order import LaunchOrder
@@ -437,7 +438,9 @@ class TrialScheduler:
     def _record_results(self, members: list[_Running], results: list[TrialResult]) -> None:
         """Record the results of one Ray task's trials in the store (one transaction) and the
         display; they wait for their launch's release to reach the study and the book."""
-        pairs = list(zip(members, results, strict=True))
+        # An ``ok`` value that is no result (an overflow) is a divergence: checked here, before
+        # the store, the study and the book see it, so none of them ranks it.
+        pairs = list(zip(members, [honest_result(result) for result in results], strict=True))
         self.store.finish_trials([(running.trial_id, result) for running, result in pairs])
         for running, result in pairs:
             value = result.value if result.status == TrialStatus.OK else None
