@@ -242,7 +242,8 @@ class ArchitectureBook:
         name = study_name(self.job_id, arch.id, task.key, task.id)
         study = self.studies.cached(name)
         if study is None:
-            study = self.studies.study(name, task.direction, self.distributions[task.id])
+            # Paired by task: every cell's k-th trial on a task draws the same hyperparameters.
+            study = self.studies.study(name, task.direction, self.distributions[task.id], pairing=task.id)
             if study.num_trials == 0 and self.final is not None and task.id in self.final.task_ids:
                 search_task = self.spec.task(task.id.removesuffix(FINAL_SUFFIX))
                 study.enqueue(self._best_params(arch, search_task) or {}, repeat=int(task.trials or 1))

@@ -49,7 +49,7 @@ from search._evaluation_copy import copy_evaluation
 from search._intervals import Interval
 from search._jobspec import JobSpec, TaskEntry
 from search._leaderboard import RankedArchitecture, top_architectures
-from search._records import EvaluationRecord, interval_columns, record
+from search._records import EvaluationRecord, finite, interval_columns, record
 from search._schema import (
     TRIAL_RUNNING,
     Architecture,
@@ -241,12 +241,13 @@ class ResultStore(StoreReader):
         final_score: float | None = UNSET,
         final_interval: Interval | None = UNSET,
     ) -> None:
-        """Set a job's view of an architecture; only the given fields change."""
+        """Set a job's view of an architecture; only the given fields change (a non-finite
+        score is stored as none: the leaderboards rank only finite scores)."""
         values = {
             k: v
             for k, v in dict(
-                score=score,
-                final_score=final_score,
+                score=score if score is UNSET else finite(score),
+                final_score=final_score if final_score is UNSET else finite(final_score),
                 generation=generation,
                 filter_passed=filter_passed,
                 evaluated=evaluated,
@@ -358,8 +359,8 @@ class ResultStore(StoreReader):
                 raise ValueError(f"status: expected one of {', '.join(_EVALUATION_STATES)}, got {status!r}")
             values["status"] = status
             self._running_evaluations.discard(evaluation_id)
-        if relative_score is not UNSET:
-            values["relative_score"] = relative_score
+        if relative_score is not UNSET:  # a non-finite one is no score: never ranked
+            values["relative_score"] = finite(relative_score)
         with self._transaction() as s:
             result = s.execute(update(Evaluation).where(Evaluation.id == evaluation_id).values(**values))
             if result.rowcount == 0:  # type: ignore[attr-defined]

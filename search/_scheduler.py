@@ -27,6 +27,7 @@ from ray import exceptions as ray_errors
 from cells import first_line
 from search._book import Architecture, ArchitectureBook
 from search._cluster_fit import FitWatch
+from search._honest_results import honest_result
 from search._job_budget import JobBudget
 from search._jobspec import JobSpec, TaskEntry
 from search._launch_order import LaunchOrder
@@ -216,15 +217,23 @@ class TrialScheduler:
             self.recorded.check(number, recorded, evaluation_id, count, what)
             self._replay(number, arch, task, study, recorded)
             return
+        self._submit_groups(arch, task, study, self.ask(arch, task, count), attempt=1, launch=number)
+
+    def ask(self, arch: Architecture, task: TaskEntry, count: int) -> list[_Planned]:
+        """The next ``count`` trials of ``arch`` on ``task``, asked of its study (recorded there,
+        not started): their Optuna numbers, places among the evaluation's trials and
+        hyperparameters. The ``k``-th trial of every cell of a task gets the same draw and seed
+        (``docs/fair-comparisons.md``)."""
+        study = self.book.study(arch, task)
+        evaluation_id = self.book.evaluation(arch, task)
         first = self.ordinals.get(evaluation_id, 0)
         ordinals = list(range(first, first + count))
         self.ordinals[evaluation_id] = first + count
         asked = study.ask_many(count, ordinals)
-        planned = [
+        return [
             _Planned(a.number, ordinal, self._hparams(task, a.params, ordinal))
             for a, ordinal in zip(asked, ordinals, strict=True)
         ]
-        self._submit_groups(arch, task, study, planned, attempt=1, launch=number)
 
     def _hparams(self, task: TaskEntry, params: dict[str, Any], ordinal: int) -> dict[str, Any]:
         """A trial's hyperparameters: the sample, the fixed fields and, unless the job sets it, the seed."""
@@ -437,7 +446,9 @@ class TrialScheduler:
     def _record_results(self, members: list[_Running], results: list[TrialResult]) -> None:
         """Record the results of one Ray task's trials in the store (one transaction) and the
         display; they wait for their launch's release to reach the study and the book."""
-        pairs = list(zip(members, results, strict=True))
+        # An ``ok`` value that is no result (an overflow) is a divergence: checked here, before
+        # the store, the study and the book see it, so none of them ranks it.
+        pairs = list(zip(members, [honest_result(result) for result in results], strict=True))
         self.store.finish_trials([(running.trial_id, result) for running, result in pairs])
         for running, result in pairs:
             value = result.value if result.status == TrialStatus.OK else None

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, select
 
+from search._honest_results import honest_result
 from search._records import EvaluationRecord, finite, record
 from search._schema import TRIAL_RUNNING, Base
 from search._states import EvaluationStatus
@@ -124,6 +125,9 @@ def finish(
     updates, finished = [], []
     for trial_id, result in outcomes:
         row = _unfinished(rows.get(trial_id), trial_id)
+        # Defence in depth: the scheduler checked already, but no caller may store an absurd
+        # value as ``ok`` (it would become the evaluation's best and reach the leaderboard).
+        result = honest_result(result)
         values = _finished_values(result, now)
         values["hparams"] = json_safe({**row.hparams, **result.hparams}) if result.hparams else row.hparams
         updates.append({"_id": trial_id, **values})
@@ -155,7 +159,7 @@ def count_trials(
     best: tuple[float, int, int] | None = None  # value, Optuna number, trial id
     direction: Direction | None = None
     for trial in mine:
-        if trial.status == TrialStatus.OK and trial.value is not None:
+        if trial.status == TrialStatus.OK and trial.value is not None and math.isfinite(trial.value):
             if direction is None:
                 row = conn.execute(_SELECT_BEST, {"_id": evaluation_id}).one()
                 value, stored_direction, number, trial_id = row

@@ -264,10 +264,26 @@ class StudyBook:
         self.keep_running: dict[str, set[int]] = {}
         """Study name -> numbers of ``RUNNING`` trials a resumed job runs again (not failed on load)."""
 
-    def study(self, name: str, direction: Direction, space: dict[str, BaseDistribution]) -> TunedStudy:
-        """The study called ``name``, created (or loaded from the database) on first use."""
+    def study(
+        self,
+        name: str,
+        direction: Direction,
+        space: dict[str, BaseDistribution],
+        pairing: str | None = None,
+    ) -> TunedStudy:
+        """The study called ``name``, created (or loaded from the database) on first use.
+
+        ``pairing`` (the driver passes the task's id): studies that share it share their seed, so
+        their ``k``-th asks draw the same parameters from the same space, a paired design across
+        the cells of a task (see :meth:`TunedStudy.ask_many`); without it the seed comes from the
+        name. With ``tpe`` only the random start-up trials (before the study has
+        ``n_startup_trials`` finished ones) are paired: later draws follow each cell's own results.
+        """
         if name not in self._studies:
-            self._studies[name] = TunedStudy(self, name, direction, space, derived_seed(self.seed, name))
+            seed = (
+                derived_seed(self.seed, name) if pairing is None else derived_seed(self.seed, "pair", pairing)
+            )
+            self._studies[name] = TunedStudy(self, name, direction, space, seed)
         return self._studies[name]
 
     def cached(self, name: str) -> TunedStudy | None:

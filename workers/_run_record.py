@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -60,9 +59,10 @@ class RunRecord:
 
     def evaluated(self, step: int, metrics: dict[str, Any]) -> float | None:
         """Record the validation ``metrics`` after ``step``; returns the primary metric's value,
-        or ``None`` when it is not finite (the run then counts as diverged at ``step``)."""
+        or ``None`` when it is no result (not finite, or outside the task's ``metric_range``: an
+        overflow): the run then counts as diverged at ``step``."""
         value = float(metrics[self.task.primary_metric])
-        if not math.isfinite(value):
+        if not self.task.admits(value):
             self.diverge(step)
             return None
         self.curve.append((step, value))
@@ -72,9 +72,10 @@ class RunRecord:
 
     def tested(self, metrics: dict[str, Any]) -> None:
         """The test split's ``metrics`` of the trained model: they become the trial's value
-        (the best validation value is kept as ``valid_value``); a non-finite one is divergence."""
+        (the best validation value is kept as ``valid_value``); one that is no result (see
+        :meth:`evaluated`) is divergence."""
         value = float(metrics[self.task.primary_metric])
-        if not math.isfinite(value):
+        if not self.task.admits(value):
             self.diverge(self.curve[-1][0] if self.curve else 0)
             return
         self.test = (value, metrics)

@@ -96,13 +96,29 @@ class Task(ABC):
     primary_metric: ClassVar[str]
     direction: ClassVar[Direction]
     metric_range: ClassVar[tuple[float, float]] = (-math.inf, math.inf)
-    """The values ``primary_metric`` can take at all (an accuracy lies in ``[0, 1]``): a filter
-    threshold beyond them stops every cell, and a job with one is refused."""
+    """The values ``primary_metric`` can take at all (an accuracy lies in ``[0, 1]``), or take
+    meaningfully (a perplexity beyond the overflow bound of ``workers._text``): a filter
+    threshold beyond them stops every cell, and a job with one is refused; a trial whose value
+    falls outside (or is not finite) diverged (:meth:`admits`)."""
     input_kind: ClassVar[Literal["tokens", "frames"]]
     loss: ClassVar[Literal["ce", "bce"]]
 
     def __init__(self, config: TaskConfig) -> None:
         self.config = config
+
+    @classmethod
+    def admits(cls, value: float) -> bool:
+        """Whether ``value`` of ``primary_metric`` is a result: finite and within ``metric_range``.
+
+        A value outside is an overflow or a bug, never a score to rank (the run diverged).
+
+        Example:
+            >>> from workers import TextTask
+            >>> TextTask.admits(35.2), TextTask.admits(1e304), TextTask.admits(float("nan"))
+            (True, False, False)
+        """
+        low, high = cls.metric_range
+        return math.isfinite(value) and low <= value <= high
 
     @property
     @abstractmethod

@@ -52,6 +52,12 @@ PRESETS: dict[str, dict[str, str]] = {
 }
 SPLITS = ("train", "valid", "test")
 MAX_TOKENS = 10**10
+MAX_MEAN_NLL = 100.0
+"""The largest mean NLL (nats per token) that is a result; above it the perplexity is an
+overflow and reads as ``inf`` (the trial diverged). A uniform prediction scores ln(vocabulary):
+under 24 nats even for the most tokens a split may hold (ln 10**10), and a trained model lies
+below that. A mean of 100 nats means logits off by about 100 on every token, a blown-up model,
+and its perplexity (above 10**43) would only rank as an absurd number."""
 Fraction = Annotated[float, Field(gt=0.0, le=1.0, strict=True, allow_inf_nan=False)]
 
 
@@ -173,7 +179,7 @@ class TextTask(Task):
     config_class = TextConfig
     primary_metric = "perplexity"
     direction = Direction.MINIMIZE
-    metric_range = (1.0, math.inf)
+    metric_range = (1.0, math.exp(MAX_MEAN_NLL))
     input_kind = "tokens"
     loss = "ce"
     config: TextConfig
@@ -273,7 +279,7 @@ class TextTask(Task):
     def evaluate(self, predict: Predict, split: Split, batch_size: int) -> dict[str, Any]:
         scores = token_metrics(predict, ((batch, {}) for batch in self.eval_batches(split, batch_size)))
         metrics = {
-            "perplexity": math.exp(min(scores["nll"], 700.0)),
+            "perplexity": math.exp(scores["nll"]) if scores["nll"] <= MAX_MEAN_NLL else math.inf,
             "nll": scores["nll"],
             "accuracy": scores["accuracy"],
             "tokens": scores["tokens"],
