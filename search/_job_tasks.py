@@ -67,6 +67,13 @@ def task_key(
     dumped = budget.model_dump(mode="json")
     if dumped.get("score_split") == "valid":  # the default: keys of jobs before the option stay
         del dumped["score_split"]
+    # Scored by the best point (as before the option), the curve settings change nothing: drop
+    # them so those keys stay; any other score makes results that are not shared with them.
+    if dumped.get("score") == "best":
+        for name in ("score", "score_window", "score_horizon"):
+            dumped.pop(name, None)
+    elif dumped.get("score") == "last_mean":
+        dumped.pop("score_horizon", None)
     payload = {"task": name, "settings": settings, "budget": dumped, "space": space}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

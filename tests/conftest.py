@@ -25,6 +25,7 @@ SLOW_MODULES = frozenset(
         "test_dashboard_server.py",  # MLflow servers started and signalled
         "test_dashboard_ui.py",  # a finished job, the MLflow server and Chromium
         "test_fidelity_benchmark.py",  # the benchmark's quick mode trains cells
+        "test_lm_fidelity_benchmark.py",  # so does this one's
         "test_hostile_input.py",  # the hostile corpus through the real command line
     }
 )
@@ -37,12 +38,29 @@ SLOW_TESTS = frozenset(
 )
 
 
+# The slow tier runs on both cores (`-m slow -n 2 --dist loadgroup`): every slow test but those
+# of these modules, which start neither Ray nor a job, shares one xdist group, so the tests that
+# start Ray run one after another on one worker (two local Ray instances at once on two cores
+# slow each other past their timeouts) while these run beside them on the other, a group per
+# module (so its module-scoped fixtures are built once).
+RAY_FREE_SLOW_MODULES = frozenset(
+    {
+        "test_dashboard_server.py",  # MLflow servers on an empty store
+        "test_fidelity_benchmark.py",  # training in the test's own process
+        "test_lm_fidelity_benchmark.py",
+    }
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         name = getattr(item, "originalname", item.name)
         if fixtures & SLOW_FIXTURES or item.path.name in SLOW_MODULES or name in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("slow"):
+            ray_free = item.path.name in RAY_FREE_SLOW_MODULES
+            item.add_marker(pytest.mark.xdist_group(item.path.stem if ray_free else "one-at-a-time"))
 
 
 @pytest.fixture

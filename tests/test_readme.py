@@ -36,7 +36,7 @@ CI = ".ci/run"
 QUICKSTART = "cellsearch launch examples/quickstart.yaml"
 EXPORT = "cellsearch results export -o results.csv"
 FAST_TIER = 'python -m pytest -m "not slow" -n 2'
-SLOW_TIER = "python -m pytest -m slow"
+SLOW_TIER = "python -m pytest -m slow -n 2 --dist loadgroup"
 SQL_QUERY = (
     'sqlite3 cellsearch.db "SELECT a.library_name, a.canonical_hash, ja.score FROM cs_job_architectures ja '
     "JOIN cs_architectures a ON a.id = ja.architecture_id WHERE ja.score IS NOT NULL "

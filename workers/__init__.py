@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cells import lazy_exports
+from workers._curve_score import CURVE_SCORES, CurveScore, curve_score
 from workers._direction import Direction
 from workers._download import (
     DATASETS,
@@ -100,6 +101,7 @@ __getattr__ = lazy_exports(
             "LayerFactory",
             "RecurrentModel",
             "count_parameters",
+    "curve_score",
             "hidden_size_for_budget",
             "model_for",
             "set_forget_bias",
@@ -148,6 +150,7 @@ __getattr__ = lazy_exports(
 
 
 __all__ = [
+    "CURVE_SCORES",
     "DATASETS",
     "DEFAULT_DATA_DIR",
     "ENV_DATA_DIR",
@@ -158,6 +161,7 @@ __all__ = [
     "ArithTask",
     "Batch",
     "Budget",
+    "CurveScore",
     "Direction",
     "DownloadError",
     "Evaluate",
@@ -192,6 +196,7 @@ __all__ = [
     "XmlTask",
     "clear_task_cache",
     "count_parameters",
+    "curve_score",
     "download_dataset",
     "download_file",
     "drop_worst",

@@ -395,7 +395,7 @@ class _PopulationRun:
         for hp in hps:  # members with one data seed share one stream of batches
             if hp.seed not in self.streams:
                 self.streams[hp.seed] = task.train_batches(hp.batch_size, hp.seed)
-        self.records = {i: RunRecord(task, hp) for i, hp in zip(members, hps, strict=True)}
+        self.records = {i: RunRecord(task, hp, budget) for i, hp in zip(members, hps, strict=True)}
         self.size = len(members)
         self.startup = 0.0  # each member's share of the time before the first step
         self.share = 0.0  # device seconds charged to each member

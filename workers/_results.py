@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cells import TextEnum
+from workers._curve_score import CurveScore
 from workers._direction import Direction
 
 
@@ -26,6 +27,10 @@ MAX_TRIAL_SECONDS = 7 * 24 * 3600.0
 """The longest wall-clock budget of one trial: a week."""
 MAX_BATCH_SIZE = 4096
 """The largest training or evaluation batch (sequences per batch)."""
+DEFAULT_CURVE_SCORE: CurveScore = "best"
+"""How a trial's curve becomes its value unless its task's budget says otherwise."""
+MAX_SCORE_WINDOW = 100
+MAX_SCORE_HORIZON = 1000.0
 
 
 class Budget(BaseModel):
@@ -59,6 +64,14 @@ class Budget(BaseModel):
     """The trial's value: ``valid``, the best validation value of its evaluations; ``test``, the
     test split's value of the model at the end of training (validation still draws the curve
     and answers the pruner). The final re-evaluation of a job scores on ``test``."""
+    score: CurveScore = DEFAULT_CURVE_SCORE
+    """How the validation curve becomes the trial's value (docs/scoring.md): ``best``, its best
+    point; ``last_mean``, the mean of its last ``score_window`` evaluations; ``predicted``, its
+    power-law fit read at ``score_horizon`` times the trial's last step."""
+    score_window: int = Field(default=3, ge=1, le=MAX_SCORE_WINDOW, strict=True)
+    """Evaluations ``last_mean`` averages (and ``predicted`` falls back to), 1 to 100."""
+    score_horizon: float = Field(default=10.0, ge=1.0, le=MAX_SCORE_HORIZON, strict=True, allow_inf_nan=False)
+    """``predicted`` reads the fitted curve at this many times the trial's steps, 1 to 1,000."""
 
     @model_validator(mode="after")
     def _some_limit(self) -> Budget:

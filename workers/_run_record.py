@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from workers._curve_score import curve_score
 from workers._direction import Direction
-from workers._results import TrialResult, TrialStatus
+from workers._results import Budget, TrialResult, TrialStatus
 from workers._task import Task
 
 if TYPE_CHECKING:
@@ -36,8 +37,10 @@ if TYPE_CHECKING:
 class RunRecord:
     """What one trial's training has seen so far: its curve, its best evaluation, how it ended."""
 
-    def __init__(self, task: Task, hparams: HyperParams) -> None:
+    def __init__(self, task: Task, hparams: HyperParams, budget: Budget | None = None) -> None:
         self.task, self.hparams = task, hparams
+        self.budget = budget or Budget()
+        """Its score settings decide how the curve becomes the trial's value."""
         self.direction = Direction(task.direction)
         self.status = TrialStatus.OK
         self.curve: list[tuple[int, float]] = []
@@ -96,7 +99,9 @@ class RunRecord:
 
         ``metrics`` holds the best evaluation's metrics plus ``best_step``, ``final_value``,
         ``hidden_size``, ``startup_seconds``, ``train_seconds`` (training steps alone,
-        validation excluded) and ``extra_metrics``.
+        validation excluded) and ``extra_metrics``. The value is the budget's curve score
+        (``best``: the best evaluation's value); under another score ``metrics`` also holds
+        ``best_value`` and ``score`` (the kind).
         """
         metrics: dict[str, Any] = {}
         if self.best is not None:
@@ -106,6 +111,17 @@ class RunRecord:
         metrics["train_seconds"] = train_seconds
         metrics.update(extra_metrics)
         value = None if self.best is None else self.best[0]
+        budget = self.budget
+        if value is not None and budget.score != "best":
+            metrics["best_value"], metrics["score"] = value, budget.score
+            value = curve_score(
+                self.curve,
+                budget.score,
+                self.direction,
+                budget.score_window,
+                budget.score_horizon,
+                self.task.metric_range,
+            )
         if self.test is not None and self.status == TrialStatus.OK:
             metrics["valid_value"] = value
             metrics.update({f"test_{k}": v for k, v in self.test[1].items()})

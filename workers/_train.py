@@ -112,7 +112,7 @@ def train(
     params = list(model.parameters())
     optimizer = _optimizer(params, hparams)
     batches = task.train_batches(hparams.batch_size, hparams.seed)
-    record = RunRecord(task, hparams)
+    record = RunRecord(task, hparams, budget)
 
     state: State | None = None
     step = 0

@@ -33,6 +33,7 @@ from pydantic import Field
 from search._job_model import StrictModel
 from search._job_tasks import TaskEntry
 from workers import Budget, Direction
+from workers._results import MAX_SCORE_HORIZON
 
 MAX_ETA = 10
 MAX_RUNGS = 6
@@ -60,14 +61,27 @@ class HalvingSection(StrictModel):
 
     def budget(self, budget: Budget, rung: int) -> Budget:
         """A rung's trial budget: the steps (and any time limit) scaled down, validation at
-        least at the end of the rung."""
+        least at the end of the rung; a ``predicted`` score reads every rung's curve at the
+        same step as the top rung's (its horizon scaled up, within the field's limit).
+
+        Example:
+            >>> rung = HalvingSection(eta=3, rungs=3).budget(Budget(max_steps=900, score="predicted"), 0)
+            >>> rung.max_steps, rung.score, rung.score_horizon
+            (100, 'predicted', 90.0)
+        """
         if budget.max_steps is None:
             raise ValueError("a laddered task needs max_steps")
         steps = self.steps(budget.max_steps, rung)
         factor = self.eta ** (self.rungs - 1 - rung)
         seconds = None if budget.max_seconds is None else budget.max_seconds / factor
+        horizon = min(budget.score_horizon * budget.max_steps / steps, MAX_SCORE_HORIZON)
         return budget.model_copy(
-            update={"max_steps": steps, "max_seconds": seconds, "eval_every": min(budget.eval_every, steps)}
+            update={
+                "max_steps": steps,
+                "max_seconds": seconds,
+                "eval_every": min(budget.eval_every, steps),
+                "score_horizon": horizon if budget.score == "predicted" else budget.score_horizon,
+            }
         )
 
     def problems(self, tasks: Sequence[TaskEntry]) -> list[tuple[tuple[int | str, ...], str]]:
