@@ -123,6 +123,28 @@ def rank_agreement(short: Sequence[float], long: Sequence[float]) -> tuple[float
     return rho, tau
 
 
+def spearman_interval(
+    short: Sequence[float], long: Sequence[float], resamples: int = 2000, level: float = 0.9
+) -> tuple[float, float]:
+    """A percentile bootstrap interval of Spearman's rho over the cells (resampled with
+    replacement, seeded): how much the figure depends on which cells happened to be drawn.
+
+    Example:
+        >>> low, high = spearman_interval([1, 2, 3, 4, 5, 6], [1, 3, 2, 4, 6, 5])
+        >>> 0.0 < low <= high <= 1.0
+        True
+    """
+    a, b = np.nan_to_num(np.array(short), posinf=1e300), np.nan_to_num(np.array(long), posinf=1e300)
+    rng = np.random.default_rng(0)
+    values = []
+    for _ in range(resamples):
+        pick = rng.integers(0, len(a), len(a))
+        if np.ptp(a[pick]) > 0 and np.ptp(b[pick]) > 0:
+            values.append(float(spearmanr(a[pick], b[pick]).statistic))
+    tail = (1 - level) / 2
+    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+
+
 def spread(values: Sequence[float]) -> float:
     """The worst trial's value over the best's (``inf`` when one diverged).
 
@@ -284,6 +306,11 @@ class ProtocolFigures:
     diverged: int
     agreement: dict[str, tuple[float, float]]
     """Score kind -> (Spearman, Kendall) against the long runs."""
+    intervals: dict[str, tuple[float, float]]
+    """Score kind -> 90% bootstrap interval of Spearman's rho over the cells."""
+    trained: dict[str, float]
+    """Score kind -> Spearman over the cells that did not diverge in the long run (diverged
+    cells tie last in both rankings, which lifts every score's agreement alike)."""
     spreads: dict[str, tuple[float, float]]
     """Cell -> worst/best trial ratio at the short budget and at the long one."""
 
@@ -296,11 +323,16 @@ def analyse(rows: list[dict[str, Any]], short: int, ratio: int, window: int) -> 
         if len(firsts) < 3:
             continue
         long = [truth(_curve(r), _diverged(r)) for r in firsts]
-        agreement = {
-            kind: rank_agreement(
-                [short_score(_curve(r), _diverged(r), kind, short, ratio, window) for r in firsts], long
-            )
+        shorts = {
+            kind: [short_score(_curve(r), _diverged(r), kind, short, ratio, window) for r in firsts]
             for kind in SCORES
+        }
+        agreement = {kind: rank_agreement(values, long) for kind, values in shorts.items()}
+        intervals = {kind: spearman_interval(values, long) for kind, values in shorts.items()}
+        kept = [i for i, value in enumerate(long) if math.isfinite(value)]
+        trained = {
+            kind: rank_agreement([values[i] for i in kept], [long[i] for i in kept])[0]
+            for kind, values in shorts.items()
         }
         spreads = {}
         for cell in sorted({r["cell"] for r in mine}):
@@ -312,7 +344,9 @@ def analyse(rows: list[dict[str, Any]], short: int, ratio: int, window: int) -> 
                 at_long = [truth(_curve(r), _diverged(r)) for r in trials]
                 spreads[cell] = (spread(at_short), spread(at_long))
         diverged = sum(1 for value in long if math.isinf(value))
-        figures.append(ProtocolFigures(protocol, len(firsts), diverged, agreement, spreads))
+        figures.append(
+            ProtocolFigures(protocol, len(firsts), diverged, agreement, intervals, trained, spreads)
+        )
     return figures
 
 
@@ -320,9 +354,14 @@ def print_figures(figures: list[ProtocolFigures], short: int, ratio: int) -> Non
     for fig in figures:
         print(f"\n== protocol {fig.protocol}: {fig.cells} cells, {fig.diverged} diverged in the long run")
         label = f"score at {short} steps"
-        print(f"{label:28}{'Spearman':>10}{'Kendall':>10}   vs best at {short * ratio}")
+        print(
+            f"{label:20}{'Spearman':>10}{'90% interval':>18}{'Kendall':>10}{'Spearman, trained':>19}"
+            f"   vs best at {short * ratio}"
+        )
         for kind, (rho, tau) in fig.agreement.items():
-            print(f"{kind:28}{rho:10.3f}{tau:10.3f}")
+            low, high = fig.intervals[kind]
+            interval = f"[{low:.2f}, {high:.2f}]"
+            print(f"{kind:20}{rho:10.3f}{interval:>18}{tau:10.3f}{fig.trained[kind]:19.3f}")
         for cell, (at_short, at_long) in fig.spreads.items():
             print(
                 f"spread of {cell} over trials (worst/best perplexity): "

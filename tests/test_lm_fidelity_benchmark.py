@@ -59,6 +59,16 @@ def test_rank_agreement_of_identical_reversed_and_tied_orders() -> None:
     assert 0.9 < rho < 1.0 and 0.9 < tau < 1.0
 
 
+def test_the_interval_holds_the_figure_and_narrows_with_more_cells() -> None:
+    short = [float(i) + (0.5 if i % 3 == 0 else 0.0) for i in range(12)]
+    long = [float(i) for i in range(12)]
+    rho, _ = lm.rank_agreement(short, long)
+    low, high = lm.spearman_interval(short, long)
+    assert low <= rho <= high <= 1.0
+    wide_low, wide_high = lm.spearman_interval(short[:6], long[:6])
+    assert wide_high - wide_low >= high - low
+
+
 def test_every_cell_gets_trial_zero_of_both_protocols_and_the_spread_cells_more() -> None:
     from cells import library
 
@@ -88,5 +98,6 @@ def test_quick_mode_trains_and_reports_both_protocols(capsys: pytest.CaptureFixt
     for fig in figures:
         assert fig.cells == 3 and set(fig.agreement) == set(lm.SCORES)
         assert all(-1.0 <= rho <= 1.0 and -1.0 <= tau <= 1.0 for rho, tau in fig.agreement.values())
+        assert set(fig.intervals) == set(fig.trained) == set(lm.SCORES)
         assert set(fig.spreads) == {"gru"} and all(ratio >= 1.0 for ratio in fig.spreads["gru"])
     assert "== protocol lm" in out and "Spearman" in out and "spread of gru" in out
