@@ -20,7 +20,7 @@ from workers._download import (
     download_dataset,
     download_file,
 )
-from workers._results import Budget, TrialResult, TrialStatus
+from workers._results import MAX_SCORE_HORIZON, Budget, TrialResult, TrialStatus
 
 if TYPE_CHECKING:
     from workers._arith import ArithConfig, ArithTask
@@ -155,6 +155,7 @@ __all__ = [
     "DEFAULT_DATA_DIR",
     "ENV_DATA_DIR",
     "LM_PROTOCOL",
+    "MAX_SCORE_HORIZON",
     "PROXIES",
     "TASKS",
     "ArithConfig",

@@ -32,8 +32,7 @@ from pydantic import Field
 
 from search._job_model import StrictModel
 from search._job_tasks import TaskEntry
-from workers import Budget, Direction
-from workers._results import MAX_SCORE_HORIZON
+from workers import MAX_SCORE_HORIZON, Budget, Direction
 
 MAX_ETA = 10
 MAX_RUNGS = 6
