@@ -61,6 +61,10 @@ def task_key(
     if task_class is not None:
         base = workers.task_search_space(name, **settings)
         settings = task_class.config_class.model_validate(settings).model_dump(mode="json")
+        if "protocol" in settings and settings["protocol"] is None:
+            # Unset, a protocol shows in the search space (below) if it changes anything: keys of
+            # text tasks from before the setting stay where it does not.
+            del settings["protocol"]
     space = base.with_overrides(hparams or {}).model_dump(mode="json")
     if space.get("tie_weights") is False:  # the default: keys of jobs before the option stay
         del space["tie_weights"]
@@ -70,8 +74,8 @@ def task_key(
     # Scored by the best point (as before the option), the curve settings change nothing: drop
     # them so those keys stay; any other score makes results that are not shared with them.
     if dumped.get("score") == "best":
-        for name in ("score", "score_window", "score_horizon"):
-            dumped.pop(name, None)
+        for field_name in ("score", "score_window", "score_horizon"):
+            dumped.pop(field_name, None)
     elif dumped.get("score") == "last_mean":
         dumped.pop("score_horizon", None)
     payload = {"task": name, "settings": settings, "budget": dumped, "space": space}

@@ -131,8 +131,14 @@ def test_a_trial_is_valued_by_its_budgets_score(kind: CurveScore, arith: Task) -
     assert member.value == pytest.approx(result.value, rel=1e-4)
 
 
+KEY_BEFORE_CURVE_SCORES = "428a87ab8d13512d"
+"""``task_key("arith", {}, Budget())`` as databases written before the score fields hold it."""
+
+
 def test_scores_are_part_of_the_task_key_only_when_they_change_the_value() -> None:
     plain = task_key("arith", {}, Budget())
+    assert plain == KEY_BEFORE_CURVE_SCORES  # earlier jobs' results are still found
+    assert len({task_key(name, {}, Budget()) for name in ("arith", "xml", "memorize")}) == 3
     assert task_key("arith", {}, Budget(score="best", score_window=7, score_horizon=50.0)) == plain
     last = task_key("arith", {}, Budget(score="last_mean"))
     assert last != plain and task_key("arith", {}, Budget(score="last_mean", score_horizon=50.0)) == last

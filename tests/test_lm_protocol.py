@@ -70,7 +70,11 @@ def test_a_job_overrides_the_protocol_and_the_key_tells_the_protocols_apart() ->
     lm = task_key("text", {"preset": "ptb"}, Budget())
     plain = task_key("text", {"preset": "ptb", "protocol": "plain"}, Budget())
     assert lm != plain
-    # Untied spaces keep the keys they had before tie_weights existed (results are shared).
+    # Text without the protocol, and untied spaces, keep the keys they had before the protocol
+    # and tie_weights existed (their results are shared); the pinned key is the one earlier
+    # databases hold.
+    files = {"train": "a.txt", "valid": "b.txt", "test": "c.txt"}
+    assert task_key("text", files, Budget()) == "e7a3f972fa9a9a59"
     assert task_key("arith", {}, Budget()) == task_key("arith", {}, Budget(), {"tie_weights": False})
     assert task_key("arith", {}, Budget()) != task_key("arith", {}, Budget(), {"tie_weights": True})
 
